@@ -1,0 +1,86 @@
+// Chromium (CDP) and Firefox ESR (WebDriver BiDi) through puppeteer-core,
+// launching the Debian binaries by path. Nothing is ever downloaded.
+
+import puppeteer from 'puppeteer-core';
+import { makeTempDir, removeDir, requireExecutable, stopGroup, trackGroup, untrackGroup, withTimeout } from './server.mjs';
+
+const LAUNCH_TIMEOUT_MS = 30000;
+const PROTOCOL_TIMEOUT_MS = 15000;
+
+// Per TESTING-NOTES: without these Chromium keeps trying to reach the internet.
+export const CHROMIUM_ARGS = [
+  '--no-sandbox', // we run as root
+  '--headless',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+export function launchChromium() {
+  return launchWithPuppeteer('chromium', (userDataDir) => ({
+    browser: 'chrome',
+    executablePath: requireExecutable('chromium', 'CHROMIUM_BIN'),
+    headless: 'shell', // i.e. plain `--headless` (we pass the full binary's path ourselves)
+    userDataDir, // becomes --user-data-dir=<fresh temp dir>
+    args: CHROMIUM_ARGS,
+  }));
+}
+
+export function launchFirefox() {
+  return launchWithPuppeteer('firefox', (userDataDir) => ({
+    browser: 'firefox', // WebDriver BiDi
+    executablePath: requireExecutable('firefox-esr', 'FIREFOX_BIN'),
+    headless: true,
+    userDataDir,
+    extraPrefsFirefox: { 'network.http.http3.enable': false },
+  }));
+}
+
+async function launchWithPuppeteer(name, options) {
+  const userDataDir = await makeTempDir(name);
+  let browser;
+  try {
+    browser = await puppeteer.launch({
+      ...options(userDataDir),
+      timeout: LAUNCH_TIMEOUT_MS,
+      protocolTimeout: PROTOCOL_TIMEOUT_MS,
+      defaultViewport: { width: 1024, height: 640 },
+      env: { ...process.env },
+    });
+  } catch (err) {
+    await removeDir(userDataDir);
+    throw new Error(`${name} failed to start: ${err.message}`, { cause: err });
+  }
+  const proc = browser.process();
+  trackGroup(proc?.pid); // puppeteer starts the browser as its own process group
+  try {
+    const version = await withTimeout(browser.version(), PROTOCOL_TIMEOUT_MS, `${name} version`);
+    const page = (await browser.pages())[0] ?? (await browser.newPage());
+    return {
+      name,
+      version,
+      open: (url) => page.goto(url, { waitUntil: 'load', timeout: 15000 }),
+      evaluate: (fnSource) => page.evaluate(`(${fnSource})()`),
+      text: (selector) => page.$eval(selector, (el) => el.textContent.trim()),
+      screenshot: (file) => page.screenshot({ path: file, type: 'png' }),
+      close: () => closePuppeteer(browser, proc, userDataDir),
+    };
+  } catch (err) {
+    await closePuppeteer(browser, proc, userDataDir);
+    throw err;
+  }
+}
+
+async function closePuppeteer(browser, proc, userDataDir) {
+  try {
+    await withTimeout(browser.close(), 10000, 'browser.close()');
+  } catch {
+    // fall through to killing the process group
+  }
+  if (proc) await stopGroup(proc, { signal: 'SIGKILL', graceMs: 3000 });
+  untrackGroup(proc?.pid);
+  await removeDir(userDataDir);
+}

@@ -1,0 +1,177 @@
+// The one end-to-end scenario, run identically against every browser engine.
+//
+// An engine is plugged in through an "adapter":
+//   { name, version?, open(url), evaluate(jsFunctionSource) -> value,
+//     text(cssSelector) -> string, screenshot(file), close() }
+// `evaluate` receives the source of a zero-argument JS function, runs it in the
+// page and returns its (JSON-serialisable) result.
+
+import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import {
+  ARTIFACT_DIR, ensureArtifactDir, freePort, now, startServer, waitFor, withTimeout,
+} from './server.mjs';
+
+/** Reads what the test asserts on: #data text and the #log entries. */
+const READ_STATE = `() => ({
+  data: document.getElementById('data')?.textContent.trim() ?? null,
+  log: Array.from(document.querySelectorAll('#log li'), (li) => li.textContent.trim()),
+  sentinel: window.__pushwireE2eSentinel ?? null,
+})`;
+const SET_SENTINEL = `() => { window.__pushwireE2eSentinel = 'same-document'; return true; }`;
+
+const INTERVAL_MS = 1000;
+const POLL_MS = 50;
+const MIN_GAP_MS = 800; // a tick may not come noticeably earlier than the interval
+const FIRST_VALUE_TIMEOUT_MS = 10000; // page load + WebSocket connect + first tick
+const THIRD_BY_MS = 3000; // "3" must be shown at most this long after "1"
+const CLOSE_TIMEOUT_MS = 5000; // SIGKILL -> "Close:" in #log
+const RECONNECT_TIMEOUT_MS = 15000; // server back -> "1" shown again
+
+// What #data may show while waiting for the next expected number.
+const isNumber = (v) => /^\s*\d+\s*$/.test(v ?? '');
+const notANumber = Object.assign((v) => !isNumber(v), { description: 'no number yet' });
+const oneOf = (prev) => Object.assign((v) => v === prev, { description: `still "${prev}"` });
+const orNotANumber = (prev) =>
+  Object.assign((v) => v === prev || !isNumber(v), { description: `still "${prev}" or no number` });
+
+export async function runCounterScenario({ engine, launch, log = (msg) => console.log(`[${engine}] ${msg}`) }) {
+  const t0 = now();
+  const ms = (t) => `${Math.round(t)} ms`;
+  const report = { engine, timings: {}, log: [], closeEntry: null };
+  const port = await freePort();
+  let server = null;
+  let browser = null;
+  let last = { data: null, log: [] };
+  let failed = true;
+
+  const state = async () => {
+    last = await browser.evaluate(READ_STATE);
+    return last;
+  };
+  const describe = () => JSON.stringify({ data: last.data, log: last.log.slice(-8) });
+  const logSince = (n) => last.log.slice(n);
+
+  /**
+   * Wait until #data shows `want`, allowing only values accepted by `allowed` on
+   * the way there (so a skipped or repeated number fails at once). Returns the time
+   * `want` was first observed.
+   */
+  const waitForData = async (want, allowed, opts) => {
+    await waitFor(async () => {
+      const s = await state();
+      if (s.data === want) return true;
+      if (!allowed(s.data)) {
+        throw new Error(`#data shows ${JSON.stringify(s.data)} while waiting for "${want}" ` +
+          `(expected ${allowed.description}); state: ${describe()}`);
+      }
+      return false;
+    }, { interval: POLL_MS, what: `#data to show "${want}"`, describe, ...opts });
+    return now();
+  };
+
+  try {
+    // --- start everything ---------------------------------------------------------
+    server = await startServer({ port, interval: '1s' });
+    report.timings.serverReady = ms(now() - t0);
+    log(`server up: ${server.command}`);
+
+    const tl = now();
+    browser = await launch();
+    report.browser = browser.version || browser.name;
+    report.timings.browserLaunch = ms(now() - tl);
+    log(`browser up (${report.browser}) in ${report.timings.browserLaunch}`);
+
+    // --- 1, 2, 3 on time ----------------------------------------------------------
+    await browser.open(server.url);
+    assert.equal(await browser.evaluate(SET_SENTINEL), true);
+    const t1 = await waitForData('1', notANumber, { timeout: FIRST_VALUE_TIMEOUT_MS });
+    const t2 = await waitForData('2', oneOf('1'), { deadline: t1 + THIRD_BY_MS });
+    const t3 = await waitForData('3', oneOf('2'), { deadline: t1 + THIRD_BY_MS });
+    report.timings.gap1to2 = ms(t2 - t1);
+    report.timings.gap2to3 = ms(t3 - t2);
+    log(`counted 1 -> 2 -> 3; gaps ${report.timings.gap1to2}, ${report.timings.gap2to3}`);
+    assert.ok(t2 - t1 >= MIN_GAP_MS, `"2" came only ${ms(t2 - t1)} after "1" (interval ${INTERVAL_MS} ms)`);
+    assert.ok(t3 - t2 >= MIN_GAP_MS, `"3" came only ${ms(t3 - t2)} after "2" (interval ${INTERVAL_MS} ms)`);
+    assert.ok(last.log.some((e) => e.startsWith('Open')), `no "Open" entry in #log: ${describe()}`);
+
+    // --- server dies: page notices ------------------------------------------------
+    await state();
+    const nBeforeKill = last.log.length;
+    const tk = now();
+    await server.kill('SIGKILL');
+    log(`server SIGKILLed (exit signal ${server.child.signalCode})`);
+    const closeEntry = await waitFor(async () => {
+      await state();
+      return logSince(nBeforeKill).find((e) => e.startsWith('Close:'));
+    }, { timeout: CLOSE_TIMEOUT_MS, interval: POLL_MS, what: '"Close:" entry in #log after SIGKILL', describe });
+    report.closeEntry = closeEntry;
+    report.timings.killToClose = ms(now() - tk);
+    report.errorEntries = logSince(nBeforeKill).filter((e) => e.startsWith('Error:'));
+    log(`page logged ${JSON.stringify(closeEntry)} ${report.timings.killToClose} after SIGKILL` +
+      (report.errorEntries.length ? `; errors: ${JSON.stringify(report.errorEntries)}` : '; no "Error:" entry'));
+
+    // --- server comes back on the same port: page reconnects without reload -------
+    const tr = now();
+    server = await startServer({ port, interval: '1s' });
+    log(`server restarted on the same port in ${ms(now() - tr)}`);
+    await state();
+    const stale = last.data;
+    assert.notEqual(stale, '1', 'precondition: #data should not already show "1" before the reconnect');
+    const r1 = await waitForData('1', orNotANumber(stale), { deadline: tr + RECONNECT_TIMEOUT_MS });
+    const r2 = await waitForData('2', oneOf('1'), { deadline: r1 + THIRD_BY_MS });
+    report.timings.restartToFirst = ms(r1 - tr);
+    report.timings.reconnectGap1to2 = ms(r2 - r1);
+    assert.ok(r2 - r1 >= MIN_GAP_MS, `after reconnect "2" came only ${ms(r2 - r1)} after "1"`);
+    assert.equal(last.sentinel, 'same-document', 'the page was reloaded (sentinel lost); it must reconnect in place');
+    const reconnects = logSince(nBeforeKill).filter((e) => e.startsWith('Reconnecting in'));
+    assert.ok(reconnects.length >= 1, `no "Reconnecting in …" entry after the close: ${describe()}`);
+    assert.ok(logSince(nBeforeKill).some((e) => e.startsWith('Open')),
+      `no new "Open" entry after the restart: ${describe()}`);
+    log(`reconnected without reload: "1" ${report.timings.restartToFirst} after restart, then "2" ` +
+      `${report.timings.reconnectGap1to2} later; ${reconnects.length} reconnect attempt(s) logged ` +
+      `(${reconnects.map((e) => JSON.stringify(e)).join(', ')})`);
+
+    // Cross-check through the engine's own element API (not our page script).
+    const shown = await browser.text('#data');
+    assert.match(shown, /^\d+$/, `#data element text is ${JSON.stringify(shown)}`);
+    assert.ok(Number(shown) >= 2 && Number(shown) <= 4, `#data element text ${shown} should be 2..4 right after the reconnect`);
+
+    // --- screenshot ---------------------------------------------------------------
+    await ensureArtifactDir();
+    const shot = path.join(ARTIFACT_DIR, `${engine}.png`);
+    await withTimeout(browser.screenshot(shot), 15000, `${engine} screenshot`);
+    const head = (await fsp.readFile(shot)).subarray(0, 8);
+    assert.deepEqual([...head], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${shot} is not a PNG`);
+    log(`screenshot: ${path.relative(process.cwd(), shot)}`);
+    failed = false;
+  } catch (err) {
+    // Add what the page and the server said to the failure.
+    const extra = [`page state: ${describe()}`];
+    if (server) extra.push(`server output:\n${server.output()}`);
+    err.message += `\n${extra.join('\n')}`;
+    throw err;
+  } finally {
+    report.log = last.log;
+    report.timings.total = ms(now() - t0);
+    report.ok = !failed;
+    if (failed && browser) {
+      // Best effort: a picture of the failure.
+      await ensureArtifactDir().then(() =>
+        withTimeout(browser.screenshot(path.join(ARTIFACT_DIR, `${engine}-failure.png`)), 10000, 'failure screenshot'))
+        .catch(() => {});
+    }
+    const tc = now();
+    await Promise.allSettled([
+      browser ? withTimeout(browser.close(), 20000, `${engine} close`).catch((e) => log(`close: ${e.message}`)) : null,
+      server ? server.stop() : null,
+    ]);
+    report.timings.teardown = ms(now() - tc);
+    await ensureArtifactDir()
+      .then(() => fsp.writeFile(path.join(ARTIFACT_DIR, `${engine}.json`), JSON.stringify(report, null, 2) + '\n'))
+      .catch(() => {});
+    log(`done in ${report.timings.total} (teardown ${report.timings.teardown})`);
+  }
+  return report;
+}

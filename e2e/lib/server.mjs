@@ -1,0 +1,337 @@
+// Shared helpers for the browser end-to-end tests: locating binaries, free ports,
+// starting/stopping the pushwire server, process-group bookkeeping, and
+// bounded polling. Everything here is engine-agnostic.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export { sleep };
+
+/** Repository root (e2e/lib/../..), independent of the current directory. */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Where screenshots and per-engine reports go: <repo>/target/e2e. */
+export const ARTIFACT_DIR = path.join(REPO_ROOT, 'target', 'e2e');
+
+/** Milliseconds since an arbitrary origin, monotonic. */
+export const now = () => performance.now();
+
+// ---------------------------------------------------------------------------
+// Locating executables
+
+/** Like `command -v NAME`: the first executable NAME on $PATH, or null. */
+export function which(name) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      if (fs.statSync(candidate).isFile()) return candidate;
+    } catch { /* keep looking */ }
+  }
+  return null;
+}
+
+/**
+ * Resolve an executable: env override first, then $PATH. Throws (the test fails,
+ * it is never skipped) when nothing usable is found.
+ */
+export function requireExecutable(name, envVar) {
+  const override = envVar && process.env[envVar];
+  if (override) {
+    const p = path.resolve(override);
+    try { fs.accessSync(p, fs.constants.X_OK); } catch {
+      throw new Error(`${envVar}=${override} is not an executable file`);
+    }
+    return p;
+  }
+  const found = which(name);
+  if (!found) {
+    throw new Error(`required executable "${name}" not found on PATH` +
+      (envVar ? ` (or set ${envVar})` : '') + ' — install the Debian package and retry');
+  }
+  return found;
+}
+
+/** Path of the pushwire binary: $PUSHWIRE_BIN (relative to the repo root) or target/release/pushwire. */
+export function pushwireBinary() {
+  const p = path.resolve(REPO_ROOT, process.env.PUSHWIRE_BIN || path.join('target', 'release', 'pushwire'));
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+  } catch {
+    throw new Error(`pushwire binary not found or not executable at ${p} ` +
+      '(run `cargo build --release` in the repo root, or set PUSHWIRE_BIN)');
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// Ports, temp dirs, timeouts
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close). */
+export async function freePort() {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address();
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+/** A fresh, empty directory under the OS temp dir. */
+export function makeTempDir(prefix) {
+  return fsp.mkdtemp(path.join(os.tmpdir(), `pushwire-e2e-${prefix}-`));
+}
+
+/** Remove a directory tree, never throwing (a browser may still be writing into it). */
+export async function removeDir(dir) {
+  if (!dir) return;
+  await fsp.rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch(() => {});
+}
+
+/** Reject with a descriptive error if `promise` does not settle within `ms`. */
+export async function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Poll `check` every `interval` ms until it returns a truthy value (which is
+ * returned), for at most `timeout` ms (or until the absolute `deadline`, a
+ * now() value). `check` may throw to abort early. Each call of `check` is itself
+ * bounded by the remaining time (+1 s), so a hung call cannot stall the test.
+ * `describe()` (optional) adds the last observed state to the timeout error.
+ */
+export async function waitFor(check, { timeout, deadline, interval = 50, what = 'condition', describe } = {}) {
+  const end = deadline ?? now() + timeout;
+  for (;;) {
+    const remaining = Math.max(0, end - now());
+    const value = await withTimeout(Promise.resolve().then(check), remaining + 1000, `${what} (one poll)`);
+    if (value) return value;
+    if (now() >= end) {
+      const total = timeout ?? '(deadline)';
+      throw new Error(`timed out after ${typeof total === 'number' ? Math.round(total) + ' ms' : total} waiting for ${what}` +
+        (describe ? `; last seen: ${describe()}` : ''));
+    }
+    await sleep(Math.min(interval, Math.max(1, end - now())));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Process groups. Every long-lived helper process is spawned `detached` (its own
+// process group), remembered here, and SIGKILLed as a group when this test
+// process exits for any reason, in case a test's own cleanup never ran.
+
+const liveGroups = new Set();
+
+export function trackGroup(pid) { if (pid) liveGroups.add(pid); }
+export function untrackGroup(pid) { liveGroups.delete(pid); }
+
+function killGroupSync(pid, signal) {
+  try { process.kill(-pid, signal); return true; } catch { return false; }
+}
+
+process.on('exit', () => {
+  for (const pid of liveGroups) killGroupSync(pid, 'SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    for (const pid of liveGroups) killGroupSync(pid, 'SIGKILL');
+    process.exit(128 + os.constants.signals[sig]);
+  });
+}
+
+/** Processes from /proc: [{ pid, comm, state, ppid, pgrp }] (empty if /proc is unreadable). */
+export function listProcesses() {
+  let entries;
+  try { entries = fs.readdirSync('/proc'); } catch { return []; }
+  const procs = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8'); } catch { continue; }
+    // "pid (comm) state ppid pgrp ..." — comm may contain spaces and parens.
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    procs.push({ pid: Number(entry), comm, state, ppid: Number(ppid), pgrp: Number(pgrp) });
+  }
+  return procs;
+}
+
+/**
+ * Is any live (non-zombie) process of group `pid` still around? Zombies are
+ * ignored: orphans are reaped by PID 1, which can take seconds in a container.
+ */
+function groupAlive(pid) {
+  try { process.kill(-pid, 0); } catch { return false; }
+  const procs = listProcesses();
+  if (!procs.length) return true;
+  return procs.some((p) => p.pgrp === pid && p.state !== 'Z');
+}
+
+/**
+ * Stop a detached child and everything in its process group: `signal` to the
+ * group (or only to `politePid`), up to `graceMs` for the leader to exit, then
+ * SIGKILL to whatever is left of the group.
+ * Bounded in time; never throws.
+ */
+export async function stopGroup(child, { signal = 'SIGTERM', graceMs = 3000, politePid } = {}) {
+  if (!child || !child.pid) return;
+  const pid = child.pid;
+  const exited = child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : once(child, 'exit').then(() => {}, () => {});
+  if (politePid) {
+    // Signal just this one process first (e.g. the command under xvfb-run, so
+    // that xvfb-run's own clean-up runs); the group is forced only after graceMs.
+    try { process.kill(politePid, signal); } catch { /* already gone */ }
+  } else {
+    killGroupSync(pid, signal);
+  }
+  const leaderGone = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+  if (!leaderGone || groupAlive(pid)) {
+    // Give the rest of the group (e.g. Xvfb behind xvfb-run) a moment to follow, then force it.
+    const end = now() + (leaderGone ? 1000 : 0);
+    while (groupAlive(pid) && now() < end) await sleep(50);
+    killGroupSync(pid, 'SIGKILL');
+    await Promise.race([exited, sleep(2000)]);
+    const end2 = now() + 2000;
+    while (groupAlive(pid) && now() < end2) await sleep(50);
+  }
+  untrackGroup(pid);
+}
+
+/** Keep the last `max` characters written to a stream, for error messages. */
+export function captureOutput(stream, max = 8000) {
+  const buf = { text: '' };
+  stream?.setEncoding('utf8');
+  stream?.on('data', (chunk) => {
+    buf.text += chunk;
+    if (buf.text.length > max) buf.text = buf.text.slice(-max);
+  });
+  return buf;
+}
+
+/**
+ * Spawn `cmd args` as the leader of a new process group, tracked for cleanup.
+ * Resolves once the process has actually started; rejects (loudly) if it
+ * cannot be executed at all.
+ */
+export async function spawnGroup(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    ...opts,
+  });
+  const spawned = once(child, 'spawn');
+  const failed = once(child, 'error').then(([err]) => { throw new Error(`cannot start ${cmd}: ${err.message}`); });
+  await Promise.race([spawned, failed]);
+  failed.catch(() => {});
+  trackGroup(child.pid);
+  child.output = { stdout: captureOutput(child.stdout), stderr: captureOutput(child.stderr) };
+  child.outputTail = () =>
+    `--- stdout ---\n${child.output.stdout.text.trim()}\n--- stderr ---\n${child.output.stderr.text.trim()}`;
+  return child;
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+/** GET `url` with a fresh connection (no keep-alive pool); resolves to the status code. */
+export function httpStatus(url, timeoutMs = 1000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The pushwire server
+
+/**
+ * Start `pushwire --bind 127.0.0.1 --port PORT --interval INTERVAL` and wait
+ * until `GET /` answers 200 (at most `readyTimeout` ms). Returns a handle with
+ * `url`, `kill(signal)` (resolves when the process has exited) and `stop()`.
+ */
+export async function startServer({ port, interval = '1s', readyTimeout = 15000 } = {}) {
+  const bin = pushwireBinary();
+  port ??= await freePort();
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--interval', interval];
+  const child = await spawnGroup(bin, args, { env: { ...process.env, RUST_BACKTRACE: '1' } });
+  const url = `http://127.0.0.1:${port}/`;
+  const exited = once(child, 'exit');
+  const describeExit = () => `pushwire exited early (code ${child.exitCode}, signal ${child.signalCode})\n${child.outputTail()}`;
+
+  const server = {
+    port,
+    url,
+    child,
+    command: `${bin} ${args.join(' ')}`,
+    get running() { return child.exitCode === null && child.signalCode === null; },
+    output: () => child.outputTail(),
+    /** Send `signal` to the server and wait (≤ 5 s, then SIGKILL) for it to exit. */
+    async kill(signal = 'SIGKILL') {
+      await stopGroup(child, { signal, graceMs: 5000 });
+    },
+    /** Graceful stop (SIGTERM, then SIGKILL after 3 s). Safe to call twice. */
+    async stop() {
+      await stopGroup(child, { signal: 'SIGTERM', graceMs: 3000 });
+    },
+  };
+
+  try {
+    await waitFor(async () => {
+      if (!server.running) throw new Error(describeExit());
+      try {
+        return (await httpStatus(url, 1000)) === 200;
+      } catch {
+        return false; // not listening yet
+      }
+    }, { timeout: readyTimeout, interval: 100, what: `pushwire to answer GET ${url} with 200`, describe: () => child.outputTail() });
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  exited.catch(() => {});
+  return server;
+}
+
+// ---------------------------------------------------------------------------
+// Misc
+
+/** Find a file installed by a Debian package (`dpkg -L PKG | grep SUFFIX`). */
+export function dpkgFile(pkg, suffix) {
+  let listing;
+  try {
+    listing = execFileSync('dpkg', ['-L', pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10000 });
+  } catch {
+    return null;
+  }
+  return listing.split('\n').find((line) => line.endsWith(suffix)) || null;
+}
+
+export async function ensureArtifactDir() {
+  await fsp.mkdir(ARTIFACT_DIR, { recursive: true });
+  return ARTIFACT_DIR;
+}

@@ -1,0 +1,70 @@
+//! The `pushwire` command line: a thin layer that parses flags and runs the library.
+
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// pushwire: a real-time push server. Browsers connect over WebSocket and get data the
+/// moment the server has it.
+///
+/// Run without a subcommand, pushwire serves the counter demo: open the URL it prints,
+/// and the page counts up once a second over its own WebSocket.
+#[derive(Debug, Parser)]
+#[command(name = "pushwire", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: serve::ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the counter demo (what pushwire does without a subcommand).
+    Serve(serve::ServeArgs),
+}
+
+/// Parses the command line and runs it; returns the process's exit code.
+///
+/// Every failure is one line on standard error and a non-zero exit: never a panic
+/// message or a backtrace.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let rendered = err.render().to_string();
+            let line = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("pushwire: {line} (see pushwire --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    crate::logging::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pushwire: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::run(args.into_config())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pushwire: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

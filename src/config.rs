@@ -1,0 +1,86 @@
+//! Server settings and their validation.
+//!
+//! Every setting has a default, can be set with a `PUSHWIRE_*` environment variable,
+//! and with a command-line flag (which wins); see `pushwire --help`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The shortest counter interval accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The longest counter interval accepted (one day).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How `pushwire serve` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub bind: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    pub port: u16,
+    /// Time between two counter messages.
+    pub interval: Duration,
+    /// Folder to serve below `/static/` instead of the embedded assets.
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8888,
+            interval: Duration::from_secs(1),
+            static_dir: None,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The socket address to bind.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+}
+
+/// Parses a counter interval such as `1s`, `200ms` or `1m 30s`, within
+/// [`MIN_INTERVAL`]..=[`MAX_INTERVAL`].
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 1s or 200ms)"))?;
+    if interval < MIN_INTERVAL {
+        return Err(format!(
+            "must be at least {}",
+            humantime::format_duration(MIN_INTERVAL)
+        ));
+    }
+    if interval > MAX_INTERVAL {
+        return Err(format!(
+            "must be at most {}",
+            humantime::format_duration(MAX_INTERVAL)
+        ));
+    }
+    Ok(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_in_human_units() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_interval("1m 30s"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn zero_tiny_huge_and_unitless_intervals_are_refused() {
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("10us").is_err());
+        assert!(parse_interval("2days").is_err());
+        assert!(parse_interval("5").is_err());
+        assert!(parse_interval("soon").is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! [`App`]: the builder that puts pages, static files and WebSocket routes on one
+//! server, and [`Server`]: the bound, running result.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use axum::routing::{MethodRouter, get};
+use axum::serve::ListenerExt as _;
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::{HeaderValue, header};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
+use super::upgrade::{Handler, SocketRoute, upgrade};
+use crate::error::Error;
+use crate::ws::{self, Socket};
+
+/// What every connection task shares with the server: the shutdown signal and the
+/// tracker that lets shutdown wait for them.
+#[derive(Clone, Default)]
+pub(crate) struct Runtime {
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Builds a pushwire server: HTML pages, static files and WebSocket routes.
+///
+/// Builder methods never fail; problems found while building (an unreadable page or
+/// folder) are reported by [`App::bind`], before anything listens.
+///
+/// ```no_run
+/// use pushwire::{App, Socket};
+///
+/// async fn hello(socket: Socket) {
+///     let _ = socket.send("hello").await;
+/// }
+///
+/// # async fn run() -> Result<(), pushwire::Error> {
+/// App::new()
+///     .page("/", "web/index.html")
+///     .static_dir("/static", "web/static")
+///     .socket("/socket", hello)
+///     .bind("127.0.0.1:8888")
+///     .await?
+///     .run()
+///     .await
+/// # }
+/// ```
+pub struct App {
+    files: Router,
+    sockets: Router,
+    errors: Vec<Error>,
+    ws_config: Arc<ws::Config>,
+    runtime: Runtime,
+    shutdown_timeout: Duration,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("ws_config", &self.ws_config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// An app with no routes; every path answers 404.
+    pub fn new() -> Self {
+        Self {
+            files: Router::new(),
+            sockets: Router::new(),
+            errors: Vec::new(),
+            ws_config: Arc::new(ws::Config::default()),
+            runtime: Runtime::default(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Serves the HTML file at `file` on `path`. The file is read once, when the app
+    /// is built; an unreadable file makes [`App::bind`] fail.
+    pub fn page(mut self, path: &str, file: impl AsRef<Path>) -> Self {
+        let file = file.as_ref();
+        match std::fs::read(file) {
+            Ok(body) => {
+                let html = HeaderValue::from_static("text/html; charset=utf-8");
+                self.files = add_page(self.files, path, MemoryFile::new(html, Bytes::from(body)));
+            }
+            Err(source) => self.errors.push(Error::Page {
+                path: file.to_path_buf(),
+                source,
+            }),
+        }
+        self
+    }
+
+    /// Serves an asset compiled into the binary on `path`.
+    pub fn embedded_page(mut self, path: &str, asset: &Asset) -> Self {
+        self.files = add_page(self.files, path, MemoryFile::from_asset(asset));
+        self
+    }
+
+    /// Serves the files of folder `dir` below `mount` (`"/static"`): content types,
+    /// `Last-Modified` and `304`, gzip or brotli when the client asks. Paths that try
+    /// to leave the folder answer 404. A folder that cannot be listed makes
+    /// [`App::bind`] fail.
+    pub fn static_dir(mut self, mount: &str, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        match StaticFiles::dir(&dir) {
+            Ok(files) => self.files = add_static(self.files, mount, files),
+            Err(source) => self.errors.push(Error::StaticDir { path: dir, source }),
+        }
+        self
+    }
+
+    /// Serves assets compiled into the binary below `mount`, with `ETag` and `304`.
+    pub fn static_assets(mut self, mount: &str, assets: &[Asset]) -> Self {
+        self.files = add_static(self.files, mount, StaticFiles::embedded(assets));
+        self
+    }
+
+    /// Accepts WebSocket connections on `path` and runs `handler` for each, with its
+    /// own [`Socket`]. A plain HTTP request on `path` gets 400 with an explanation.
+    pub fn socket<F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |socket| handler(socket).boxed());
+        let route = Arc::new(SocketRoute {
+            handler,
+            config: Arc::clone(&self.ws_config),
+            runtime: self.runtime.clone(),
+        });
+        self.sockets = self.sockets.route(
+            path,
+            axum::routing::any(
+                move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
+                    upgrade(Arc::clone(&route), peer, request)
+                },
+            ),
+        );
+        self
+    }
+
+    /// Sets the WebSocket limits for the socket routes added after this call.
+    pub fn ws_config(mut self, config: ws::Config) -> Self {
+        self.ws_config = Arc::new(config);
+        self
+    }
+
+    /// How long shutdown waits for open connections to finish their close handshake
+    /// (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Adds any axum route, for what the other builders do not cover.
+    pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+        self.files = self.files.route(path, method_router);
+        self
+    }
+
+    /// Reports the first problem found while building, or binds the listening socket.
+    pub async fn bind(self, addr: impl ToSocketAddrs + fmt::Display) -> Result<Server, Error> {
+        if let Some(err) = self.errors.into_iter().next() {
+            return Err(err);
+        }
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(Error::Serve)?;
+        let router = self
+            .files
+            .layer(CompressionLayer::new())
+            .merge(self.sockets)
+            .fallback(|| async { not_found() })
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ));
+        Ok(Server {
+            listener,
+            local_addr,
+            router,
+            runtime: self.runtime,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}
+
+fn add_page(router: Router, path: &str, file: MemoryFile) -> Router {
+    router.route(
+        path,
+        get(move |request: Request| async move { file.respond(&request) }),
+    )
+}
+
+fn add_static(router: Router, mount: &str, files: StaticFiles) -> Router {
+    let mount = mount.trim_end_matches('/').to_owned();
+    let prefix = format!("{mount}/");
+    router.route(
+        &format!("{mount}/{{*path}}"),
+        get(move |request: Request| {
+            let files = files.clone();
+            let prefix = prefix.clone();
+            async move {
+                let raw = request
+                    .uri()
+                    .path()
+                    .strip_prefix(&prefix)
+                    .unwrap_or("")
+                    .to_owned();
+                files.respond(&raw, request).await
+            }
+        }),
+    )
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    runtime: Runtime,
+    shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully: stops accepting,
+    /// closes every WebSocket with 1001, and waits for them (bounded by the shutdown
+    /// timeout).
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let token = self.runtime.shutdown.clone();
+        let listener = self.listener.tap_io(|tcp| {
+            // Small pushes must not wait for Nagle's algorithm.
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutting down");
+            token.cancel();
+        })
+        .await
+        .map_err(Error::Serve)?;
+        self.runtime.shutdown.cancel();
+        self.runtime.tracker.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} connection tasks still running after {:?}; exiting anyway",
+                self.runtime.tracker.len(),
+                self.shutdown_timeout
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

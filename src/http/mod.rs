@@ -1,0 +1,10 @@
+//! The HTTP surface: the [`App`] builder, pages and static files, and the upgrade
+//! into WebSocket connections. hyper parses HTTP and axum routes it; nothing here
+//! parses HTTP by hand.
+
+mod app;
+mod static_files;
+mod upgrade;
+
+pub use app::{App, Server};
+pub use static_files::Asset;

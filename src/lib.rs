@@ -1,0 +1,74 @@
+//! pushwire: a real-time push server and library.
+//!
+//! A server has to push data to browsers the moment it has it, without the browser
+//! asking. pushwire accepts WebSocket connections, gives each one to your handler as
+//! a [`Socket`], and serves the pages and files around them.
+//!
+//! The app pushwire grew from gives every browser its own counter, one number a
+//! second. With pushwire it is this (`examples/counter.rs` is the full program):
+//!
+//! ```
+//! use std::time::Duration;
+//! use pushwire::{App, Socket, ticker};
+//!
+//! async fn counter(socket: Socket) {
+//!     let mut ticks = ticker(Duration::from_millis(20));
+//!     for n in 1u64.. {
+//!         ticks.tick().await;
+//!         if socket.send(n.to_string()).await.is_err() {
+//!             return; // the browser went away
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = App::new()
+//!     .socket("/socket", counter)
+//!     .bind("127.0.0.1:0")
+//!     .await?;
+//! let addr = server.local_addr();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let running = tokio::spawn(server.run_until(async { let _ = stopped.await; }));
+//! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! # let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+//! # tcp.write_all(b"GET /socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+//! #     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+//! #     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await?;
+//! # let mut seen = Vec::new();
+//! # let mut buf = [0u8; 1024];
+//! # // Read the 101 response and the first two frames: "1" and "2".
+//! # while !seen.ends_with(&[0x81, 1, b'1', 0x81, 1, b'2']) {
+//! #     let n = tcp.read(&mut buf).await?;
+//! #     assert!(n > 0, "server closed early");
+//! #     seen.extend_from_slice(&buf[..n]);
+//! # }
+//! # assert!(seen.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+//! # drop(tcp);
+//! // … browsers connect to ws://{addr}/socket and count …
+//! let _ = stop.send(());
+//! running.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The layers, each its own module: [`ws`] is the WebSocket protocol (frames,
+//! handshakes, the connection task); [`App`] puts pages, static files and sockets
+//! on one HTTP server (hyper and axum underneath); [`demo`] is the counter app the
+//! `pushwire` binary serves; [`cli`] is that binary's command line.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+mod error;
+mod http;
+pub mod logging;
+mod ticker;
+pub mod ws;
+
+pub use error::Error;
+pub use http::{App, Asset, Server};
+pub use ticker::ticker;
+pub use ws::{CloseCode, Message, Socket};
