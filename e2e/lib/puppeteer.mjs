@@ -6,6 +6,7 @@ import { makeTempDir, removeDir, requireExecutable, stopGroup, trackGroup, untra
 
 const LAUNCH_TIMEOUT_MS = 30000;
 const PROTOCOL_TIMEOUT_MS = 15000;
+const VIEWPORT = { width: 1024, height: 640 };
 
 // Per TESTING-NOTES: without these Chromium keeps trying to reach the internet.
 export const CHROMIUM_ARGS = [
@@ -47,7 +48,7 @@ async function launchWithPuppeteer(name, options) {
       ...options(userDataDir),
       timeout: LAUNCH_TIMEOUT_MS,
       protocolTimeout: PROTOCOL_TIMEOUT_MS,
-      defaultViewport: { width: 1024, height: 640 },
+      defaultViewport: VIEWPORT,
       env: { ...process.env },
     });
   } catch (err) {
@@ -59,6 +60,7 @@ async function launchWithPuppeteer(name, options) {
   try {
     const version = await withTimeout(browser.version(), PROTOCOL_TIMEOUT_MS, `${name} version`);
     const page = (await browser.pages())[0] ?? (await browser.newPage());
+    await page.setViewport(VIEWPORT); // the launch-time default is not applied to Firefox's first tab
     return {
       name,
       version,

@@ -14,11 +14,21 @@ import {
 } from './server.mjs';
 
 /** Reads what the test asserts on: #data text and the #log entries. */
-const READ_STATE = `() => ({
-  data: document.getElementById('data')?.textContent.trim() ?? null,
-  log: Array.from(document.querySelectorAll('#log li'), (li) => li.textContent.trim()),
-  sentinel: window.__pushwireE2eSentinel ?? null,
-})`;
+// `fresh` holds the #log entries added since the last MARK_SEEN (the page trims
+// old entries, so positions in the list are not stable; marks on the <li> are).
+const READ_STATE = `() => {
+  const items = Array.from(document.querySelectorAll('#log li'));
+  return {
+    data: document.getElementById('data')?.textContent.trim() ?? null,
+    log: items.map((li) => li.textContent.trim()),
+    fresh: items.filter((li) => !li.hasAttribute('data-e2e-seen')).map((li) => li.textContent.trim()),
+    sentinel: window.__pushwireE2eSentinel ?? null,
+  };
+}`;
+const MARK_SEEN = `() => {
+  document.querySelectorAll('#log li').forEach((li) => li.setAttribute('data-e2e-seen', ''));
+  return true;
+}`;
 const SET_SENTINEL = `() => { window.__pushwireE2eSentinel = 'same-document'; return true; }`;
 
 const INTERVAL_MS = 1000;
@@ -27,6 +37,7 @@ const MIN_GAP_MS = 800; // a tick may not come noticeably earlier than the inter
 const FIRST_VALUE_TIMEOUT_MS = 10000; // page load + WebSocket connect + first tick
 const THIRD_BY_MS = 3000; // "3" must be shown at most this long after "1"
 const CLOSE_TIMEOUT_MS = 5000; // SIGKILL -> "Close:" in #log
+const DOWN_RETRY_TIMEOUT_MS = 5000; // "Close:" -> a failed retry -> the next "Reconnecting in"
 const RECONNECT_TIMEOUT_MS = 15000; // server back -> "1" shown again
 
 // What #data may show while waiting for the next expected number.
@@ -43,7 +54,7 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
   const port = await freePort();
   let server = null;
   let browser = null;
-  let last = { data: null, log: [] };
+  let last = { data: null, log: [], fresh: [] };
   let failed = true;
 
   const state = async () => {
@@ -51,7 +62,6 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
     return last;
   };
   const describe = () => JSON.stringify({ data: last.data, log: last.log.slice(-8) });
-  const logSince = (n) => last.log.slice(n);
 
   /**
    * Wait until #data shows `want`, allowing only values accepted by `allowed` on
@@ -70,6 +80,10 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
     }, { interval: POLL_MS, what: `#data to show "${want}"`, describe, ...opts });
     return now();
   };
+
+  // Artifacts of an earlier run must not pass for this run's.
+  await Promise.all(['.png', '-failure.png', '.json'].map((suffix) =>
+    fsp.rm(path.join(ARTIFACT_DIR, engine + suffix), { force: true })));
 
   try {
     // --- start everything ---------------------------------------------------------
@@ -97,20 +111,29 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
     assert.ok(last.log.some((e) => e.startsWith('Open')), `no "Open" entry in #log: ${describe()}`);
 
     // --- server dies: page notices ------------------------------------------------
-    await state();
-    const nBeforeKill = last.log.length;
+    assert.equal(await browser.evaluate(MARK_SEEN), true);
     const tk = now();
     await server.kill('SIGKILL');
     log(`server SIGKILLed (exit signal ${server.child.signalCode})`);
     const closeEntry = await waitFor(async () => {
       await state();
-      return logSince(nBeforeKill).find((e) => e.startsWith('Close:'));
+      return last.fresh.find((e) => e.startsWith('Close:'));
     }, { timeout: CLOSE_TIMEOUT_MS, interval: POLL_MS, what: '"Close:" entry in #log after SIGKILL', describe });
     report.closeEntry = closeEntry;
     report.timings.killToClose = ms(now() - tk);
-    report.errorEntries = logSince(nBeforeKill).filter((e) => e.startsWith('Error:'));
+    report.errorEntries = last.fresh.filter((e) => e.startsWith('Error:'));
     log(`page logged ${JSON.stringify(closeEntry)} ${report.timings.killToClose} after SIGKILL` +
       (report.errorEntries.length ? `; errors: ${JSON.stringify(report.errorEntries)}` : '; no "Error:" entry'));
+
+    // --- while it is down, the page keeps retrying (a refused attempt, then backoff) --
+    const retried = await waitFor(async () => {
+      await state();
+      const fresh = last.fresh;
+      const r = fresh.filter((e) => e.startsWith('Reconnecting in'));
+      return r.length >= 2 && fresh.slice(fresh.indexOf(r[0]) + 1, fresh.indexOf(r[1], fresh.indexOf(r[0]) + 1));
+    }, { timeout: DOWN_RETRY_TIMEOUT_MS, interval: POLL_MS, what: 'a second "Reconnecting in" entry while the server is down', describe });
+    report.refusedAttempt = retried;
+    log(`while down, a retry was refused: ${JSON.stringify(retried)}`);
 
     // --- server comes back on the same port: page reconnects without reload -------
     const tr = now();
@@ -125,9 +148,9 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
     report.timings.reconnectGap1to2 = ms(r2 - r1);
     assert.ok(r2 - r1 >= MIN_GAP_MS, `after reconnect "2" came only ${ms(r2 - r1)} after "1"`);
     assert.equal(last.sentinel, 'same-document', 'the page was reloaded (sentinel lost); it must reconnect in place');
-    const reconnects = logSince(nBeforeKill).filter((e) => e.startsWith('Reconnecting in'));
+    const reconnects = last.fresh.filter((e) => e.startsWith('Reconnecting in'));
     assert.ok(reconnects.length >= 1, `no "Reconnecting in …" entry after the close: ${describe()}`);
-    assert.ok(logSince(nBeforeKill).some((e) => e.startsWith('Open')),
+    assert.ok(last.fresh.some((e) => e.startsWith('Open')),
       `no new "Open" entry after the restart: ${describe()}`);
     log(`reconnected without reload: "1" ${report.timings.restartToFirst} after restart, then "2" ` +
       `${report.timings.reconnectGap1to2} later; ${reconnects.length} reconnect attempt(s) logged ` +
@@ -148,7 +171,7 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
     failed = false;
   } catch (err) {
     // Add what the page and the server said to the failure.
-    const extra = [`page state: ${describe()}`];
+    const extra = browser ? [`page state: ${describe()}`] : [];
     if (server) extra.push(`server output:\n${server.output()}`);
     err.message += `\n${extra.join('\n')}`;
     throw err;

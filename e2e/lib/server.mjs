@@ -119,14 +119,14 @@ export async function withTimeout(promise, ms, what) {
  * `describe()` (optional) adds the last observed state to the timeout error.
  */
 export async function waitFor(check, { timeout, deadline, interval = 50, what = 'condition', describe } = {}) {
-  const end = deadline ?? now() + timeout;
+  const start = now();
+  const end = deadline ?? start + timeout;
   for (;;) {
     const remaining = Math.max(0, end - now());
     const value = await withTimeout(Promise.resolve().then(check), remaining + 1000, `${what} (one poll)`);
     if (value) return value;
     if (now() >= end) {
-      const total = timeout ?? '(deadline)';
-      throw new Error(`timed out after ${typeof total === 'number' ? Math.round(total) + ' ms' : total} waiting for ${what}` +
+      throw new Error(`timed out after ${Math.round(now() - start)} ms waiting for ${what}` +
         (describe ? `; last seen: ${describe()}` : ''));
     }
     await sleep(Math.min(interval, Math.max(1, end - now())));

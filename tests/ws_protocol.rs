@@ -1,0 +1,182 @@
+//! RFC 6455 behaviour of our frame layer over real sockets: messages both ways,
+//! fragments, and the close code for each kind of violation. tokio-tungstenite is
+//! the independent peer where it can express the case; raw frames where it can't.
+
+mod common;
+
+use common::{closed_by_server, connect, next, raw_ws, read_close, read_frame, start, write_frame};
+use futures_util::SinkExt;
+use pushwire::{App, Socket};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// Sends every message back as it came.
+async fn echo(mut socket: Socket) {
+    while let Some(message) = socket.recv().await {
+        if socket.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn start_echo() -> common::Running {
+    start(App::new().socket("/echo", echo)).await
+}
+
+#[tokio::test]
+async fn text_and_binary_messages_round_trip() {
+    let server = start_echo().await;
+    let mut client = connect(&server.ws_url("/echo")).await;
+    for size in [0usize, 1, 125, 126, 127, 65_535, 65_536] {
+        let text = "x".repeat(size);
+        client
+            .send(WsMessage::text(text.clone()))
+            .await
+            .expect("send text");
+        assert_eq!(next(&mut client).await, WsMessage::text(text));
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        client
+            .send(WsMessage::binary(bytes.clone()))
+            .await
+            .expect("send binary");
+        assert_eq!(next(&mut client).await, WsMessage::binary(bytes));
+    }
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fragments_are_reassembled_with_control_frames_between_them() {
+    let server = start_echo().await;
+    let mut tcp = raw_ws(server.addr, "/echo").await;
+    write_frame(&mut tcp, 0x01, "héllo, ".as_bytes()).await; // text, not final
+    write_frame(&mut tcp, 0x89, b"mid").await; // ping between fragments
+    // "wörld" split inside the two-byte "ö".
+    let world = "wörld".as_bytes();
+    write_frame(&mut tcp, 0x00, &world[..2]).await;
+    write_frame(&mut tcp, 0x80, &world[2..]).await; // final continuation
+    assert_eq!(read_frame(&mut tcp).await, (0x8A, b"mid".to_vec()));
+    assert_eq!(
+        read_frame(&mut tcp).await,
+        (0x81, "héllo, wörld".as_bytes().to_vec())
+    );
+    drop(tcp);
+    server.stop().await;
+}
+
+/// Sends `frames` raw and expects a close frame with `code`, then the TCP close.
+async fn expect_close_for(frames: &[(u8, &[u8])], code: u16) {
+    let server = start_echo().await;
+    let mut tcp = raw_ws(server.addr, "/echo").await;
+    for (first, payload) in frames {
+        write_frame(&mut tcp, *first, payload).await;
+    }
+    let (got, reason) = read_close(&mut tcp).await;
+    assert_eq!(got, code, "close reason was {reason:?}");
+    assert!(
+        closed_by_server(&mut tcp).await,
+        "server kept the connection open"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_with_1009() {
+    let big = vec![b'a'; 64 * 1024 + 1];
+    expect_close_for(&[(0x82, &big)], 1009).await;
+}
+
+#[tokio::test]
+async fn fragments_adding_up_past_the_limit_close_with_1009() {
+    let half = vec![b'a'; 40 * 1024];
+    expect_close_for(&[(0x02, &half), (0x80, &half)], 1009).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_text_closes_with_1007() {
+    expect_close_for(&[(0x81, &[0xce, 0xba, 0xff, 0x61])], 1007).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_fails_fast_before_the_message_ends() {
+    // The first fragment is already invalid; no final fragment ever comes.
+    expect_close_for(&[(0x01, &[0x61, 0xc0, 0xaf])], 1007).await;
+}
+
+#[tokio::test]
+async fn reserved_opcodes_and_bits_close_with_1002() {
+    expect_close_for(&[(0x83, b"")], 1002).await;
+    expect_close_for(&[(0x8B, b"")], 1002).await;
+    expect_close_for(&[(0xC1, b"compressed?")], 1002).await;
+}
+
+#[tokio::test]
+async fn continuation_without_a_message_closes_with_1002() {
+    expect_close_for(&[(0x80, b"orphan")], 1002).await;
+}
+
+#[tokio::test]
+async fn a_new_message_inside_a_fragmented_one_closes_with_1002() {
+    expect_close_for(&[(0x01, b"first"), (0x81, b"second")], 1002).await;
+}
+
+#[tokio::test]
+async fn fragmented_or_oversized_control_frames_close_with_1002() {
+    expect_close_for(&[(0x09, b"")], 1002).await;
+    expect_close_for(&[(0x89, &[0u8; 126])], 1002).await;
+}
+
+#[tokio::test]
+async fn invalid_close_payloads_close_with_1002() {
+    expect_close_for(&[(0x88, &[0x03])], 1002).await;
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000] {
+        expect_close_for(&[(0x88, &code.to_be_bytes())], 1002).await;
+    }
+}
+
+#[tokio::test]
+async fn a_close_reason_that_is_not_utf8_closes_with_1007() {
+    expect_close_for(&[(0x88, &[0x03, 0xe8, 0xff, 0xfe])], 1007).await;
+}
+
+#[tokio::test]
+async fn valid_close_codes_are_echoed() {
+    for code in [1000u16, 1001, 1003, 1007, 1011, 3000, 4999] {
+        let server = start_echo().await;
+        let mut tcp = raw_ws(server.addr, "/echo").await;
+        write_frame(&mut tcp, 0x88, &code.to_be_bytes()).await;
+        assert_eq!(read_close(&mut tcp).await.0, code);
+        assert!(closed_by_server(&mut tcp).await);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unmasked_client_frame_closes_with_1002() {
+    let server = start_echo().await;
+    let mut tcp = raw_ws(server.addr, "/echo").await;
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &[0x81, 0x02, b'h', b'i'])
+        .await
+        .expect("write");
+    assert_eq!(read_close(&mut tcp).await.0, 1002);
+    assert!(closed_by_server(&mut tcp).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_handler_that_returns_closes_normally_after_its_messages() {
+    let server = start(App::new().socket("/bye", |socket: Socket| async move {
+        let _ = socket.send("one").await;
+        let _ = socket.send("two").await;
+    }))
+    .await;
+    let mut client = connect(&server.ws_url("/bye")).await;
+    assert_eq!(next(&mut client).await, WsMessage::text("one"));
+    assert_eq!(next(&mut client).await, WsMessage::text("two"));
+    match next(&mut client).await {
+        WsMessage::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal),
+        other => panic!("expected a normal close, got {other:?}"),
+    }
+    drop(client);
+    server.stop().await;
+}
