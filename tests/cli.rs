@@ -1,0 +1,205 @@
+//! The `pushwire` binary as a user meets it: flags, env vars, errors as one line,
+//! the URL it prints, logs, and a graceful stop on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{STEP, connect, next, next_text};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+fn pushwire() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
+    // Only what the test sets explicitly.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PUSHWIRE_") {
+            command.env_remove(key);
+        }
+    }
+    command.env_remove("RUST_LOG").env("RUST_BACKTRACE", "1");
+    command
+}
+
+/// Runs to completion (bounded) and returns (exit code, stdout, stderr).
+fn run(command: &mut Command) -> (Option<i32>, String, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushwire");
+    let deadline = Instant::now() + STEP;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pushwire did not exit within {STEP:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A failure is exactly one line on stderr, no panic, no backtrace, non-zero exit.
+fn assert_one_line_failure(result: (Option<i32>, String, String), mentions: &str) {
+    let (code, _, stderr) = result;
+    assert!(matches!(code, Some(c) if c != 0), "exit code {code:?}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(
+        stderr.contains(mentions),
+        "{stderr:?} does not mention {mentions:?}"
+    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"));
+}
+
+#[test]
+fn help_documents_every_flag_with_its_env_var_and_default() {
+    let (code, stdout, _) = run(pushwire().arg("--help"));
+    assert_eq!(code, Some(0));
+    for expected in [
+        "--bind",
+        "PUSHWIRE_BIND",
+        "127.0.0.1",
+        "--port",
+        "PUSHWIRE_PORT",
+        "8888",
+        "--interval",
+        "PUSHWIRE_INTERVAL",
+        "1s",
+        "--static-dir",
+        "PUSHWIRE_STATIC_DIR",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "--help lacks {expected}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_fail_in_one_line() {
+    assert_one_line_failure(run(pushwire().args(["--interval", "soon"])), "--interval");
+    assert_one_line_failure(run(pushwire().args(["--interval", "0s"])), "--interval");
+    assert_one_line_failure(run(pushwire().args(["--port", "99999"])), "--port");
+    assert_one_line_failure(run(pushwire().args(["--bind", "nowhere"])), "--bind");
+    assert_one_line_failure(run(pushwire().env("PUSHWIRE_INTERVAL", "fast")), "fast");
+    assert_one_line_failure(run(pushwire().arg("--no-such-flag")), "--no-such-flag");
+}
+
+#[test]
+fn a_port_in_use_fails_in_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    assert_one_line_failure(run(pushwire().args(["--port", &port])), "cannot listen on");
+}
+
+#[test]
+fn a_missing_or_unreadable_static_dir_fails_in_one_line() {
+    assert_one_line_failure(
+        run(pushwire().args(["--port", "0", "--static-dir", "/no/such/folder"])),
+        "cannot serve static folder /no/such/folder",
+    );
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let path = file.path().display().to_string();
+    assert_one_line_failure(
+        run(pushwire().args(["--port", "0", "--static-dir", &path])),
+        "cannot serve static folder",
+    );
+}
+
+/// A running `pushwire` process, killed if the test fails midway.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
+    let mut child = pushwire()
+        .env("PUSHWIRE_PORT", "0")
+        .args(["--interval", "100ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushwire");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut server = Server(child);
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(STEP, first_line)
+        .await
+        .expect("no URL printed")
+        .expect("reader")
+        .expect("read stdout");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let ws_url = format!("{}/socket", url.replacen("http://", "ws://", 1));
+    let mut client = connect(&ws_url).await;
+    assert_eq!(next_text(&mut client).await, "1");
+    assert_eq!(next_text(&mut client).await, "2");
+
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let close = loop {
+        match next(&mut client).await {
+            WsMessage::Text(_) => continue,
+            WsMessage::Close(frame) => break frame.expect("a close code"),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::Away);
+    drop(client);
+
+    let deadline = Instant::now() + STEP;
+    let exit = loop {
+        if let Some(exit) = server.0.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit within {STEP:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit}");
+    let logs =
+        tokio::task::spawn_blocking(move || std::io::read_to_string(stderr).unwrap_or_default())
+            .await
+            .expect("reader");
+    let opened = logs
+        .lines()
+        .find(|l| l.contains("Opened: c"))
+        .expect("an Opened line");
+    assert!(opened.contains("127.0.0.1:"), "{opened}");
+    let closed = logs
+        .lines()
+        .find(|l| l.contains("Closed: c"))
+        .unwrap_or_else(|| panic!("no Closed line in {logs}"));
+    assert!(
+        closed.contains(r#"1001 "server shutting down" after "#) && closed.contains(" messages"),
+        "{closed}"
+    );
+}
