@@ -69,6 +69,6 @@ mod ticker;
 pub mod ws;
 
 pub use error::Error;
-pub use http::{App, Asset, Server};
+pub use http::{App, Asset, HttpLimits, Server};
 pub use ticker::ticker;
 pub use ws::{CloseCode, Message, Socket};

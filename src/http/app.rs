@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::routing::{MethodRouter, get};
-use axum::serve::ListenerExt as _;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{HeaderValue, header};
@@ -21,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
 use super::upgrade::{Handler, SocketRoute, upgrade};
 use crate::error::Error;
@@ -64,6 +64,7 @@ pub struct App {
     ws_config: Arc<ws::Config>,
     runtime: Runtime,
     shutdown_timeout: Duration,
+    limits: HttpLimits,
 }
 
 impl Default for App {
@@ -90,6 +91,7 @@ impl App {
             ws_config: Arc::new(ws::Config::default()),
             runtime: Runtime::default(),
             shutdown_timeout: Duration::from_secs(10),
+            limits: HttpLimits::default(),
         }
     }
 
@@ -172,6 +174,12 @@ impl App {
         self
     }
 
+    /// Sets the limits on request heads (size, time to send; see [`HttpLimits`]).
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Adds any axum route, for what the other builders do not cover.
     pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
         self.files = self.files.route(path, method_router);
@@ -205,6 +213,7 @@ impl App {
             router,
             runtime: self.runtime,
             shutdown_timeout: self.shutdown_timeout,
+            limits: self.limits,
         })
     }
 }
@@ -244,6 +253,7 @@ pub struct Server {
     router: Router,
     runtime: Runtime,
     shutdown_timeout: Duration,
+    limits: HttpLimits,
 }
 
 impl fmt::Debug for Server {
@@ -272,25 +282,19 @@ impl Server {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let token = self.runtime.shutdown.clone();
-        let listener = self.listener.tap_io(|tcp| {
-            // Small pushes must not wait for Nagle's algorithm.
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutting down");
-            token.cancel();
-        })
-        .await
-        .map_err(Error::Serve)?;
+        let runtime = self.runtime.clone();
+        let accepting = tokio::spawn(accept_loop(
+            self.listener,
+            self.router,
+            self.limits,
+            runtime,
+        ));
+        signal.await;
+        tracing::info!("shutting down");
+        self.runtime.shutdown.cancel();
+        if let Err(err) = accepting.await {
+            tracing::error!(error = %err, "the accept loop failed");
+        }
         self.runtime.shutdown.cancel();
         self.runtime.tracker.close();
         if tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait())

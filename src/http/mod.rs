@@ -3,8 +3,10 @@
 //! parses HTTP by hand.
 
 mod app;
+mod serve;
 mod static_files;
 mod upgrade;
 
 pub use app::{App, Server};
+pub use serve::HttpLimits;
 pub use static_files::Asset;

@@ -1,0 +1,47 @@
+//! An echo server on pushwire's WebSocket layer: every message comes back as it was
+//! sent. It is the server Autobahn|Testsuite's fuzzing client checks
+//! (`scripts/autobahn`), and a handy peer for trying clients by hand.
+//!
+//!     cargo run --release --example echo -- --port 9001
+
+use clap::Parser;
+use pushwire::{App, Socket, ws};
+
+/// WebSocket echo server on ws://127.0.0.1:PORT/ (any path).
+#[derive(Parser)]
+struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 9001)]
+    port: u16,
+    /// Turn permessage-deflate off.
+    #[arg(long)]
+    no_deflate: bool,
+}
+
+async fn echo(mut socket: Socket) {
+    while let Some(message) = socket.recv().await {
+        if socket.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), pushwire::Error> {
+    pushwire::logging::init();
+    let args = Args::parse();
+    let config = ws::Config {
+        // The conformance suite sends messages of up to 16 MiB.
+        max_message_size: 64 << 20,
+        ..ws::Config::default()
+    };
+    let _ = args.no_deflate; // compression is not negotiated yet
+    let server = App::new()
+        .ws_config(config)
+        .socket("/", echo)
+        .socket("/{*path}", echo)
+        .bind(format!("127.0.0.1:{}", args.port))
+        .await?;
+    println!("echo server at ws://{}/", server.local_addr());
+    server.run().await
+}
