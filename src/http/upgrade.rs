@@ -11,11 +11,11 @@ use futures_util::future::BoxFuture;
 use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use super::app::Runtime;
+use crate::ws::deflate;
 use crate::ws::handshake::{self, HandshakeError};
-use crate::ws::{self, Channels, ConnId, Socket};
+use crate::ws::{self, ConnId, Encoder, Role, Socket};
 
 /// An application's socket handler, boxed so routes can hold any closure.
 pub(crate) type Handler = Arc<dyn Fn(Socket) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -41,15 +41,33 @@ pub(crate) async fn upgrade(
     let Ok(accept) = HeaderValue::from_str(&accept) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
     };
+    let deflate = if route.config.deflate.enabled {
+        let offers = request
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|value| value.to_str().ok());
+        deflate::negotiate_server(offers)
+    } else {
+        None
+    };
+    let extensions = deflate.as_ref().map(|(_, response)| response.clone());
+    let encoder = Encoder {
+        role: Role::Server,
+        deflate: deflate.map(|(negotiated, _)| negotiated),
+        level: route.config.deflate.level,
+        min_size: route.config.deflate.min_size,
+    };
+    let extensions_header = extensions.clone();
     let on_upgrade = hyper::upgrade::on(&mut request);
     let tracker = route.runtime.tracker.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run_connection(upgraded, peer, &route).await,
+            Ok(upgraded) => run_connection(upgraded, peer, &route, encoder, extensions).await,
             Err(err) => tracing::debug!(%peer, error = %err, "upgrade did not complete"),
         }
     });
-    (
+    let mut response = (
         StatusCode::SWITCHING_PROTOCOLS,
         [
             (header::UPGRADE, HeaderValue::from_static("websocket")),
@@ -57,7 +75,13 @@ pub(crate) async fn upgrade(
             (header::SEC_WEBSOCKET_ACCEPT, accept),
         ],
     )
-        .into_response()
+        .into_response();
+    if let Some(value) = extensions_header.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+    }
+    response
 }
 
 /// The answer to a request that is not a valid WebSocket handshake: 426 with the
@@ -84,30 +108,30 @@ fn refuse(err: &HandshakeError) -> Response {
     }
 }
 
-async fn run_connection(upgraded: hyper::upgrade::Upgraded, peer: SocketAddr, route: &SocketRoute) {
+async fn run_connection(
+    upgraded: hyper::upgrade::Upgraded,
+    peer: SocketAddr,
+    route: &SocketRoute,
+    encoder: Encoder,
+    extensions: Option<String>,
+) {
     let id = ConnId::next();
     let config = &route.config;
-    let (out_tx, out_rx) = mpsc::channel(config.queue_capacity.max(1));
-    let (in_tx, in_rx) = mpsc::channel(config.inbound_capacity.max(1));
+    let shared = config.shared();
     tracing::info!("Opened: {id} {peer}");
-    route
-        .runtime
-        .tracker
-        .spawn((route.handler)(Socket::new(id, peer, out_tx, in_rx)));
-    let channels = Channels {
-        outgoing: out_rx,
-        incoming: in_tx,
-    };
+    let socket = Socket::new(id, peer, Arc::clone(&shared), encoder, extensions);
+    route.runtime.tracker.spawn((route.handler)(socket));
     let shutdown = route.runtime.shutdown.clone();
-    // With the plain TCP stream in hand the frame layer reads and writes the socket
-    // directly instead of through hyper's upgrade wrapper.
+    // With the plain TCP stream in hand the frame layer waits for readability itself
+    // and holds no read buffer while the connection is idle.
     let outcome = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             ws::drive(
                 parts.io.into_inner(),
                 parts.read_buf,
                 config,
-                channels,
+                encoder,
+                shared,
                 shutdown,
             )
             .await
@@ -117,7 +141,8 @@ async fn run_connection(upgraded: hyper::upgrade::Upgraded, peer: SocketAddr, ro
                 TokioIo::new(upgraded),
                 Bytes::new(),
                 config,
-                channels,
+                encoder,
+                shared,
                 shutdown,
             )
             .await

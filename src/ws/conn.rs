@@ -1,64 +1,88 @@
-//! One server-side WebSocket connection after the handshake: reading and checking
-//! frames, answering pings, the close handshake, and writing what the application
-//! queued.
+//! One WebSocket connection after the handshake, in either role: reading and checking
+//! frames, inflating, answering pings, keepalive, the close handshake, and writing
+//! what the application queued.
 //!
 //! The connection runs as one task ([`drive`]) that owns the stream. The application
-//! talks to it through two bounded channels: frames to send (already encoded, so one
-//! encoded frame can be shared by many connections) and complete messages received.
-//! Neither side ever waits on the other while holding the stream: when the
-//! application stops reading, the connection stops reading the socket (TCP
-//! back-pressure) but keeps writing; when the peer stops reading, the application's
-//! sends wait on the bounded queue.
+//! talks to it through [`Shared`]: frames to send (already encoded, so one encoded
+//! frame can be shared by many connections) and complete messages received. Neither
+//! side ever waits on the other while holding the stream: when the application stops
+//! reading, the connection stops reading the socket (TCP back-pressure) but keeps
+//! writing; when the peer stops reading, the application's sends wait on the bounded
+//! queue (or fail fast with `try_send`).
+//!
+//! An idle connection holds no read buffer: the task waits for the socket to become
+//! readable and only then allocates one, and gives it back once it is drained.
 
+use std::future::poll_fn;
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::deflate::{DeflateConfig, Inflater};
 use super::error::{CloseCode, ProtocolError};
-use super::frame::{FrameHeader, OpCode, apply_mask};
-use super::message::{CloseFrame, Message, Utf8Bytes, encode_server_frame};
+use super::frame::{FrameHeader, OpCode, RSV1, apply_mask};
+use super::message::{CloseFrame, Encoder, Message, Role, Utf8Bytes};
+use super::queue::{Outgoing, Shared};
 
-/// Limits and timeouts of a connection.
+/// Limits, timeouts and compression settings of a connection.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Largest message (after reassembly of fragments) accepted from the peer; larger
-    /// ones close the connection with 1009.
+    /// Largest message (after reassembly and inflation) accepted from the peer;
+    /// larger ones close the connection with 1009.
     pub max_message_size: usize,
-    /// How many outgoing frames the application may queue before `send` waits.
-    pub queue_capacity: usize,
+    /// Bytes queued for a slow peer at which `send` waits and `try_send` refuses.
+    pub high_watermark: usize,
+    /// Bytes queued at which waiting senders may go on.
+    pub low_watermark: usize,
     /// How many received messages may wait for the application before the connection
     /// stops reading from the socket.
     pub inbound_capacity: usize,
+    /// Send a ping after this long without one; `None` turns keepalive off.
+    pub ping_interval: Option<Duration>,
+    /// Close a connection from which nothing (not even a pong) arrived for this long.
+    pub idle_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours.
     pub close_timeout: Duration,
     /// How long one write may make no progress before the peer is given up on.
     pub write_timeout: Duration,
+    /// permessage-deflate (RFC 7692).
+    pub deflate: DeflateConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             max_message_size: 64 * 1024,
-            queue_capacity: 64,
+            high_watermark: 1024 * 1024,
+            low_watermark: 256 * 1024,
             inbound_capacity: 16,
+            ping_interval: Some(Duration::from_secs(25)),
+            idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
+            deflate: DeflateConfig::default(),
         }
     }
 }
 
-/// What the application hands the connection to send.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    /// A complete encoded data frame.
-    Data(Bytes),
-    /// Start the close handshake.
-    Close(CloseFrame),
+impl Config {
+    /// A new connection's shared state, sized by this config.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::new(Shared::new(
+            self.high_watermark,
+            self.low_watermark,
+            self.inbound_capacity,
+        ))
+    }
 }
 
 /// Who ended the connection.
@@ -86,14 +110,23 @@ pub struct Outcome {
     pub messages_sent: u64,
 }
 
-/// The ends of the channels the application uses.
-pub(crate) struct Channels {
-    pub(crate) outgoing: mpsc::Receiver<Outgoing>,
-    pub(crate) incoming: mpsc::Sender<Message>,
+/// A byte stream a connection runs on. Streams with a readiness API (TCP) let an
+/// idle connection wait without holding a read buffer.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Ready when a read would not block. The default says "always": such streams
+    /// wait inside `poll_read`, with a buffer.
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
-/// Most frames one wake-up writes with a single vectored write.
-const MAX_BATCH: usize = 64;
+impl Transport for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> Transport for TokioIo<T> {}
 
 /// How much a read asks for when no frame is in progress.
 const READ_CHUNK: usize = 4096;
@@ -102,6 +135,10 @@ enum State {
     Open,
     /// We sent a close frame and wait for the peer's until the deadline.
     CloseSent {
+        deadline: Instant,
+    },
+    /// Client role: the close handshake is done; the server should close TCP first.
+    AwaitEof {
         deadline: Instant,
     },
     /// Nothing more to read or write.
@@ -113,37 +150,51 @@ struct Assembly {
     data: BytesMut,
     /// For text: how many leading bytes are known to be valid UTF-8.
     valid_up_to: usize,
+    /// Set while a compressed message is being inflated.
+    inflater: Option<Inflater>,
 }
 
 struct Driver<'a, S> {
     io: S,
     config: &'a Config,
+    encoder: Encoder,
     rbuf: BytesMut,
     assembly: Option<Assembly>,
+    /// The inflater of a peer that keeps compression context between messages.
+    persistent_inflater: Option<Inflater>,
     control: Vec<Bytes>,
     pending_in: Option<Message>,
     state: State,
     outcome: Outcome,
+    last_seen: Instant,
+    next_ping: Option<Instant>,
 }
 
-/// Runs a server-side connection until it is closed and reports how it ended.
+/// Runs a connection until it is closed and reports how it ended.
 ///
-/// `prefix` holds bytes the HTTP layer read past the handshake; they are parsed first.
-pub(crate) async fn drive<S>(
+/// `prefix` holds bytes read past the handshake; they are parsed first.
+pub(crate) async fn drive<S: Transport>(
     io: S,
     prefix: Bytes,
     config: &Config,
-    mut channels: Channels,
+    encoder: Encoder,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
-) -> Outcome
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Outcome {
+    let now = Instant::now();
+    let persistent_inflater = match encoder.deflate {
+        Some(negotiated) if !negotiated.peer_no_context_takeover => {
+            Some(Inflater::for_connection())
+        }
+        _ => None,
+    };
     let mut driver = Driver {
         io,
         config,
+        encoder,
         rbuf: BytesMut::from(&prefix[..]),
         assembly: None,
+        persistent_inflater,
         control: Vec::new(),
         pending_in: None,
         state: State::Open,
@@ -153,8 +204,11 @@ where
             initiator: Initiator::Transport,
             messages_sent: 0,
         },
+        last_seen: now,
+        next_ping: config.ping_interval.map(|every| now + every),
     };
-    driver.process_buffered(&channels.incoming);
+    let mut batch: Vec<Bytes> = Vec::new();
+    driver.process_buffered(&shared);
     loop {
         if !driver.control.is_empty() {
             let mut frames = std::mem::take(&mut driver.control);
@@ -162,68 +216,118 @@ where
                 driver.transport_failed(reason);
             }
         }
+        if !matches!(driver.state, State::Open) {
+            // Closing: the application can no longer send.
+            shared.finish();
+        }
         let open = matches!(driver.state, State::Open);
         let deadline = match driver.state {
-            State::CloseSent { deadline } => Some(deadline),
             State::Done => break,
-            State::Open => None,
+            State::CloseSent { deadline } | State::AwaitEof { deadline } => Some(deadline),
+            State::Open => driver.keepalive_deadline(),
         };
+        let reading = driver.pending_in.is_none();
         tokio::select! {
             biased;
             () = shutdown.cancelled(), if open => {
                 driver.start_close(CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down"));
             }
-            permit = channels.incoming.reserve(), if driver.pending_in.is_some() => {
-                if let (Ok(permit), Some(message)) = (permit, driver.pending_in.take()) {
-                    permit.send(message);
-                } else {
-                    // The application stopped listening; what it would have read is moot.
-                    driver.pending_in = None;
+            () = poll_fn(|cx| shared.poll_inbox_space(cx)), if !reading => {
+                if let Some(message) = driver.pending_in.take()
+                    && let Err(message) = shared.deliver(message)
+                {
+                    driver.pending_in = Some(message);
                 }
-                driver.process_buffered(&channels.incoming);
+                driver.process_buffered(&shared);
             }
-            outgoing = channels.outgoing.recv(), if open => {
-                driver.send_batch(outgoing, &mut channels.outgoing).await;
+            outgoing = poll_fn(|cx| shared.poll_outgoing(cx, &mut batch)), if open => {
+                driver.handle_outgoing(outgoing, &mut batch, &shared).await;
             }
-            read = driver.read_some(), if driver.pending_in.is_none() => {
+            read = poll_fn(|cx| driver.poll_read(cx)), if reading => {
                 match read {
                     Ok(0) => driver.peer_eof(),
-                    Ok(_) => driver.process_buffered(&channels.incoming),
+                    Ok(_) => {
+                        driver.last_seen = Instant::now();
+                        driver.process_buffered(&shared);
+                    }
                     Err(err) => driver.transport_failed(format!("read failed: {err}")),
                 }
             }
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                driver.transport_failed("peer did not answer our close frame".into());
+                driver.on_timer();
             }
         }
     }
+    shared.finish();
     // Best effort: the peer may already be gone.
     let _ = timeout(config.close_timeout, driver.io.shutdown()).await;
     driver.outcome
 }
 
-impl<S> Driver<'_, S>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    async fn read_some(&mut self) -> std::io::Result<usize> {
+impl<S: Transport> Driver<'_, S> {
+    /// Waits for readability, then reads into a buffer that exists only while bytes
+    /// are arriving.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        ready!(self.io.poll_read_ready(cx))?;
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        self.io.read_buf(&mut self.rbuf).await
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Pending => {
+                if self.rbuf.is_empty() {
+                    self.rbuf = BytesMut::new();
+                }
+                Poll::Pending
+            }
+            ready => ready,
+        }
+    }
+
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let ping = self.next_ping?;
+        Some(ping.min(self.last_seen + self.config.idle_timeout))
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        match self.state {
+            State::CloseSent { deadline } | State::AwaitEof { deadline } if now >= deadline => {
+                if matches!(self.state, State::CloseSent { .. }) {
+                    self.transport_failed("peer did not answer our close frame".into());
+                } else {
+                    self.state = State::Done;
+                }
+            }
+            State::Open => {
+                if now >= self.last_seen + self.config.idle_timeout {
+                    let idle = self.config.idle_timeout;
+                    self.start_close(CloseFrame::new(
+                        CloseCode::GOING_AWAY,
+                        format!("nothing received for {} s", idle.as_secs()),
+                    ));
+                    // An unresponsive peer will not answer: do not wait for it.
+                    self.state = State::Done;
+                } else if let (Some(at), Some(every)) = (self.next_ping, self.config.ping_interval)
+                    && now >= at
+                {
+                    self.control.push(self.encoder.control(OpCode::Ping, b""));
+                    self.next_ping = Some(now + every);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Parses every complete frame in the read buffer, stopping early when a message
-    /// waits for the application or the connection is done.
-    fn process_buffered(&mut self, incoming: &mpsc::Sender<Message>) {
+    /// waits for room in the application's inbox or the connection is done.
+    fn process_buffered(&mut self, shared: &Shared) {
         while self.pending_in.is_none() && !matches!(self.state, State::Done) {
             match self.next_frame() {
-                Ok(Some(message)) => match incoming.try_send(message) {
-                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    Err(mpsc::error::TrySendError::Full(message)) => {
+                Ok(Some(message)) => {
+                    if let Err(message) = shared.deliver(message) {
                         self.pending_in = Some(message);
                     }
-                },
+                }
                 Ok(None) => {
                     if !self.frame_in_buffer() {
                         break;
@@ -235,13 +339,13 @@ where
                 }
             }
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
-            // A large message has passed; an idle connection keeps no large buffer.
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            // Nothing is arriving: an idle connection keeps no buffer.
             self.rbuf = BytesMut::new();
         }
     }
 
-    /// Whether the read buffer still starts with a complete frame.
+    /// Whether the read buffer still starts with a complete frame (or a bad header).
     fn frame_in_buffer(&self) -> bool {
         match FrameHeader::parse(&self.rbuf) {
             Ok(Some((header, head_len))) => {
@@ -252,79 +356,153 @@ where
         }
     }
 
+    /// Checks a header against the role, the extensions and the limits.
+    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let allowed_rsv = match header.opcode {
+            OpCode::Text | OpCode::Binary if self.encoder.deflate.is_some() => RSV1,
+            _ => 0,
+        };
+        if header.rsv & !allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        match (self.encoder.role, header.mask) {
+            (Role::Server, None) => return Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, Some(_)) => return Err(ProtocolError::MaskedServerFrame),
+            _ => {}
+        }
+        if !header.opcode.is_control() {
+            let limit = self.config.max_message_size;
+            let compressed = header.rsv & RSV1 != 0
+                || self.assembly.as_ref().is_some_and(|a| a.inflater.is_some());
+            // Compressed frames may be a little larger than what they inflate to.
+            let frame_limit = if compressed {
+                limit + limit / 8 + 1024
+            } else {
+                limit
+            };
+            let so_far = self
+                .assembly
+                .as_ref()
+                .filter(|a| a.inflater.is_none())
+                .map_or(0, |a| a.data.len() as u64);
+            if so_far + header.payload_len > frame_limit as u64 {
+                return Err(ProtocolError::MessageTooBig { limit });
+            }
+        }
+        Ok(())
+    }
+
     /// Consumes one complete frame from the buffer. Returns a message when the frame
-    /// completes one; `Ok(None)` when the frame was a control frame or a fragment, or
-    /// when the buffer holds no complete frame yet (then it reserves room for it).
+    /// completes one; `Ok(None)` for control frames and fragments, and when the
+    /// buffer holds no complete frame yet (then it reserves room for it).
     fn next_frame(&mut self) -> Result<Option<Message>, ProtocolError> {
         let Some((header, head_len)) = FrameHeader::parse(&self.rbuf)? else {
             return Ok(None);
         };
-        if header.rsv != 0 {
-            return Err(ProtocolError::ReservedBitsSet);
-        }
-        let Some(mask) = header.mask else {
-            return Err(ProtocolError::UnmaskedClientFrame);
-        };
-        if !header.opcode.is_control() {
-            let so_far = self.assembly.as_ref().map_or(0, |a| a.data.len() as u64);
-            let limit = self.config.max_message_size;
-            if so_far + header.payload_len > limit as u64 {
-                return Err(ProtocolError::MessageTooBig { limit });
-            }
-        }
-        // Bounded by the control-frame and message limits checked above.
-        let payload_len = header.payload_len as usize;
-        let frame_len = head_len + payload_len;
+        self.check_header(&header)?;
+        // Bounded by the control-frame and message limits just checked.
+        let frame_len = head_len + header.payload_len as usize;
         if self.rbuf.len() < frame_len {
             self.rbuf.reserve(frame_len - self.rbuf.len());
             return Ok(None);
         }
-        let mut frame = self.rbuf.split_to(frame_len);
-        frame.advance(head_len);
-        apply_mask(&mut frame, mask, 0);
+        let mut payload = self.rbuf.split_to(frame_len);
+        payload.advance(head_len);
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
         match header.opcode {
             OpCode::Ping => {
                 if matches!(self.state, State::Open) {
-                    self.control.push(encode_server_frame(OpCode::Pong, &frame));
+                    self.control
+                        .push(self.encoder.control(OpCode::Pong, &payload));
                 }
                 Ok(None)
             }
             OpCode::Pong => Ok(None),
             OpCode::Close => {
-                self.on_close_frame(&frame)?;
+                self.on_close_frame(&payload)?;
                 Ok(None)
             }
             OpCode::Text | OpCode::Binary => {
                 if self.assembly.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
+                let compressed = header.rsv & RSV1 != 0;
+                if !compressed && header.fin {
+                    // The common case: one uncompressed frame, no copy.
+                    let mut assembly = Assembly {
+                        opcode: header.opcode,
+                        data: payload,
+                        valid_up_to: 0,
+                        inflater: None,
+                    };
+                    check_utf8_progress(&mut assembly, true)?;
+                    return Ok(self.deliver(assembly));
+                }
                 let mut assembly = Assembly {
                     opcode: header.opcode,
-                    data: frame,
+                    data: BytesMut::new(),
                     valid_up_to: 0,
+                    inflater: compressed.then(|| {
+                        self.persistent_inflater
+                            .take()
+                            .unwrap_or_else(Inflater::for_one_message)
+                    }),
                 };
-                check_utf8_progress(&mut assembly, header.fin)?;
-                if header.fin {
-                    Ok(self.deliver(assembly))
-                } else {
-                    self.assembly = Some(assembly);
-                    Ok(None)
-                }
+                self.append(&mut assembly, payload, header.fin)?;
+                self.complete_or_keep(assembly, header.fin)
             }
             OpCode::Continuation => {
                 let Some(mut assembly) = self.assembly.take() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                assembly.data.unsplit(frame);
-                check_utf8_progress(&mut assembly, header.fin)?;
-                if header.fin {
-                    Ok(self.deliver(assembly))
-                } else {
-                    self.assembly = Some(assembly);
-                    Ok(None)
-                }
+                self.append(&mut assembly, payload, header.fin)?;
+                self.complete_or_keep(assembly, header.fin)
             }
         }
+    }
+
+    /// Adds a fragment's payload to a message in progress, inflating it if the
+    /// message is compressed, and checks its text so far.
+    fn append(
+        &mut self,
+        assembly: &mut Assembly,
+        payload: BytesMut,
+        fin: bool,
+    ) -> Result<(), ProtocolError> {
+        match assembly.inflater.as_mut() {
+            Some(inflater) => {
+                inflater.inflate(
+                    &payload,
+                    fin,
+                    &mut assembly.data,
+                    self.config.max_message_size,
+                )?;
+            }
+            None if assembly.data.is_empty() => assembly.data = payload,
+            None => assembly.data.unsplit(payload),
+        }
+        check_utf8_progress(assembly, fin)
+    }
+
+    fn complete_or_keep(
+        &mut self,
+        mut assembly: Assembly,
+        fin: bool,
+    ) -> Result<Option<Message>, ProtocolError> {
+        if !fin {
+            self.assembly = Some(assembly);
+            return Ok(None);
+        }
+        if let Some(inflater) = assembly.inflater.take() {
+            if inflater.is_persistent() {
+                self.persistent_inflater = Some(inflater);
+            } else {
+                inflater.finish();
+            }
+        }
+        Ok(self.deliver(assembly))
     }
 
     /// Turns a finished message into what the application receives, unless we are
@@ -355,23 +533,32 @@ where
                 (code, reason.to_owned())
             }
         };
-        match self.state {
-            State::Open => {
-                // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty reply.
-                let reply = if code == CloseCode::NO_STATUS {
-                    encode_server_frame(OpCode::Close, &[])
-                } else {
-                    encode_server_frame(OpCode::Close, &code.0.to_be_bytes())
-                };
-                self.control.push(reply);
-                self.outcome.code = code;
-                self.outcome.reason = reason;
-                self.outcome.initiator = Initiator::Peer;
-            }
-            State::CloseSent { .. } | State::Done => {}
+        if matches!(self.state, State::Open) {
+            // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty reply.
+            let reply: &[u8] = if code == CloseCode::NO_STATUS {
+                &[]
+            } else {
+                &payload[..2]
+            };
+            self.control
+                .push(self.encoder.control(OpCode::Close, reply));
+            self.outcome.code = code;
+            self.outcome.reason = reason;
+            self.outcome.initiator = Initiator::Peer;
         }
-        self.state = State::Done;
+        self.state = self.after_handshake();
         Ok(())
+    }
+
+    /// Where the close handshake leaves us: a server closes TCP at once; a client
+    /// waits (bounded) for the server to do it (RFC 6455 §7.1.1).
+    fn after_handshake(&self) -> State {
+        match self.encoder.role {
+            Role::Server => State::Done,
+            Role::Client => State::AwaitEof {
+                deadline: Instant::now() + self.config.close_timeout,
+            },
+        }
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): one close frame naming the violation,
@@ -381,7 +568,7 @@ where
         if matches!(self.state, State::Open) {
             let frame = CloseFrame::new(err.close_code(), err.to_string());
             self.control
-                .push(encode_server_frame(OpCode::Close, &frame.payload()));
+                .push(self.encoder.control(OpCode::Close, &frame.payload()));
             self.outcome.code = frame.code;
             self.outcome.reason = frame.reason;
             self.outcome.initiator = Initiator::Local;
@@ -400,7 +587,7 @@ where
         };
         let frame = CloseFrame::new(code, frame.reason);
         self.control
-            .push(encode_server_frame(OpCode::Close, &frame.payload()));
+            .push(self.encoder.control(OpCode::Close, &frame.payload()));
         self.outcome.code = frame.code;
         self.outcome.reason = frame.reason;
         self.outcome.initiator = Initiator::Local;
@@ -411,10 +598,9 @@ where
 
     fn peer_eof(&mut self) {
         match self.state {
-            State::CloseSent { .. } => {
-                // The peer closed TCP instead of answering our close: done all the same.
-                self.state = State::Done;
-            }
+            // The peer closed TCP instead of answering our close, or after the
+            // handshake as it should: done either way.
+            State::CloseSent { .. } | State::AwaitEof { .. } => self.state = State::Done,
             _ => self.transport_failed("connection closed without a close frame".into()),
         }
     }
@@ -428,51 +614,28 @@ where
         self.state = State::Done;
     }
 
-    /// Writes `first` and whatever else is already queued, up to a batch, with as few
-    /// vectored writes as the socket allows.
-    async fn send_batch(
+    async fn handle_outgoing(
         &mut self,
-        first: Option<Outgoing>,
-        outgoing: &mut mpsc::Receiver<Outgoing>,
+        outgoing: Outgoing,
+        batch: &mut Vec<Bytes>,
+        shared: &Shared,
     ) {
-        let mut frames = Vec::new();
-        let mut close = None;
-        let mut next = first;
-        loop {
-            match next {
-                None if frames.is_empty() => {
-                    // The application dropped its socket: a normal end.
-                    close = Some(CloseFrame::new(CloseCode::NORMAL, ""));
-                    break;
+        match outgoing {
+            Outgoing::Frames { bytes } => {
+                let count = batch.len() as u64;
+                let result = self.write_all(batch).await;
+                batch.clear();
+                shared.written(bytes);
+                match result {
+                    Ok(()) => self.outcome.messages_sent += count,
+                    Err(reason) => self.transport_failed(reason),
                 }
-                None => break,
-                Some(Outgoing::Data(frame)) => frames.push(frame),
-                Some(Outgoing::Close(frame)) => {
-                    close = Some(frame);
-                    break;
+                if batch.capacity() > 2 * super::queue::MAX_BATCH {
+                    *batch = Vec::new();
                 }
             }
-            if frames.len() >= MAX_BATCH {
-                break;
-            }
-            next = match outgoing.try_recv() {
-                Ok(item) => Some(item),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            };
-        }
-        let count = frames.len() as u64;
-        if !frames.is_empty() {
-            match self.write_all(&mut frames).await {
-                Ok(()) => self.outcome.messages_sent += count,
-                Err(reason) => {
-                    self.transport_failed(reason);
-                    return;
-                }
-            }
-        }
-        if let Some(frame) = close {
-            self.start_close(frame);
+            Outgoing::Close(frame) => self.start_close(frame),
+            Outgoing::AppGone => self.start_close(CloseFrame::new(CloseCode::NORMAL, "")),
         }
     }
 

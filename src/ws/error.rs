@@ -82,6 +82,9 @@ pub enum ProtocolError {
     /// A text message (or close reason) was not valid UTF-8.
     #[error("invalid UTF-8 in text")]
     InvalidUtf8,
+    /// A compressed message did not inflate (RFC 7692).
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
     /// A message was larger than the configured limit.
     #[error("message larger than {limit} bytes")]
     MessageTooBig {
@@ -94,7 +97,7 @@ impl ProtocolError {
     /// The close code an endpoint answers this violation with.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 => CloseCode::INVALID_DATA,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_DATA,
             Self::MessageTooBig { .. } => CloseCode::TOO_BIG,
             _ => CloseCode::PROTOCOL,
         }

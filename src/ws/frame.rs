@@ -14,6 +14,10 @@ use super::error::ProtocolError;
 /// The largest header a frame can have: 2 + 8 (64-bit length) + 4 (masking key).
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// RSV1 in [`FrameHeader::rsv`]: set on the first frame of a compressed message
+/// (RFC 7692 §6).
+pub const RSV1: u8 = 0b100;
+
 /// The largest payload of a control frame (RFC 6455 §5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 

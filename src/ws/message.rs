@@ -3,8 +3,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 
+use super::deflate::{self, Negotiated};
 use super::error::CloseCode;
-use super::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use super::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, RSV1, apply_mask};
 
 /// Bytes that are known to be valid UTF-8: the payload of a text message.
 ///
@@ -169,13 +170,65 @@ impl CloseFrame {
     }
 }
 
-/// Encodes one unmasked, final frame (the server's way of sending) into a single buffer.
-pub(crate) fn encode_server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
+/// Which end of the connection we are: it decides masking (RFC 6455 §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We accepted the connection: our frames are unmasked, the peer's masked.
+    Server,
+    /// We opened the connection: our frames are masked, the peer's unmasked.
+    Client,
+}
+
+/// Turns messages into frames the way one connection needs them: masked or not,
+/// compressed or not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Encoder {
+    pub(crate) role: Role,
+    pub(crate) deflate: Option<Negotiated>,
+    pub(crate) level: u32,
+    pub(crate) min_size: usize,
+}
+
+impl Encoder {
+    /// The frame for a data message: compressed when negotiated and worthwhile.
+    pub(crate) fn data(&self, message: &Message) -> Bytes {
+        let payload = message.payload();
+        if let Some(negotiated) = self.deflate
+            && payload.len() >= self.min_size
+            && let Some(frame) = compressed_frame(
+                message.opcode(),
+                payload,
+                negotiated.send_window_bits,
+                self.level,
+                self.mask(),
+            )
+        {
+            return frame;
+        }
+        encode_frame(message.opcode(), payload, self.mask())
+    }
+
+    /// A control frame (close, ping, pong).
+    pub(crate) fn control(&self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        encode_frame(opcode, payload, self.mask())
+    }
+
+    fn mask(&self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Server => None,
+            Role::Client => Some(rand::random()),
+        }
+    }
+}
+
+/// Encodes one final, uncompressed frame into a single buffer, masking it when `mask`
+/// is given.
+pub(crate) fn encode_frame(opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> Bytes {
     let header = FrameHeader {
         fin: true,
         rsv: 0,
         opcode,
-        mask: None,
+        mask,
         payload_len: payload.len() as u64,
     };
     let mut head = [0u8; MAX_HEADER_LEN];
@@ -183,7 +236,44 @@ pub(crate) fn encode_server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(head_len + payload.len());
     out.put_slice(&head[..head_len]);
     out.put_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[head_len..], key, 0);
+    }
     out.freeze()
+}
+
+/// Compresses `payload` into one final frame with RSV1 set, written behind a header
+/// in the same buffer; `None` when compression does not pay off.
+pub(crate) fn compressed_frame(
+    opcode: OpCode,
+    payload: &[u8],
+    window_bits: u8,
+    level: u32,
+    mask: Option<[u8; 4]>,
+) -> Option<Bytes> {
+    let (mut buffer, compressed_len) =
+        deflate::compress(payload, window_bits, level, MAX_HEADER_LEN)?;
+    let header = FrameHeader {
+        fin: true,
+        rsv: RSV1,
+        opcode,
+        mask,
+        payload_len: compressed_len as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let head_len = header.encode(&mut head);
+    let start = MAX_HEADER_LEN - head_len;
+    buffer[start..MAX_HEADER_LEN].copy_from_slice(&head[..head_len]);
+    if let Some(key) = mask {
+        apply_mask(&mut buffer[MAX_HEADER_LEN..], key, 0);
+    }
+    Some(Bytes::from(buffer).slice(start..))
+}
+
+/// Encodes one unmasked, final frame (the server's way of sending).
+#[cfg(test)]
+pub(crate) fn encode_server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
+    encode_frame(opcode, payload, None)
 }
 
 #[cfg(test)]

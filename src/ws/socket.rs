@@ -1,15 +1,17 @@
-//! [`Socket`]: the application's end of one WebSocket connection.
+//! What the application holds: [`Socket`] (one connection, owned), [`Sender`] (a
+//! cheap handle that can only send), and [`Prepared`] (a message encoded once for
+//! many connections).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
-use super::conn::Outgoing;
 use super::error::CloseCode;
-use super::message::{CloseFrame, Message, encode_server_frame};
+use super::message::{CloseFrame, Encoder, Message, Role, compressed_frame, encode_frame};
+use super::queue::{Shared, TrySendError};
 
 /// A process-unique connection id, shown in logs as `c<number>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,37 +36,169 @@ impl fmt::Display for ConnId {
 #[error("the WebSocket connection is closed")]
 pub struct Closed;
 
+/// A message encoded once, to be sent to many connections.
+///
+/// The uncompressed frame is built at once; the compressed frame (for connections
+/// that negotiated permessage-deflate) on first use, once, and shared after that.
+/// Sending a `Prepared` to a server-side connection copies no payload bytes.
+pub struct Prepared {
+    message: Message,
+    plain: Bytes,
+    compressed: OnceLock<Option<Bytes>>,
+}
+
+impl Prepared {
+    /// Encodes `message` for sending from the server side.
+    pub fn new(message: impl Into<Message>) -> Self {
+        let message = message.into();
+        let plain = encode_frame(message.opcode(), message.payload(), None);
+        Self {
+            message,
+            plain,
+            compressed: OnceLock::new(),
+        }
+    }
+
+    /// The message itself.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The frame bytes for a connection with `encoder`.
+    fn frame_for(&self, encoder: &Encoder) -> Bytes {
+        match (encoder.role, encoder.deflate) {
+            // Client frames are masked with a fresh key each: nothing to share.
+            (Role::Client, _) => encoder.data(&self.message),
+            (Role::Server, Some(negotiated))
+                if negotiated.send_window_bits == 15
+                    && self.message.payload().len() >= encoder.min_size =>
+            {
+                self.compressed
+                    .get_or_init(|| {
+                        compressed_frame(
+                            self.message.opcode(),
+                            self.message.payload(),
+                            15,
+                            encoder.level,
+                            None,
+                        )
+                    })
+                    .clone()
+                    .unwrap_or_else(|| self.plain.clone())
+            }
+            (Role::Server, _) => self.plain.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle that sends on one connection; cheap to clone, and it does not keep the
+/// connection open (dropping the [`Socket`] closes it).
+#[derive(Clone)]
+pub struct Sender {
+    id: ConnId,
+    shared: Arc<Shared>,
+    encoder: Encoder,
+}
+
+impl Sender {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Sends a message, waiting while the outbound queue is above its high watermark.
+    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Closed> {
+        let frame = self.encoder.data(&message.into());
+        self.shared.send(frame).await.map_err(|_| Closed)
+    }
+
+    /// Queues a message unless the peer is not keeping up ([`TrySendError::Full`]).
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        self.shared.try_send(self.encoder.data(&message.into()))
+    }
+
+    /// Sends a prepared message, waiting while the queue is above its high watermark.
+    pub async fn send_prepared(&self, prepared: &Prepared) -> Result<(), Closed> {
+        let frame = prepared.frame_for(&self.encoder);
+        self.shared.send(frame).await.map_err(|_| Closed)
+    }
+
+    /// Queues a prepared message unless the peer is not keeping up.
+    pub fn try_send_prepared(&self, prepared: &Prepared) -> Result<(), TrySendError> {
+        self.shared.try_send(prepared.frame_for(&self.encoder))
+    }
+
+    /// Bytes queued for this connection and not yet written to the socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued_bytes()
+    }
+
+    /// Starts the close handshake after everything queued before.
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
+        self.shared.request_close(CloseFrame::new(code, reason));
+    }
+
+    /// Whether the connection has closed (or is closing).
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Resolves when the connection has closed (or is closing).
+    pub async fn closed(&self) {
+        self.shared.closed().await;
+    }
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The application's end of one WebSocket connection.
 ///
-/// `send` queues a message (waiting while the connection's bounded queue is full);
-/// `recv` yields the peer's messages. Pings, pongs and the close handshake are
-/// answered by the connection itself. Dropping the `Socket` closes the connection
-/// normally (code 1000) once everything queued before has been written.
+/// `send` queues a message (waiting while the connection's outbound queue is above
+/// its high watermark); `recv` yields the peer's messages. Pings, pongs and the close
+/// handshake are answered by the connection itself. Dropping the `Socket` closes the
+/// connection normally (code 1000) once everything queued before has been written.
 pub struct Socket {
-    id: ConnId,
+    sender: Sender,
     peer: SocketAddr,
-    outgoing: mpsc::Sender<Outgoing>,
-    incoming: mpsc::Receiver<Message>,
+    extensions: Option<String>,
 }
 
 impl Socket {
     pub(crate) fn new(
         id: ConnId,
         peer: SocketAddr,
-        outgoing: mpsc::Sender<Outgoing>,
-        incoming: mpsc::Receiver<Message>,
+        shared: Arc<Shared>,
+        encoder: Encoder,
+        extensions: Option<String>,
     ) -> Self {
         Self {
-            id,
+            sender: Sender {
+                id,
+                shared,
+                encoder,
+            },
             peer,
-            outgoing,
-            incoming,
+            extensions,
         }
     }
 
     /// This connection's id, as it appears in the logs.
     pub fn id(&self) -> ConnId {
-        self.id
+        self.sender.id
     }
 
     /// The peer's address.
@@ -72,48 +206,60 @@ impl Socket {
         self.peer
     }
 
-    /// Sends a text or binary message: `socket.send(n.to_string())` sends text,
-    /// `socket.send(bytes)` binary. Waits while the outbound queue is full; fails
-    /// once the connection is closed.
-    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Closed> {
-        let message = message.into();
-        let frame = encode_server_frame(message.opcode(), message.payload());
-        self.send_frame(frame).await
+    /// The negotiated extensions, as in the handshake's `Sec-WebSocket-Extensions`.
+    pub fn extensions(&self) -> Option<&str> {
+        self.extensions.as_deref()
     }
 
-    /// Queues an already encoded frame; the same bytes may go to many sockets.
-    pub(crate) async fn send_frame(&self, frame: Bytes) -> Result<(), Closed> {
-        self.outgoing
-            .send(Outgoing::Data(frame))
-            .await
-            .map_err(|_| Closed)
+    /// A handle for sending from elsewhere (another task, a topic's fan-out).
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// Sends a text or binary message: `socket.send(n.to_string())` sends text,
+    /// `socket.send(bytes)` binary. Waits while the outbound queue is above its high
+    /// watermark; fails once the connection is closed.
+    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Closed> {
+        self.sender.send(message).await
+    }
+
+    /// Queues a message unless the peer is not keeping up ([`TrySendError::Full`]).
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        self.sender.try_send(message)
+    }
+
+    /// Sends a message encoded once for many connections.
+    pub async fn send_prepared(&self, prepared: &Prepared) -> Result<(), Closed> {
+        self.sender.send_prepared(prepared).await
     }
 
     /// The next message from the peer, or `None` once the connection is closed.
     pub async fn recv(&mut self) -> Option<Message> {
-        self.incoming.recv().await
+        self.sender.shared.recv().await
     }
 
-    /// Resolves when the connection has closed, whatever the reason.
+    /// Resolves when the connection has closed (or is closing), whatever the reason.
     pub async fn closed(&self) {
-        self.outgoing.closed().await;
+        self.sender.closed().await;
     }
 
     /// Starts the close handshake with `code` and `reason` after everything queued
     /// before it has been written.
-    pub async fn close(self, code: CloseCode, reason: impl Into<String>) {
-        // An already closed connection needs no close frame.
-        let _ = self
-            .outgoing
-            .send(Outgoing::Close(CloseFrame::new(code, reason)))
-            .await;
+    pub fn close(self, code: CloseCode, reason: impl Into<String>) {
+        self.sender.close(code, reason);
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.sender.shared.app_dropped();
     }
 }
 
 impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
-            .field("id", &self.id)
+            .field("id", &self.sender.id)
             .field("peer", &self.peer)
             .finish_non_exhaustive()
     }

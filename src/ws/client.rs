@@ -1,0 +1,264 @@
+//! The client role: open a WebSocket to a server (`ws://` URLs) and get a [`Socket`],
+//! the same type a server handler gets.
+//!
+//! hyper performs the HTTP/1.1 upgrade; we check the server's answer (status, accept
+//! key, extensions) and then run the same connection task as the server side, with
+//! masking on and the client's rules for the close handshake.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Uri, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{Config, drive};
+use super::deflate;
+use super::handshake::{VERSION, accept_key};
+use super::message::{Encoder, Role};
+use super::socket::{ConnId, Socket};
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is not a usable `ws://` URL.
+    #[error("invalid WebSocket URL {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TCP connection failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// Host and port.
+        addr: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connecting or the handshake took longer than allowed.
+    #[error("timed out connecting to {0}")]
+    Timeout(String),
+    /// The HTTP exchange failed.
+    #[error("HTTP error during the handshake: {0}")]
+    Http(#[from] hyper::Error),
+    /// The server answered, but not with `101 Switching Protocols`.
+    #[error("the server refused the WebSocket upgrade with {0}")]
+    Refused(StatusCode),
+    /// The server's 101 answer breaks RFC 6455 or RFC 7692.
+    #[error("invalid handshake response: {0}")]
+    Handshake(String),
+}
+
+/// How a client connects.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The connection's limits and compression (offered when enabled).
+    pub ws: Config,
+    /// Time allowed for TCP connect plus handshake.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            ws: Config::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Connects to `url` (`ws://host:port/path?query`) with the default configuration.
+pub async fn connect(url: &str) -> Result<Socket, ConnectError> {
+    connect_with(url, &ClientConfig::default()).await
+}
+
+/// Connects to `url` with `config`.
+pub async fn connect_with(url: &str, config: &ClientConfig) -> Result<Socket, ConnectError> {
+    let target = Target::parse(url)?;
+    let authority = target.authority.clone();
+    tokio::time::timeout(config.connect_timeout, open(target, config))
+        .await
+        .map_err(|_| ConnectError::Timeout(authority))?
+}
+
+struct Target {
+    authority: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, ConnectError> {
+        let bad = |reason: &str| ConnectError::Url {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|err: http::uri::InvalidUri| bad(&err.to_string()))?;
+        match uri.scheme_str() {
+            Some("ws") => {}
+            Some("wss") => return Err(bad("wss:// (TLS) is not supported yet; use ws://")),
+            _ => return Err(bad("the scheme must be ws://")),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        Ok(Self {
+            authority: authority.as_str().to_owned(),
+            host,
+            port: authority.port_u16().unwrap_or(80),
+            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        })
+    }
+}
+
+async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectError> {
+    let addr = format!("{}:{}", target.host, target.port);
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|source| ConnectError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let peer = tcp
+        .peer_addr()
+        .map_err(|source| ConnectError::Connect { addr, source })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(error = %err, "client HTTP connection ended");
+        }
+    });
+
+    let key = BASE64.encode(rand::random::<[u8; 16]>());
+    let offer = config.ws.deflate.enabled.then(deflate::client_offer);
+    let mut request = Request::get(target.path.as_str())
+        .header(header::HOST, target.authority.as_str())
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_KEY, key.as_str())
+        .header(header::SEC_WEBSOCKET_VERSION, VERSION);
+    if let Some(offer) = &offer {
+        request = request.header(header::SEC_WEBSOCKET_EXTENSIONS, offer.as_str());
+    }
+    let request = request
+        .body(Body::empty())
+        .map_err(|err| ConnectError::Handshake(format!("cannot build the request: {err}")))?;
+    let response = sender.send_request(request).await?;
+
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ConnectError::Refused(response.status()));
+    }
+    let headers = response.headers();
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|part| part.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
+        return Err(ConnectError::Handshake(
+            "missing Upgrade/Connection headers".into(),
+        ));
+    }
+    let expected = accept_key(key.as_bytes());
+    if headers.get(header::SEC_WEBSOCKET_ACCEPT)
+        != Some(&HeaderValue::from_str(&expected).unwrap_or(HeaderValue::from_static("-")))
+    {
+        return Err(ConnectError::Handshake("wrong Sec-WebSocket-Accept".into()));
+    }
+    if headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
+        return Err(ConnectError::Handshake(
+            "a subprotocol was chosen but none was offered".into(),
+        ));
+    }
+    let extension_values: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        .collect();
+    let negotiated = if offer.is_some() {
+        deflate::accept_client(&extension_values).map_err(ConnectError::Handshake)?
+    } else if extension_values.is_empty() {
+        None
+    } else {
+        return Err(ConnectError::Handshake(
+            "an extension was chosen but none was offered".into(),
+        ));
+    };
+    let extensions = (!extension_values.is_empty()).then(|| extension_values.join(", "));
+
+    let upgraded = hyper::upgrade::on(response).await?;
+    let encoder = Encoder {
+        role: Role::Client,
+        deflate: negotiated,
+        level: config.ws.deflate.level,
+        min_size: config.ws.deflate.min_size,
+    };
+    Ok(spawn_connection(
+        upgraded, peer, &config.ws, encoder, extensions,
+    ))
+}
+
+fn spawn_connection(
+    upgraded: hyper::upgrade::Upgraded,
+    peer: SocketAddr,
+    config: &Config,
+    encoder: Encoder,
+    extensions: Option<String>,
+) -> Socket {
+    let id = ConnId::next();
+    let shared = config.shared();
+    let socket = Socket::new(id, peer, shared.clone(), encoder, extensions);
+    let config = config.clone();
+    // A client connection ends when its Socket is dropped or the server closes it.
+    let shutdown = CancellationToken::new();
+    tokio::spawn(async move {
+        let outcome = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                drive(
+                    parts.io.into_inner(),
+                    parts.read_buf,
+                    &config,
+                    encoder,
+                    shared,
+                    shutdown,
+                )
+                .await
+            }
+            Err(upgraded) => {
+                drive(
+                    TokioIo::new(upgraded),
+                    Bytes::new(),
+                    &config,
+                    encoder,
+                    shared,
+                    shutdown,
+                )
+                .await
+            }
+        };
+        tracing::debug!(
+            "client {id} closed: {} {:?} after {} messages",
+            outcome.code,
+            outcome.reason,
+            outcome.messages_sent
+        );
+    });
+    socket
+}

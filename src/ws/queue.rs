@@ -1,0 +1,343 @@
+//! The state one connection task shares with the application's handles: the outbound
+//! queue (frames, bounded in bytes by high/low watermarks), the inbound queue
+//! (messages, bounded in count), and the wake-ups between them.
+//!
+//! Both queues are plain `VecDeque`s under one short-lived lock. They allocate only
+//! while something is queued and give their memory back once drained, so an idle
+//! connection holds no buffers here.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
+
+use super::message::{CloseFrame, Message};
+
+/// What the connection task should do next for the application.
+pub(crate) enum Outgoing {
+    /// Write these frames (already moved into the batch); `bytes` is their total size.
+    Frames { bytes: usize },
+    /// Start the close handshake.
+    Close(CloseFrame),
+    /// Every application handle is gone: close normally.
+    AppGone,
+}
+
+/// Why a frame could not be queued without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TrySendError {
+    /// The outbound queue is above its high watermark: the peer is not keeping up.
+    #[error("the peer is not keeping up (outbound queue full)")]
+    Full,
+    /// The connection is closed or closing.
+    #[error("the WebSocket connection is closed")]
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    outbox: VecDeque<Bytes>,
+    queued_bytes: usize,
+    close: Option<CloseFrame>,
+    inbox: VecDeque<Message>,
+    /// No more sending: the connection is closing or closed.
+    finished: bool,
+    /// The owning `Socket` was dropped.
+    app_gone: bool,
+}
+
+/// Shared by a connection task and the application's handles (`Arc`).
+pub(crate) struct Shared {
+    high_watermark: usize,
+    low_watermark: usize,
+    inbound_capacity: usize,
+    state: Mutex<State>,
+    /// The connection task, waiting for frames to write.
+    writer: AtomicWaker,
+    /// The application, waiting in `recv`.
+    reader: AtomicWaker,
+    /// The connection task, waiting for room in the inbox.
+    inbox_space: AtomicWaker,
+    /// Senders waiting for the outbox to drain to the low watermark.
+    outbox_space: Notify,
+    /// Everyone waiting for the connection to end.
+    closed: Notify,
+}
+
+/// The most frames handed to one vectored write.
+pub(crate) const MAX_BATCH: usize = 64;
+
+impl Shared {
+    pub(crate) fn new(
+        high_watermark: usize,
+        low_watermark: usize,
+        inbound_capacity: usize,
+    ) -> Self {
+        Self {
+            high_watermark: high_watermark.max(1),
+            low_watermark: low_watermark.min(high_watermark),
+            inbound_capacity: inbound_capacity.max(1),
+            state: Mutex::new(State::default()),
+            writer: AtomicWaker::new(),
+            reader: AtomicWaker::new(),
+            inbox_space: AtomicWaker::new(),
+            outbox_space: Notify::new(),
+            closed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every update is a
+        // single push, pop or flag.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // ----- the application's side -----
+
+    /// Queues a frame, waiting while the queue is above its high watermark.
+    pub(crate) async fn send(&self, frame: Bytes) -> Result<(), TrySendError> {
+        loop {
+            let notified = self.outbox_space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_send(frame.clone()) {
+                Err(TrySendError::Full) => notified.await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Queues a frame unless the queue is above its high watermark.
+    pub(crate) fn try_send(&self, frame: Bytes) -> Result<(), TrySendError> {
+        let mut state = self.lock();
+        if state.finished {
+            return Err(TrySendError::Closed);
+        }
+        if state.queued_bytes >= self.high_watermark {
+            return Err(TrySendError::Full);
+        }
+        state.queued_bytes += frame.len();
+        state.outbox.push_back(frame);
+        drop(state);
+        self.writer.wake();
+        Ok(())
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.lock().queued_bytes
+    }
+
+    /// Asks the connection to close after the frames queued so far.
+    pub(crate) fn request_close(&self, frame: CloseFrame) {
+        let mut state = self.lock();
+        if state.finished || state.close.is_some() {
+            return;
+        }
+        state.close = Some(frame);
+        drop(state);
+        self.writer.wake();
+    }
+
+    /// The next received message; `None` once the connection has ended and every
+    /// message received before has been taken.
+    pub(crate) async fn recv(&self) -> Option<Message> {
+        poll_fn(|cx| {
+            self.reader.register(cx.waker());
+            let mut state = self.lock();
+            let was_full = state.inbox.len() >= self.inbound_capacity;
+            if let Some(message) = state.inbox.pop_front() {
+                if state.inbox.is_empty() {
+                    state.inbox = VecDeque::new();
+                }
+                drop(state);
+                if was_full {
+                    self.inbox_space.wake();
+                }
+                return Poll::Ready(Some(message));
+            }
+            if state.finished {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Resolves once the connection has ended (or is closing).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().finished {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the connection has ended (or is closing).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().finished
+    }
+
+    /// The owning handle is gone: no one reads, and the connection should close.
+    pub(crate) fn app_dropped(&self) {
+        let mut state = self.lock();
+        state.app_gone = true;
+        state.inbox = VecDeque::new();
+        drop(state);
+        self.writer.wake();
+        self.inbox_space.wake();
+    }
+
+    // ----- the connection task's side -----
+
+    /// Moves up to [`MAX_BATCH`] queued frames into `batch`, or reports a close
+    /// request or the application's departure; pending when there is nothing to do.
+    pub(crate) fn poll_outgoing(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut Vec<Bytes>,
+    ) -> Poll<Outgoing> {
+        self.writer.register(cx.waker());
+        let mut state = self.lock();
+        if !state.outbox.is_empty() {
+            let take = state.outbox.len().min(MAX_BATCH);
+            let mut bytes = 0;
+            for frame in state.outbox.drain(..take) {
+                bytes += frame.len();
+                batch.push(frame);
+            }
+            if state.outbox.is_empty() {
+                state.outbox = VecDeque::new();
+            }
+            return Poll::Ready(Outgoing::Frames { bytes });
+        }
+        if let Some(frame) = state.close.take() {
+            return Poll::Ready(Outgoing::Close(frame));
+        }
+        if state.app_gone {
+            return Poll::Ready(Outgoing::AppGone);
+        }
+        Poll::Pending
+    }
+
+    /// `bytes` of queued frames have been written: make room for waiting senders.
+    pub(crate) fn written(&self, bytes: usize) {
+        let mut state = self.lock();
+        state.queued_bytes = state.queued_bytes.saturating_sub(bytes);
+        let below_low = state.queued_bytes <= self.low_watermark;
+        drop(state);
+        if below_low {
+            self.outbox_space.notify_waiters();
+        }
+    }
+
+    /// Hands a received message to the application; gives it back when the inbox is
+    /// full. Messages for an application that is gone are dropped.
+    pub(crate) fn deliver(&self, message: Message) -> Result<(), Message> {
+        let mut state = self.lock();
+        if state.app_gone {
+            return Ok(());
+        }
+        if state.inbox.len() >= self.inbound_capacity {
+            return Err(message);
+        }
+        state.inbox.push_back(message);
+        drop(state);
+        self.reader.wake();
+        Ok(())
+    }
+
+    /// Ready when the inbox has room again (or no one reads it any more).
+    pub(crate) fn poll_inbox_space(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inbox_space.register(cx.waker());
+        let state = self.lock();
+        if state.app_gone || state.inbox.len() < self.inbound_capacity {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The connection is closing or closed: sends fail from now on, queued frames are
+    /// dropped, and everyone waiting is woken. Received messages stay readable.
+    pub(crate) fn finish(&self) {
+        let mut state = self.lock();
+        if state.finished {
+            return;
+        }
+        state.finished = true;
+        state.outbox = VecDeque::new();
+        state.queued_bytes = 0;
+        state.close = None;
+        drop(state);
+        self.outbox_space.notify_waiters();
+        self.closed.notify_waiters();
+        self.reader.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::task::noop_waker_ref;
+
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![0u8; len])
+    }
+
+    #[test]
+    fn the_high_watermark_refuses_and_the_low_watermark_reopens() {
+        let shared = Shared::new(100, 40, 4);
+        assert_eq!(shared.try_send(frame(60)), Ok(()));
+        assert_eq!(shared.try_send(frame(60)), Ok(()));
+        assert_eq!(shared.try_send(frame(1)), Err(TrySendError::Full));
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut batch = Vec::new();
+        match shared.poll_outgoing(&mut cx, &mut batch) {
+            Poll::Ready(Outgoing::Frames { bytes }) => assert_eq!(bytes, 120),
+            _ => panic!("expected frames"),
+        }
+        assert_eq!(batch.len(), 2);
+        // Still counted until written.
+        assert_eq!(shared.try_send(frame(1)), Err(TrySendError::Full));
+        shared.written(120);
+        assert_eq!(shared.try_send(frame(1)), Ok(()));
+    }
+
+    #[test]
+    fn after_finish_sends_fail_and_recv_drains_then_ends() {
+        let shared = Shared::new(100, 40, 4);
+        assert!(shared.deliver(Message::from("a")).is_ok());
+        shared.finish();
+        assert_eq!(shared.try_send(frame(1)), Err(TrySendError::Closed));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(shared.recv().await, Some(Message::from("a")));
+            assert_eq!(shared.recv().await, None);
+            shared.closed().await;
+        });
+    }
+
+    #[test]
+    fn a_full_inbox_gives_the_message_back() {
+        let shared = Shared::new(100, 40, 1);
+        assert!(shared.deliver(Message::from("a")).is_ok());
+        assert_eq!(shared.deliver(Message::from("b")), Err(Message::from("b")));
+        let mut cx = Context::from_waker(noop_waker_ref());
+        assert!(shared.poll_inbox_space(&mut cx).is_pending());
+        shared.app_dropped();
+        assert!(shared.poll_inbox_space(&mut cx).is_ready());
+    }
+}
