@@ -30,12 +30,12 @@ async fn echo(mut socket: Socket) {
 async fn main() -> Result<(), pushwire::Error> {
     pushwire::logging::init();
     let args = Args::parse();
-    let config = ws::Config {
+    let mut config = ws::Config {
         // The conformance suite sends messages of up to 16 MiB.
         max_message_size: 64 << 20,
         ..ws::Config::default()
     };
-    let _ = args.no_deflate; // compression is not negotiated yet
+    config.deflate.enabled = !args.no_deflate;
     let server = App::new()
         .ws_config(config)
         .socket("/", echo)
