@@ -1,6 +1,8 @@
 // Chromium (CDP) and Firefox ESR (WebDriver BiDi) through puppeteer-core,
 // launching the Debian binaries by path. Nothing is ever downloaded.
 
+import fsp from 'node:fs/promises';
+import path from 'node:path';
 import puppeteer from 'puppeteer-core';
 import { makeTempDir, removeDir, requireExecutable, stopGroup, trackGroup, untrackGroup, withTimeout } from './server.mjs';
 
@@ -41,7 +43,12 @@ export function launchFirefox() {
 }
 
 async function launchWithPuppeteer(name, options) {
-  const userDataDir = await makeTempDir(name);
+  // One temp dir per launch holds the fresh profile and the browser's TMPDIR, so
+  // removing it leaves nothing behind (also if the browser had to be SIGKILLed).
+  const root = await makeTempDir(name);
+  const userDataDir = path.join(root, 'profile');
+  const tmpDir = path.join(root, 'tmp');
+  await Promise.all([fsp.mkdir(userDataDir), fsp.mkdir(tmpDir)]);
   let browser;
   try {
     browser = await puppeteer.launch({
@@ -49,10 +56,10 @@ async function launchWithPuppeteer(name, options) {
       timeout: LAUNCH_TIMEOUT_MS,
       protocolTimeout: PROTOCOL_TIMEOUT_MS,
       defaultViewport: VIEWPORT,
-      env: { ...process.env },
+      env: { ...process.env, TMPDIR: tmpDir },
     });
   } catch (err) {
-    await removeDir(userDataDir);
+    await removeDir(root);
     throw new Error(`${name} failed to start: ${err.message}`, { cause: err });
   }
   const proc = browser.process();
@@ -68,15 +75,15 @@ async function launchWithPuppeteer(name, options) {
       evaluate: (fnSource) => page.evaluate(`(${fnSource})()`),
       text: (selector) => page.$eval(selector, (el) => el.textContent.trim()),
       screenshot: (file) => page.screenshot({ path: file, type: 'png' }),
-      close: () => closePuppeteer(browser, proc, userDataDir),
+      close: () => closePuppeteer(browser, proc, root),
     };
   } catch (err) {
-    await closePuppeteer(browser, proc, userDataDir);
+    await closePuppeteer(browser, proc, root);
     throw err;
   }
 }
 
-async function closePuppeteer(browser, proc, userDataDir) {
+async function closePuppeteer(browser, proc, root) {
   try {
     await withTimeout(browser.close(), 10000, 'browser.close()');
   } catch {
@@ -84,5 +91,5 @@ async function closePuppeteer(browser, proc, userDataDir) {
   }
   if (proc) await stopGroup(proc, { signal: 'SIGKILL', graceMs: 3000 });
   untrackGroup(proc?.pid);
-  await removeDir(userDataDir);
+  await removeDir(root);
 }

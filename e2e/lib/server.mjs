@@ -87,15 +87,21 @@ export async function freePort() {
   return port;
 }
 
-/** A fresh, empty directory under the OS temp dir. */
-export function makeTempDir(prefix) {
-  return fsp.mkdtemp(path.join(os.tmpdir(), `pushwire-e2e-${prefix}-`));
+// Temp dirs still to remove; whatever a test could not remove itself goes at exit.
+const liveDirs = new Set();
+
+/** A fresh, empty directory under the OS temp dir (removed at exit at the latest). */
+export async function makeTempDir(prefix) {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `pushwire-e2e-${prefix}-`));
+  liveDirs.add(dir);
+  return dir;
 }
 
 /** Remove a directory tree, never throwing (a browser may still be writing into it). */
 export async function removeDir(dir) {
   if (!dir) return;
   await fsp.rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch(() => {});
+  liveDirs.delete(dir);
 }
 
 /** Reject with a descriptive error if `promise` does not settle within `ms`. */
@@ -135,8 +141,9 @@ export async function waitFor(check, { timeout, deadline, interval = 50, what = 
 
 // ---------------------------------------------------------------------------
 // Process groups. Every long-lived helper process is spawned `detached` (its own
-// process group), remembered here, and SIGKILLed as a group when this test
-// process exits for any reason, in case a test's own cleanup never ran.
+// process group) and remembered here; if this test process exits (or is
+// interrupted) before a test's own cleanup ran, the groups are terminated
+// (SIGTERM, then SIGKILL) and the temp dirs removed.
 
 const liveGroups = new Set();
 
@@ -147,12 +154,30 @@ function killGroupSync(pid, signal) {
   try { process.kill(-pid, signal); return true; } catch { return false; }
 }
 
-process.on('exit', () => {
+function emergencyCleanup() {
+  // This runs synchronously ('exit' handlers cannot await), so sleep with Atomics.wait.
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const waitGroups = (ms) => {
+    const until = now() + ms;
+    while ([...liveGroups].some(groupAlive) && now() < until) Atomics.wait(pause, 0, 0, 20);
+  };
+  // SIGTERM first (≤ 1 s), so Xvfb and the browsers remove their own /tmp files,
+  // then SIGKILL, and let the processes actually go (≤ 2 s) before removing the
+  // dirs they write to.
+  for (const pid of liveGroups) killGroupSync(pid, 'SIGTERM');
+  waitGroups(1000);
   for (const pid of liveGroups) killGroupSync(pid, 'SIGKILL');
-});
+  waitGroups(2000);
+  liveGroups.clear();
+  for (const dir of liveDirs) {
+    try { fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 }); } catch { /* best effort */ }
+  }
+  liveDirs.clear();
+}
+process.on('exit', emergencyCleanup);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
-    for (const pid of liveGroups) killGroupSync(pid, 'SIGKILL');
+    emergencyCleanup();
     process.exit(128 + os.constants.signals[sig]);
   });
 }
@@ -280,7 +305,6 @@ export async function startServer({ port, interval = '1s', readyTimeout = 15000 
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--interval', interval];
   const child = await spawnGroup(bin, args, { env: { ...process.env, RUST_BACKTRACE: '1' } });
   const url = `http://127.0.0.1:${port}/`;
-  const exited = once(child, 'exit');
   const describeExit = () => `pushwire exited early (code ${child.exitCode}, signal ${child.signalCode})\n${child.outputTail()}`;
 
   const server = {
@@ -313,7 +337,6 @@ export async function startServer({ port, interval = '1s', readyTimeout = 15000 
     await server.stop();
     throw err;
   }
-  exited.catch(() => {});
   return server;
 }
 

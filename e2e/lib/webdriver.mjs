@@ -103,15 +103,16 @@ export async function launchWebKit() {
   await fsp.access(miniBrowser).catch(() => { throw new Error(`MiniBrowser ${miniBrowser} does not exist`); });
 
   const port = await freePort();
-  const env = { ...process.env };
-  delete env.DISPLAY; // only the display xvfb-run makes
-  delete env.WAYLAND_DISPLAY;
   // Our own dir for the X auth file and Xvfb's log, so nothing is left in /tmp
   // even if xvfb-run has to be SIGKILLed (its own temp dir would leak then).
   const xdir = await makeTempDir('xvfb');
   const authFile = path.join(xdir, 'Xauthority');
   const xvfbLog = path.join(xdir, 'xvfb.log');
   await fsp.writeFile(authFile, '');
+  const env = { ...process.env };
+  delete env.DISPLAY; // only the display xvfb-run makes
+  delete env.WAYLAND_DISPLAY;
+  env.TMPDIR = xdir; // WebKit's own temp files go where we clean up (Xvfb's lock stays in /tmp)
   const driver = await spawnGroup(xvfbRun, [
     '-a', '-s', '-screen 0 1280x1024x24', '-f', authFile, '-e', xvfbLog,
     driverBin, `--port=${port}`,
