@@ -1,5 +1,6 @@
 //! The `pushwire` command line: a thin layer that parses flags and runs the library.
 
+mod bench;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ pub struct Cli {
 enum Command {
     /// Serve the counter demo (what pushwire does without a subcommand).
     Serve(serve::ServeArgs),
+    /// Measure a running server (see `pushwire bench --help`).
+    #[command(subcommand)]
+    Bench(bench::Scenario),
 }
 
 /// Parses the command line and runs it; returns the process's exit code.
@@ -50,9 +54,21 @@ pub fn main() -> ExitCode {
     };
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Bench(scenario)) => {
+            return block_on(async { bench::run(scenario).await.map_err(|e| e.to_string()) });
+        }
         None => cli.serve,
     };
     crate::logging::init();
+    block_on(async {
+        serve::run(args.into_config())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Runs `work` on a new multi-threaded runtime; an error is one line on stderr.
+fn block_on(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -60,7 +76,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(args.into_config())) {
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("pushwire: error: {err}");

@@ -188,11 +188,14 @@ pub(crate) async fn drive<S: Transport>(
         }
         _ => None,
     };
+    let rbuf = BytesMut::from(&prefix[..]);
+    // The prefix may share hyper's whole read buffer: let it go now.
+    drop(prefix);
     let mut driver = Driver {
         io,
         config,
         encoder,
-        rbuf: BytesMut::from(&prefix[..]),
+        rbuf,
         assembly: None,
         persistent_inflater,
         control: Vec::new(),
