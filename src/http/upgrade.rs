@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+use futures_util::future::{self, BoxFuture};
 use http::{HeaderValue, StatusCode, header};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::app::Runtime;
 use crate::ws::deflate;
 use crate::ws::handshake::{self, HandshakeError};
-use crate::ws::{self, ConnId, Encoder, Role, Socket};
+use crate::ws::{self, ConnId, Encoder, Role, Socket, Stream};
 
 /// An application's socket handler, boxed so routes can hold any closure.
 pub(crate) type Handler = Arc<dyn Fn(Socket) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -63,7 +61,12 @@ pub(crate) async fn upgrade(
     let tracker = route.runtime.tracker.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run_connection(upgraded, peer, &route, encoder, extensions).await,
+            // The connection gets a task of its own, holding only what it needs for
+            // its whole life (this one holds the request's leftovers).
+            Ok(upgraded) => {
+                let connection = connection(upgraded, peer, &route, encoder, extensions);
+                route.runtime.tracker.spawn(connection);
+            }
             Err(err) => tracing::debug!(%peer, error = %err, "upgrade did not complete"),
         }
     });
@@ -108,50 +111,39 @@ fn refuse(err: &HandshakeError) -> Response {
     }
 }
 
-async fn run_connection(
+/// Opens the connection: the application's handler and the frame layer, joined in
+/// one future (one task per connection), which logs how the connection ended.
+fn connection(
     upgraded: hyper::upgrade::Upgraded,
     peer: SocketAddr,
     route: &SocketRoute,
     encoder: Encoder,
     extensions: Option<String>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let id = ConnId::next();
-    let config = &route.config;
-    let shared = config.shared();
+    let shared = route.config.shared();
     tracing::info!("Opened: {id} {peer}");
     let socket = Socket::new(id, peer, Arc::clone(&shared), encoder, extensions);
-    route.runtime.tracker.spawn((route.handler)(socket));
-    let shutdown = route.runtime.shutdown.clone();
+    let handler = (route.handler)(socket);
     // With the plain TCP stream in hand the frame layer waits for readability itself
     // and holds no read buffer while the connection is idle.
-    let outcome = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            ws::drive(
-                parts.io.into_inner(),
-                parts.read_buf,
-                config,
-                encoder,
-                shared,
-                shutdown,
-            )
-            .await
-        }
-        Err(upgraded) => {
-            ws::drive(
-                TokioIo::new(upgraded),
-                Bytes::new(),
-                config,
-                encoder,
-                shared,
-                shutdown,
-            )
-            .await
-        }
-    };
-    tracing::info!(
-        "Closed: {id} {} {:?} after {} messages",
-        outcome.code,
-        outcome.reason,
-        outcome.messages_sent
+    let (stream, prefix) = Stream::from_upgraded(upgraded);
+    let frames = ws::drive(
+        stream,
+        prefix,
+        Arc::clone(&route.config),
+        encoder,
+        shared,
+        route.runtime.shutdown.clone(),
     );
+    // Combinators, not an async block: an async block would keep a second copy of
+    // the frame layer's future (captured, then moved into the join).
+    future::join(frames, handler).map(move |(outcome, ())| {
+        tracing::info!(
+            "Closed: {id} {} {:?} after {} messages",
+            outcome.code,
+            outcome.reason,
+            outcome.messages_sent
+        );
+    })
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::body::Body;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -22,6 +21,7 @@ use super::deflate;
 use super::handshake::{VERSION, accept_key};
 use super::message::{Encoder, Role};
 use super::socket::{ConnId, Socket};
+use super::stream::Stream;
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -225,34 +225,12 @@ fn spawn_connection(
     let id = ConnId::next();
     let shared = config.shared();
     let socket = Socket::new(id, peer, shared.clone(), encoder, extensions);
-    let config = config.clone();
+    let config = std::sync::Arc::new(config.clone());
     // A client connection ends when its Socket is dropped or the server closes it.
     let shutdown = CancellationToken::new();
     tokio::spawn(async move {
-        let outcome = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                drive(
-                    parts.io.into_inner(),
-                    parts.read_buf,
-                    &config,
-                    encoder,
-                    shared,
-                    shutdown,
-                )
-                .await
-            }
-            Err(upgraded) => {
-                drive(
-                    TokioIo::new(upgraded),
-                    Bytes::new(),
-                    &config,
-                    encoder,
-                    shared,
-                    shutdown,
-                )
-                .await
-            }
-        };
+        let (stream, prefix) = Stream::from_upgraded(upgraded);
+        let outcome = drive(stream, prefix, config, encoder, shared, shutdown).await;
         tracing::debug!(
             "client {id} closed: {} {:?} after {} messages",
             outcome.code,

@@ -154,9 +154,9 @@ struct Assembly {
     inflater: Option<Inflater>,
 }
 
-struct Driver<'a, S> {
+struct Driver<S> {
     io: S,
-    config: &'a Config,
+    config: Arc<Config>,
     encoder: Encoder,
     rbuf: BytesMut,
     assembly: Option<Assembly>,
@@ -176,7 +176,7 @@ struct Driver<'a, S> {
 pub(crate) async fn drive<S: Transport>(
     io: S,
     prefix: Bytes,
-    config: &Config,
+    config: Arc<Config>,
     encoder: Encoder,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -193,7 +193,6 @@ pub(crate) async fn drive<S: Transport>(
     drop(prefix);
     let mut driver = Driver {
         io,
-        config,
         encoder,
         rbuf,
         assembly: None,
@@ -209,13 +208,14 @@ pub(crate) async fn drive<S: Transport>(
         },
         last_seen: now,
         next_ping: config.ping_interval.map(|every| now + every),
+        config,
     };
     let mut batch: Vec<Bytes> = Vec::new();
     driver.process_buffered(&shared);
     loop {
         if !driver.control.is_empty() {
             let mut frames = std::mem::take(&mut driver.control);
-            if let Err(reason) = driver.write_all(&mut frames).await {
+            if let Err(reason) = Box::pin(driver.write_all(&mut frames)).await {
                 driver.transport_failed(reason);
             }
         }
@@ -263,11 +263,11 @@ pub(crate) async fn drive<S: Transport>(
     }
     shared.finish();
     // Best effort: the peer may already be gone.
-    let _ = timeout(config.close_timeout, driver.io.shutdown()).await;
+    let _ = timeout(driver.config.close_timeout, driver.io.shutdown()).await;
     driver.outcome
 }
 
-impl<S: Transport> Driver<'_, S> {
+impl<S: Transport> Driver<S> {
     /// Waits for readability, then reads into a buffer that exists only while bytes
     /// are arriving.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
@@ -626,7 +626,7 @@ impl<S: Transport> Driver<'_, S> {
         match outgoing {
             Outgoing::Frames { bytes } => {
                 let count = batch.len() as u64;
-                let result = self.write_all(batch).await;
+                let result = Box::pin(self.write_all(batch)).await;
                 batch.clear();
                 shared.written(bytes);
                 match result {

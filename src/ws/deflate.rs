@@ -205,7 +205,9 @@ thread_local! {
     /// One compressor per thread and window size, reset after every message.
     static COMPRESSORS: RefCell<Vec<(u8, u32, Compress)>> = const { RefCell::new(Vec::new()) };
     /// Inflaters waiting for a compressed message to arrive.
-    static INFLATERS: RefCell<Vec<Decompress>> = const { RefCell::new(Vec::new()) };
+    // Boxed so an `Inflater` moves in and out of the pool without copying zlib state.
+    #[allow(clippy::vec_box)]
+    static INFLATERS: RefCell<Vec<Box<Decompress>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Most inflaters a thread keeps for reuse.
@@ -273,7 +275,8 @@ pub(crate) fn compress(
 
 /// Inflates one message's payload as its frames arrive.
 pub(crate) struct Inflater {
-    inner: Decompress,
+    /// Boxed: the zlib state is large, and most connections never need one.
+    inner: Box<Decompress>,
     /// Return to the thread's pool when the message ends.
     pooled: bool,
 }
@@ -283,7 +286,7 @@ impl Inflater {
     pub(crate) fn for_one_message() -> Self {
         let inner = INFLATERS
             .with(|cell| cell.borrow_mut().pop())
-            .unwrap_or_else(|| Decompress::new_with_window_bits(false, 15));
+            .unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, 15)));
         Self {
             inner,
             pooled: true,
@@ -293,7 +296,7 @@ impl Inflater {
     /// An inflater kept by one connection for its whole life (the peer keeps context).
     pub(crate) fn for_connection() -> Self {
         Self {
-            inner: Decompress::new_with_window_bits(false, 15),
+            inner: Box::new(Decompress::new_with_window_bits(false, 15)),
             pooled: false,
         }
     }

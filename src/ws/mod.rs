@@ -25,6 +25,7 @@ pub mod handshake;
 mod message;
 mod queue;
 mod socket;
+mod stream;
 
 pub(crate) use conn::drive;
 pub use conn::{Config, Initiator, Outcome, Transport};
@@ -33,3 +34,4 @@ pub(crate) use message::Encoder;
 pub use message::{CloseFrame, Message, Role, Utf8Bytes};
 pub use queue::TrySendError;
 pub use socket::{Closed, ConnId, Prepared, Sender, Socket};
+pub(crate) use stream::Stream;
