@@ -1,4 +1,4 @@
-// The one end-to-end scenario, run identically against every browser engine:
+// The counter scenario, run identically against every browser engine:
 //   1. start pushwire on a free port, launch the browser, open the counter page;
 //   2. #data shows "1", "2", "3", each about one interval (1 s) after the last;
 //   3. SIGKILL the server: #log gets a "Close: …" entry, then the page retries
@@ -8,18 +8,18 @@
 //   5. screenshot to <repo>/target/e2e/<engine>.png (and a JSON report next to it).
 // Every wait is bounded; the server and the browser are always stopped.
 //
-// An engine is plugged in through an "adapter":
+// An engine is plugged in through an "adapter" (lib/engines.mjs has one launcher
+// per engine; `launch` defaults to the one for `engine`):
 //   { name, version?, open(url), evaluate(jsFunctionSource) -> value,
 //     text(cssSelector) -> string, screenshot(file), close() }
 // `evaluate` receives the source of a zero-argument JS function, runs it in the
 // page and returns its (JSON-serialisable) result.
 
 import assert from 'node:assert/strict';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
-import {
-  ARTIFACT_DIR, ensureArtifactDir, freePort, now, startServer, waitFor, withTimeout,
-} from './server.mjs';
+import { launcherFor } from './engines.mjs';
+import { clearArtifacts, saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
+import { freePort, now, startServer, waitFor, withTimeout } from './server.mjs';
 
 // Installed once after the page has loaded: a marker that survives only as long
 // as the document does (to prove there was no reload), and a MutationObserver
@@ -70,7 +70,7 @@ const stillShows = (prev) => Object.assign((v) => v === prev, { description: `st
 const orNotANumber = (prev) =>
   Object.assign((v) => v === prev || !isNumber(v), { description: `still "${prev}" or no number` });
 
-export async function runCounterScenario({ engine, launch, log = (msg) => console.log(`[${engine}] ${msg}`) }) {
+export async function runCounterScenario({ engine, launch = launcherFor(engine), log = (msg) => console.log(`[${engine}] ${msg}`) }) {
   const t0 = now();
   const ms = (t) => `${Math.round(t)} ms`;
   const report = { engine, timings: {}, log: [], closeEntry: null };
@@ -110,8 +110,7 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
   const gap = (a, b) => (a.pageAt !== null && b.pageAt !== null ? b.pageAt - a.pageAt : b.at - a.at);
 
   // Artifacts of an earlier run must not pass for this run's.
-  await Promise.all(['.png', '-failure.png', '.json'].map((suffix) =>
-    fsp.rm(path.join(ARTIFACT_DIR, engine + suffix), { force: true })));
+  await clearArtifacts(engine);
 
   try {
     // --- start everything ---------------------------------------------------------
@@ -191,11 +190,7 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
     assert.ok(Number(shown) >= 2 && Number(shown) <= 4, `#data element text ${shown} should be 2..4 right after the reconnect`);
 
     // --- screenshot ---------------------------------------------------------------
-    await ensureArtifactDir();
-    const shot = path.join(ARTIFACT_DIR, `${engine}.png`);
-    await withTimeout(browser.screenshot(shot), 15000, `${engine} screenshot`);
-    const head = (await fsp.readFile(shot)).subarray(0, 8);
-    assert.deepEqual([...head], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${shot} is not a PNG`);
+    const shot = await saveScreenshot(browser, engine);
     log(`screenshot: ${path.relative(process.cwd(), shot)}`);
     failed = false;
   } catch (err) {
@@ -208,21 +203,14 @@ export async function runCounterScenario({ engine, launch, log = (msg) => consol
     report.log = last.log;
     report.timings.total = ms(now() - t0);
     report.ok = !failed;
-    if (failed && browser) {
-      // Best effort: a picture of the failure.
-      await ensureArtifactDir().then(() =>
-        withTimeout(browser.screenshot(path.join(ARTIFACT_DIR, `${engine}-failure.png`)), 10000, 'failure screenshot'))
-        .catch(() => {});
-    }
+    if (failed && browser) await saveFailureScreenshot(browser, engine);
     const tc = now();
     await Promise.allSettled([
       browser ? withTimeout(browser.close(), 20000, `${engine} close`).catch((e) => log(`close: ${e.message}`)) : null,
       server ? server.stop() : null,
     ]);
     report.timings.teardown = ms(now() - tc);
-    await ensureArtifactDir()
-      .then(() => fsp.writeFile(path.join(ARTIFACT_DIR, `${engine}.json`), JSON.stringify(report, null, 2) + '\n'))
-      .catch(() => {});
+    await writeReport(engine, report);
     log(`done in ${report.timings.total} (teardown ${report.timings.teardown})`);
   }
   return report;

@@ -61,16 +61,30 @@ export function requireExecutable(name, envVar) {
   return found;
 }
 
-/** Path of the pushwire binary: $PUSHWIRE_BIN (relative to the repo root) or target/release/pushwire. */
-export function pushwireBinary() {
-  const p = path.resolve(REPO_ROOT, process.env.PUSHWIRE_BIN || path.join('target', 'release', 'pushwire'));
+/**
+ * Path of a binary built by cargo: $ENV_VAR (relative to the repo root) or `relPath`.
+ * Throws (the test fails) if it is not an executable file.
+ */
+function builtBinary(relPath, envVar, buildHint) {
+  const p = path.resolve(REPO_ROOT, process.env[envVar] || relPath);
   try {
     fs.accessSync(p, fs.constants.X_OK);
   } catch {
-    throw new Error(`pushwire binary not found or not executable at ${p} ` +
-      '(run `cargo build --release` in the repo root, or set PUSHWIRE_BIN)');
+    throw new Error(`${path.basename(relPath)} binary not found or not executable at ${p} ` +
+      `(run \`${buildHint}\` in the repo root, or set ${envVar})`);
   }
   return p;
+}
+
+/** Path of the pushwire binary: $PUSHWIRE_BIN (relative to the repo root) or target/release/pushwire. */
+export function pushwireBinary() {
+  return builtBinary(path.join('target', 'release', 'pushwire'), 'PUSHWIRE_BIN', 'cargo build --release');
+}
+
+/** Path of the echo example: $PUSHWIRE_ECHO_BIN (relative to the repo root) or target/release/examples/echo. */
+export function echoBinary() {
+  return builtBinary(path.join('target', 'release', 'examples', 'echo'), 'PUSHWIRE_ECHO_BIN',
+    'cargo build --release --examples');
 }
 
 // ---------------------------------------------------------------------------
@@ -292,27 +306,22 @@ export function httpStatus(url, timeoutMs = 1000) {
 }
 
 // ---------------------------------------------------------------------------
-// The pushwire server
+// The servers under test: pushwire itself and the echo example
 
 /**
- * Start `pushwire --bind 127.0.0.1 --port PORT --interval INTERVAL` and wait
- * until `GET /` answers 200 (at most `readyTimeout` ms). Returns a handle with
- * `url`, `kill(signal)` (resolves when the process has exited) and `stop()`.
+ * Spawn one of our server binaries (own process group) and wrap it in a handle:
+ * `child`, `command`, `running`, `output()`, `kill(signal)` (resolves when the
+ * process has exited) and `stop()`. `env` adds to (or overrides) the environment.
  */
-export async function startServer({ port, interval = '1s', readyTimeout = 15000 } = {}) {
-  const bin = pushwireBinary();
-  port ??= await freePort();
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--interval', interval];
-  const child = await spawnGroup(bin, args, { env: { ...process.env, RUST_BACKTRACE: '1' } });
-  const url = `http://127.0.0.1:${port}/`;
-  const describeExit = () => `pushwire exited early (code ${child.exitCode}, signal ${child.signalCode})\n${child.outputTail()}`;
-
-  const server = {
-    port,
-    url,
+async function spawnServer(name, bin, args, env = {}) {
+  const child = await spawnGroup(bin, args, {
+    env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1', ...env },
+  });
+  return {
     child,
-    command: `${bin} ${args.join(' ')}`,
+    command: `${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}${bin} ${args.join(' ')}`,
     get running() { return child.exitCode === null && child.signalCode === null; },
+    describeExit: () => `${name} exited early (code ${child.exitCode}, signal ${child.signalCode})\n${child.outputTail()}`,
     output: () => child.outputTail(),
     /** Send `signal` to the server and wait (≤ 5 s, then SIGKILL) for it to exit. */
     async kill(signal = 'SIGKILL') {
@@ -323,21 +332,116 @@ export async function startServer({ port, interval = '1s', readyTimeout = 15000 
       await stopGroup(child, { signal: 'SIGTERM', graceMs: 3000 });
     },
   };
+}
 
+/**
+ * Start `pushwire --bind 127.0.0.1 --port PORT --interval INTERVAL` and wait
+ * until `GET /` answers 200 (at most `readyTimeout` ms). Returns a handle with
+ * `url`, `kill(signal)` (resolves when the process has exited) and `stop()`.
+ * `env` is added to the server's environment (e.g. `{ RUST_LOG: 'pushwire=debug' }`).
+ */
+export async function startServer({ port, interval = '1s', readyTimeout = 15000, env } = {}) {
+  port ??= await freePort();
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--interval', interval];
+  const server = await spawnServer('pushwire', pushwireBinary(), args, env);
+  server.port = port;
+  server.url = `http://127.0.0.1:${port}/`;
   try {
     await waitFor(async () => {
-      if (!server.running) throw new Error(describeExit());
+      if (!server.running) throw new Error(server.describeExit());
       try {
-        return (await httpStatus(url, 1000)) === 200;
+        return (await httpStatus(server.url, 1000)) === 200;
       } catch {
         return false; // not listening yet
       }
-    }, { timeout: readyTimeout, interval: 100, what: `pushwire to answer GET ${url} with 200`, describe: () => child.outputTail() });
+    }, { timeout: readyTimeout, interval: 100, what: `pushwire to answer GET ${server.url} with 200`, describe: () => server.output() });
   } catch (err) {
     await server.stop();
     throw err;
   }
   return server;
+}
+
+/**
+ * Start the echo example (`examples/echo --port PORT [--no-deflate]`) and wait
+ * (at most `readyTimeout` ms) for its `echo server at ws://127.0.0.1:PORT/` line.
+ * Returns the same kind of handle as startServer, with `wsUrl` instead of `url`.
+ */
+export async function startEcho({ port, deflate = true, readyTimeout = 15000, env } = {}) {
+  port ??= await freePort();
+  const args = ['--port', String(port), ...(deflate ? [] : ['--no-deflate'])];
+  const server = await spawnServer('echo', echoBinary(), args, env);
+  server.port = port;
+  server.wsUrl = `ws://127.0.0.1:${port}/`;
+  const ready = `echo server at ${server.wsUrl}`;
+  try {
+    await waitFor(() => {
+      if (server.child.output.stdout.text.includes(ready)) return true;
+      if (!server.running) throw new Error(server.describeExit());
+      return false;
+    }, { timeout: readyTimeout, interval: 50, what: `echo to print "${ready}"`, describe: () => server.output() });
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return server;
+}
+
+/**
+ * A TCP relay on a free 127.0.0.1 port to 127.0.0.1:`targetPort` that counts the
+ * bytes going each way: `counts()` is `{ up, down, connections }` (up: client →
+ * target), and `heads()` is `{ up, down }`, the first HTTP head (up to the blank
+ * line, at most 8 KiB) seen each way, e.g. a WebSocket upgrade request and its
+ * answer. Used to see what a WebSocket connection really negotiated and what its
+ * messages cost on the wire. `close()` drops every connection and stops listening.
+ */
+export async function startByteCounter(targetPort) {
+  const counts = { up: 0, down: 0, connections: 0 };
+  const heads = { up: Buffer.alloc(0), down: Buffer.alloc(0) };
+  const keepHead = (dir, chunk) => {
+    const head = heads[dir];
+    if (head.length >= 8192 || head.includes('\r\n\r\n')) return;
+    heads[dir] = Buffer.concat([head, chunk]).subarray(0, 8192);
+  };
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    counts.connections += 1;
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => { client.destroy(); upstream.destroy(); });
+    }
+    client.on('data', (chunk) => { counts.up += chunk.length; keepHead('up', chunk); });
+    upstream.on('data', (chunk) => { counts.down += chunk.length; keepHead('down', chunk); });
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.listen(0, '127.0.0.1');
+  await withTimeout(once(server, 'listening'), 5000, 'byte-counting relay to listen');
+  const headText = (buf) => {
+    const end = buf.indexOf('\r\n\r\n');
+    return buf.subarray(0, end < 0 ? buf.length : end).toString('latin1');
+  };
+  return {
+    port: server.address().port,
+    counts: () => ({ ...counts }),
+    heads: () => ({ up: headText(heads.up), down: headText(heads.down) }),
+    async close() {
+      for (const s of sockets) s.destroy();
+      await withTimeout(new Promise((resolve) => server.close(() => resolve())), 5000, 'relay close').catch(() => {});
+    },
+  };
+}
+
+/** The values of header `name` in an HTTP head (text), joined with ", "; null if absent. */
+export function headerValue(head, name) {
+  const want = name.toLowerCase();
+  const values = head.split('\r\n').slice(1)
+    .map((line) => line.split(/:(.*)/s))
+    .filter(([key]) => key.trim().toLowerCase() === want)
+    .map(([, value]) => value.trim());
+  return values.length ? values.join(', ') : null;
 }
 
 // ---------------------------------------------------------------------------
