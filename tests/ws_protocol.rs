@@ -180,3 +180,44 @@ async fn a_handler_that_returns_closes_normally_after_its_messages() {
     drop(client);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn messages_before_a_violation_are_answered_before_the_close() {
+    let server = start_echo().await;
+    let mut tcp = raw_ws(server.addr, "/echo").await;
+    // Both frames in one write: a valid text, then a reserved opcode.
+    let mut bytes = Vec::new();
+    let key = [9u8, 8, 7, 6];
+    bytes.extend_from_slice(&[0x81, 0x80 | 5]);
+    bytes.extend_from_slice(&key);
+    bytes.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    bytes.extend_from_slice(&[0x85, 0x80, 1, 2, 3, 4]);
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &bytes)
+        .await
+        .expect("write");
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"hello".to_vec()));
+    assert_eq!(read_close(&mut tcp).await.0, 1002);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_inside_an_unfinished_frame_fails_at_once() {
+    let server = start_echo().await;
+    let mut tcp = raw_ws(server.addr, "/echo").await;
+    // A text frame announcing 100 bytes; only the first 4 are sent, and the third is
+    // already invalid. The server must not wait for the other 96.
+    let key = [1u8, 2, 3, 4];
+    let mut bytes = vec![0x81, 0x80 | 100];
+    bytes.extend_from_slice(&key);
+    bytes.extend(
+        [b'a', b'b', 0xff, b'c']
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4]),
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &bytes)
+        .await
+        .expect("write");
+    assert_eq!(read_close(&mut tcp).await.0, 1007);
+    server.stop().await;
+}

@@ -32,6 +32,7 @@ use super::error::{CloseCode, ProtocolError};
 use super::frame::{FrameHeader, OpCode, RSV1, apply_mask};
 use super::message::{CloseFrame, Encoder, Message, Role, Utf8Bytes};
 use super::queue::{Outgoing, Shared};
+use super::utf8::Utf8Check;
 
 /// Limits, timeouts and compression settings of a connection.
 #[derive(Debug, Clone)]
@@ -128,11 +129,22 @@ impl Transport for TcpStream {
 
 impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> Transport for TokioIo<T> {}
 
+/// How long a connection that broke the protocol waits for the application to
+/// answer the messages that came before the violation.
+const FAIL_GRACE: Duration = Duration::from_millis(500);
+
 /// How much a read asks for when no frame is in progress.
 const READ_CHUNK: usize = 4096;
 
 enum State {
     Open,
+    /// The peer broke the protocol; the application still handles the messages that
+    /// came before the violation (so their answers go out first), then we fail the
+    /// connection, at the latest at the deadline.
+    Failing {
+        error: ProtocolError,
+        deadline: Instant,
+    },
     /// We sent a close frame and wait for the peer's until the deadline.
     CloseSent {
         deadline: Instant,
@@ -148,8 +160,6 @@ enum State {
 struct Assembly {
     opcode: OpCode,
     data: BytesMut,
-    /// For text: how many leading bytes are known to be valid UTF-8.
-    valid_up_to: usize,
     /// Set while a compressed message is being inflated.
     inflater: Option<Inflater>,
 }
@@ -164,6 +174,11 @@ struct Driver<S> {
     persistent_inflater: Option<Inflater>,
     control: Vec<Bytes>,
     pending_in: Option<Message>,
+    /// The UTF-8 check of the text message in progress.
+    utf8: Option<Utf8Check>,
+    /// Payload bytes of the (incomplete) frame at the front of `rbuf` already
+    /// unmasked and checked.
+    frame_fed: usize,
     state: State,
     outcome: Outcome,
     last_seen: Instant,
@@ -199,6 +214,8 @@ pub(crate) async fn drive<S: Transport>(
         persistent_inflater,
         control: Vec::new(),
         pending_in: None,
+        utf8: None,
+        frame_fed: 0,
         state: State::Open,
         outcome: Outcome {
             code: CloseCode::ABNORMAL,
@@ -219,31 +236,40 @@ pub(crate) async fn drive<S: Transport>(
                 driver.transport_failed(reason);
             }
         }
-        if !matches!(driver.state, State::Open) {
+        if !matches!(driver.state, State::Open | State::Failing { .. }) {
             // Closing: the application can no longer send.
             shared.finish();
         }
         let open = matches!(driver.state, State::Open);
+        let failing = matches!(driver.state, State::Failing { .. });
         let deadline = match driver.state {
             State::Done => break,
-            State::CloseSent { deadline } | State::AwaitEof { deadline } => Some(deadline),
+            State::CloseSent { deadline }
+            | State::AwaitEof { deadline }
+            | State::Failing { deadline, .. } => Some(deadline),
             State::Open => driver.keepalive_deadline(),
         };
-        let reading = driver.pending_in.is_none();
+        let reading = driver.pending_in.is_none() && !failing;
         tokio::select! {
             biased;
-            () = shutdown.cancelled(), if open => {
-                driver.start_close(CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down"));
+            () = shutdown.cancelled(), if open || failing => {
+                if failing {
+                    driver.fail_now(&shared);
+                } else {
+                    driver.start_close(CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down"), &shared);
+                }
             }
-            () = poll_fn(|cx| shared.poll_inbox_space(cx)), if !reading => {
+            () = poll_fn(|cx| shared.poll_inbox_space(cx)), if driver.pending_in.is_some() => {
                 if let Some(message) = driver.pending_in.take()
                     && let Err(message) = shared.deliver(message)
                 {
                     driver.pending_in = Some(message);
                 }
-                driver.process_buffered(&shared);
+                if !failing {
+                    driver.process_buffered(&shared);
+                }
             }
-            outgoing = poll_fn(|cx| shared.poll_outgoing(cx, &mut batch)), if open => {
+            outgoing = poll_fn(|cx| shared.poll_outgoing(cx, &mut batch)), if open || failing => {
                 driver.handle_outgoing(outgoing, &mut batch, &shared).await;
             }
             read = poll_fn(|cx| driver.poll_read(cx)), if reading => {
@@ -257,7 +283,7 @@ pub(crate) async fn drive<S: Transport>(
                 }
             }
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                driver.on_timer();
+                driver.on_timer(&shared);
             }
         }
     }
@@ -291,9 +317,10 @@ impl<S: Transport> Driver<S> {
         Some(ping.min(self.last_seen + self.config.idle_timeout))
     }
 
-    fn on_timer(&mut self) {
+    fn on_timer(&mut self, shared: &Shared) {
         let now = Instant::now();
         match self.state {
+            State::Failing { deadline, .. } if now >= deadline => self.fail_now(shared),
             State::CloseSent { deadline } | State::AwaitEof { deadline } if now >= deadline => {
                 if matches!(self.state, State::CloseSent { .. }) {
                     self.transport_failed("peer did not answer our close frame".into());
@@ -304,10 +331,13 @@ impl<S: Transport> Driver<S> {
             State::Open => {
                 if now >= self.last_seen + self.config.idle_timeout {
                     let idle = self.config.idle_timeout;
-                    self.start_close(CloseFrame::new(
-                        CloseCode::GOING_AWAY,
-                        format!("nothing received for {} s", idle.as_secs()),
-                    ));
+                    self.start_close(
+                        CloseFrame::new(
+                            CloseCode::GOING_AWAY,
+                            format!("nothing received for {} s", idle.as_secs()),
+                        ),
+                        shared,
+                    );
                     // An unresponsive peer will not answer: do not wait for it.
                     self.state = State::Done;
                 } else if let (Some(at), Some(every)) = (self.next_ping, self.config.ping_interval)
@@ -337,7 +367,7 @@ impl<S: Transport> Driver<S> {
                     }
                 }
                 Err(err) => {
-                    self.fail(err);
+                    self.fail(err, shared);
                     break;
                 }
             }
@@ -373,6 +403,13 @@ impl<S: Transport> Driver<S> {
             (Role::Client, Some(_)) => return Err(ProtocolError::MaskedServerFrame),
             _ => {}
         }
+        match (header.opcode, &self.assembly) {
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            _ => {}
+        }
         if !header.opcode.is_control() {
             let limit = self.config.max_message_size;
             let compressed = header.rsv & RSV1 != 0
@@ -395,24 +432,51 @@ impl<S: Transport> Driver<S> {
         Ok(())
     }
 
+    /// Whether this frame carries uncompressed text, which is checked as it arrives.
+    fn streams_text(&self, header: &FrameHeader) -> bool {
+        match header.opcode {
+            OpCode::Text => header.rsv & RSV1 == 0,
+            OpCode::Continuation => self
+                .assembly
+                .as_ref()
+                .is_some_and(|a| a.opcode == OpCode::Text && a.inflater.is_none()),
+            _ => false,
+        }
+    }
+
     /// Consumes one complete frame from the buffer. Returns a message when the frame
     /// completes one; `Ok(None)` for control frames and fragments, and when the
-    /// buffer holds no complete frame yet (then it reserves room for it).
+    /// buffer holds no complete frame yet (then it reserves room for it, and checks
+    /// the text that has arrived so far).
     fn next_frame(&mut self) -> Result<Option<Message>, ProtocolError> {
         let Some((header, head_len)) = FrameHeader::parse(&self.rbuf)? else {
             return Ok(None);
         };
         self.check_header(&header)?;
         // Bounded by the control-frame and message limits just checked.
-        let frame_len = head_len + header.payload_len as usize;
+        let payload_len = header.payload_len as usize;
+        let frame_len = head_len + payload_len;
+        let available = (self.rbuf.len() - head_len).min(payload_len);
+        if self.streams_text(&header) && available > self.frame_fed {
+            // Unmask and check what has arrived, so invalid text fails at once.
+            let piece = &mut self.rbuf[head_len + self.frame_fed..head_len + available];
+            if let Some(key) = header.mask {
+                apply_mask(piece, key, self.frame_fed);
+            }
+            self.utf8
+                .get_or_insert_with(Utf8Check::default)
+                .feed(piece)?;
+            self.frame_fed = available;
+        }
         if self.rbuf.len() < frame_len {
             self.rbuf.reserve(frame_len - self.rbuf.len());
             return Ok(None);
         }
+        let fed = std::mem::take(&mut self.frame_fed);
         let mut payload = self.rbuf.split_to(frame_len);
         payload.advance(head_len);
         if let Some(key) = header.mask {
-            apply_mask(&mut payload, key, 0);
+            apply_mask(&mut payload[fed..], key, fed);
         }
         match header.opcode {
             OpCode::Ping => {
@@ -428,25 +492,10 @@ impl<S: Transport> Driver<S> {
                 Ok(None)
             }
             OpCode::Text | OpCode::Binary => {
-                if self.assembly.is_some() {
-                    return Err(ProtocolError::ExpectedContinuation);
-                }
                 let compressed = header.rsv & RSV1 != 0;
-                if !compressed && header.fin {
-                    // The common case: one uncompressed frame, no copy.
-                    let mut assembly = Assembly {
-                        opcode: header.opcode,
-                        data: payload,
-                        valid_up_to: 0,
-                        inflater: None,
-                    };
-                    check_utf8_progress(&mut assembly, true)?;
-                    return Ok(self.deliver(assembly));
-                }
                 let mut assembly = Assembly {
                     opcode: header.opcode,
                     data: BytesMut::new(),
-                    valid_up_to: 0,
                     inflater: compressed.then(|| {
                         self.persistent_inflater
                             .take()
@@ -467,7 +516,7 @@ impl<S: Transport> Driver<S> {
     }
 
     /// Adds a fragment's payload to a message in progress, inflating it if the
-    /// message is compressed, and checks its text so far.
+    /// message is compressed (and checking the inflated text).
     fn append(
         &mut self,
         assembly: &mut Assembly,
@@ -476,17 +525,24 @@ impl<S: Transport> Driver<S> {
     ) -> Result<(), ProtocolError> {
         match assembly.inflater.as_mut() {
             Some(inflater) => {
+                let before = assembly.data.len();
                 inflater.inflate(
                     &payload,
                     fin,
                     &mut assembly.data,
                     self.config.max_message_size,
                 )?;
+                if assembly.opcode == OpCode::Text {
+                    self.utf8
+                        .get_or_insert_with(Utf8Check::default)
+                        .feed(&assembly.data[before..])?;
+                }
             }
+            // The common case, one uncompressed frame: no copy.
             None if assembly.data.is_empty() => assembly.data = payload,
             None => assembly.data.unsplit(payload),
         }
-        check_utf8_progress(assembly, fin)
+        Ok(())
     }
 
     fn complete_or_keep(
@@ -505,6 +561,9 @@ impl<S: Transport> Driver<S> {
                 inflater.finish();
             }
         }
+        if let Some(check) = self.utf8.take() {
+            check.finish()?;
+        }
         Ok(self.deliver(assembly))
     }
 
@@ -516,7 +575,7 @@ impl<S: Transport> Driver<S> {
         }
         let bytes = assembly.data.freeze();
         match assembly.opcode {
-            // `check_utf8_progress` validated the whole text when the final fragment came.
+            // `Utf8Check` saw every byte of the text, and its end.
             OpCode::Text => Some(Message::Text(Utf8Bytes::from_validated(bytes))),
             _ => Some(Message::Binary(bytes)),
         }
@@ -564,25 +623,56 @@ impl<S: Transport> Driver<S> {
         }
     }
 
-    /// Fails the connection (RFC 6455 §7.1.7): one close frame naming the violation,
-    /// then nothing more is read.
-    fn fail(&mut self, err: ProtocolError) {
-        tracing::debug!(error = %err, "closing on protocol error");
-        if matches!(self.state, State::Open) {
-            let frame = CloseFrame::new(err.close_code(), err.to_string());
-            self.control
-                .push(self.encoder.control(OpCode::Close, &frame.payload()));
-            self.outcome.code = frame.code;
-            self.outcome.reason = frame.reason;
-            self.outcome.initiator = Initiator::Local;
+    /// Fails the connection (RFC 6455 §7.1.7) — once the application has handled
+    /// the messages that arrived before the violation, so their answers go out first
+    /// (within [`FAIL_GRACE`]).
+    fn fail(&mut self, error: ProtocolError, shared: &Shared) {
+        tracing::debug!(%error, "closing on protocol error");
+        if !matches!(self.state, State::Open) {
+            self.state = State::Done;
+            return;
         }
-        self.state = State::Done;
+        if shared.watch_idle() {
+            self.state = State::Failing {
+                error,
+                deadline: Instant::now() + FAIL_GRACE,
+            };
+        } else {
+            self.state = State::Failing {
+                error,
+                deadline: Instant::now(),
+            };
+            self.fail_now(shared);
+        }
     }
 
-    fn start_close(&mut self, frame: CloseFrame) {
+    /// Sends the close frame that names the violation; nothing more is read.
+    fn fail_now(&mut self, shared: &Shared) {
+        let State::Failing { error, .. } = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        self.flush_outbox_first(shared);
+        let frame = CloseFrame::new(error.close_code(), error.to_string());
+        self.control
+            .push(self.encoder.control(OpCode::Close, &frame.payload()));
+        self.outcome.code = frame.code;
+        self.outcome.reason = frame.reason;
+        self.outcome.initiator = Initiator::Local;
+    }
+
+    /// Moves what the application queued ahead of the close frame about to be sent:
+    /// answers it gave before the close go out, in order.
+    fn flush_outbox_first(&mut self, shared: &Shared) {
+        let before = self.control.len();
+        shared.take_all(&mut self.control);
+        self.outcome.messages_sent += (self.control.len() - before) as u64;
+    }
+
+    fn start_close(&mut self, frame: CloseFrame, shared: &Shared) {
         if !matches!(self.state, State::Open) {
             return;
         }
+        self.flush_outbox_first(shared);
         let code = if frame.code.is_sendable() {
             frame.code
         } else {
@@ -637,8 +727,14 @@ impl<S: Transport> Driver<S> {
                     *batch = Vec::new();
                 }
             }
-            Outgoing::Close(frame) => self.start_close(frame),
-            Outgoing::AppGone => self.start_close(CloseFrame::new(CloseCode::NORMAL, "")),
+            Outgoing::Idle => self.fail_now(shared),
+            Outgoing::Close(_) | Outgoing::AppGone
+                if matches!(self.state, State::Failing { .. }) =>
+            {
+                self.fail_now(shared);
+            }
+            Outgoing::Close(frame) => self.start_close(frame, shared),
+            Outgoing::AppGone => self.start_close(CloseFrame::new(CloseCode::NORMAL, ""), shared),
         }
     }
 
@@ -660,27 +756,5 @@ impl<S: Transport> Driver<S> {
             .flush()
             .await
             .map_err(|err| format!("flush failed: {err}"))
-    }
-}
-
-/// Checks the UTF-8 of a text message as far as it has arrived, failing as soon as an
-/// invalid sequence is seen; an incomplete sequence at the end is fine until `fin`.
-fn check_utf8_progress(assembly: &mut Assembly, fin: bool) -> Result<(), ProtocolError> {
-    if assembly.opcode != OpCode::Text {
-        return Ok(());
-    }
-    let tail = &assembly.data[assembly.valid_up_to..];
-    match simdutf8::compat::from_utf8(tail) {
-        Ok(_) => {
-            assembly.valid_up_to = assembly.data.len();
-            Ok(())
-        }
-        Err(err) => {
-            if err.error_len().is_some() || fin {
-                return Err(ProtocolError::InvalidUtf8);
-            }
-            assembly.valid_up_to += err.valid_up_to();
-            Ok(())
-        }
     }
 }

@@ -26,6 +26,7 @@ mod message;
 mod queue;
 mod socket;
 mod stream;
+mod utf8;
 
 pub(crate) use conn::drive;
 pub use conn::{Config, Initiator, Outcome, Transport};

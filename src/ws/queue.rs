@@ -25,6 +25,9 @@ pub(crate) enum Outgoing {
     Close(CloseFrame),
     /// Every application handle is gone: close normally.
     AppGone,
+    /// The application has handled every message it was given (see
+    /// [`Shared::watch_idle`]).
+    Idle,
 }
 
 /// Why a frame could not be queued without waiting.
@@ -48,6 +51,17 @@ struct State {
     finished: bool,
     /// The owning `Socket` was dropped.
     app_gone: bool,
+    /// The application took a message and has not come back to `recv` since: it may
+    /// still be answering it.
+    taken_since_park: bool,
+    /// The connection task waits for the application to be idle.
+    watching_idle: bool,
+}
+
+impl State {
+    fn app_idle(&self) -> bool {
+        self.app_gone || (self.inbox.is_empty() && !self.taken_since_park)
+    }
 }
 
 /// Shared by a connection task and the application's handles (`Arc`).
@@ -153,6 +167,7 @@ impl Shared {
             let mut state = self.lock();
             let was_full = state.inbox.len() >= self.inbound_capacity;
             if let Some(message) = state.inbox.pop_front() {
+                state.taken_since_park = true;
                 if state.inbox.is_empty() {
                     state.inbox = VecDeque::new();
                 }
@@ -164,6 +179,12 @@ impl Shared {
             }
             if state.finished {
                 return Poll::Ready(None);
+            }
+            state.taken_since_park = false;
+            let wake_writer = state.watching_idle;
+            drop(state);
+            if wake_writer {
+                self.writer.wake();
             }
             Poll::Pending
         })
@@ -227,7 +248,33 @@ impl Shared {
         if state.app_gone {
             return Poll::Ready(Outgoing::AppGone);
         }
+        if state.watching_idle && state.app_idle() {
+            state.watching_idle = false;
+            return Poll::Ready(Outgoing::Idle);
+        }
         Poll::Pending
+    }
+
+    /// Whether the application may still be handling messages it was given; if so,
+    /// [`Shared::poll_outgoing`] reports [`Outgoing::Idle`] once it has finished (it
+    /// is back in `recv` with nothing left to take, or gone).
+    pub(crate) fn watch_idle(&self) -> bool {
+        let mut state = self.lock();
+        if state.app_idle() {
+            return false;
+        }
+        state.watching_idle = true;
+        true
+    }
+
+    /// Moves every queued frame into `out` (the connection is about to close).
+    pub(crate) fn take_all(&self, out: &mut Vec<Bytes>) {
+        let mut state = self.lock();
+        out.extend(state.outbox.drain(..));
+        state.outbox = VecDeque::new();
+        state.queued_bytes = 0;
+        drop(state);
+        self.outbox_space.notify_waiters();
     }
 
     /// `bytes` of queued frames have been written: make room for waiting senders.
