@@ -21,6 +21,8 @@ mod conn;
 pub mod deflate;
 mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 mod message;
 mod queue;
