@@ -215,7 +215,7 @@ const POOLED_INFLATERS: usize = 4;
 
 /// Compresses `payload` as one message, leaving `head_room` bytes free at the front
 /// for the frame header. Returns `None` when compression would not pay off.
-pub(crate) fn compress(
+pub fn compress(
     payload: &[u8],
     window_bits: u8,
     level: u32,
@@ -274,7 +274,7 @@ pub(crate) fn compress(
 }
 
 /// Inflates one message's payload as its frames arrive.
-pub(crate) struct Inflater {
+pub struct Inflater {
     /// Boxed: the zlib state is large, and most connections never need one.
     inner: Box<Decompress>,
     /// Return to the thread's pool when the message ends.
@@ -283,7 +283,7 @@ pub(crate) struct Inflater {
 
 impl Inflater {
     /// An inflater for one message (from the thread's pool).
-    pub(crate) fn for_one_message() -> Self {
+    pub fn for_one_message() -> Self {
         let inner = INFLATERS
             .with(|cell| cell.borrow_mut().pop())
             .unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, 15)));
@@ -303,7 +303,7 @@ impl Inflater {
 
     /// Inflates `input` onto the end of `out`, failing once `out` would exceed `limit`.
     /// `last` marks the final fragment: the stripped sync-flush tail is fed after it.
-    pub(crate) fn inflate(
+    pub fn inflate(
         &mut self,
         input: &[u8],
         last: bool,
@@ -330,7 +330,10 @@ impl Inflater {
             if before > limit {
                 return Err(ProtocolError::MessageTooBig { limit });
             }
-            let room = (limit + 1 - before).clamp(1, 64 * 1024);
+            // Room for what the rest of the input may inflate to (deflate rarely
+            // exceeds 4:1 on the first pass; the loop grows it when it does).
+            let guess = ((input.len() - consumed) * 4).clamp(1024, 64 * 1024);
+            let room = guess.min(limit + 1 - before).max(1);
             out.resize(before + room, 0);
             let before_out = self.inner.total_out();
             let status = self
@@ -362,7 +365,7 @@ impl Inflater {
     }
 
     /// Ends a message: the per-message inflater goes back to the pool, reset.
-    pub(crate) fn finish(mut self) {
+    pub fn finish(mut self) {
         if self.pooled {
             self.inner.reset(false);
             INFLATERS.with(|cell| {
