@@ -1,6 +1,7 @@
 //! The HTTP side of a WebSocket endpoint: check the upgrade request, answer 101, and
 //! hand the upgraded connection to the frame layer and the application's handler.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -118,7 +119,7 @@ fn connection(
     peer: SocketAddr,
     route: &SocketRoute,
     encoder: Encoder,
-    extensions: Option<String>,
+    extensions: Option<Cow<'static, str>>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let id = ConnId::next();
     let shared = route.config.shared();

@@ -5,6 +5,7 @@
 //! key, extensions) and then run the same connection task as the server side, with
 //! masking on and the client's rules for the close handshake.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -201,7 +202,8 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
             "an extension was chosen but none was offered".into(),
         ));
     };
-    let extensions = (!extension_values.is_empty()).then(|| extension_values.join(", "));
+    let extensions =
+        (!extension_values.is_empty()).then(|| Cow::Owned(extension_values.join(", ")));
 
     let upgraded = hyper::upgrade::on(response).await?;
     let encoder = Encoder {
@@ -220,7 +222,7 @@ fn spawn_connection(
     peer: SocketAddr,
     config: &Config,
     encoder: Encoder,
-    extensions: Option<String>,
+    extensions: Option<Cow<'static, str>>,
 ) -> Socket {
     let id = ConnId::next();
     let shared = config.shared();

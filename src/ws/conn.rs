@@ -173,7 +173,8 @@ struct Driver<S> {
     /// The inflater of a peer that keeps compression context between messages.
     persistent_inflater: Option<Inflater>,
     control: Vec<Bytes>,
-    pending_in: Option<Message>,
+    /// A message waiting for room in the application's inbox (boxed: rare).
+    pending_in: Option<Box<Message>>,
     /// The UTF-8 check of the text message in progress.
     utf8: Option<Utf8Check>,
     /// Payload bytes of the (incomplete) frame at the front of `rbuf` already
@@ -261,9 +262,9 @@ pub(crate) async fn drive<S: Transport>(
             }
             () = poll_fn(|cx| shared.poll_inbox_space(cx)), if driver.pending_in.is_some() => {
                 if let Some(message) = driver.pending_in.take()
-                    && let Err(message) = shared.deliver(message)
+                    && let Err(message) = shared.deliver(*message)
                 {
-                    driver.pending_in = Some(message);
+                    driver.pending_in = Some(Box::new(message));
                 }
                 if !failing {
                     driver.process_buffered(&shared);
@@ -358,7 +359,7 @@ impl<S: Transport> Driver<S> {
             match self.next_frame() {
                 Ok(Some(message)) => {
                     if let Err(message) = shared.deliver(message) {
-                        self.pending_in = Some(message);
+                        self.pending_in = Some(Box::new(message));
                     }
                 }
                 Ok(None) => {

@@ -9,6 +9,7 @@
 //! messages: an idle connection holds no zlib memory in either direction. Compressors
 //! and inflaters live in small per-thread pools and are reset after each message.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use bytes::BytesMut;
@@ -18,6 +19,10 @@ use super::error::ProtocolError;
 
 /// The extension's token in `Sec-WebSocket-Extensions`.
 pub const EXTENSION: &str = "permessage-deflate";
+
+/// What the server answers to an offer without `server_max_window_bits`.
+pub const SERVER_RESPONSE: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 /// The four bytes a sync flush ends with; stripped when sending, appended before
 /// inflating (RFC 7692 §7.2.1, §7.2.2).
@@ -136,7 +141,7 @@ fn parse_offer(params: &[Param<'_>]) -> Option<Offer> {
 /// `Sec-WebSocket-Extensions` values; returns what we agreed and the response header.
 pub fn negotiate_server<'a>(
     offers: impl IntoIterator<Item = &'a str>,
-) -> Option<(Negotiated, String)> {
+) -> Option<(Negotiated, Cow<'static, str>)> {
     for header in offers {
         for (name, params) in parse_extensions(header) {
             if !name.eq_ignore_ascii_case(EXTENSION) {
@@ -145,14 +150,13 @@ pub fn negotiate_server<'a>(
             let Some(offer) = parse_offer(&params) else {
                 continue;
             };
-            let mut response =
-                format!("{EXTENSION}; server_no_context_takeover; client_no_context_takeover");
-            let send_window_bits = match offer.server_max_window_bits {
-                Some(bits) => {
-                    response.push_str(&format!("; server_max_window_bits={bits}"));
-                    bits
-                }
-                None => 15,
+            // The usual answer is the same for every connection: no allocation.
+            let (response, send_window_bits) = match offer.server_max_window_bits {
+                Some(bits) => (
+                    Cow::Owned(format!("{SERVER_RESPONSE}; server_max_window_bits={bits}")),
+                    bits,
+                ),
+                None => (Cow::Borrowed(SERVER_RESPONSE), 15),
             };
             return Some((
                 Negotiated {

@@ -2,6 +2,7 @@
 //! cheap handle that can only send), and [`Prepared`] (a message encoded once for
 //! many connections).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,7 +175,7 @@ impl fmt::Debug for Sender {
 pub struct Socket {
     sender: Sender,
     peer: SocketAddr,
-    extensions: Option<String>,
+    extensions: Option<Cow<'static, str>>,
 }
 
 impl Socket {
@@ -183,7 +184,7 @@ impl Socket {
         peer: SocketAddr,
         shared: Arc<Shared>,
         encoder: Encoder,
-        extensions: Option<String>,
+        extensions: Option<Cow<'static, str>>,
     ) -> Self {
         Self {
             sender: Sender {
