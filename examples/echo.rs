@@ -18,14 +18,6 @@ struct Args {
     no_deflate: bool,
 }
 
-async fn echo(mut socket: Socket) {
-    while let Some(message) = socket.recv().await {
-        if socket.send(message).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), pushwire::Error> {
     pushwire::logging::init();
@@ -36,6 +28,16 @@ async fn main() -> Result<(), pushwire::Error> {
         ..ws::Config::default()
     };
     config.deflate.enabled = !args.no_deflate;
+    // Sends every message back as it came. (A closure returning an `async move` block
+    // keeps the socket once in the connection's future; an `async fn` would hold its
+    // argument twice, which every idle connection pays for.)
+    let echo = |mut socket: Socket| async move {
+        while let Some(message) = socket.recv().await {
+            if socket.send(message).await.is_err() {
+                return;
+            }
+        }
+    };
     let server = App::new()
         .ws_config(config)
         .socket("/", echo)

@@ -24,7 +24,10 @@ use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
 use super::upgrade::{Handler, SocketRoute, upgrade};
 use crate::error::Error;
-use crate::ws::{self, Socket};
+use crate::ws::{self, Registry, Socket};
+
+/// How often keepalive visits every connection.
+const KEEPALIVE_SWEEP: Duration = Duration::from_secs(1);
 
 /// What every connection task shares with the server: the shutdown signal and the
 /// tracker that lets shutdown wait for them.
@@ -32,6 +35,8 @@ use crate::ws::{self, Socket};
 pub(crate) struct Runtime {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// Every open WebSocket: keepalive and shutdown.
+    pub(crate) registry: Arc<Registry>,
 }
 
 /// Builds a pushwire server: HTML pages, static files and WebSocket routes.
@@ -289,9 +294,15 @@ impl Server {
             self.limits,
             runtime,
         ));
+        let sweeper = tokio::spawn(
+            Arc::clone(&self.runtime.registry)
+                .sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
+        );
         signal.await;
         tracing::info!("shutting down");
         self.runtime.shutdown.cancel();
+        self.runtime.registry.shutdown();
+        let _ = sweeper.await;
         if let Err(err) = accepting.await {
             tracing::error!(error = %err, "the accept loop failed");
         }

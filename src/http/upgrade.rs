@@ -129,14 +129,8 @@ fn connection(
     // With the plain TCP stream in hand the frame layer waits for readability itself
     // and holds no read buffer while the connection is idle.
     let (stream, prefix) = Stream::from_upgraded(upgraded);
-    let frames = ws::drive(
-        stream,
-        prefix,
-        Arc::clone(&route.config),
-        encoder,
-        shared,
-        route.runtime.shutdown.clone(),
-    );
+    route.runtime.registry.add(&shared);
+    let frames = ws::drive(stream, prefix, Arc::clone(&route.config), encoder, shared);
     // Combinators, not an async block: an async block would keep a second copy of
     // the frame layer's future (captured, then moved into the join).
     future::join(frames, handler).map(move |(outcome, ())| {

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,12 +16,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::conn::{Config, drive};
 use super::deflate;
 use super::handshake::{VERSION, accept_key};
 use super::message::{Encoder, Role};
+use super::queue::clock_ms;
 use super::socket::{ConnId, Socket};
 use super::stream::Stream;
 
@@ -228,11 +229,23 @@ fn spawn_connection(
     let shared = config.shared();
     let socket = Socket::new(id, peer, shared.clone(), encoder, extensions);
     let config = std::sync::Arc::new(config.clone());
-    // A client connection ends when its Socket is dropped or the server closes it.
-    let shutdown = CancellationToken::new();
     tokio::spawn(async move {
         let (stream, prefix) = Stream::from_upgraded(upgraded);
-        let outcome = drive(stream, prefix, config, encoder, shared, shutdown).await;
+        // A client connection ends when its Socket is dropped or the server closes
+        // it; its keepalive ticks beside it (servers use a shared sweeper instead).
+        let keepalive = {
+            let shared = Arc::clone(&shared);
+            async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => shared.tick(clock_ms()),
+                        () = std::future::poll_fn(|cx| shared.poll_closed(cx)) => return,
+                    }
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(drive(stream, prefix, config, encoder, shared), keepalive);
         tracing::debug!(
             "client {id} closed: {} {:?} after {} messages",
             outcome.code,

@@ -24,14 +24,13 @@ use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until, timeout};
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 
 use super::deflate::{DeflateConfig, Inflater};
 use super::error::{CloseCode, ProtocolError};
 use super::frame::{FrameHeader, OpCode, RSV1, apply_mask};
 use super::message::{CloseFrame, Encoder, Message, Role, Utf8Bytes};
-use super::queue::{Outgoing, Shared};
+use super::queue::{EVENT_IDLE, EVENT_PING, EVENT_SHUTDOWN, Outgoing, Shared};
 use super::utf8::Utf8Check;
 
 /// Limits, timeouts and compression settings of a connection.
@@ -78,11 +77,14 @@ impl Default for Config {
 impl Config {
     /// A new connection's shared state, sized by this config.
     pub(crate) fn shared(&self) -> Arc<Shared> {
-        Arc::new(Shared::new(
-            self.high_watermark,
-            self.low_watermark,
-            self.inbound_capacity,
-        ))
+        Arc::new(
+            Shared::new(
+                self.high_watermark,
+                self.low_watermark,
+                self.inbound_capacity,
+            )
+            .with_keepalive(self.ping_interval, self.idle_timeout),
+        )
     }
 }
 
@@ -182,22 +184,18 @@ struct Driver<S> {
     frame_fed: usize,
     state: State,
     outcome: Outcome,
-    last_seen: Instant,
-    next_ping: Option<Instant>,
 }
 
 /// Runs a connection until it is closed and reports how it ended.
 ///
 /// `prefix` holds bytes read past the handshake; they are parsed first.
-pub(crate) async fn drive<S: Transport>(
+pub(crate) fn drive<S: Transport>(
     io: S,
     prefix: Bytes,
     config: Arc<Config>,
     encoder: Encoder,
     shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) -> Outcome {
-    let now = Instant::now();
+) -> impl Future<Output = Outcome> {
     let persistent_inflater = match encoder.deflate {
         Some(negotiated) if !negotiated.peer_no_context_takeover => {
             Some(Inflater::for_connection())
@@ -224,74 +222,105 @@ pub(crate) async fn drive<S: Transport>(
             initiator: Initiator::Transport,
             messages_sent: 0,
         },
-        last_seen: now,
-        next_ping: config.ping_interval.map(|every| now + every),
         config,
     };
-    let mut batch: Vec<Bytes> = Vec::new();
-    driver.process_buffered(&shared);
-    loop {
-        if !driver.control.is_empty() {
-            let mut frames = std::mem::take(&mut driver.control);
-            if let Err(reason) = Box::pin(driver.write_all(&mut frames)).await {
-                driver.transport_failed(reason);
-            }
-        }
-        if !matches!(driver.state, State::Open | State::Failing { .. }) {
-            // Closing: the application can no longer send.
-            shared.finish();
-        }
-        let open = matches!(driver.state, State::Open);
-        let failing = matches!(driver.state, State::Failing { .. });
-        let deadline = match driver.state {
-            State::Done => break,
-            State::CloseSent { deadline }
-            | State::AwaitEof { deadline }
-            | State::Failing { deadline, .. } => Some(deadline),
-            State::Open => driver.keepalive_deadline(),
-        };
-        let reading = driver.pending_in.is_none() && !failing;
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled(), if open || failing => {
-                if failing {
-                    driver.fail_now(&shared);
-                } else {
-                    driver.start_close(CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down"), &shared);
+    // Built here and moved into the future once: an `async fn` would keep its
+    // arguments and the driver built from them side by side for the connection's life.
+    async move { driver.run(&shared).await }
+}
+
+impl<S: Transport> Driver<S> {
+    async fn run(&mut self, shared: &Shared) -> Outcome {
+        let driver = self;
+        let mut batch: Vec<Bytes> = Vec::new();
+        // The timer of the closing states, allocated only when one is needed.
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
+        driver.process_buffered(shared);
+        loop {
+            if !driver.control.is_empty() {
+                let mut frames = std::mem::take(&mut driver.control);
+                if let Err(reason) = Box::pin(driver.write_all(&mut frames)).await {
+                    driver.transport_failed(reason);
                 }
             }
-            () = poll_fn(|cx| shared.poll_inbox_space(cx)), if driver.pending_in.is_some() => {
-                if let Some(message) = driver.pending_in.take()
-                    && let Err(message) = shared.deliver(*message)
-                {
-                    driver.pending_in = Some(Box::new(message));
-                }
-                if !failing {
-                    driver.process_buffered(&shared);
-                }
+            if !matches!(driver.state, State::Open | State::Failing { .. }) {
+                // Closing: the application can no longer send.
+                shared.finish();
             }
-            outgoing = poll_fn(|cx| shared.poll_outgoing(cx, &mut batch)), if open || failing => {
-                driver.handle_outgoing(outgoing, &mut batch, &shared).await;
-            }
-            read = poll_fn(|cx| driver.poll_read(cx)), if reading => {
-                match read {
-                    Ok(0) => driver.peer_eof(),
-                    Ok(_) => {
-                        driver.last_seen = Instant::now();
-                        driver.process_buffered(&shared);
+            let open = matches!(driver.state, State::Open);
+            let failing = matches!(driver.state, State::Failing { .. });
+            let deadline = match driver.state {
+                State::Done => break,
+                State::CloseSent { deadline }
+                | State::AwaitEof { deadline }
+                | State::Failing { deadline, .. } => Some(deadline),
+                State::Open => None,
+            };
+            let reading = driver.pending_in.is_none() && !failing;
+            tokio::select! {
+                biased;
+                () = poll_fn(|cx| shared.poll_inbox_space(cx)), if driver.pending_in.is_some() => {
+                    if let Some(message) = driver.pending_in.take()
+                        && let Err(message) = shared.deliver(*message)
+                    {
+                        driver.pending_in = Some(Box::new(message));
                     }
-                    Err(err) => driver.transport_failed(format!("read failed: {err}")),
+                    if !failing {
+                        driver.process_buffered(shared);
+                    }
+                }
+                outgoing = poll_fn(|cx| shared.poll_outgoing(cx, &mut batch)), if open || failing => {
+                    driver.handle_outgoing(outgoing, &mut batch, shared).await;
+                }
+                read = poll_fn(|cx| driver.poll_read(cx)), if reading => {
+                    match read {
+                        Ok(0) => driver.peer_eof(),
+                        Ok(_) => {
+                            shared.touch();
+                            driver.process_buffered(shared);
+                        }
+                        Err(err) => driver.transport_failed(format!("read failed: {err}")),
+                    }
+                }
+                () = poll_fn(|cx| poll_timer(&mut timer, cx, deadline)), if deadline.is_some() => {
+                    driver.on_timer(shared);
                 }
             }
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                driver.on_timer(&shared);
-            }
         }
+        shared.finish();
+        // Best effort: the peer may already be gone.
+        let _ = timeout(driver.config.close_timeout, driver.io.shutdown()).await;
+        std::mem::replace(
+            &mut driver.outcome,
+            Outcome {
+                code: CloseCode::ABNORMAL,
+                reason: String::new(),
+                initiator: Initiator::Transport,
+                messages_sent: 0,
+            },
+        )
     }
-    shared.finish();
-    // Best effort: the peer may already be gone.
-    let _ = timeout(driver.config.close_timeout, driver.io.shutdown()).await;
-    driver.outcome
+}
+
+/// Ready at `deadline`; the sleep is boxed and kept only while one is needed.
+fn poll_timer(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+    deadline: Option<Instant>,
+) -> Poll<()> {
+    let Some(deadline) = deadline else {
+        *timer = None;
+        return Poll::Pending;
+    };
+    match timer {
+        Some(sleep) if sleep.deadline() == deadline => {}
+        Some(sleep) => sleep.as_mut().reset(deadline),
+        None => *timer = Some(Box::pin(sleep_until(deadline))),
+    }
+    match timer {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
 }
 
 impl<S: Transport> Driver<S> {
@@ -313,11 +342,6 @@ impl<S: Transport> Driver<S> {
         }
     }
 
-    fn keepalive_deadline(&self) -> Option<Instant> {
-        let ping = self.next_ping?;
-        Some(ping.min(self.last_seen + self.config.idle_timeout))
-    }
-
     fn on_timer(&mut self, shared: &Shared) {
         let now = Instant::now();
         match self.state {
@@ -327,25 +351,6 @@ impl<S: Transport> Driver<S> {
                     self.transport_failed("peer did not answer our close frame".into());
                 } else {
                     self.state = State::Done;
-                }
-            }
-            State::Open => {
-                if now >= self.last_seen + self.config.idle_timeout {
-                    let idle = self.config.idle_timeout;
-                    self.start_close(
-                        CloseFrame::new(
-                            CloseCode::GOING_AWAY,
-                            format!("nothing received for {} s", idle.as_secs()),
-                        ),
-                        shared,
-                    );
-                    // An unresponsive peer will not answer: do not wait for it.
-                    self.state = State::Done;
-                } else if let (Some(at), Some(every)) = (self.next_ping, self.config.ping_interval)
-                    && now >= at
-                {
-                    self.control.push(self.encoder.control(OpCode::Ping, b""));
-                    self.next_ping = Some(now + every);
                 }
             }
             _ => {}
@@ -728,6 +733,7 @@ impl<S: Transport> Driver<S> {
                     *batch = Vec::new();
                 }
             }
+            Outgoing::Events(events) => self.on_events(events, shared),
             Outgoing::Idle => self.fail_now(shared),
             Outgoing::Close(_) | Outgoing::AppGone
                 if matches!(self.state, State::Failing { .. }) =>
@@ -736,6 +742,35 @@ impl<S: Transport> Driver<S> {
             }
             Outgoing::Close(frame) => self.start_close(frame, shared),
             Outgoing::AppGone => self.start_close(CloseFrame::new(CloseCode::NORMAL, ""), shared),
+        }
+    }
+
+    /// Keepalive and shutdown, raised by the registry's sweeper.
+    fn on_events(&mut self, events: u8, shared: &Shared) {
+        if matches!(self.state, State::Failing { .. }) {
+            if events & (EVENT_SHUTDOWN | EVENT_IDLE) != 0 {
+                self.fail_now(shared);
+            }
+            return;
+        }
+        if events & EVENT_SHUTDOWN != 0 {
+            self.start_close(
+                CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down"),
+                shared,
+            );
+        } else if events & EVENT_IDLE != 0 {
+            let idle = self.config.idle_timeout;
+            self.start_close(
+                CloseFrame::new(
+                    CloseCode::GOING_AWAY,
+                    format!("nothing received for {} s", idle.as_secs()),
+                ),
+                shared,
+            );
+            // An unresponsive peer will not answer: do not wait for it.
+            self.state = State::Done;
+        } else if events & EVENT_PING != 0 && matches!(self.state, State::Open) {
+            self.control.push(self.encoder.control(OpCode::Ping, b""));
         }
     }
 

@@ -69,14 +69,7 @@ pub fn connection(input: &[u8], server: bool, deflate: bool) -> Vec<u8> {
                 }
                 let _ = peer_writes.shutdown().await;
             };
-            let frames = drive(
-                ours,
-                Bytes::new(),
-                config,
-                encoder,
-                shared,
-                Default::default(),
-            );
+            let frames = drive(ours, Bytes::new(), config, encoder, shared);
             let mut written = Vec::new();
             let read = peer_reads.read_to_end(&mut written);
             let _ = tokio::join!(frames, echo, feed, read);

@@ -4,16 +4,22 @@
 //!
 //! Both queues are plain `VecDeque`s under one short-lived lock. They allocate only
 //! while something is queued and give their memory back once drained, so an idle
-//! connection holds no buffers here.
+//! connection holds no buffers here. Waiting senders park their wakers in the same
+//! state, so a send future is a few words, not a `Notify` registration.
+//!
+//! Keepalive lives here too: the connection task stamps the time of every read, and
+//! a sweeper that visits every connection once a second (`super::registry`) raises
+//! a ping or an idle-timeout event only for those that are due. An idle connection
+//! therefore owns no timer.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use tokio::sync::Notify;
 
 use super::message::{CloseFrame, Message};
 
@@ -28,6 +34,34 @@ pub(crate) enum Outgoing {
     /// The application has handled every message it was given (see
     /// [`Shared::watch_idle`]).
     Idle,
+    /// Timer and lifecycle events ([`EVENT_PING`], [`EVENT_IDLE`], [`EVENT_SHUTDOWN`]).
+    Events(u8),
+}
+
+/// Time to send a keepalive ping.
+pub(crate) const EVENT_PING: u8 = 1;
+/// Nothing arrived from the peer for the idle timeout.
+pub(crate) const EVENT_IDLE: u8 = 2;
+/// The server is shutting down.
+pub(crate) const EVENT_SHUTDOWN: u8 = 4;
+
+/// Milliseconds since the first call: the keepalive clock.
+pub(crate) fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Adds `waker` to `waiters` unless it is already there.
+fn park(waiters: &mut Vec<Waker>, waker: &Waker) {
+    if !waiters.iter().any(|w| w.will_wake(waker)) {
+        waiters.push(waker.clone());
+    }
+}
+
+fn wake_all(waiters: Vec<Waker>) {
+    for waker in waiters {
+        waker.wake();
+    }
 }
 
 /// Why a frame could not be queued without waiting.
@@ -45,7 +79,7 @@ pub enum TrySendError {
 struct State {
     outbox: VecDeque<Bytes>,
     queued_bytes: usize,
-    close: Option<CloseFrame>,
+    close: Option<Box<CloseFrame>>,
     inbox: VecDeque<Message>,
     /// No more sending: the connection is closing or closed.
     finished: bool,
@@ -56,6 +90,12 @@ struct State {
     taken_since_park: bool,
     /// The connection task waits for the application to be idle.
     watching_idle: bool,
+    /// Events raised for the connection task.
+    events: u8,
+    /// Senders waiting for the outbox to drain to the low watermark.
+    send_waiters: Vec<Waker>,
+    /// Everyone waiting for the connection to end.
+    close_waiters: Vec<Waker>,
 }
 
 impl State {
@@ -70,16 +110,19 @@ pub(crate) struct Shared {
     low_watermark: usize,
     inbound_capacity: usize,
     state: Mutex<State>,
-    /// The connection task, waiting for frames to write.
+    /// The connection task, waiting for anything: frames to write, room in the
+    /// inbox, events (all its waits are in one task, so one waker serves them all).
     writer: AtomicWaker,
     /// The application, waiting in `recv`.
     reader: AtomicWaker,
-    /// The connection task, waiting for room in the inbox.
-    inbox_space: AtomicWaker,
-    /// Senders waiting for the outbox to drain to the low watermark.
-    outbox_space: Notify,
-    /// Everyone waiting for the connection to end.
-    closed: Notify,
+    /// Keepalive: ping after this many ms without one (0: never).
+    ping_every_ms: u64,
+    /// Keepalive: give up after this many ms without hearing from the peer (0: never).
+    idle_timeout_ms: u64,
+    /// [`clock_ms`] of the last read from the peer.
+    last_seen: AtomicU64,
+    /// [`clock_ms`] of the last ping raised.
+    last_ping: AtomicU64,
 }
 
 /// The most frames handed to one vectored write.
@@ -98,10 +141,23 @@ impl Shared {
             state: Mutex::new(State::default()),
             writer: AtomicWaker::new(),
             reader: AtomicWaker::new(),
-            inbox_space: AtomicWaker::new(),
-            outbox_space: Notify::new(),
-            closed: Notify::new(),
+            ping_every_ms: 0,
+            idle_timeout_ms: 0,
+            last_seen: AtomicU64::new(clock_ms()),
+            last_ping: AtomicU64::new(clock_ms()),
         }
+    }
+
+    /// Turns keepalive on: a ping every `ping_every`, and an idle event after
+    /// `idle_timeout` without a byte from the peer.
+    pub(crate) fn with_keepalive(
+        mut self,
+        ping_every: Option<Duration>,
+        idle_timeout: Duration,
+    ) -> Self {
+        self.ping_every_ms = ping_every.map_or(0, |d| d.as_millis().max(1) as u64);
+        self.idle_timeout_ms = idle_timeout.as_millis() as u64;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -114,17 +170,29 @@ impl Shared {
 
     // ----- the application's side -----
 
-    /// Queues a frame, waiting while the queue is above its high watermark.
-    pub(crate) async fn send(&self, frame: Bytes) -> Result<(), TrySendError> {
-        loop {
-            let notified = self.outbox_space.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match self.try_send(frame.clone()) {
-                Err(TrySendError::Full) => notified.await,
-                other => return other,
-            }
+    /// Queues `frame` (taken out of the option) unless the queue is above its high
+    /// watermark; then the caller's waker is parked until it drains.
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        frame: &mut Option<Bytes>,
+    ) -> Poll<Result<(), TrySendError>> {
+        let mut state = self.lock();
+        if state.finished {
+            return Poll::Ready(Err(TrySendError::Closed));
         }
+        if state.queued_bytes >= self.high_watermark {
+            park(&mut state.send_waiters, cx.waker());
+            return Poll::Pending;
+        }
+        let Some(frame) = frame.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        state.queued_bytes += frame.len();
+        state.outbox.push_back(frame);
+        drop(state);
+        self.writer.wake();
+        Poll::Ready(Ok(()))
     }
 
     /// Queues a frame unless the queue is above its high watermark.
@@ -154,54 +222,48 @@ impl Shared {
         if state.finished || state.close.is_some() {
             return;
         }
-        state.close = Some(frame);
+        state.close = Some(Box::new(frame));
         drop(state);
         self.writer.wake();
     }
 
     /// The next received message; `None` once the connection has ended and every
     /// message received before has been taken.
-    pub(crate) async fn recv(&self) -> Option<Message> {
-        poll_fn(|cx| {
-            self.reader.register(cx.waker());
-            let mut state = self.lock();
-            let was_full = state.inbox.len() >= self.inbound_capacity;
-            if let Some(message) = state.inbox.pop_front() {
-                state.taken_since_park = true;
-                if state.inbox.is_empty() {
-                    state.inbox = VecDeque::new();
-                }
-                drop(state);
-                if was_full {
-                    self.inbox_space.wake();
-                }
-                return Poll::Ready(Some(message));
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.reader.register(cx.waker());
+        let mut state = self.lock();
+        let was_full = state.inbox.len() >= self.inbound_capacity;
+        if let Some(message) = state.inbox.pop_front() {
+            state.taken_since_park = true;
+            if state.inbox.is_empty() {
+                state.inbox = VecDeque::new();
             }
-            if state.finished {
-                return Poll::Ready(None);
-            }
-            state.taken_since_park = false;
-            let wake_writer = state.watching_idle;
             drop(state);
-            if wake_writer {
+            if was_full {
                 self.writer.wake();
             }
-            Poll::Pending
-        })
-        .await
+            return Poll::Ready(Some(message));
+        }
+        if state.finished {
+            return Poll::Ready(None);
+        }
+        state.taken_since_park = false;
+        let wake_writer = state.watching_idle;
+        drop(state);
+        if wake_writer {
+            self.writer.wake();
+        }
+        Poll::Pending
     }
 
-    /// Resolves once the connection has ended (or is closing).
-    pub(crate) async fn closed(&self) {
-        loop {
-            let notified = self.closed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.lock().finished {
-                return;
-            }
-            notified.await;
+    /// Ready once the connection has ended (or is closing).
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if state.finished {
+            return Poll::Ready(());
         }
+        park(&mut state.close_waiters, cx.waker());
+        Poll::Pending
     }
 
     /// Whether the connection has ended (or is closing).
@@ -216,7 +278,7 @@ impl Shared {
         state.inbox = VecDeque::new();
         drop(state);
         self.writer.wake();
-        self.inbox_space.wake();
+        self.writer.wake();
     }
 
     // ----- the connection task's side -----
@@ -230,6 +292,10 @@ impl Shared {
     ) -> Poll<Outgoing> {
         self.writer.register(cx.waker());
         let mut state = self.lock();
+        if state.events != 0 {
+            let events = std::mem::take(&mut state.events);
+            return Poll::Ready(Outgoing::Events(events));
+        }
         if !state.outbox.is_empty() {
             let take = state.outbox.len().min(MAX_BATCH);
             let mut bytes = 0;
@@ -243,7 +309,7 @@ impl Shared {
             return Poll::Ready(Outgoing::Frames { bytes });
         }
         if let Some(frame) = state.close.take() {
-            return Poll::Ready(Outgoing::Close(frame));
+            return Poll::Ready(Outgoing::Close(*frame));
         }
         if state.app_gone {
             return Poll::Ready(Outgoing::AppGone);
@@ -273,19 +339,22 @@ impl Shared {
         out.extend(state.outbox.drain(..));
         state.outbox = VecDeque::new();
         state.queued_bytes = 0;
+        let waiters = std::mem::take(&mut state.send_waiters);
         drop(state);
-        self.outbox_space.notify_waiters();
+        wake_all(waiters);
     }
 
     /// `bytes` of queued frames have been written: make room for waiting senders.
     pub(crate) fn written(&self, bytes: usize) {
         let mut state = self.lock();
         state.queued_bytes = state.queued_bytes.saturating_sub(bytes);
-        let below_low = state.queued_bytes <= self.low_watermark;
+        let waiters = if state.queued_bytes <= self.low_watermark {
+            std::mem::take(&mut state.send_waiters)
+        } else {
+            Vec::new()
+        };
         drop(state);
-        if below_low {
-            self.outbox_space.notify_waiters();
-        }
+        wake_all(waiters);
     }
 
     /// Hands a received message to the application; gives it back when the inbox is
@@ -306,12 +375,42 @@ impl Shared {
 
     /// Ready when the inbox has room again (or no one reads it any more).
     pub(crate) fn poll_inbox_space(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.inbox_space.register(cx.waker());
+        self.writer.register(cx.waker());
         let state = self.lock();
         if state.app_gone || state.inbox.len() < self.inbound_capacity {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+
+    /// The peer sent something: it is alive.
+    pub(crate) fn touch(&self) {
+        self.last_seen.store(clock_ms(), Ordering::Relaxed);
+    }
+
+    /// Raises `event` for the connection task.
+    pub(crate) fn raise(&self, event: u8) {
+        let mut state = self.lock();
+        if state.finished {
+            return;
+        }
+        state.events |= event;
+        drop(state);
+        self.writer.wake();
+    }
+
+    /// Keepalive check at `now` ([`clock_ms`]): raises an idle or a ping event when
+    /// one is due. Called about once a second.
+    pub(crate) fn tick(&self, now: u64) {
+        let seen = self.last_seen.load(Ordering::Relaxed);
+        if self.idle_timeout_ms > 0 && now.saturating_sub(seen) >= self.idle_timeout_ms {
+            self.raise(EVENT_IDLE);
+        } else if self.ping_every_ms > 0
+            && now.saturating_sub(self.last_ping.load(Ordering::Relaxed)) >= self.ping_every_ms
+        {
+            self.last_ping.store(now, Ordering::Relaxed);
+            self.raise(EVENT_PING);
         }
     }
 
@@ -326,9 +425,10 @@ impl Shared {
         state.outbox = VecDeque::new();
         state.queued_bytes = 0;
         state.close = None;
+        let mut waiters = std::mem::take(&mut state.send_waiters);
+        waiters.append(&mut state.close_waiters);
         drop(state);
-        self.outbox_space.notify_waiters();
-        self.closed.notify_waiters();
+        wake_all(waiters);
         self.reader.wake();
     }
 }
@@ -371,9 +471,10 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            assert_eq!(shared.recv().await, Some(Message::from("a")));
-            assert_eq!(shared.recv().await, None);
-            shared.closed().await;
+            let recv = || std::future::poll_fn(|cx| shared.poll_recv(cx));
+            assert_eq!(recv().await, Some(Message::from("a")));
+            assert_eq!(recv().await, None);
+            std::future::poll_fn(|cx| shared.poll_closed(cx)).await;
         });
     }
 

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -116,9 +117,20 @@ impl Sender {
     }
 
     /// Sends a message, waiting while the outbound queue is above its high watermark.
-    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Closed> {
-        let frame = self.encoder.data(&message.into());
-        self.shared.send(frame).await.map_err(|_| Closed)
+    ///
+    /// The message is encoded when `send` is called; the future only waits for room.
+    pub fn send(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Closed>> + '_ {
+        self.queue(self.encoder.data(&message.into()))
+    }
+
+    /// Waits for room and queues an encoded frame. A small future: a reference and the
+    /// frame, nothing else.
+    fn queue(&self, frame: Bytes) -> impl Future<Output = Result<(), Closed>> + '_ {
+        let mut frame = Some(frame);
+        poll_fn(move |cx| self.shared.poll_send(cx, &mut frame).map_err(|_| Closed))
     }
 
     /// Queues a message unless the peer is not keeping up ([`TrySendError::Full`]).
@@ -127,9 +139,11 @@ impl Sender {
     }
 
     /// Sends a prepared message, waiting while the queue is above its high watermark.
-    pub async fn send_prepared(&self, prepared: &Prepared) -> Result<(), Closed> {
-        let frame = prepared.frame_for(&self.encoder);
-        self.shared.send(frame).await.map_err(|_| Closed)
+    pub fn send_prepared(
+        &self,
+        prepared: &Prepared,
+    ) -> impl Future<Output = Result<(), Closed>> + '_ {
+        self.queue(prepared.frame_for(&self.encoder))
     }
 
     /// Queues a prepared message unless the peer is not keeping up.
@@ -153,8 +167,8 @@ impl Sender {
     }
 
     /// Resolves when the connection has closed (or is closing).
-    pub async fn closed(&self) {
-        self.shared.closed().await;
+    pub fn closed(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| self.shared.poll_closed(cx))
     }
 }
 
@@ -220,8 +234,11 @@ impl Socket {
     /// Sends a text or binary message: `socket.send(n.to_string())` sends text,
     /// `socket.send(bytes)` binary. Waits while the outbound queue is above its high
     /// watermark; fails once the connection is closed.
-    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Closed> {
-        self.sender.send(message).await
+    pub fn send(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Closed>> + '_ {
+        self.sender.send(message)
     }
 
     /// Queues a message unless the peer is not keeping up ([`TrySendError::Full`]).
@@ -230,18 +247,21 @@ impl Socket {
     }
 
     /// Sends a message encoded once for many connections.
-    pub async fn send_prepared(&self, prepared: &Prepared) -> Result<(), Closed> {
-        self.sender.send_prepared(prepared).await
+    pub fn send_prepared(
+        &self,
+        prepared: &Prepared,
+    ) -> impl Future<Output = Result<(), Closed>> + '_ {
+        self.sender.send_prepared(prepared)
     }
 
     /// The next message from the peer, or `None` once the connection is closed.
-    pub async fn recv(&mut self) -> Option<Message> {
-        self.sender.shared.recv().await
+    pub fn recv(&mut self) -> impl Future<Output = Option<Message>> + '_ {
+        poll_fn(|cx| self.sender.shared.poll_recv(cx))
     }
 
     /// Resolves when the connection has closed (or is closing), whatever the reason.
-    pub async fn closed(&self) {
-        self.sender.closed().await;
+    pub fn closed(&self) -> impl Future<Output = ()> + '_ {
+        self.sender.closed()
     }
 
     /// Starts the close handshake with `code` and `reason` after everything queued
