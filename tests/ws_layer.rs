@@ -294,3 +294,57 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped_after_the_timeout
     assert!(started.elapsed() < Duration::from_secs(5));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_server_picks_its_preferred_subprotocol_among_the_offered_ones() {
+    let config = ws::Config {
+        subprotocols: vec!["v2.pushwire".into(), "v1.pushwire".into()],
+        ..ws::Config::default()
+    };
+    let server = start(
+        App::new()
+            .ws_config(config)
+            .socket("/p", |socket: Socket| async move {
+                let chosen = socket.protocol().unwrap_or("none").to_owned();
+                let _ = socket.send(chosen).await;
+            }),
+    )
+    .await;
+    // An independent client offering two, in its own order.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = server.ws_url("/p").into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v1.pushwire, v2.pushwire".parse().expect("header"),
+    );
+    let (mut client, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"v2.pushwire"[..])
+    );
+    assert_eq!(
+        common::next(&mut client).await,
+        tokio_tungstenite::tungstenite::Message::text("v2.pushwire")
+    );
+    drop(client);
+    // Our client offering one the server speaks, and one offering none it speaks.
+    let mut config = client_config();
+    config.ws.subprotocols = vec!["v1.pushwire".into()];
+    let mut ours = connect_with(&server.ws_url("/p"), &config)
+        .await
+        .expect("connect");
+    assert_eq!(ours.protocol(), Some("v1.pushwire"));
+    assert_eq!(ours.recv().await, Some(Message::from("v1.pushwire")));
+    config.ws.subprotocols = vec!["mqtt".into()];
+    let mut none = connect_with(&server.ws_url("/p"), &config)
+        .await
+        .expect("connect");
+    assert_eq!(none.protocol(), None);
+    assert_eq!(none.recv().await, Some(Message::from("none")));
+    server.stop().await;
+}

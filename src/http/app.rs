@@ -150,11 +150,11 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |socket| handler(socket).boxed());
-        let route = Arc::new(SocketRoute {
+        let route = Arc::new(SocketRoute::new(
             handler,
-            config: Arc::clone(&self.ws_config),
-            runtime: self.runtime.clone(),
-        });
+            Arc::clone(&self.ws_config),
+            self.runtime.clone(),
+        ));
         self.sockets = self.sockets.route(
             path,
             axum::routing::any(

@@ -24,6 +24,24 @@ pub(crate) struct SocketRoute {
     pub(crate) handler: Handler,
     pub(crate) config: Arc<ws::Config>,
     pub(crate) runtime: Runtime,
+    /// `config.subprotocols`, shared by every socket that picks one.
+    pub(crate) subprotocols: Vec<Arc<str>>,
+}
+
+impl SocketRoute {
+    pub(crate) fn new(handler: Handler, config: Arc<ws::Config>, runtime: Runtime) -> Self {
+        let subprotocols = config
+            .subprotocols
+            .iter()
+            .map(|p| Arc::from(p.as_str()))
+            .collect();
+        Self {
+            handler,
+            config,
+            runtime,
+            subprotocols,
+        }
+    }
 }
 
 /// Answers an upgrade request on a socket route.
@@ -57,6 +75,11 @@ pub(crate) async fn upgrade(
         level: route.config.deflate.level,
         min_size: route.config.deflate.min_size,
     };
+    let protocol = handshake::select_subprotocol(request.headers(), &route.config.subprotocols)
+        .and_then(|chosen| route.subprotocols.iter().find(|p| &***p == chosen).cloned());
+    let protocol_header = protocol
+        .as_deref()
+        .and_then(|p| HeaderValue::from_str(p).ok());
     let extensions_header = extensions.clone();
     let on_upgrade = hyper::upgrade::on(&mut request);
     let tracker = route.runtime.tracker.clone();
@@ -65,7 +88,7 @@ pub(crate) async fn upgrade(
             // The connection gets a task of its own, holding only what it needs for
             // its whole life (this one holds the request's leftovers).
             Ok(upgraded) => {
-                let connection = connection(upgraded, peer, &route, encoder, extensions);
+                let connection = connection(upgraded, peer, &route, encoder, extensions, protocol);
                 route.runtime.tracker.spawn(connection);
             }
             Err(err) => tracing::debug!(%peer, error = %err, "upgrade did not complete"),
@@ -84,6 +107,11 @@ pub(crate) async fn upgrade(
         response
             .headers_mut()
             .insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+    }
+    if let Some(value) = protocol_header {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
     }
     response
 }
@@ -120,11 +148,12 @@ fn connection(
     route: &SocketRoute,
     encoder: Encoder,
     extensions: Option<Cow<'static, str>>,
+    protocol: Option<Arc<str>>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let id = ConnId::next();
     let shared = route.config.shared();
     tracing::info!("Opened: {id} {peer}");
-    let socket = Socket::new(id, peer, Arc::clone(&shared), encoder, extensions);
+    let socket = Socket::new(id, peer, Arc::clone(&shared), encoder, extensions, protocol);
     let handler = (route.handler)(socket);
     // With the plain TCP stream in hand the frame layer waits for readability itself
     // and holds no read buffer while the connection is idle.

@@ -157,6 +157,12 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
     if let Some(offer) = &offer {
         request = request.header(header::SEC_WEBSOCKET_EXTENSIONS, offer.as_str());
     }
+    if !config.ws.subprotocols.is_empty() {
+        request = request.header(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            config.ws.subprotocols.join(", "),
+        );
+    }
     let request = request
         .body(Body::empty())
         .map_err(|err| ConnectError::Handshake(format!("cannot build the request: {err}")))?;
@@ -184,11 +190,24 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
     {
         return Err(ConnectError::Handshake("wrong Sec-WebSocket-Accept".into()));
     }
-    if headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
-        return Err(ConnectError::Handshake(
-            "a subprotocol was chosen but none was offered".into(),
-        ));
-    }
+    let mut chosen = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
+    let protocol: Option<Arc<str>> = match (chosen.next(), chosen.next()) {
+        (None, _) => None,
+        (Some(value), None) => {
+            let value = value.to_str().unwrap_or("").trim();
+            if !config.ws.subprotocols.iter().any(|p| p == value) {
+                return Err(ConnectError::Handshake(format!(
+                    "the server chose subprotocol {value:?}, which was not offered"
+                )));
+            }
+            Some(Arc::from(value))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConnectError::Handshake(
+                "more than one subprotocol chosen".into(),
+            ));
+        }
+    };
     let extension_values: Vec<&str> = headers
         .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
         .iter()
@@ -214,7 +233,7 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
         min_size: config.ws.deflate.min_size,
     };
     Ok(spawn_connection(
-        upgraded, peer, &config.ws, encoder, extensions,
+        upgraded, peer, &config.ws, encoder, extensions, protocol,
     ))
 }
 
@@ -224,10 +243,11 @@ fn spawn_connection(
     config: &Config,
     encoder: Encoder,
     extensions: Option<Cow<'static, str>>,
+    protocol: Option<Arc<str>>,
 ) -> Socket {
     let id = ConnId::next();
     let shared = config.shared();
-    let socket = Socket::new(id, peer, shared.clone(), encoder, extensions);
+    let socket = Socket::new(id, peer, shared.clone(), encoder, extensions, protocol);
     let config = std::sync::Arc::new(config.clone());
     tokio::spawn(async move {
         let (stream, prefix) = Stream::from_upgraded(upgraded);

@@ -56,6 +56,10 @@ pub struct Config {
     pub write_timeout: Duration,
     /// permessage-deflate (RFC 7692).
     pub deflate: DeflateConfig,
+    /// Subprotocols this endpoint speaks, most preferred first. A server picks the
+    /// first of these that the client offers in `Sec-WebSocket-Protocol` (or none);
+    /// a client offers all of them.
+    pub subprotocols: Vec<String>,
 }
 
 impl Default for Config {
@@ -70,6 +74,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
             deflate: DeflateConfig::default(),
+            subprotocols: Vec::new(),
         }
     }
 }

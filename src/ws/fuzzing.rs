@@ -51,6 +51,7 @@ pub fn connection(input: &[u8], server: bool, deflate: bool) -> Vec<u8> {
                 Arc::clone(&shared),
                 encoder,
                 None,
+                None,
             );
             let echo = async move {
                 while let Some(message) = socket.recv().await {

@@ -75,6 +75,23 @@ pub fn check_request(
     }
 }
 
+/// The subprotocol to answer with: the first of `supported` (our preference order)
+/// that the client offered in `Sec-WebSocket-Protocol`, compared exactly (RFC 6455
+/// §4.2.2: the values are case-sensitive tokens).
+pub fn select_subprotocol<'a>(headers: &HeaderMap, supported: &'a [String]) -> Option<&'a str> {
+    let offered: Vec<&[u8]> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+        .collect();
+    supported
+        .iter()
+        .find(|ours| offered.contains(&ours.as_bytes()))
+        .map(String::as_str)
+}
+
 /// `base64(SHA-1(key ++ GUID))`, the value of `Sec-WebSocket-Accept` (RFC 6455 §4.2.2).
 pub fn accept_key(key: &[u8]) -> String {
     let mut sha1 = sha1_smol::Sha1::new();
@@ -123,6 +140,26 @@ mod tests {
             accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    #[test]
+    fn the_first_supported_subprotocol_the_client_offers_is_chosen() {
+        let mut headers = valid_headers();
+        headers.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat, v2.pushwire"),
+        );
+        headers.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v1.pushwire"),
+        );
+        let ours = ["v1.pushwire".to_owned(), "v2.pushwire".to_owned()];
+        assert_eq!(select_subprotocol(&headers, &ours), Some("v1.pushwire"));
+        assert_eq!(
+            select_subprotocol(&headers, &["V1.PUSHWIRE".to_owned()]),
+            None
+        );
+        assert_eq!(select_subprotocol(&valid_headers(), &ours), None);
     }
 
     #[test]

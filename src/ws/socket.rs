@@ -190,6 +190,7 @@ pub struct Socket {
     sender: Sender,
     peer: SocketAddr,
     extensions: Option<Cow<'static, str>>,
+    protocol: Option<Arc<str>>,
 }
 
 impl Socket {
@@ -199,6 +200,7 @@ impl Socket {
         shared: Arc<Shared>,
         encoder: Encoder,
         extensions: Option<Cow<'static, str>>,
+        protocol: Option<Arc<str>>,
     ) -> Self {
         Self {
             sender: Sender {
@@ -208,7 +210,13 @@ impl Socket {
             },
             peer,
             extensions,
+            protocol,
         }
+    }
+
+    /// The subprotocol chosen in the handshake (`Sec-WebSocket-Protocol`), if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
     }
 
     /// This connection's id, as it appears in the logs.
