@@ -348,3 +348,39 @@ async fn the_server_picks_its_preferred_subprotocol_among_the_offered_ones() {
     assert_eq!(none.recv().await, Some(Message::from("none")));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn idle_peers_are_pinged_and_silent_ones_are_closed() {
+    let config = ws::Config {
+        ping_interval: Some(Duration::from_secs(1)),
+        idle_timeout: Duration::from_secs(3),
+        ..ws::Config::default()
+    };
+    let server = start(
+        App::new()
+            .ws_config(config)
+            .socket("/idle", |socket: Socket| async move {
+                socket.closed().await;
+            }),
+    )
+    .await;
+    // A live client sees pings (and its library answers them).
+    let mut live = common::connect(&server.ws_url("/idle")).await;
+    match common::next(&mut live).await {
+        tokio_tungstenite::tungstenite::Message::Ping(_) => {}
+        other => panic!("expected a ping, got {other:?}"),
+    }
+    // A peer that never sends a byte is closed once the idle timeout has passed.
+    let mut silent = raw_ws(server.addr, "/idle").await;
+    let started = tokio::time::Instant::now();
+    let (code, reason) = read_close(&mut silent).await;
+    assert_eq!((code, reason.as_str()), (1001, "nothing received for 3 s"));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "closed after only {waited:?}"
+    );
+    assert!(closed_by_server(&mut silent).await);
+    drop(live);
+    server.stop().await;
+}
