@@ -427,7 +427,7 @@ impl<S: Transport> Driver<S> {
                 || self.assembly.as_ref().is_some_and(|a| a.inflater.is_some());
             // Compressed frames may be a little larger than what they inflate to.
             let frame_limit = if compressed {
-                limit + limit / 8 + 1024
+                limit.saturating_add(limit / 8).saturating_add(1024)
             } else {
                 limit
             };

@@ -337,7 +337,7 @@ impl Inflater {
             // Room for what the rest of the input may inflate to (deflate rarely
             // exceeds 4:1 on the first pass; the loop grows it when it does).
             let guess = ((input.len() - consumed) * 4).clamp(1024, 64 * 1024);
-            let room = guess.min(limit + 1 - before).max(1);
+            let room = guess.min(limit.saturating_add(1) - before).max(1);
             out.resize(before + room, 0);
             let before_out = self.inner.total_out();
             let status = self
