@@ -1,0 +1,6 @@
+//! Frame header parsing, and encoding back what was parsed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| pushwire::ws::fuzzing::frame_header(data));
