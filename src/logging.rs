@@ -1,14 +1,18 @@
 //! Log output for programs built on pushwire.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Sends `tracing` output to standard error, at `info` unless `RUST_LOG` says
-/// otherwise (for example `RUST_LOG=pushwire=debug`). Calling it twice is harmless.
+/// otherwise (for example `RUST_LOG=pushwire=debug`); colours only on a terminal.
+/// Calling it twice is harmless.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Fails only if a subscriber is already set, which is fine.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
