@@ -221,3 +221,34 @@ async fn invalid_utf8_inside_an_unfinished_frame_fails_at_once() {
     assert_eq!(read_close(&mut tcp).await.0, 1007);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn messages_before_the_peers_close_are_answered_before_the_reply() {
+    let server = start_echo().await;
+    let mut tcp = raw_ws(server.addr, "/echo").await;
+    // Two messages and a close in one write: nothing read may be lost.
+    let key = [5u8, 6, 7, 8];
+    let mut bytes = Vec::new();
+    for text in [&b"one"[..], b"two"] {
+        bytes.extend_from_slice(&[0x81, 0x80 | text.len() as u8]);
+        bytes.extend_from_slice(&key);
+        bytes.extend(text.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    }
+    bytes.extend_from_slice(&[0x88, 0x82]);
+    bytes.extend_from_slice(&key);
+    bytes.extend(
+        1000u16
+            .to_be_bytes()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4]),
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &bytes)
+        .await
+        .expect("write");
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"one".to_vec()));
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"two".to_vec()));
+    assert_eq!(read_close(&mut tcp).await.0, 1000);
+    assert!(closed_by_server(&mut tcp).await);
+    server.stop().await;
+}

@@ -143,13 +143,21 @@ const FAIL_GRACE: Duration = Duration::from_millis(500);
 /// How much a read asks for when no frame is in progress.
 const READ_CHUNK: usize = 4096;
 
+/// The close frame a draining connection sends once the application is done.
+enum AfterDrain {
+    /// Fail the connection for this violation (RFC 6455 §7.1.7).
+    Fail(ProtocolError),
+    /// Answer the peer's close with this frame.
+    AnswerClose(Bytes),
+}
+
 enum State {
     Open,
-    /// The peer broke the protocol; the application still handles the messages that
-    /// came before the violation (so their answers go out first), then we fail the
-    /// connection, at the latest at the deadline.
-    Failing {
-        error: ProtocolError,
+    /// The peer broke the protocol or sent its close; the application still handles
+    /// the messages that came before (so their answers go out first, nothing read is
+    /// lost), then we send our close, at the latest at the deadline.
+    Draining {
+        then: AfterDrain,
         deadline: Instant,
     },
     /// We sent a close frame and wait for the peer's until the deadline.
@@ -248,20 +256,20 @@ impl<S: Transport> Driver<S> {
                     driver.transport_failed(reason);
                 }
             }
-            if !matches!(driver.state, State::Open | State::Failing { .. }) {
+            if !matches!(driver.state, State::Open | State::Draining { .. }) {
                 // Closing: the application can no longer send.
                 shared.finish();
             }
             let open = matches!(driver.state, State::Open);
-            let failing = matches!(driver.state, State::Failing { .. });
+            let draining = matches!(driver.state, State::Draining { .. });
             let deadline = match driver.state {
                 State::Done => break,
                 State::CloseSent { deadline }
                 | State::AwaitEof { deadline }
-                | State::Failing { deadline, .. } => Some(deadline),
+                | State::Draining { deadline, .. } => Some(deadline),
                 State::Open => None,
             };
-            let reading = driver.pending_in.is_none() && !failing;
+            let reading = driver.pending_in.is_none() && !draining;
             tokio::select! {
                 biased;
                 () = poll_fn(|cx| shared.poll_inbox_space(cx)), if driver.pending_in.is_some() => {
@@ -270,11 +278,11 @@ impl<S: Transport> Driver<S> {
                     {
                         driver.pending_in = Some(Box::new(message));
                     }
-                    if !failing {
+                    if !draining {
                         driver.process_buffered(shared);
                     }
                 }
-                outgoing = poll_fn(|cx| shared.poll_outgoing(cx, &mut batch)), if open || failing => {
+                outgoing = poll_fn(|cx| shared.poll_outgoing(cx, &mut batch)), if open || draining => {
                     driver.handle_outgoing(outgoing, &mut batch, shared).await;
                 }
                 read = poll_fn(|cx| driver.poll_read(cx)), if reading => {
@@ -350,7 +358,7 @@ impl<S: Transport> Driver<S> {
     fn on_timer(&mut self, shared: &Shared) {
         let now = Instant::now();
         match self.state {
-            State::Failing { deadline, .. } if now >= deadline => self.fail_now(shared),
+            State::Draining { deadline, .. } if now >= deadline => self.finish_draining(shared),
             State::CloseSent { deadline } | State::AwaitEof { deadline } if now >= deadline => {
                 if matches!(self.state, State::CloseSent { .. }) {
                     self.transport_failed("peer did not answer our close frame".into());
@@ -365,7 +373,7 @@ impl<S: Transport> Driver<S> {
     /// Parses every complete frame in the read buffer, stopping early when a message
     /// waits for room in the application's inbox or the connection is done.
     fn process_buffered(&mut self, shared: &Shared) {
-        while self.pending_in.is_none() && !matches!(self.state, State::Done) {
+        while self.pending_in.is_none() && matches!(self.state, State::Open) {
             match self.next_frame() {
                 Ok(Some(message)) => {
                     if let Err(message) = shared.deliver(message) {
@@ -373,6 +381,13 @@ impl<S: Transport> Driver<S> {
                     }
                 }
                 Ok(None) => {
+                    if matches!(self.state, State::Draining { .. }) {
+                        // The peer's close: nothing after it is read.
+                        if !shared.watch_idle() {
+                            self.finish_draining(shared);
+                        }
+                        break;
+                    }
                     if !self.frame_in_buffer() {
                         break;
                     }
@@ -613,11 +628,17 @@ impl<S: Transport> Driver<S> {
             } else {
                 &payload[..2]
             };
-            self.control
-                .push(self.encoder.control(OpCode::Close, reply));
+            let reply = self.encoder.control(OpCode::Close, reply);
             self.outcome.code = code;
             self.outcome.reason = reason;
             self.outcome.initiator = Initiator::Peer;
+            // Answered once the application has handled what came before the close
+            // (see `process_buffered`).
+            self.state = State::Draining {
+                then: AfterDrain::AnswerClose(reply),
+                deadline: Instant::now() + FAIL_GRACE,
+            };
+            return Ok(());
         }
         self.state = self.after_handshake();
         Ok(())
@@ -643,32 +664,36 @@ impl<S: Transport> Driver<S> {
             self.state = State::Done;
             return;
         }
-        if shared.watch_idle() {
-            self.state = State::Failing {
-                error,
-                deadline: Instant::now() + FAIL_GRACE,
-            };
-        } else {
-            self.state = State::Failing {
-                error,
-                deadline: Instant::now(),
-            };
-            self.fail_now(shared);
+        self.state = State::Draining {
+            then: AfterDrain::Fail(error),
+            deadline: Instant::now() + FAIL_GRACE,
+        };
+        if !shared.watch_idle() {
+            self.finish_draining(shared);
         }
     }
 
-    /// Sends the close frame that names the violation; nothing more is read.
-    fn fail_now(&mut self, shared: &Shared) {
-        let State::Failing { error, .. } = std::mem::replace(&mut self.state, State::Done) else {
+    /// The application has answered what it was given (or ran out of time): send
+    /// what it queued, then our close frame; nothing more is read.
+    fn finish_draining(&mut self, shared: &Shared) {
+        let State::Draining { then, .. } = std::mem::replace(&mut self.state, State::Done) else {
             return;
         };
         self.flush_outbox_first(shared);
-        let frame = CloseFrame::new(error.close_code(), error.to_string());
-        self.control
-            .push(self.encoder.control(OpCode::Close, &frame.payload()));
-        self.outcome.code = frame.code;
-        self.outcome.reason = frame.reason;
-        self.outcome.initiator = Initiator::Local;
+        match then {
+            AfterDrain::Fail(error) => {
+                let frame = CloseFrame::new(error.close_code(), error.to_string());
+                self.control
+                    .push(self.encoder.control(OpCode::Close, &frame.payload()));
+                self.outcome.code = frame.code;
+                self.outcome.reason = frame.reason;
+                self.outcome.initiator = Initiator::Local;
+            }
+            AfterDrain::AnswerClose(reply) => {
+                self.control.push(reply);
+                self.state = self.after_handshake();
+            }
+        }
     }
 
     /// Moves what the application queued ahead of the close frame about to be sent:
@@ -739,11 +764,11 @@ impl<S: Transport> Driver<S> {
                 }
             }
             Outgoing::Events(events) => self.on_events(events, shared),
-            Outgoing::Idle => self.fail_now(shared),
+            Outgoing::Idle => self.finish_draining(shared),
             Outgoing::Close(_) | Outgoing::AppGone
-                if matches!(self.state, State::Failing { .. }) =>
+                if matches!(self.state, State::Draining { .. }) =>
             {
-                self.fail_now(shared);
+                self.finish_draining(shared);
             }
             Outgoing::Close(frame) => self.start_close(frame, shared),
             Outgoing::AppGone => self.start_close(CloseFrame::new(CloseCode::NORMAL, ""), shared),
@@ -752,9 +777,9 @@ impl<S: Transport> Driver<S> {
 
     /// Keepalive and shutdown, raised by the registry's sweeper.
     fn on_events(&mut self, events: u8, shared: &Shared) {
-        if matches!(self.state, State::Failing { .. }) {
+        if matches!(self.state, State::Draining { .. }) {
             if events & (EVENT_SHUTDOWN | EVENT_IDLE) != 0 {
-                self.fail_now(shared);
+                self.finish_draining(shared);
             }
             return;
         }
