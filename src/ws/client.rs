@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use super::conn::{Config, drive};
 use super::deflate;
-use super::handshake::{VERSION, accept_key};
+use super::handshake::{VERSION, accept_key, has_token};
 use super::message::{Encoder, Role};
 use super::queue::clock_ms;
 use super::socket::{ConnId, Socket};
@@ -172,14 +172,9 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
         return Err(ConnectError::Refused(response.status()));
     }
     let headers = response.headers();
-    let has = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|part| part.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
-    };
-    if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
+    if !has_token(headers, header::UPGRADE, "websocket")
+        || !has_token(headers, header::CONNECTION, "upgrade")
+    {
         return Err(ConnectError::Handshake(
             "missing Upgrade/Connection headers".into(),
         ));

@@ -118,6 +118,18 @@ pub struct Outcome {
     pub messages_sent: u64,
 }
 
+impl Default for Outcome {
+    /// What is known before anything happened: no close handshake (1006).
+    fn default() -> Self {
+        Self {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            initiator: Initiator::Transport,
+            messages_sent: 0,
+        }
+    }
+}
+
 /// A byte stream a connection runs on. Streams with a readiness API (TCP) let an
 /// idle connection wait without holding a read buffer.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
@@ -229,12 +241,7 @@ pub(crate) fn drive<S: Transport>(
         utf8: None,
         frame_fed: 0,
         state: State::Open,
-        outcome: Outcome {
-            code: CloseCode::ABNORMAL,
-            reason: String::new(),
-            initiator: Initiator::Transport,
-            messages_sent: 0,
-        },
+        outcome: Outcome::default(),
         config,
     };
     // Built here and moved into the future once: an `async fn` would keep its
@@ -303,15 +310,7 @@ impl<S: Transport> Driver<S> {
         shared.finish();
         // Best effort: the peer may already be gone.
         let _ = timeout(driver.config.close_timeout, driver.io.shutdown()).await;
-        std::mem::replace(
-            &mut driver.outcome,
-            Outcome {
-                code: CloseCode::ABNORMAL,
-                reason: String::new(),
-                initiator: Initiator::Transport,
-                messages_sent: 0,
-            },
-        )
+        std::mem::take(&mut driver.outcome)
     }
 }
 

@@ -102,7 +102,7 @@ pub fn accept_key(key: &[u8]) -> String {
 
 /// Whether any of the comma-separated values of header `name` equals `token`,
 /// ignoring ASCII case (RFC 7230 §3.2.2 allows the list to span several lines).
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+pub(crate) fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|value| {
         value
             .as_bytes()
