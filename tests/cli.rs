@@ -7,8 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{STEP, connect, next, next_text};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use common::{STEP, connect, next_text};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 fn pushwire() -> Command {
@@ -163,13 +162,7 @@ async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let close = loop {
-        match next(&mut client).await {
-            WsMessage::Text(_) => continue,
-            WsMessage::Close(frame) => break frame.expect("a close code"),
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let close = common::next_close(&mut client).await.expect("a close code");
     assert_eq!(close.code, CloseCode::Away);
     drop(client);
 

@@ -86,13 +86,7 @@ async fn a_client_close_gets_the_close_handshake_and_then_tcp_close() {
         .await
         .expect("send close");
     // Counter messages already in flight may come first; then the echo of our code.
-    let reply = loop {
-        match next(&mut client).await {
-            WsMessage::Text(_) => continue,
-            WsMessage::Close(frame) => break frame,
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let reply = common::next_close(&mut client).await;
     assert_eq!(reply.map(|f| f.code), Some(CloseCode::Normal));
     // After the handshake the server closes the connection.
     let end = tokio::time::timeout(common::STEP, futures_util::StreamExt::next(&mut client))
@@ -129,13 +123,7 @@ async fn shutdown_closes_every_socket_with_going_away() {
     }
     let stopping = tokio::spawn(server.stop());
     for mut client in clients {
-        let frame = loop {
-            match next(&mut client).await {
-                WsMessage::Text(_) => continue,
-                WsMessage::Close(frame) => break frame.expect("a close code"),
-                other => panic!("unexpected {other:?}"),
-            }
-        };
+        let frame = common::next_close(&mut client).await.expect("a close code");
         assert_eq!(frame.code, CloseCode::Away);
         assert_eq!(frame.reason.as_str(), "server shutting down");
         // Reading on sends our close reply; then the server ends the connection.

@@ -11,7 +11,7 @@ use common::{closed_by_server, raw_ws, read_close, start, write_frame};
 use pushwire::ws::client::{ClientConfig, connect_with};
 use pushwire::ws::{self, CloseCode, Prepared, TrySendError};
 use pushwire::{App, HttpLimits, Message, Socket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 async fn echo(mut socket: Socket) {
@@ -92,21 +92,13 @@ fn deflate(payload: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn compressed_frames_from_a_raw_peer_are_inflated_and_answers_compressed() {
     let server = start(App::new().socket("/echo", echo)).await;
-    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
-    tcp.write_all(
-        b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    let (mut tcp, head) = common::raw_ws_with(
+        server.addr,
+        "/echo",
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
     )
-    .await
-    .expect("handshake");
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tcp.read_exact(&mut byte).await.expect("read head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_lowercase();
+    .await;
+    let head = head.to_lowercase();
     assert!(head.contains(
         "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"
     ), "{head}");
@@ -130,20 +122,12 @@ async fn compressed_frames_from_a_raw_peer_are_inflated_and_answers_compressed()
 #[tokio::test]
 async fn corrupt_compressed_data_closes_with_1007() {
     let server = start(App::new().socket("/echo", echo)).await;
-    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
-    tcp.write_all(
-        b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    let (mut tcp, _) = common::raw_ws_with(
+        server.addr,
+        "/echo",
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
     )
-    .await
-    .expect("handshake");
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tcp.read_exact(&mut byte).await.expect("read head");
-        head.push(byte[0]);
-    }
+    .await;
     write_frame(&mut tcp, 0xC2, &[0xff, 0xee, 0xdd, 0xcc, 0xbb]).await;
     assert_eq!(read_close(&mut tcp).await.0, 1007);
     server.stop().await;

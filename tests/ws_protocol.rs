@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{closed_by_server, connect, next, raw_ws, read_close, read_frame, start, write_frame};
+use common::{
+    closed_by_server, connect, masked_frame, next, raw_ws, read_close, read_frame, start,
+    write_frame,
+};
 use futures_util::SinkExt;
 use pushwire::{App, Socket};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -186,12 +189,8 @@ async fn messages_before_a_violation_are_answered_before_the_close() {
     let server = start_echo().await;
     let mut tcp = raw_ws(server.addr, "/echo").await;
     // Both frames in one write: a valid text, then a reserved opcode.
-    let mut bytes = Vec::new();
-    let key = [9u8, 8, 7, 6];
-    bytes.extend_from_slice(&[0x81, 0x80 | 5]);
-    bytes.extend_from_slice(&key);
-    bytes.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    bytes.extend_from_slice(&[0x85, 0x80, 1, 2, 3, 4]);
+    let mut bytes = masked_frame(0x81, b"hello");
+    bytes.extend(masked_frame(0x85, b""));
     tokio::io::AsyncWriteExt::write_all(&mut tcp, &bytes)
         .await
         .expect("write");
@@ -206,15 +205,10 @@ async fn invalid_utf8_inside_an_unfinished_frame_fails_at_once() {
     let mut tcp = raw_ws(server.addr, "/echo").await;
     // A text frame announcing 100 bytes; only the first 4 are sent, and the third is
     // already invalid. The server must not wait for the other 96.
-    let key = [1u8, 2, 3, 4];
-    let mut bytes = vec![0x81, 0x80 | 100];
-    bytes.extend_from_slice(&key);
-    bytes.extend(
-        [b'a', b'b', 0xff, b'c']
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ key[i % 4]),
-    );
+    let mut payload = vec![b'x'; 100];
+    payload[..4].copy_from_slice(&[b'a', b'b', 0xff, b'c']);
+    let mut bytes = masked_frame(0x81, &payload);
+    bytes.truncate(2 + 4 + 4); // header, masking key, 4 payload bytes
     tokio::io::AsyncWriteExt::write_all(&mut tcp, &bytes)
         .await
         .expect("write");
@@ -227,22 +221,9 @@ async fn messages_before_the_peers_close_are_answered_before_the_reply() {
     let server = start_echo().await;
     let mut tcp = raw_ws(server.addr, "/echo").await;
     // Two messages and a close in one write: nothing read may be lost.
-    let key = [5u8, 6, 7, 8];
-    let mut bytes = Vec::new();
-    for text in [&b"one"[..], b"two"] {
-        bytes.extend_from_slice(&[0x81, 0x80 | text.len() as u8]);
-        bytes.extend_from_slice(&key);
-        bytes.extend(text.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    }
-    bytes.extend_from_slice(&[0x88, 0x82]);
-    bytes.extend_from_slice(&key);
-    bytes.extend(
-        1000u16
-            .to_be_bytes()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ key[i % 4]),
-    );
+    let mut bytes = masked_frame(0x81, b"one");
+    bytes.extend(masked_frame(0x81, b"two"));
+    bytes.extend(masked_frame(0x88, &1000u16.to_be_bytes()));
     tokio::io::AsyncWriteExt::write_all(&mut tcp, &bytes)
         .await
         .expect("write");

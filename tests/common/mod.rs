@@ -113,6 +113,19 @@ pub async fn next_text(client: &mut Client) -> String {
     }
 }
 
+/// Skips text messages until the close frame, and returns it.
+pub async fn next_close(
+    client: &mut Client,
+) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame> {
+    loop {
+        match next(client).await {
+            WsMessage::Text(_) => continue,
+            WsMessage::Close(frame) => return frame,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
 /// Sends `request` as is over a fresh TCP connection and returns the whole response
 /// (the request should say `Connection: close`).
 pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
@@ -150,10 +163,16 @@ pub async fn raw_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// Opens a WebSocket by hand over TCP (for sending frames no client library would)
 /// and returns the stream positioned after the 101 response.
 pub async fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
+    raw_ws_with(addr, path, "").await.0
+}
+
+/// [`raw_ws`] with `extra` header lines (each ending in `\r\n`) in the request;
+/// also returns the response head.
+pub async fn raw_ws_with(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
     );
     tcp.write_all(request.as_bytes())
         .await
@@ -168,13 +187,13 @@ pub async fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
         assert_eq!(n, 1, "connection closed during the handshake: {head:?}");
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head);
+    let head = String::from_utf8_lossy(&head).into_owned();
     assert!(head.starts_with("HTTP/1.1 101 "), "not upgraded: {head}");
-    tcp
+    (tcp, head)
 }
 
-/// Writes one masked client frame with the given first byte and payload.
-pub async fn write_frame(tcp: &mut TcpStream, first_byte: u8, payload: &[u8]) {
+/// Encodes one masked client frame with the given first byte and payload.
+pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
     let key = [0x11, 0x22, 0x33, 0x44];
     let mut frame = vec![first_byte];
     match payload.len() {
@@ -190,7 +209,14 @@ pub async fn write_frame(tcp: &mut TcpStream, first_byte: u8, payload: &[u8]) {
     }
     frame.extend_from_slice(&key);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    tcp.write_all(&frame).await.expect("write frame");
+    frame
+}
+
+/// Writes one masked client frame with the given first byte and payload.
+pub async fn write_frame(tcp: &mut TcpStream, first_byte: u8, payload: &[u8]) {
+    tcp.write_all(&masked_frame(first_byte, payload))
+        .await
+        .expect("write frame");
 }
 
 /// Reads one server frame (unmasked, payload under 64 KiB): `(first byte, payload)`.
