@@ -1,0 +1,543 @@
+/*! pushwire.js: the browser client for pushwire (protocol: docs/protocol.md; types: pushwire.d.ts).
+ *
+ *   <script src="/pushwire.js"></script>             defines window.pushwire
+ *   import { connect } from '/pushwire.mjs';          the same, as an ES module
+ *
+ *   const client = pushwire.connect(location.origin);
+ *   const sub = client.subscribe('news', (message) => console.log(message.offset, message.data));
+ *   client.publish('news', { title: 'hello' });
+ *
+ * Transports: WebSocket (/ws) first, then Server-Sent Events (/sse), then long-polling (/poll),
+ * or the order in `opts.transports`. On a disconnect the client reconnects with exponential
+ * backoff and full jitter and resumes every subscription from the last position it delivered:
+ * each message is delivered once, in offset order; what cannot be recovered is reported
+ * ('lost'), never skipped silently.
+ *
+ * This file is a classic script (no `export`), so one file serves both <script> and, through
+ * pushwire.mjs, `import`.
+ */
+(function (global) {
+  'use strict';
+
+  const TRANSPORTS = ['websocket', 'sse', 'poll'];
+  const ALIASES = { ws: 'websocket', websocket: 'websocket', sse: 'sse', eventsource: 'sse', poll: 'poll', 'long-poll': 'poll' };
+  const TOPIC = /^[A-Za-z0-9_.:/-]{1,128}$/;
+  const EPOCH = /^[A-Za-z0-9]{1,32}$/;
+  const DEFAULTS = { minDelay: 500, maxDelay: 10000, openTimeout: 10000, pollTimeout: 25000 };
+
+  /** An error from the server (`code` as in docs/protocol.md) or from the client (`code` 0). */
+  class PushwireError extends Error {
+    constructor(message, code = 0, topic) {
+      super(message);
+      this.name = 'PushwireError';
+      this.code = code;
+      if (topic !== undefined) this.topic = topic;
+    }
+  }
+
+  const fromServer = (err, topic) =>
+    new PushwireError((err && err.message) || 'request failed', (err && err.code) || 0, topic);
+
+  function checkTopic(topic) {
+    if (typeof topic !== 'string' || !TOPIC.test(topic)) {
+      throw new PushwireError(`invalid topic ${JSON.stringify(topic)}: 1 to 128 of A-Z a-z 0-9 _ - . : /`, 422, topic);
+    }
+  }
+
+  function checkPosition(p, topic) {
+    if (p === undefined || p === null) return null;
+    if (typeof p !== 'object' || !EPOCH.test(p.epoch) || !Number.isSafeInteger(p.offset) || p.offset < 0) {
+      throw new PushwireError(`invalid since ${JSON.stringify(p)}: {epoch: [A-Za-z0-9]{1,32}, offset: n >= 0}`, 422, topic);
+    }
+    return { epoch: p.epoch, offset: p.offset };
+  }
+
+  const parse = (text) => JSON.parse(text);
+
+  // ---------------------------------------------------------------------------------------
+  // Transports. Each one is a function (ctx) -> { name, add(sub), remove(sub), close(),
+  // request?(op, fields) }, and reports to ctx: opened(), closed(why), subscribed(entry, sub?),
+  // refused(sub, error), deliver(message), presence(event), hello(hello), error(err).
+
+  function webSocketTransport(ctx) {
+    const url = ctx.endpoint('/ws').replace(/^http/, 'ws');
+    const ws = new global.WebSocket(url);
+    const pending = new Map(); // request id -> { ok(result), fail(error) }
+    let nextId = 1;
+    let open = false;
+
+    function send(op, fields, ok, fail) {
+      const id = nextId++;
+      pending.set(id, { ok, fail });
+      ws.send(JSON.stringify(Object.assign({ op, id }, fields)));
+    }
+    function failAll(why) {
+      const waiting = [...pending.values()];
+      pending.clear();
+      for (const p of waiting) p.fail({ code: 0, message: why });
+    }
+    function add(sub) {
+      if (!open) return; // every subscription is sent when the socket opens
+      const fields = { topic: sub.topic };
+      if (sub._position) fields.since = sub._position;
+      if (sub._info !== undefined) fields.info = sub._info;
+      // A sub lost with the connection (code 0) is sent again on the next one.
+      send('sub', fields, (ok) => ctx.subscribed(ok, sub), (err) => { if (err.code) ctx.refused(sub, err); });
+    }
+
+    ws.onopen = () => {
+      open = true;
+      for (const sub of ctx.subscriptions()) add(sub); // before 'open' is announced, so later requests queue behind them
+      ctx.opened();
+    };
+    ws.onmessage = (event) => {
+      let m;
+      try { m = parse(event.data); } catch (err) { return ctx.error(new PushwireError('unreadable frame: ' + err.message)); }
+      if (m === null || typeof m !== 'object') return;
+      if (m.hello) ctx.hello(m.hello);
+      else if ('id' in m && ('ok' in m || 'error' in m)) {
+        const p = pending.get(m.id);
+        if (p) { pending.delete(m.id); if (m.error) p.fail(m.error); else p.ok(m.ok); }
+        else if (m.error) ctx.error(fromServer(m.error));
+      } else if (m.join || m.leave) ctx.presence(m);
+      else if (typeof m.offset === 'number') ctx.deliver(m);
+    };
+    ws.onclose = (event) => {
+      failAll('connection closed');
+      ctx.closed(`WebSocket closed (${event.code}${event.reason ? ' ' + event.reason : ''})`);
+    };
+
+    return {
+      name: 'websocket',
+      add,
+      remove(sub) { if (open) send('unsub', { topic: sub.topic }, () => {}, () => {}); },
+      request(op, fields) {
+        return new Promise((resolve, reject) => {
+          if (!open || ws.readyState !== 1) return reject(new PushwireError('not connected', 0, fields.topic));
+          send(op, fields, resolve, (err) => reject(fromServer(err, fields.topic)));
+        });
+      },
+      close() {
+        ws.onopen = ws.onmessage = ws.onclose = null;
+        failAll('client closed the connection');
+        try { ws.close(1000); } catch { /* not open yet */ }
+      },
+    };
+  }
+
+  function sseTransport(ctx) {
+    let source = null;
+    let opened = false;
+    let stopped = false;
+    let restartQueued = false;
+
+    function opening() { if (!opened) { opened = true; ctx.opened(); } }
+    function start() {
+      restartQueued = false;
+      if (stopped) return;
+      if (source) { source.close(); source = null; }
+      const query = ctx.query();
+      if (!query) return opening(); // no topic: nothing to stream until there is one
+      const es = source = new global.EventSource(ctx.endpoint('/sse') + '?' + query);
+      const guard = (fn) => (event) => {
+        if (es !== source) return;
+        let data;
+        try { data = parse(event.data); } catch (err) { return ctx.error(new PushwireError('unreadable event: ' + err.message)); }
+        fn(data);
+      };
+      es.onopen = () => { if (es === source) opening(); };
+      es.addEventListener('subscribed', guard((d) => { for (const entry of d.subs || []) ctx.subscribed(entry); }));
+      es.addEventListener('presence', guard((d) => ctx.presence(d)));
+      es.onmessage = guard((m) => ctx.deliver(m));
+      // The browser would reconnect by itself (with Last-Event-ID); we reconnect instead, with our
+      // backoff and our own positions, like every other transport.
+      es.onerror = () => {
+        es.close();
+        if (es !== source) return;
+        source = null;
+        ctx.closed('event stream failed');
+      };
+    }
+    // The topics are part of the URL: a change of subscriptions reopens the stream from the
+    // current positions (once per batch of changes).
+    function restart() {
+      if (!restartQueued) { restartQueued = true; Promise.resolve().then(start); }
+    }
+
+    restart(); // asynchronously: ctx is not called before this function has returned
+    return { name: 'sse', add: restart, remove: restart, close() { stopped = true; if (source) source.close(); source = null; } };
+  }
+
+  function pollTransport(ctx) {
+    let opened = false;
+    let stopped = false;
+    let controller = null;
+    let wake = null; // resolves the idle wait (no topics)
+    let restarting = false;
+
+    async function loop() {
+      while (!stopped) {
+        const query = ctx.query();
+        if (!query) {
+          if (!opened) { opened = true; ctx.opened(); }
+          await new Promise((resolve) => { wake = resolve; });
+          continue;
+        }
+        // Answer at once on the first poll and when a topic has no position yet.
+        const quick = !opened || ctx.subscriptions().some((s) => !s.position);
+        const timeout = quick ? 0 : ctx.opts.pollTimeout;
+        const ac = controller = new AbortController();
+        const timer = setTimeout(() => ac.abort(), quick ? ctx.opts.openTimeout : timeout + 10000);
+        let body;
+        try {
+          const res = await global.fetch(`${ctx.endpoint('/poll')}?${query}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
+          body = await res.json().catch(() => null);
+          if (!res.ok || !body) {
+            const err = body && body.error;
+            throw new PushwireError(`poll failed: ${(err && err.message) || 'HTTP ' + res.status}`, (err && err.code) || res.status);
+          }
+        } catch (err) {
+          if (stopped) return;
+          if (restarting) { restarting = false; continue; } // aborted on purpose: the topics changed
+          if (err instanceof PushwireError && err.code >= 400 && err.code < 500) ctx.error(err);
+          return ctx.closed(err.message);
+        } finally {
+          clearTimeout(timer);
+        }
+        if (stopped) return;
+        if (!opened) { opened = true; ctx.opened(); }
+        // Each poll carries its own positions (from ctx.query()), so the server keeps no state.
+        for (const entry of body.subs || []) ctx.subscribed(entry);
+        for (const m of body.messages || []) {
+          if (m.join || m.leave) ctx.presence(m);
+          else ctx.deliver(m);
+        }
+      }
+    }
+    function restart() {
+      if (wake) { const w = wake; wake = null; w(); return; }
+      if (controller && !controller.signal.aborted) { restarting = true; controller.abort(); }
+    }
+
+    Promise.resolve().then(loop); // asynchronously, as for SSE
+    return {
+      name: 'poll',
+      add: restart,
+      remove: restart,
+      close() { stopped = true; if (controller) controller.abort(); if (wake) wake(); },
+    };
+  }
+
+  const OPENERS = {
+    websocket: { available: () => typeof global.WebSocket === 'function', open: webSocketTransport },
+    sse: { available: () => typeof global.EventSource === 'function', open: sseTransport },
+    poll: { available: () => typeof global.fetch === 'function' && typeof global.AbortController === 'function', open: pollTransport },
+  };
+
+  // ---------------------------------------------------------------------------------------
+  // Subscription: what the application holds.
+
+  class Subscription {
+    constructor(client, topic, onMessage, options) {
+      this.topic = topic;
+      this._client = client;
+      this._onMessage = onMessage;
+      this._info = options.info;
+      this._position = checkPosition(options.since, topic);
+      this._confirmed = false; // the server answered the sub on the current connection
+      this._resume = !!this._position; // a position to resume from: report 'recovered'/'lost'
+      this._active = true;
+      this.ready = new Promise((resolve, reject) => { this._settle = { resolve, reject }; });
+      this.ready.catch(() => {}); // a refusal is also reported as 'error'; no unhandled rejection
+    }
+    /** The position of the last message delivered (or the subscription's start), or null. */
+    get position() { return this._position ? { epoch: this._position.epoch, offset: this._position.offset } : null; }
+    /** False once unsubscribed, refused by the server, or the client is closed. */
+    get active() { return this._active; }
+    unsubscribe() { this._client._unsubscribe(this); }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Client
+
+  class Client {
+    constructor(url, opts) {
+      opts = opts || {};
+      const here = global.location && global.location.href;
+      const base = new URL(String(url || here).replace(/^ws(s?):/, 'http$1:'), here);
+      this.url = base.origin;
+      this.id = null; // the server's name for this connection (WebSocket hello), used by presence
+      this.state = 'connecting';
+      this.transport = null;
+      this._opts = Object.assign({}, DEFAULTS, opts);
+      const order = (opts.transports || TRANSPORTS).map((t) => {
+        const name = ALIASES[String(t).toLowerCase()];
+        if (!name) throw new PushwireError(`unknown transport ${JSON.stringify(t)} (known: ${TRANSPORTS.join(', ')})`);
+        return name;
+      });
+      if (!order.length) throw new PushwireError('opts.transports is empty');
+      this._order = order;
+      this._subs = new Map(); // topic -> Subscription
+      this._listeners = new Map(); // event -> Set(fn)
+      this._conn = null; // the current transport instance
+      this._lastGood = null; // the transport that last opened: tried first on reconnect
+      this._failures = 0; // connection attempts since the last open (for backoff)
+      this._timer = null;
+      this._waiters = []; // { resolve, reject } waiting for an open connection
+      this._closed = false;
+      // Start after the caller's synchronous subscribe() calls, so they share the first request.
+      this._timer = setTimeout(() => this._cycle(), 0);
+    }
+
+    // --- public API -------------------------------------------------------------------------
+
+    subscribe(topic, onMessage, options) {
+      checkTopic(topic);
+      if (typeof onMessage !== 'function') throw new TypeError('subscribe(topic, onMessage): onMessage must be a function');
+      if (this._closed) throw new PushwireError('client is closed', 0, topic);
+      if (this._subs.has(topic)) throw new PushwireError(`already subscribed to "${topic}"`, 409, topic);
+      const sub = new Subscription(this, topic, onMessage, options || {});
+      this._subs.set(topic, sub);
+      if (this._conn) this._conn.add(sub); // WebSocket: sent now if open, else on open; SSE/poll: reopen
+      return sub;
+    }
+
+    async publish(topic, data) {
+      checkTopic(topic);
+      if (data === undefined) throw new TypeError('publish(topic, data): data must be a JSON value');
+      const conn = await this._whenOpen();
+      if (conn.request) return conn.request('pub', { topic, data });
+      // SSE and long-polling are one-way: publish through the HTTP API.
+      const res = await global.fetch(`${this.url}/api/publish/${encodeURIComponent(topic)}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(data),
+      });
+      const body = await res.json().catch(() => null);
+      if (!res.ok || !body) throw fromServer((body && body.error) || { code: res.status, message: `publish failed: HTTP ${res.status}` }, topic);
+      return body;
+    }
+
+    async presence(topic) {
+      checkTopic(topic);
+      const conn = await this._whenOpen();
+      if (!conn.request) throw new PushwireError(`presence queries need the WebSocket transport (using ${conn.name})`, 0, topic);
+      return (await conn.request('presence', { topic })).members;
+    }
+
+    on(event, fn) {
+      if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+      this._listeners.get(event).add(fn);
+      return () => this.off(event, fn);
+    }
+
+    off(event, fn) {
+      const set = this._listeners.get(event);
+      if (set) set.delete(fn);
+    }
+
+    close() {
+      if (this._closed) return;
+      this._closed = true;
+      clearTimeout(this._timer);
+      this._drop();
+      for (const w of this._waiters.splice(0)) w.reject(new PushwireError('client is closed'));
+      for (const sub of this._subs.values()) sub._active = false;
+      this._subs.clear();
+      this._setState('closed', null);
+    }
+
+    // --- internals --------------------------------------------------------------------------
+
+    _emit(event, payload) {
+      const set = this._listeners.get(event);
+      if (!set || !set.size) {
+        if (event === 'error') console.error('pushwire:', payload);
+        return;
+      }
+      for (const fn of [...set]) {
+        try { fn(payload); } catch (err) {
+          if (event === 'error') console.error('pushwire: an error listener threw', err);
+          else this._emit('error', err);
+        }
+      }
+    }
+
+    _setState(state, transport, retry) {
+      if (state === this.state && transport === this.transport && !retry) return;
+      this.state = state;
+      this.transport = transport;
+      this._emit('state', Object.assign({ state, transport }, retry));
+    }
+
+    _whenOpen() {
+      if (this._closed) return Promise.reject(new PushwireError('client is closed'));
+      if (this.state === 'open' && this._conn) return Promise.resolve(this._conn);
+      return new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+    }
+
+    _unsubscribe(sub) {
+      if (!sub._active) return;
+      sub._active = false;
+      if (this._subs.get(sub.topic) === sub) this._subs.delete(sub.topic);
+      sub._settle.reject(new PushwireError('unsubscribed', 0, sub.topic));
+      if (this._conn) this._conn.remove(sub);
+    }
+
+    /** One round: try each transport in order (the last one that worked first). */
+    _cycle() {
+      this._timer = null;
+      const order = this._lastGood ? [this._lastGood, ...this._order.filter((t) => t !== this._lastGood)] : this._order;
+      this._try(order, 0);
+    }
+
+    _try(order, i) {
+      if (this._closed) return;
+      if (i >= order.length) return this._retry(`no transport could connect (tried ${order.join(', ')})`);
+      const name = order[i];
+      if (!OPENERS[name].available()) return this._try(order, i + 1);
+      this._setState('connecting', name);
+      let opened = false;
+      let conn = null;
+      const current = () => conn !== null && this._conn === conn;
+      const ctx = {
+        opts: this._opts,
+        endpoint: (path) => this.url + path,
+        subscriptions: () => [...this._subs.values()],
+        query: () => this._query(),
+        opened: () => {
+          if (!current() || opened) return;
+          opened = true;
+          clearTimeout(openTimer);
+          this._failures = 0;
+          this._lastGood = name;
+          this._setState('open', name);
+          for (const w of this._waiters.splice(0)) w.resolve(conn);
+        },
+        closed: (why) => {
+          if (!current()) return;
+          clearTimeout(openTimer);
+          this._drop();
+          if (opened) {
+            this._retry(why);
+          } else {
+            this._try(order, i + 1); // fall back to the next transport
+          }
+        },
+        subscribed: (entry, sub) => { if (current()) this._subscribed(entry, sub); },
+        refused: (sub, err) => { if (current()) this._refused(sub, err); },
+        deliver: (m) => { if (current()) this._deliver(m); },
+        presence: (m) => {
+          if (!current()) return;
+          if (m.join) this._emit('join', Object.assign({ topic: m.topic }, m.join));
+          if (m.leave) this._emit('leave', Object.assign({ topic: m.topic }, m.leave));
+        },
+        hello: (h) => { if (current()) this.id = h.client; },
+        error: (err) => { if (current()) this._emit('error', err); },
+      };
+      const openTimer = setTimeout(() => { if (!opened) ctx.closed(`${name} did not open within ${this._opts.openTimeout} ms`); }, this._opts.openTimeout);
+      try {
+        conn = OPENERS[name].open(ctx);
+      } catch (err) {
+        clearTimeout(openTimer);
+        return this._try(order, i + 1); // e.g. a constructor that throws (blocked URL)
+      }
+      this._conn = conn;
+    }
+
+    /** Forget the current connection: every subscription must be confirmed again. */
+    _drop() {
+      const conn = this._conn;
+      this._conn = null;
+      this.id = null;
+      if (conn) conn.close();
+      for (const sub of this._subs.values()) {
+        sub._confirmed = false;
+        if (sub._position) sub._resume = true;
+      }
+    }
+
+    /** Backoff with full jitter: a random wait in [0, min(maxDelay, minDelay * 2^failures)]. */
+    _retry(reason) {
+      if (this._closed) return;
+      const ceiling = Math.min(this._opts.maxDelay, this._opts.minDelay * 2 ** Math.min(this._failures, 30));
+      const delay = Math.round(Math.random() * ceiling);
+      this._failures += 1;
+      this._setState('connecting', null, { retryIn: delay, reason });
+      this._timer = setTimeout(() => this._cycle(), delay);
+    }
+
+    /** `topic=a&topic=b&since=a@E:1,b@F:2` for the HTTP transports; '' without topics. */
+    _query() {
+      const params = new URLSearchParams();
+      const since = [];
+      for (const sub of this._subs.values()) {
+        params.append('topic', sub.topic);
+        if (sub._position) since.push(`${sub.topic}@${sub._position.epoch}:${sub._position.offset}`);
+      }
+      if (since.length) params.set('since', since.join(','));
+      return params.toString();
+    }
+
+    /** A sub reply (or SSE/poll `subs` entry): where the stream continues, and whether it recovered. */
+    _subscribed(entry, sub) {
+      sub = sub || this._subs.get(entry.topic);
+      if (!sub || this._subs.get(entry.topic) !== sub || !sub._active) return;
+      const since = sub._position;
+      const first = !sub._confirmed;
+      sub._confirmed = true;
+      if (entry.recovered === true) {
+        // The missed messages (since.offset+1 ..= entry.offset) follow: keep the position.
+        if (sub._resume) this._emit('recovered', { topic: sub.topic, epoch: entry.epoch, offset: entry.offset, since });
+      } else {
+        sub._position = { epoch: entry.epoch, offset: entry.offset };
+        if (entry.recovered === false) {
+          this._emit('lost', { topic: sub.topic, epoch: entry.epoch, offset: entry.offset, since });
+        }
+      }
+      sub._resume = false;
+      if (first) {
+        const result = { topic: entry.topic, epoch: entry.epoch, offset: entry.offset };
+        if (typeof entry.recovered === 'boolean') result.recovered = entry.recovered;
+        sub._settle.resolve(result);
+      }
+    }
+
+    _refused(sub, err) {
+      const error = fromServer(err, sub.topic);
+      if (error.code === 503) {
+        // The broker (or the connection) is unavailable: reconnect with backoff, then retry.
+        this._emit('error', error);
+        if (this._conn) { this._drop(); this._retry(error.message); }
+        return;
+      }
+      if (this._subs.get(sub.topic) === sub) this._subs.delete(sub.topic);
+      sub._active = false;
+      sub._settle.reject(error);
+      this._emit('error', error);
+    }
+
+    /** Deliver a message exactly once and in order; report a gap instead of hiding it. */
+    _deliver(m) {
+      const sub = this._subs.get(m.topic);
+      if (!sub || !sub._confirmed || typeof m.offset !== 'number') return;
+      const p = sub._position;
+      if (p && p.epoch === m.epoch && m.offset <= p.offset) return; // already delivered
+      if (p && (p.epoch !== m.epoch || m.offset > p.offset + 1)) {
+        this._emit('lost', { topic: m.topic, epoch: m.epoch, offset: m.offset - 1, since: { epoch: p.epoch, offset: p.offset } });
+      }
+      sub._position = { epoch: m.epoch, offset: m.offset };
+      try {
+        sub._onMessage({ topic: m.topic, epoch: m.epoch, offset: m.offset, data: m.data });
+      } catch (err) {
+        this._emit('error', err);
+      }
+    }
+  }
+
+  function connect(url, opts) {
+    return new Client(url, opts);
+  }
+
+  global.pushwire = { connect, PushwireError, version: 1 };
+})(typeof globalThis !== 'undefined' ? globalThis : this);
