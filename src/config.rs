@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hub::HubConfig;
+
 /// The shortest counter interval accepted.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -24,6 +26,10 @@ pub struct ServeConfig {
     pub interval: Duration,
     /// Folder to serve below `/static/` instead of the embedded assets.
     pub static_dir: Option<PathBuf>,
+    /// Topics: history, presence, limits.
+    pub hub: HubConfig,
+    /// The publish API's key; `None` opens it to loopback clients only.
+    pub api_key: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -33,6 +39,8 @@ impl Default for ServeConfig {
             port: 8888,
             interval: Duration::from_secs(1),
             static_dir: None,
+            hub: demo_hub_config(),
+            api_key: None,
         }
     }
 }
@@ -42,6 +50,25 @@ impl ServeConfig {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
     }
+}
+
+/// The hub settings of `pushwire serve`: the library's defaults, with presence on
+/// for the `chat` namespace (the chat demo's).
+pub fn demo_hub_config() -> HubConfig {
+    HubConfig {
+        presence: vec![String::from("chat")],
+        ..HubConfig::default()
+    }
+}
+
+/// Parses a history age such as `5m` or `30s` (1 s to 30 days).
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 5m or 30s)"))?;
+    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(30 * 24 * 60 * 60) {
+        return Err(String::from("must be between 1s and 30days"));
+    }
+    Ok(ttl)
 }
 
 /// Parses a counter interval such as `1s`, `200ms` or `1m 30s`, within

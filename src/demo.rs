@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::ServeConfig;
 use crate::http::{App, Asset};
+use crate::hub::Hub;
 use crate::ticker::ticker;
 use crate::ws::Socket;
 
@@ -15,12 +16,25 @@ pub const INDEX: Asset = Asset {
     body: include_bytes!("../web/index.html"),
 };
 
+/// The chat page, served at `/chat`: a tiny chat room on topic `chat:lobby`, built
+/// on the browser client `/pushwire.js`.
+pub const CHAT: Asset = Asset {
+    path: "chat.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("../web/chat.html"),
+};
+
 /// The page's scripts and styles, served below `/static/` unless a folder replaces them.
 pub const ASSETS: &[Asset] = &[
     Asset {
         path: "counter.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/static/counter.js"),
+    },
+    Asset {
+        path: "chat.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/static/chat.js"),
     },
     Asset {
         path: "style.css",
@@ -44,11 +58,19 @@ pub async fn count(socket: Socket, period: Duration) {
     }
 }
 
-/// The demo app: the page at `/`, its assets below `/static/` (embedded, or the
-/// configured folder), and the counter at `/socket`.
+/// The demo app: the counter page at `/`, the chat page at `/chat`, their assets
+/// below `/static/` (embedded, or the configured folder), the counter at `/socket`,
+/// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on a hub configured by
+/// `config`.
 pub fn app(config: &ServeConfig) -> App {
     let period = config.interval;
-    let app = App::new().embedded_page("/", &INDEX);
+    let mut app = App::new()
+        .embedded_page("/", &INDEX)
+        .embedded_page("/chat", &CHAT)
+        .topics(Hub::new(config.hub.clone()));
+    if let Some(key) = &config.api_key {
+        app = app.api_key(key.clone());
+    }
     let app = match &config.static_dir {
         Some(dir) => app.static_dir("/static", dir),
         None => app.static_assets("/static", ASSETS),

@@ -59,16 +59,22 @@
 
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod demo;
 mod error;
 mod http;
+pub mod hub;
 pub mod logging;
+pub mod protocol;
+mod session;
 mod ticker;
+mod transport;
 pub mod ws;
 
 pub use error::Error;
 pub use http::{App, Asset, HttpLimits, Server};
+pub use hub::{Data, Hub, HubConfig, Topic};
 pub use ticker::ticker;
 pub use ws::{CloseCode, Message, Socket};

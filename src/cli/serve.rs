@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::{ServeConfig, parse_interval};
+use crate::config::{ServeConfig, parse_interval, parse_ttl};
+use crate::hub::{HistoryConfig, HubConfig};
 use crate::{Error, demo};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.
@@ -32,6 +33,39 @@ pub(crate) struct ServeArgs {
     /// Serve this folder below /static/ instead of the assets built into the binary.
     #[arg(long, env = "PUSHWIRE_STATIC_DIR", value_name = "DIR")]
     static_dir: Option<PathBuf>,
+
+    /// Messages each topic keeps for recovery (0 turns recovery off).
+    #[arg(long, env = "PUSHWIRE_HISTORY_SIZE", default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    history_size: u32,
+
+    /// How long a topic keeps a message for recovery, such as 5m or 30s.
+    #[arg(long, env = "PUSHWIRE_HISTORY_TTL", default_value = "5m", value_name = "DURATION", value_parser = parse_ttl)]
+    history_ttl: Duration,
+
+    /// Track presence (join/leave, members) on topics of this namespace (the part
+    /// before the first ':'); repeat for several. "" means topics without one.
+    #[arg(
+        long = "presence",
+        env = "PUSHWIRE_PRESENCE",
+        value_delimiter = ',',
+        default_value = "chat",
+        value_name = "NAMESPACE"
+    )]
+    presence: Vec<String>,
+
+    /// The largest published value, in bytes of JSON.
+    #[arg(long, env = "PUSHWIRE_MAX_DATA_SIZE", default_value_t = 65536, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
+    max_data_size: u32,
+
+    /// Key required on the publish API (Authorization: Bearer <key>). Without it the
+    /// API accepts requests from loopback addresses only.
+    #[arg(
+        long,
+        env = "PUSHWIRE_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
 }
 
 impl ServeArgs {
@@ -41,6 +75,16 @@ impl ServeArgs {
             port: self.port,
             interval: self.interval,
             static_dir: self.static_dir,
+            hub: HubConfig {
+                history: HistoryConfig {
+                    size: self.history_size as usize,
+                    ttl: self.history_ttl,
+                },
+                presence: self.presence,
+                max_data_size: self.max_data_size as usize,
+                ..HubConfig::default()
+            },
+            api_key: self.api_key.filter(|key| !key.is_empty()),
         }
     }
 }
@@ -48,10 +92,9 @@ impl ServeArgs {
 /// Binds, says where to look, and serves until SIGINT or SIGTERM.
 pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
     let server = demo::app(&config).bind(config.addr()).await?;
-    println!(
-        "pushwire: counter demo at http://{}/ (Ctrl-C stops)",
-        browsable(server.local_addr())
-    );
+    let addr = browsable(server.local_addr());
+    println!("pushwire: counter demo at http://{addr}/ (Ctrl-C stops)");
+    println!("pushwire: chat demo at http://{addr}/chat, topics at ws://{addr}/ws");
     server.run().await
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{HeaderValue, header};
@@ -20,11 +20,17 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::publish::PublishApi;
 use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
 use super::upgrade::{Handler, SocketRoute, upgrade};
 use crate::error::Error;
+use crate::hub::Hub;
+use crate::transport::{self, poll, sse};
 use crate::ws::{self, Registry, Socket};
+
+/// Bytes a `/ws` request may add around its data (op, id, topic, …).
+const ENVELOPE: usize = 4096;
 
 /// How often keepalive visits every connection.
 const KEEPALIVE_SWEEP: Duration = Duration::from_secs(1);
@@ -70,6 +76,8 @@ pub struct App {
     runtime: Runtime,
     shutdown_timeout: Duration,
     limits: HttpLimits,
+    hub: Option<Hub>,
+    api_key: Option<Arc<str>>,
 }
 
 impl Default for App {
@@ -97,6 +105,8 @@ impl App {
             runtime: Runtime::default(),
             shutdown_timeout: Duration::from_secs(10),
             limits: HttpLimits::default(),
+            hub: None,
+            api_key: None,
         }
     }
 
@@ -166,6 +176,26 @@ impl App {
         self
     }
 
+    /// Serves topics from `hub`: the WebSocket protocol at `/ws`, Server-Sent Events
+    /// at `/sse`, long-polling at `/poll`, the publish API at `/api/publish` and
+    /// `/api/publish/{topic}`, and the browser client at `/pushwire.js` (ES module:
+    /// `/pushwire.mjs`, types: `/pushwire.d.ts`). See `docs/protocol.md`.
+    ///
+    /// The `/ws` connections use the WebSocket limits set with [`App::ws_config`]
+    /// (before or after this call), with the largest message raised to fit the
+    /// hub's largest data.
+    pub fn topics(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    /// Requires `Authorization: Bearer <key>` on the publish API. Without a key the
+    /// API accepts requests from loopback addresses only.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(Arc::from(key.into()));
+        self
+    }
+
     /// Sets the WebSocket limits for the socket routes added after this call.
     pub fn ws_config(mut self, config: ws::Config) -> Self {
         self.ws_config = Arc::new(config);
@@ -192,8 +222,8 @@ impl App {
     }
 
     /// Reports the first problem found while building, or binds the listening socket.
-    pub async fn bind(self, addr: impl ToSocketAddrs + fmt::Display) -> Result<Server, Error> {
-        if let Some(err) = self.errors.into_iter().next() {
+    pub async fn bind(mut self, addr: impl ToSocketAddrs + fmt::Display) -> Result<Server, Error> {
+        if let Some(err) = std::mem::take(&mut self.errors).into_iter().next() {
             return Err(err);
         }
         let listener = TcpListener::bind(&addr)
@@ -203,10 +233,13 @@ impl App {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(Error::Serve)?;
-        let router = self
-            .files
+        let (files, sockets) = match self.hub.clone() {
+            Some(hub) => self.mount_topics(hub),
+            None => (self.files, self.sockets),
+        };
+        let router = files
             .layer(CompressionLayer::new())
-            .merge(self.sockets)
+            .merge(sockets)
             .fallback(|| async { not_found() })
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,
@@ -220,6 +253,99 @@ impl App {
             shutdown_timeout: self.shutdown_timeout,
             limits: self.limits,
         })
+    }
+}
+
+impl App {
+    /// The routes of [`App::topics`]: pages into `files` (compressed), streams and
+    /// sockets into `sockets` (never compressed, never buffered).
+    fn mount_topics(&self, hub: Hub) -> (Router, Router) {
+        let mut files = self.files.clone();
+        for asset in transport::CLIENT_SCRIPTS {
+            files = add_page(
+                files,
+                &format!("/{}", asset.path),
+                MemoryFile::from_asset(asset),
+            );
+        }
+        let mut config = (*self.ws_config).clone();
+        config.max_message_size = config
+            .max_message_size
+            .max(hub.config().max_data_size.saturating_add(ENVELOPE));
+        let ws_hub = hub.clone();
+        let handler: Handler = Arc::new(move |socket| {
+            let hub = ws_hub.clone();
+            async move { crate::session::run(socket, hub).await }.boxed()
+        });
+        let route = Arc::new(SocketRoute::new(
+            handler,
+            Arc::new(config),
+            self.runtime.clone(),
+        ));
+        let api = PublishApi {
+            hub: hub.clone(),
+            key: self.api_key.clone(),
+        };
+        if self.api_key.is_none() {
+            tracing::warn!(
+                "publish API: no API key configured; accepting publishes from loopback addresses only"
+            );
+        }
+        let shutdown = self.runtime.shutdown.clone();
+        let (sse_hub, sse_shutdown) = (hub.clone(), shutdown.clone());
+        let (single, batch) = (api.clone(), api);
+        let sockets = self
+            .sockets
+            .clone()
+            .route(
+                "/ws",
+                axum::routing::any(
+                    move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
+                        upgrade(Arc::clone(&route), peer, request)
+                    },
+                ),
+            )
+            .route(
+                "/sse",
+                get(move |request: Request| {
+                    let query = request.uri().query().map(str::to_owned);
+                    sse::respond(
+                        sse_hub.clone(),
+                        sse_shutdown.clone(),
+                        request.headers().clone(),
+                        query,
+                    )
+                }),
+            )
+            .route(
+                "/poll",
+                get(move |request: Request| {
+                    let query = request.uri().query().map(str::to_owned);
+                    poll::respond(hub.clone(), shutdown.clone(), query)
+                }),
+            )
+            .route(
+                "/api/publish",
+                post(
+                    move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
+                        let (parts, body) = request.into_parts();
+                        batch.clone().batch(peer, parts.headers, body)
+                    },
+                ),
+            )
+            .route(
+                "/api/publish/{*topic}",
+                post(
+                    move |ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                          axum::extract::Path(topic): axum::extract::Path<String>,
+                          request: Request| {
+                        let (parts, body) = request.into_parts();
+                        let api = single.clone();
+                        async move { api.single(peer, &topic, parts.headers, body).await }
+                    },
+                ),
+            );
+        (files, sockets)
     }
 }
 

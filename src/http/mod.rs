@@ -3,6 +3,7 @@
 //! parses HTTP by hand.
 
 mod app;
+mod publish;
 mod serve;
 mod static_files;
 mod upgrade;

@@ -1,0 +1,81 @@
+//! The [`Broker`]: everything about topics that must be the same on every node —
+//! offsets, history, presence — behind one trait.
+//!
+//! The [`Hub`](crate::hub::Hub) keeps the local subscribers and fans messages out to
+//! them; it asks the broker to publish (assign the next offset, keep the message in
+//! history, and hand it to every node's hub, this one included, in offset order), to
+//! recover what a client missed, and to track presence. The in-process broker
+//! ([`MemoryBroker`]) is the default; a Redis broker for many nodes implements the
+//! same trait.
+
+mod memory;
+
+use std::sync::{Arc, Weak};
+
+use futures_util::future::BoxFuture;
+
+use crate::hub::{Data, Member, Position, Push, Topic};
+
+pub use memory::MemoryBroker;
+
+/// Where a broker hands every published message and presence event: the hub of its
+/// node.
+pub trait Deliver: Send + Sync {
+    /// Delivers `push` to the local subscribers of its topic. Called in offset order
+    /// per topic, and never concurrently for one topic.
+    fn deliver(&self, push: Arc<Push>);
+}
+
+/// Why a broker could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker's backing service cannot be reached now.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a client missed, as far as history can tell.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The topic's current position: the live stream continues after it.
+    pub position: Position,
+    /// With `since`: whether every message after it is in `messages`.
+    pub recovered: Option<bool>,
+    /// The missed messages, in order (empty unless `recovered` is `Some(true)`).
+    pub messages: Vec<Arc<Push>>,
+}
+
+/// The cross-node side of topics: offsets, history, presence.
+///
+/// Methods that may talk to another process return boxed futures so that a broker
+/// can be chosen at run time (`Arc<dyn Broker>`).
+pub trait Broker: Send + Sync + 'static {
+    /// Connects the broker to its node's hub. Called once, before anything else.
+    fn attach(&self, hub: Weak<dyn Deliver>);
+
+    /// Assigns `data` the topic's next offset, keeps it in history, and delivers it
+    /// to every node's hub; answers its position.
+    fn publish(&self, topic: &Topic, data: Data) -> BoxFuture<'_, Result<Position, BrokerError>>;
+
+    /// The topic's current position and, with `since`, the messages after it.
+    fn recover(
+        &self,
+        topic: &Topic,
+        since: Option<Position>,
+    ) -> BoxFuture<'_, Result<Recovery, BrokerError>>;
+
+    /// This node has local subscribers on `topic` (the first one arrived).
+    fn watch(&self, topic: &Topic);
+
+    /// This node has no more local subscribers on `topic`.
+    fn unwatch(&self, topic: &Topic);
+
+    /// `member` joined `topic`: remember it and deliver a join event to every node.
+    fn join(&self, topic: &Topic, member: Member);
+
+    /// The client left `topic`: forget it and deliver a leave event to every node.
+    fn leave(&self, topic: &Topic, client: &str);
+
+    /// Who is present on `topic`.
+    fn members(&self, topic: &Topic) -> BoxFuture<'_, Result<Vec<Member>, BrokerError>>;
+}

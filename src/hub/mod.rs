@@ -1,0 +1,434 @@
+//! The [`Hub`]: topics, fan-out to local subscribers, and the way in to history and
+//! presence.
+//!
+//! A topic exists while someone uses it: the hub keeps a list of local subscribers
+//! per topic (created with the first, dropped with the last), and the
+//! [`Broker`](crate::broker::Broker) keeps what must be shared between nodes:
+//! offsets, history, presence. A publish goes to the broker, which assigns the next
+//! offset and hands the message back to every node's hub; the hub then offers one
+//! shared [`Push`] to every subscriber's [`Sink`] without waiting on any of them.
+//!
+//! # Subscribing without gaps
+//!
+//! Subscribing takes two steps so that nothing published meanwhile is lost or
+//! doubled:
+//! 1. [`Hub::subscribe`] registers the sink as *pending* (live messages are buffered
+//!    for it, not delivered) and then asks the broker for the topic's position and,
+//!    with `since`, the missed messages: a [`Pending`] subscription;
+//! 2. the transport sends its reply and the missed messages at its own pace, then
+//!    calls [`Pending::go_live`], which delivers the buffered messages newer than
+//!    the last recovered one and switches the sink to live delivery, under the
+//!    topic's lock so no live message can overtake them.
+
+mod push;
+mod topic;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use slab::Slab;
+
+use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, Recovery};
+
+pub use push::{Data, InvalidJson, Member, PositionReply, Push, PushKind};
+pub use topic::{Epoch, MAX_TOPIC_LEN, NameError, Position, Positions, Topic};
+
+/// How much history each topic keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// At most this many messages (0: no history, so no recovery).
+    pub size: usize,
+    /// Messages older than this are dropped.
+    pub ttl: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            size: 100,
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The hub's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// History per topic.
+    pub history: HistoryConfig,
+    /// Namespaces whose topics track presence (`"chat"` for `chat:lobby`; `""` for
+    /// topics without a namespace).
+    pub presence: Vec<String>,
+    /// The largest published value, in bytes of JSON.
+    pub max_data_size: usize,
+    /// The most subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Whether WebSocket clients may publish (`pub`); the HTTP API always may.
+    pub client_publish: bool,
+    /// How many live messages a subscription may buffer while it is still sending
+    /// what it recovered; beyond that it is dropped as a slow consumer.
+    pub pending_limit: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            history: HistoryConfig::default(),
+            presence: Vec::new(),
+            max_data_size: 64 * 1024,
+            max_subscriptions: 1000,
+            client_publish: true,
+            pending_limit: 10_000,
+        }
+    }
+}
+
+/// Where the hub delivers a subscriber's messages: a WebSocket's outbound queue, an
+/// SSE stream, a waiting long-poll.
+pub trait Sink: Send + Sync + 'static {
+    /// Offers one message or presence event, without waiting. Returns `false` when
+    /// the subscriber is gone or cannot keep up; it then gets nothing more.
+    fn push(&self, push: &Arc<Push>) -> bool;
+
+    /// The subscriber fell behind while still subscribing (its buffer of live
+    /// messages overflowed) and gets nothing more.
+    fn lagged(&self);
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// The value is larger than [`HubConfig::max_data_size`].
+    #[error("data is {size} bytes; at most {max} allowed")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The broker could not publish.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// The subscription was dropped because its subscriber fell behind.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("slow consumer: fell behind while subscribing")]
+pub struct Lagged;
+
+/// Topics and their local subscribers. Cheap to clone: clones share the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: HubConfig,
+    broker: Arc<dyn Broker>,
+    topics: Mutex<HashMap<Topic, Arc<Mutex<Subscribers>>>>,
+    /// A random prefix that makes client ids unique across nodes.
+    node: Epoch,
+    next_client: AtomicU64,
+}
+
+/// One topic's local subscribers.
+#[derive(Default)]
+struct Subscribers {
+    entries: Slab<Entry>,
+}
+
+struct Entry {
+    sink: Arc<dyn Sink>,
+    /// `Some` while subscribing: live messages wait here.
+    pending: Option<Vec<Arc<Push>>>,
+    /// The sink refused a message; nothing more is offered to it.
+    dead: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a few plain updates that leave consistent data even
+    // if a sink panicked half-way; a poisoned lock is used as is.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new(HubConfig::default())
+    }
+}
+
+impl Hub {
+    /// A hub with the in-process broker.
+    pub fn new(config: HubConfig) -> Self {
+        let broker = Arc::new(MemoryBroker::new(config.history.clone()));
+        Self::with_broker(config, broker)
+    }
+
+    /// A hub on `broker`.
+    pub fn with_broker(config: HubConfig, broker: Arc<dyn Broker>) -> Self {
+        let inner = Arc::new(Inner {
+            config,
+            broker,
+            topics: Mutex::new(HashMap::new()),
+            node: Epoch::random(),
+            next_client: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.broker.attach(weak);
+        Self { inner }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// A client id unique across nodes, such as `Xk2p9QaB-17`.
+    pub fn new_client_id(&self) -> Arc<str> {
+        let n = self.inner.next_client.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{}-{n}", self.inner.node))
+    }
+
+    /// Whether `topic`'s namespace tracks presence.
+    pub fn presence_enabled(&self, topic: &Topic) -> bool {
+        let namespace = topic.namespace();
+        self.inner.config.presence.iter().any(|n| n == namespace)
+    }
+
+    /// How many topics have local subscribers.
+    pub fn topic_count(&self) -> usize {
+        lock(&self.inner.topics).len()
+    }
+
+    /// How many local subscribers `topic` has.
+    pub fn subscriber_count(&self, topic: &Topic) -> usize {
+        let subscribers = lock(&self.inner.topics).get(topic).cloned();
+        subscribers.map_or(0, |s| lock(&s).entries.len())
+    }
+
+    /// Publishes `data` on `topic` and answers its position.
+    pub async fn publish(&self, topic: &Topic, data: Data) -> Result<Position, PublishError> {
+        let max = self.inner.config.max_data_size;
+        if data.len() > max {
+            return Err(PublishError::TooLarge {
+                size: data.len(),
+                max,
+            });
+        }
+        Ok(self.inner.broker.publish(topic, data).await?)
+    }
+
+    /// Who is present on `topic`.
+    pub async fn members(&self, topic: &Topic) -> Result<Vec<Member>, BrokerError> {
+        self.inner.broker.members(topic).await
+    }
+
+    /// Starts a subscription of `sink` to `topic` (step 1 of 2, see the module
+    /// docs): live messages are buffered until [`Pending::go_live`]. With `since`,
+    /// the answer holds what the sink missed. `member` is announced on topics with
+    /// presence once the subscription is live.
+    pub async fn subscribe(
+        &self,
+        topic: Topic,
+        sink: Arc<dyn Sink>,
+        since: Option<Position>,
+        member: Option<Member>,
+    ) -> Result<Pending, BrokerError> {
+        let (subscribers, key, first) = {
+            let mut topics = lock(&self.inner.topics);
+            let subscribers = Arc::clone(topics.entry(topic.clone()).or_default());
+            let mut list = lock(&subscribers);
+            let first = list.entries.is_empty();
+            let key = list.entries.insert(Entry {
+                sink,
+                pending: Some(Vec::new()),
+                dead: false,
+            });
+            drop(list);
+            (subscribers, key, first)
+        };
+        // Broker calls happen outside the hub's locks: the broker delivers into the
+        // hub while holding its own.
+        if first {
+            self.inner.broker.watch(&topic);
+        }
+        let member = member.filter(|_| self.presence_enabled(&topic));
+        let subscription = Subscription {
+            hub: Arc::clone(&self.inner),
+            topic,
+            subscribers,
+            key,
+            member: None,
+        };
+        let recovery = self
+            .inner
+            .broker
+            .recover(&subscription.topic, since)
+            .await?;
+        Ok(Pending {
+            subscription,
+            recovery,
+            member,
+        })
+    }
+}
+
+impl Deliver for Inner {
+    fn deliver(&self, push: Arc<Push>) {
+        let Some(subscribers) = lock(&self.topics).get(push.topic()).cloned() else {
+            return;
+        };
+        let limit = self.config.pending_limit;
+        let mut list = lock(&subscribers);
+        for (_, entry) in &mut list.entries {
+            if entry.dead {
+                continue;
+            }
+            match &mut entry.pending {
+                Some(buffer) if buffer.len() >= limit => {
+                    entry.dead = true;
+                    entry.sink.lagged();
+                }
+                Some(buffer) => buffer.push(Arc::clone(&push)),
+                None => {
+                    if !entry.sink.push(&push) {
+                        entry.dead = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A subscription between its two steps: registered, its recovery known, live
+/// messages buffered. Dropping it unsubscribes.
+pub struct Pending {
+    subscription: Subscription,
+    recovery: Recovery,
+    member: Option<Member>,
+}
+
+impl Pending {
+    /// The topic's position and what was recovered; send the messages, then call
+    /// [`go_live`](Self::go_live).
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Takes the recovered messages out (to send them), leaving the rest.
+    pub fn take_messages(&mut self) -> Vec<Arc<Push>> {
+        std::mem::take(&mut self.recovery.messages)
+    }
+
+    /// Step 2: delivers the live messages buffered meanwhile that are newer than
+    /// what was recovered, and switches to live delivery; then announces the member
+    /// on presence topics.
+    pub fn go_live(self) -> Result<Subscription, Lagged> {
+        let Pending {
+            mut subscription,
+            recovery,
+            member,
+        } = self;
+        let epoch = &recovery.position.epoch;
+        let last = recovery
+            .messages
+            .last()
+            .and_then(|push| push.offset())
+            .unwrap_or(recovery.position.offset)
+            .max(recovery.position.offset);
+        {
+            let mut list = lock(&subscription.subscribers);
+            let Some(entry) = list.entries.get_mut(subscription.key) else {
+                return Err(Lagged);
+            };
+            if entry.dead {
+                return Err(Lagged);
+            }
+            let buffered = entry.pending.take().unwrap_or_default();
+            for push in &buffered {
+                let fresh = match push.position() {
+                    Some(position) => position.epoch != *epoch || position.offset > last,
+                    None => true,
+                };
+                if fresh && !entry.sink.push(push) {
+                    entry.dead = true;
+                    return Err(Lagged);
+                }
+            }
+        }
+        if let Some(member) = member {
+            subscription.member = Some(Arc::clone(&member.client));
+            subscription.hub.broker.join(&subscription.topic, member);
+        }
+        Ok(subscription)
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("topic", &self.subscription.topic)
+            .field("recovery", &self.recovery)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live subscription. Dropping it unsubscribes (and, on presence topics, announces
+/// that the member left).
+pub struct Subscription {
+    hub: Arc<Inner>,
+    topic: Topic,
+    subscribers: Arc<Mutex<Subscribers>>,
+    key: usize,
+    member: Option<Arc<str>>,
+}
+
+impl Subscription {
+    /// The topic.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let last = {
+            let mut topics = lock(&self.hub.topics);
+            let mut list = lock(&self.subscribers);
+            list.entries.try_remove(self.key);
+            let last = list.entries.is_empty();
+            drop(list);
+            if last {
+                topics.remove(&self.topic);
+            }
+            last
+        };
+        if let Some(client) = &self.member {
+            self.hub.broker.leave(&self.topic, client);
+        }
+        if last {
+            self.hub.broker.unwatch(&self.topic);
+        }
+    }
+}

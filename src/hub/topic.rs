@@ -1,0 +1,289 @@
+//! Names and positions: [`Topic`], [`Epoch`], [`Position`], and the text form of
+//! several positions ([`Positions`]) that SSE ids and long-poll `since` carry.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The longest topic name accepted, in characters (all ASCII, so also in bytes).
+pub const MAX_TOPIC_LEN: usize = 128;
+
+/// The longest epoch accepted.
+pub const MAX_EPOCH_LEN: usize = 32;
+
+/// Why a topic name, an epoch or a position was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The topic name is empty.
+    #[error("a topic name cannot be empty")]
+    EmptyTopic,
+    /// The topic name is longer than [`MAX_TOPIC_LEN`].
+    #[error("a topic name has at most {MAX_TOPIC_LEN} characters, this one has {0}")]
+    TopicTooLong(usize),
+    /// The topic name has a character outside the grammar.
+    #[error("{0:?} is not allowed in a topic name (use A-Z a-z 0-9 _ - . : /)")]
+    TopicChar(char),
+    /// The epoch is empty, too long, or not alphanumeric.
+    #[error("an epoch is 1 to {MAX_EPOCH_LEN} characters of A-Z a-z 0-9")]
+    Epoch,
+    /// A position's text form is not `topic@epoch:offset`.
+    #[error("a position is written topic@epoch:offset, not {0:?}")]
+    Position(String),
+    /// The same topic appears twice in a list of positions.
+    #[error("topic {0:?} appears twice")]
+    Duplicate(String),
+}
+
+/// A validated topic name: 1 to 128 characters of `A-Z a-z 0-9 _ - . : /`.
+///
+/// Cheap to clone (a reference-counted string). The part before the first `:` is the
+/// topic's [namespace](Topic::namespace).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(Arc<str>);
+
+impl Topic {
+    /// Checks `name` against the grammar.
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        check_topic(name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The namespace: the part before the first `:`, or `""` when there is none.
+    pub fn namespace(&self) -> &str {
+        self.0
+            .split_once(':')
+            .map_or("", |(namespace, _)| namespace)
+    }
+}
+
+fn check_topic(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::EmptyTopic);
+    }
+    if let Some(bad) = name.chars().find(|&c| !is_topic_char(c)) {
+        return Err(NameError::TopicChar(bad));
+    }
+    if name.len() > MAX_TOPIC_LEN {
+        return Err(NameError::TopicTooLong(name.len()));
+    }
+    Ok(())
+}
+
+fn is_topic_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/')
+}
+
+impl FromStr for Topic {
+    type Err = NameError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::new(name)
+    }
+}
+
+impl Borrow<str> for Topic {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// A topic's epoch: it changes whenever the topic's history is lost, so positions
+/// from before cannot be mistaken for positions after.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Epoch(Arc<str>);
+
+impl Epoch {
+    /// Checks `text`: 1 to 32 characters of `A-Z a-z 0-9`.
+    pub fn new(text: &str) -> Result<Self, NameError> {
+        if text.is_empty()
+            || text.len() > MAX_EPOCH_LEN
+            || !text.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(NameError::Epoch);
+        }
+        Ok(Self(Arc::from(text)))
+    }
+
+    /// A new random epoch of 8 characters (47 bits), practically never equal to an
+    /// earlier one.
+    pub fn random() -> Self {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut bits: u64 = rand::random();
+        let text: String = (0..8)
+            .map(|_| {
+                let c = ALPHABET[(bits % 62) as usize];
+                bits /= 62;
+                char::from(c)
+            })
+            .collect();
+        Self(Arc::from(text))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// A place in a topic's stream: the epoch and the offset of the last message
+/// (0 before the first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The topic's epoch.
+    pub epoch: Epoch,
+    /// The offset of the last message; 0 before the first.
+    pub offset: u64,
+}
+
+/// The positions of several topics, with the text form `topic@epoch:offset,…` used
+/// by SSE event ids and long-poll `since`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions(pub Vec<(Topic, Position)>);
+
+impl Positions {
+    /// The position of `topic`, if listed.
+    pub fn get(&self, topic: &Topic) -> Option<&Position> {
+        self.0.iter().find(|(t, _)| t == topic).map(|(_, p)| p)
+    }
+
+    /// Sets the position of `topic`, adding it when missing.
+    pub fn set(&mut self, topic: &Topic, position: Position) {
+        match self.0.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, p)) => *p = position,
+            None => self.0.push((topic.clone(), position)),
+        }
+    }
+}
+
+impl FromStr for Positions {
+    type Err = NameError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut positions = Vec::new();
+        for item in text.split(',').filter(|item| !item.is_empty()) {
+            let bad = || NameError::Position(item.chars().take(200).collect());
+            let (topic, rest) = item.rsplit_once('@').ok_or_else(bad)?;
+            let (epoch, offset) = rest.split_once(':').ok_or_else(bad)?;
+            let topic = Topic::new(topic)?;
+            let epoch = Epoch::new(epoch)?;
+            let offset = offset.parse::<u64>().map_err(|_| bad())?;
+            if positions
+                .iter()
+                .any(|(t, _): &(Topic, Position)| *t == topic)
+            {
+                return Err(NameError::Duplicate(topic.to_string()));
+            }
+            positions.push((topic, Position { epoch, offset }));
+        }
+        Ok(Self(positions))
+    }
+}
+
+impl fmt::Display for Positions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (topic, position)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{topic}@{}:{}", position.epoch, position.offset)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_the_grammar() {
+        for good in ["news", "chat:lobby", "a/b.c-d_e", &"x".repeat(128)] {
+            assert!(Topic::new(good).is_ok(), "{good}");
+        }
+        assert_eq!(Topic::new(""), Err(NameError::EmptyTopic));
+        assert_eq!(Topic::new("a b"), Err(NameError::TopicChar(' ')));
+        assert_eq!(Topic::new("a@b"), Err(NameError::TopicChar('@')));
+        assert_eq!(Topic::new("a,b"), Err(NameError::TopicChar(',')));
+        assert_eq!(Topic::new("é"), Err(NameError::TopicChar('é')));
+        assert_eq!(
+            Topic::new(&"x".repeat(129)),
+            Err(NameError::TopicTooLong(129))
+        );
+    }
+
+    #[test]
+    fn the_namespace_is_before_the_first_colon() {
+        assert_eq!(
+            Topic::new("chat:lobby:1").map(|t| t.namespace().to_owned()),
+            Ok("chat".into())
+        );
+        assert_eq!(
+            Topic::new("news").map(|t| t.namespace().to_owned()),
+            Ok(String::new())
+        );
+    }
+
+    #[test]
+    fn positions_round_trip_through_text() -> Result<(), NameError> {
+        let text = "news@k3J9x0a:42,chat:lobby@Qe81:7";
+        let positions: Positions = text.parse()?;
+        assert_eq!(positions.0.len(), 2);
+        assert_eq!(positions.0[1].0.as_str(), "chat:lobby");
+        assert_eq!(positions.0[1].1.offset, 7);
+        assert_eq!(positions.to_string(), text);
+        assert_eq!("".parse::<Positions>()?, Positions::default());
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_positions_are_refused() {
+        for bad in [
+            "news",
+            "news@e",
+            "news@e:x",
+            "news@:1",
+            "@e:1",
+            "news@e:-1",
+            "a@e:1,a@e:2",
+        ] {
+            assert!(bad.parse::<Positions>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn random_epochs_are_valid_and_differ() {
+        let a = Epoch::random();
+        assert!(Epoch::new(a.as_str()).is_ok());
+        assert_ne!(a, Epoch::random());
+    }
+}

@@ -1,0 +1,189 @@
+//! One `/ws` client: it reads requests, asks the [`Hub`] to act, and answers, while
+//! the hub delivers the client's messages straight into its outbound queue.
+//!
+//! Requests are handled one at a time, in order, so a client sees the reply to a
+//! `sub` before the messages it recovered, and those before any live message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::hub::{Hub, Member, PublishError, Push, Sink, Subscription, Topic};
+use crate::protocol::{self, ErrorReply, Request};
+use crate::ws::{CloseCode, Message, Sender, Socket, TrySendError};
+
+/// The reason sent with 1008 to a client that does not read fast enough.
+pub const SLOW_CONSUMER: &str = "slow consumer";
+
+/// A WebSocket connection as the hub sees it: pushes go into its outbound queue,
+/// encoded once for all subscribers; a full queue closes it as a slow consumer.
+struct SocketSink(Sender);
+
+impl Sink for SocketSink {
+    fn push(&self, push: &Arc<Push>) -> bool {
+        match self.0.try_send_prepared(push.frame()) {
+            Ok(()) => true,
+            Err(TrySendError::Full) => {
+                self.lagged();
+                false
+            }
+            Err(TrySendError::Closed) => false,
+        }
+    }
+
+    fn lagged(&self) {
+        tracing::info!("{}: closing a slow consumer", self.0.id());
+        self.0.close(CloseCode::POLICY, SLOW_CONSUMER);
+    }
+}
+
+/// Serves one `/ws` client until its connection closes.
+pub(crate) async fn run(mut socket: Socket, hub: Hub) {
+    let client = hub.new_client_id();
+    let sink: Arc<dyn Sink> = Arc::new(SocketSink(socket.sender()));
+    let mut session = Session {
+        hub,
+        client,
+        sink,
+        subscriptions: HashMap::new(),
+    };
+    if socket.send(protocol::hello(&session.client)).await.is_err() {
+        return;
+    }
+    while let Some(message) = socket.recv().await {
+        let keep_going = match message {
+            Message::Text(text) => session.handle(&socket, text.as_str()).await,
+            Message::Binary(_) => {
+                let err = ErrorReply::new(400, "invalid request: send requests as text frames");
+                socket.send(protocol::error("null", &err)).await.is_ok()
+            }
+        };
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+struct Session {
+    hub: Hub,
+    client: Arc<str>,
+    sink: Arc<dyn Sink>,
+    subscriptions: HashMap<Topic, Subscription>,
+}
+
+impl Session {
+    /// Handles one request; `false` when the connection is done for.
+    async fn handle(&mut self, socket: &Socket, text: &str) -> bool {
+        let max_data = self.hub.config().max_data_size;
+        let (id, request) = protocol::parse(text, max_data);
+        let reply = match request {
+            Ok(Request::Sub { topic, since, info }) => {
+                return self.subscribe(socket, &id, topic, since, info).await;
+            }
+            Ok(Request::Unsub { topic }) => match self.subscriptions.remove(&topic) {
+                Some(subscription) => {
+                    drop(subscription);
+                    Ok(format!("{{\"topic\":\"{topic}\"}}"))
+                }
+                None => Err(ErrorReply::new(404, format!("not subscribed to {topic:?}"))),
+            },
+            Ok(Request::Pub { topic, data }) => {
+                if self.hub.config().client_publish {
+                    match self.hub.publish(&topic, data).await {
+                        Ok(position) => Ok(protocol::position(&topic, &position, None)),
+                        Err(err @ PublishError::TooLarge { .. }) => {
+                            Err(ErrorReply::new(413, err.to_string()))
+                        }
+                        Err(PublishError::Broker(err)) => {
+                            Err(ErrorReply::new(503, err.to_string()))
+                        }
+                    }
+                } else {
+                    Err(ErrorReply::new(403, "publishing from clients is disabled"))
+                }
+            }
+            Ok(Request::Presence { topic }) => {
+                if self.hub.presence_enabled(&topic) {
+                    match self.hub.members(&topic).await {
+                        Ok(members) => Ok(protocol::members(&topic, &members)),
+                        Err(err) => Err(ErrorReply::new(503, err.to_string())),
+                    }
+                } else {
+                    Err(ErrorReply::new(
+                        403,
+                        format!(
+                            "presence is not enabled for namespace {:?}",
+                            topic.namespace()
+                        ),
+                    ))
+                }
+            }
+            Err(err) => Err(err),
+        };
+        let text = match reply {
+            Ok(ok) => protocol::ok(&id, &ok),
+            Err(err) => protocol::error(&id, &err),
+        };
+        socket.send(text).await.is_ok()
+    }
+
+    async fn subscribe(
+        &mut self,
+        socket: &Socket,
+        id: &str,
+        topic: Topic,
+        since: Option<crate::hub::Position>,
+        info: Option<crate::hub::Data>,
+    ) -> bool {
+        let refusal = if self.subscriptions.contains_key(&topic) {
+            Some(ErrorReply::new(
+                409,
+                format!("already subscribed to {topic:?}"),
+            ))
+        } else if self.subscriptions.len() >= self.hub.config().max_subscriptions {
+            Some(ErrorReply::new(
+                429,
+                format!(
+                    "at most {} subscriptions per connection",
+                    self.hub.config().max_subscriptions
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(err) = refusal {
+            return socket.send(protocol::error(id, &err)).await.is_ok();
+        }
+        let member = Member {
+            client: Arc::clone(&self.client),
+            info,
+        };
+        let pending = self
+            .hub
+            .subscribe(topic.clone(), Arc::clone(&self.sink), since, Some(member))
+            .await;
+        let mut pending = match pending {
+            Ok(pending) => pending,
+            Err(err) => {
+                let err = ErrorReply::new(503, err.to_string());
+                return socket.send(protocol::error(id, &err)).await.is_ok();
+            }
+        };
+        let recovery = pending.recovery();
+        let ok = protocol::position(&topic, &recovery.position, recovery.recovered);
+        if socket.send(protocol::ok(id, &ok)).await.is_err() {
+            return false;
+        }
+        for push in pending.take_messages() {
+            if socket.send_prepared(push.frame()).await.is_err() {
+                return false;
+            }
+        }
+        match pending.go_live() {
+            Ok(subscription) => {
+                self.subscriptions.insert(topic, subscription);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The HTTP transports for clients that cannot use `/ws`: Server-Sent Events
+//! ([`sse`]) and long-polling ([`poll`]). Both take their topics and positions from
+//! the query string, subscribe through the same two steps as a WebSocket session,
+//! and deliver the same JSON objects in the same order. (`/ws` itself is
+//! `crate::session` on top of the WebSocket layer.)
+
+pub(crate) mod poll;
+pub(crate) mod sse;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use percent_encoding::percent_decode_str;
+use tokio::sync::Notify;
+
+use crate::http::Asset;
+use crate::hub::{Hub, Pending, Positions, Push, Sink, Subscription, Topic};
+use crate::protocol::{self, ErrorReply};
+
+/// The browser client, served by [`App::topics`](crate::App::topics).
+pub(crate) const CLIENT_SCRIPTS: &[Asset] = &[
+    Asset {
+        path: "pushwire.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/pushwire.js"),
+    },
+    Asset {
+        path: "pushwire.mjs",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/pushwire.mjs"),
+    },
+    Asset {
+        path: "pushwire.d.ts",
+        content_type: "application/typescript; charset=utf-8",
+        body: include_bytes!("../../web/pushwire.d.ts"),
+    },
+];
+
+/// The most topics one SSE or long-poll request may name.
+pub const MAX_TOPICS: usize = 100;
+
+/// An error answered before a stream starts: the status and a JSON body
+/// `{"error":{"code":…,"message":…}}`.
+#[derive(Debug)]
+pub(crate) struct HttpError(pub(crate) ErrorReply);
+
+impl HttpError {
+    pub(crate) fn new(code: u16, message: impl Into<String>) -> Self {
+        Self(ErrorReply::new(code, message))
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = format!("{{\"error\":{}}}", protocol::error_object(&self.0));
+        (
+            status,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// Decodes `a=1&b=x%20y` into pairs (`+` is a space, as in HTML forms).
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let spaced = text.replace('+', " ");
+    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+}
+
+/// What an SSE or long-poll request asks for.
+#[derive(Debug)]
+pub(crate) struct Wanted {
+    pub(crate) topics: Vec<Topic>,
+    pub(crate) since: Positions,
+    /// Other parameters, for the transport to read.
+    pub(crate) rest: Vec<(String, String)>,
+}
+
+/// Reads `topic=…` (1 to [`MAX_TOPICS`], no repeats) and `since=…` from a query.
+pub(crate) fn wanted(query: Option<&str>) -> Result<Wanted, HttpError> {
+    let mut topics: Vec<Topic> = Vec::new();
+    let mut since = Positions::default();
+    let mut rest = Vec::new();
+    for (key, value) in query_pairs(query.unwrap_or("")) {
+        match key.as_str() {
+            "topic" => {
+                let topic = Topic::new(&value)
+                    .map_err(|err| HttpError(protocol::invalid_topic(&value, &err)))?;
+                if topics.contains(&topic) {
+                    return Err(HttpError::new(
+                        400,
+                        format!("topic {topic:?} is named twice"),
+                    ));
+                }
+                topics.push(topic);
+            }
+            "since" => {
+                since = value
+                    .parse()
+                    .map_err(|err| HttpError::new(400, format!("invalid since: {err}")))?;
+            }
+            _ => rest.push((key, value)),
+        }
+    }
+    if topics.is_empty() {
+        return Err(HttpError::new(400, "name at least one topic: ?topic=…"));
+    }
+    if topics.len() > MAX_TOPICS {
+        return Err(HttpError::new(
+            400,
+            format!(
+                "at most {MAX_TOPICS} topics per request, not {}",
+                topics.len()
+            ),
+        ));
+    }
+    Ok(Wanted {
+        topics,
+        since,
+        rest,
+    })
+}
+
+/// A subscriber that keeps its messages until a transport takes them: what SSE
+/// streams and long-polls give the hub. Bounded: past `limit` messages it refuses
+/// more, and the transport ends (the client recovers when it comes back).
+pub(crate) struct Mailbox {
+    state: Mutex<MailboxState>,
+    notify: Notify,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct MailboxState {
+    queue: VecDeque<Arc<Push>>,
+    overflowed: bool,
+}
+
+impl Mailbox {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(MailboxState::default()),
+            notify: Notify::new(),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MailboxState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until there is something to take, then takes up to `max` messages.
+    /// `None` once it overflowed and everything it held was taken.
+    pub(crate) async fn take(&self, max: usize) -> Option<Vec<Arc<Push>>> {
+        loop {
+            if let Some(taken) = self.try_take(max) {
+                return taken;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Takes up to `max` messages without waiting: `None` when it is empty,
+    /// `Some(None)` when it is empty and overflowed. What it holds when it overflows
+    /// is still handed out: a gapless prefix of what was published.
+    pub(crate) fn try_take(&self, max: usize) -> Option<Option<Vec<Arc<Push>>>> {
+        let mut state = self.lock();
+        if state.queue.is_empty() {
+            return state.overflowed.then_some(None);
+        }
+        let n = state.queue.len().min(max);
+        Some(Some(state.queue.drain(..n).collect()))
+    }
+}
+
+impl Sink for Mailbox {
+    fn push(&self, push: &Arc<Push>) -> bool {
+        let mut state = self.lock();
+        if state.overflowed {
+            return false;
+        }
+        if state.queue.len() >= self.limit {
+            state.overflowed = true;
+            drop(state);
+            self.notify.notify_one();
+            return false;
+        }
+        state.queue.push_back(Arc::clone(push));
+        drop(state);
+        self.notify.notify_one();
+        true
+    }
+
+    fn lagged(&self) {
+        self.lock().overflowed = true;
+        self.notify.notify_one();
+    }
+}
+
+/// The outcome of subscribing a transport to its topics.
+pub(crate) struct Subscribed {
+    /// Where each topic's client stands now: `since` where recovered, else the
+    /// topic's current position.
+    pub(crate) positions: Positions,
+    /// `{"subs":[…]}`-style entries, as in the `sub` reply.
+    pub(crate) subs: Vec<String>,
+    /// The recovered messages, topic after topic, each topic in order.
+    pub(crate) messages: Vec<Arc<Push>>,
+    pub(crate) pending: Vec<Pending>,
+}
+
+/// Step 1 for every topic of `wanted` (see [`Hub::subscribe`]).
+pub(crate) async fn subscribe_all(
+    hub: &Hub,
+    wanted: &Wanted,
+    sink: &Arc<dyn Sink>,
+) -> Result<Subscribed, HttpError> {
+    let mut out = Subscribed {
+        positions: Positions::default(),
+        subs: Vec::with_capacity(wanted.topics.len()),
+        messages: Vec::new(),
+        pending: Vec::with_capacity(wanted.topics.len()),
+    };
+    for topic in &wanted.topics {
+        let since = wanted.since.get(topic).cloned();
+        let mut pending = hub
+            .subscribe(topic.clone(), Arc::clone(sink), since.clone(), None)
+            .await
+            .map_err(|err| HttpError::new(503, err.to_string()))?;
+        let recovery = pending.recovery();
+        out.subs.push(protocol::position(
+            topic,
+            &recovery.position,
+            recovery.recovered,
+        ));
+        let now = match (recovery.recovered, since) {
+            (Some(true), Some(since)) => since,
+            _ => recovery.position.clone(),
+        };
+        out.positions.set(topic, now);
+        out.messages.extend(pending.take_messages());
+        out.pending.push(pending);
+    }
+    Ok(out)
+}
+
+/// Step 2 for every pending subscription; `None` if one fell behind already.
+pub(crate) fn go_live(pending: Vec<Pending>) -> Option<Vec<Subscription>> {
+    pending
+        .into_iter()
+        .map(|p| p.go_live().ok())
+        .collect::<Option<Vec<_>>>()
+}
+
+/// `{"subs":[…]}` from the entries of [`Subscribed::subs`].
+pub(crate) fn subs_json(subs: &[String]) -> String {
+    format!("[{}]", subs.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_like_forms() {
+        assert_eq!(
+            query_pairs("topic=chat%3Alobby&topic=a+b&x"),
+            vec![
+                ("topic".into(), "chat:lobby".into()),
+                ("topic".into(), "a b".into()),
+                ("x".into(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn wanted_needs_a_topic_and_valid_since() {
+        assert_eq!(wanted(None).map(|_| ()).map_err(|e| e.0.code), Err(400));
+        assert_eq!(
+            wanted(Some("topic=a%20b"))
+                .map(|_| ())
+                .map_err(|e| e.0.code),
+            Err(422)
+        );
+        assert_eq!(
+            wanted(Some("topic=a&topic=a"))
+                .map(|_| ())
+                .map_err(|e| e.0.code),
+            Err(400)
+        );
+        assert_eq!(
+            wanted(Some("topic=a&since=x"))
+                .map(|_| ())
+                .map_err(|e| e.0.code),
+            Err(400)
+        );
+        let ok = wanted(Some("topic=a&since=a%40E%3A3&timeout=5"));
+        assert!(ok.is_ok_and(|w| w.since.0.len() == 1 && w.rest.len() == 1));
+    }
+}

@@ -1,0 +1,179 @@
+//! `GET /sse?topic=…`: Server-Sent Events. One long response; each message is an
+//! event whose `id:` holds the positions of all the request's topics, so the
+//! browser's automatic reconnect (which sends `Last-Event-ID`) resumes them all.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream;
+use http::{HeaderMap, HeaderValue, header};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::{HttpError, Mailbox, go_live, subs_json, subscribe_all, wanted};
+use crate::hub::{Hub, Positions, Push, PushKind, Sink, Subscription};
+
+/// A comment line this often keeps proxies from closing an idle stream.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// How many messages may wait for a slow SSE client before it is disconnected.
+const BUFFER: usize = 4096;
+
+/// The most messages written in one chunk.
+const BATCH: usize = 256;
+
+/// Answers an SSE request: errors as JSON before the stream starts, then the stream.
+pub(crate) async fn respond(
+    hub: Hub,
+    shutdown: CancellationToken,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> Response {
+    match start(hub, shutdown, &headers, query.as_deref()).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn start(
+    hub: Hub,
+    shutdown: CancellationToken,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Response, HttpError> {
+    let mut wanted = wanted(query)?;
+    if let Some(last) = headers.get("last-event-id") {
+        let last = last
+            .to_str()
+            .map_err(|_| HttpError::new(400, "Last-Event-ID is not text"))?;
+        let positions: Positions = last
+            .parse()
+            .map_err(|err| HttpError::new(400, format!("invalid Last-Event-ID: {err}")))?;
+        // The browser's own reconnect wins over the `since` in the URL it reuses.
+        for (topic, position) in positions.0 {
+            wanted.since.set(&topic, position);
+        }
+    }
+    let mailbox = Arc::new(Mailbox::new(BUFFER));
+    let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
+    let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    let mut positions = subscribed.positions;
+    let mut first = BytesMut::with_capacity(256);
+    first.put_slice(b"retry: 1000\n\n");
+    write_event(
+        &mut first,
+        Some(&positions),
+        Some("subscribed"),
+        format!("{{\"subs\":{}}}", subs_json(&subscribed.subs)).as_bytes(),
+    );
+    for push in &subscribed.messages {
+        write_push(&mut first, &mut positions, push);
+    }
+    let subscriptions = go_live(subscribed.pending);
+    let state = State {
+        first: Some(first.freeze()),
+        // Fell behind before the stream began: send what there is, then end; the
+        // client's reconnect recovers.
+        live: subscriptions.map(|subscriptions| Live {
+            mailbox,
+            positions,
+            _subscriptions: subscriptions,
+            keepalive: keepalive(),
+            shutdown,
+        }),
+    };
+    let body = Body::from_stream(stream::unfold(state, next_chunk));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                http::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+struct State {
+    first: Option<Bytes>,
+    live: Option<Live>,
+}
+
+struct Live {
+    mailbox: Arc<Mailbox>,
+    positions: Positions,
+    /// Held for as long as the stream runs; dropped, they unsubscribe.
+    _subscriptions: Vec<Subscription>,
+    keepalive: Interval,
+    shutdown: CancellationToken,
+}
+
+fn keepalive() -> Interval {
+    let mut interval = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, State)> {
+    if let Some(first) = state.first.take() {
+        return Some((Ok(first), state));
+    }
+    let live = state.live.as_mut()?;
+    let chunk = tokio::select! {
+        taken = live.mailbox.take(BATCH) => {
+            // `None`: the client fell too far behind; end the stream.
+            let pushes = taken?;
+            let mut chunk = BytesMut::new();
+            for push in &pushes {
+                write_push(&mut chunk, &mut live.positions, push);
+            }
+            chunk.freeze()
+        }
+        _ = live.keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
+        () = live.shutdown.cancelled() => return None,
+    };
+    Some((Ok(chunk), state))
+}
+
+/// Appends one message (with the updated positions as its id) or presence event.
+fn write_push(out: &mut BytesMut, positions: &mut Positions, push: &Arc<Push>) {
+    match push.kind() {
+        PushKind::Message { .. } => {
+            if let Some(position) = push.position() {
+                positions.set(push.topic(), position);
+            }
+            write_event(out, Some(positions), None, push.json().as_bytes());
+        }
+        PushKind::Join(_) | PushKind::Leave(_) => {
+            write_event(out, None, Some("presence"), push.json().as_bytes());
+        }
+    }
+}
+
+/// Appends `id:`, `event:` and `data:` lines and the blank line that ends an event.
+/// `data` is one line: pushes never hold a line break.
+fn write_event(out: &mut BytesMut, id: Option<&Positions>, event: Option<&str>, data: &[u8]) {
+    if let Some(id) = id {
+        out.put_slice(b"id: ");
+        out.put_slice(id.to_string().as_bytes());
+        out.put_u8(b'\n');
+    }
+    if let Some(event) = event {
+        out.put_slice(b"event: ");
+        out.put_slice(event.as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_slice(b"data: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
+}
