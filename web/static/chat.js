@@ -39,10 +39,13 @@
     const who = document.createElement('span');
     who.className = 'who';
     who.textContent = data.name ? String(data.name) : '(api)';
+    const body = document.createElement('span');
+    body.className = 'text';
+    body.textContent = String(data.text ?? '');
     const at = document.createElement('span');
     at.className = 'at';
     at.textContent = '#' + message.offset;
-    li.append(who, String(data.text ?? ''), at);
+    li.append(who, body, at);
     messages.appendChild(li);
   }
 

@@ -1,0 +1,511 @@
+// Topic scenarios: the chat page (/chat) and pushwire.js in real browsers, against the real
+// pushwire binary. Each scenario starts its own pushwire on a free port and its own browser, and
+// stops both (process groups) whatever happens; every wait is bounded.
+//
+//   chat        two pages chat through /chat: each sees the other's messages (same offsets, same
+//               order on both) and the other in presence; closing one shows its leave on the other
+//   fallback    WebSocket removed from the page (and EventSource too, for long-poll): the page
+//               says it uses SSE (or long-poll); messages published with POST /api/publish arrive,
+//               and so does one sent from the page (which then POSTs)
+//   reconnect   the page talks to the server through a TCP relay in this process; the relay is cut
+//               (every socket destroyed, new ones reset) for ~3 s while 20 messages are published
+//               straight to the server, partly before, during and right after the cut; the page
+//               must end with exactly offsets 1..20, in order, each once, and report a recovery
+//
+// The browsers are driven with puppeteer-core directly (two pages and evaluateOnNewDocument are
+// needed, which the one-page adapters of lib/engines.mjs do not offer).
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import puppeteer from 'puppeteer-core';
+import { CHROMIUM_ARGS } from './puppeteer.mjs';
+import { saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
+import {
+  freePort, httpStatus, makeTempDir, now, pushwireBinary, removeDir, requireExecutable, sleep, spawnGroup,
+  stopGroup, trackGroup, untrackGroup, waitFor, withTimeout,
+} from './server.mjs';
+
+export const TOPIC = 'chat:lobby';
+const LAUNCH_TIMEOUT_MS = 30000;
+const PROTOCOL_TIMEOUT_MS = 15000;
+const OPEN_TIMEOUT_MS = 15000; // page load -> connected and subscribed
+const DELIVERY_TIMEOUT_MS = 10000; // a publish -> shown in the page(s)
+const RECOVERY_TIMEOUT_MS = 30000; // relay back -> every message shown (backoff is at most 10 s)
+const CUT_MS = 3000; // how long the relay refuses everything
+
+// ---------------------------------------------------------------------------------------------
+// pushwire
+
+/**
+ * Start `pushwire --bind 127.0.0.1 --port <free> ...args` and wait until it serves
+ * /pushwire.js (at most 15 s). Returns { port, url, command, output(), stop() }.
+ */
+export async function startPushwire({ args = [], readyTimeout = 15000 } = {}) {
+  const port = await freePort();
+  const bin = pushwireBinary();
+  const argv = ['--bind', '127.0.0.1', '--port', String(port), ...args];
+  const child = await spawnGroup(bin, argv, { env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1' } });
+  const server = {
+    port,
+    url: `http://127.0.0.1:${port}/`,
+    command: `${bin} ${argv.join(' ')}`,
+    output: () => child.outputTail(),
+    stop: () => stopGroup(child, { signal: 'SIGTERM', graceMs: 3000 }),
+  };
+  const probe = `${server.url}pushwire.js`;
+  try {
+    let status = null;
+    await waitFor(async () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`pushwire exited early (code ${child.exitCode}, signal ${child.signalCode})\n${child.outputTail()}`);
+      }
+      try { status = await httpStatus(probe, 1000); } catch { return false; }
+      if (status === 404) throw new Error(`GET ${probe} answers 404: is ${bin} a build with the topic server?`);
+      return status === 200;
+    }, { timeout: readyTimeout, interval: 100, what: `pushwire to serve ${probe}`, describe: () => `status ${status}\n${child.outputTail()}` });
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return server;
+}
+
+/** POST /api/publish/{topic} with a JSON body, straight to the server; returns {topic, epoch, offset}. */
+export async function publish(port, data, topic = TOPIC) {
+  const res = await fetch(`http://127.0.0.1:${port}/api/publish/${topic}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(data),
+    signal: AbortSignal.timeout(5000),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 200, `POST /api/publish/${topic} answered ${res.status}: ${text}`);
+  const body = JSON.parse(text);
+  assert.equal(body.topic, topic, `publish answer names the topic: ${text}`);
+  assert.ok(Number.isInteger(body.offset) && typeof body.epoch === 'string', `publish answer has a position: ${text}`);
+  return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A TCP relay that can be cut
+
+/**
+ * A relay on a free 127.0.0.1 port to 127.0.0.1:`targetPort`. `cut()` destroys every relayed
+ * connection and resets new ones until `restore()`. `stats()` counts connections relayed and refused.
+ */
+export async function startRelay(targetPort) {
+  const sockets = new Set();
+  const stats = { relayed: 0, refused: 0, cuts: 0 };
+  let open = true;
+  const server = net.createServer((client) => {
+    if (!open) {
+      stats.refused += 1;
+      client.on('error', () => {});
+      client.resetAndDestroy();
+      return;
+    }
+    stats.relayed += 1;
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => { client.destroy(); upstream.destroy(); });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.listen(0, '127.0.0.1');
+  await withTimeout(once(server, 'listening'), 5000, 'relay to listen');
+  return {
+    port: server.address().port,
+    stats: () => ({ ...stats, open: sockets.size }),
+    cut() {
+      open = false;
+      stats.cuts += 1;
+      for (const s of sockets) s.resetAndDestroy?.() ?? s.destroy();
+    },
+    restore() { open = true; },
+    async close() {
+      open = false;
+      for (const s of sockets) s.destroy();
+      await withTimeout(new Promise((resolve) => server.close(() => resolve())), 5000, 'relay close').catch(() => {});
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browsers (puppeteer-core, the Debian binaries; nothing is downloaded)
+
+const LAUNCH_OPTIONS = {
+  chromium: () => ({
+    browser: 'chrome',
+    executablePath: requireExecutable('chromium', 'CHROMIUM_BIN'),
+    headless: 'shell',
+    args: CHROMIUM_ARGS,
+  }),
+  firefox: () => ({
+    browser: 'firefox',
+    executablePath: requireExecutable('firefox-esr', 'FIREFOX_BIN'),
+    headless: true,
+    extraPrefsFirefox: { 'network.http.http3.enable': false },
+  }),
+};
+
+/** Launch `engine` ("chromium" or "firefox"): { name, version, newPage(), close() }. Rejects if it cannot start. */
+export async function launchBrowser(engine) {
+  const options = LAUNCH_OPTIONS[engine];
+  if (!options) throw new Error(`topic scenarios run in ${Object.keys(LAUNCH_OPTIONS).join(' and ')}, not ${engine}`);
+  const root = await makeTempDir(`topics-${engine}`);
+  const userDataDir = path.join(root, 'profile');
+  const tmpDir = path.join(root, 'tmp');
+  await Promise.all([fsp.mkdir(userDataDir), fsp.mkdir(tmpDir)]);
+  let browser;
+  try {
+    browser = await puppeteer.launch({
+      ...options(),
+      userDataDir,
+      timeout: LAUNCH_TIMEOUT_MS,
+      protocolTimeout: PROTOCOL_TIMEOUT_MS,
+      defaultViewport: { width: 1024, height: 768 },
+      env: { ...process.env, TMPDIR: tmpDir },
+    });
+  } catch (err) {
+    await removeDir(root);
+    throw new Error(`${engine} failed to start: ${err.message}`, { cause: err });
+  }
+  const proc = browser.process();
+  trackGroup(proc?.pid);
+  const close = async () => {
+    await withTimeout(browser.close(), 10000, 'browser.close()').catch(() => {});
+    if (proc) await stopGroup(proc, { signal: 'SIGKILL', graceMs: 3000 });
+    untrackGroup(proc?.pid);
+    await removeDir(root);
+  };
+  try {
+    const version = await withTimeout(browser.version(), PROTOCOL_TIMEOUT_MS, `${engine} version`);
+    let first = (await browser.pages())[0] ?? null;
+    return {
+      name: engine,
+      version,
+      /** A page (the first call reuses the initial tab); `init` runs before any script of every document. */
+      async newPage(init) {
+        const page = first ?? await browser.newPage();
+        first = null;
+        await page.setViewport({ width: 1024, height: 768 });
+        if (init) await page.evaluateOnNewDocument(init);
+        return page;
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chat page, seen from the test
+
+/** Everything the tests look at on /chat, read in the page. */
+function readChat() {
+  const status = document.getElementById('status');
+  const texts = (sel) => Array.from(document.querySelectorAll(sel), (el) => el.textContent.trim());
+  return {
+    state: status ? status.dataset.state : null,
+    transport: status ? status.dataset.transport : null,
+    status: status ? status.textContent.trim() : null,
+    messages: Array.from(document.querySelectorAll('#messages li'), (li) => ({
+      offset: Number(li.dataset.offset),
+      epoch: li.dataset.epoch,
+      who: li.querySelector('.who')?.textContent ?? null,
+      text: li.querySelector('.text')?.textContent ?? null,
+    })),
+    members: texts('#members li').map((t) => t.replace(/ \(you\)$/, '')),
+    log: texts('#log li'),
+    position: window.chat?.subscription?.position ?? null,
+    clientTransport: window.chat?.client?.transport ?? null,
+    hasWebSocket: typeof window.WebSocket === 'function',
+    hasEventSource: typeof window.EventSource === 'function',
+  };
+}
+
+const short = (s) => JSON.stringify({ ...s, log: s.log.slice(-12), messages: s.messages.map((m) => `${m.offset}:${m.who}:${m.text}`) });
+
+/** Wrap a puppeteer page on /chat with bounded reads and waits. */
+function chatPage(page, label) {
+  let last = null;
+  const read = async () => { last = await withTimeout(page.evaluate(readChat), PROTOCOL_TIMEOUT_MS, `${label}: read the chat page`); return last; };
+  return {
+    page,
+    label,
+    read,
+    last: () => last,
+    async open(url) {
+      await withTimeout(page.goto(url, { waitUntil: 'load', timeout: 15000 }), 20000, `${label}: open ${url}`);
+    },
+    /** Wait until `check(state)` is truthy; the timeout error shows the page's last state. */
+    until(check, what, timeout = DELIVERY_TIMEOUT_MS) {
+      return waitFor(async () => check(await read()), {
+        timeout, interval: 50, what: `${label}: ${what}`, describe: () => (last ? short(last) : 'nothing read yet'),
+      });
+    },
+    /** Connected over `transport` and subscribed (the subscription has a position). */
+    connected(transport) {
+      return this.until((s) => s.state === 'open' && s.transport === transport && s.position !== null,
+        `connected over ${transport} and subscribed`, OPEN_TIMEOUT_MS);
+    },
+    /** Type `text` into the message field and press Enter (real key events). */
+    async say(text) {
+      await page.bringToFront();
+      await withTimeout(page.type('#text', text), PROTOCOL_TIMEOUT_MS, `${label}: type`);
+      await withTimeout(page.keyboard.press('Enter'), PROTOCOL_TIMEOUT_MS, `${label}: press Enter`);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a scenario: server, browser, artifacts and clean-up
+
+async function run(name, engine, body, { serverArgs = [] } = {}) {
+  const log = (msg) => console.log(`[${name}] ${msg}`);
+  const t0 = now();
+  const report = { scenario: name, engine, steps: [] };
+  const step = (msg) => { report.steps.push(`${Math.round(now() - t0)} ms: ${msg}`); log(msg); };
+  let server = null;
+  let browser = null;
+  const cleanups = [];
+  const pages = [];
+  let failed = true;
+  try {
+    server = await startPushwire({ args: serverArgs });
+    step(`server up: ${server.command}`);
+    browser = await launchBrowser(engine);
+    report.browser = browser.version;
+    step(`browser up: ${browser.version}`);
+    await body({ server, browser, step, report, pages, cleanups });
+    if (pages[0]) await saveScreenshot({ screenshot: (file) => pages[0].page.screenshot({ path: file }) }, name);
+    failed = false;
+  } catch (err) {
+    const extra = [];
+    for (const p of pages) if (p.last()) extra.push(`${p.label}: ${short(p.last())}`);
+    if (server) extra.push(`server output:\n${server.output()}`);
+    err.message += `\n${extra.join('\n')}`;
+    if (pages[0]) await saveFailureScreenshot({ screenshot: (file) => pages[0].page.screenshot({ path: file }) }, name);
+    throw err;
+  } finally {
+    report.ok = !failed;
+    report.pages = pages.map((p) => ({ label: p.label, last: p.last() }));
+    await Promise.allSettled([
+      ...cleanups.map((fn) => fn()),
+      browser ? withTimeout(browser.close(), 20000, 'browser close').catch((e) => log(`close: ${e.message}`)) : null,
+      server ? server.stop() : null,
+    ]);
+    report.total = `${Math.round(now() - t0)} ms`;
+    await writeReport(name, report);
+    log(`done in ${report.total}`);
+  }
+}
+
+const offsets = (s) => s.messages.map((m) => m.offset);
+
+// ---------------------------------------------------------------------------------------------
+// a. Two pages chat
+
+export function runChatScenario({ engine }) {
+  return run(`${engine}-topics-chat`, engine, async ({ server, browser, step, pages }) => {
+    const alice = chatPage(await browser.newPage(), 'alice');
+    const bob = chatPage(await browser.newPage(), 'bob');
+    pages.push(alice, bob);
+    await alice.open(`${server.url}chat?name=alice`);
+    await bob.open(`${server.url}chat?name=bob`);
+    await alice.connected('websocket');
+    await bob.connected('websocket');
+    step('both pages connected over websocket and subscribed');
+
+    await alice.until((s) => s.members.includes('bob') && s.members.includes('alice'), 'alice sees bob and herself in presence');
+    await bob.until((s) => s.members.includes('alice') && s.members.includes('bob'), 'bob sees alice and himself in presence');
+    step(`presence: alice sees ${JSON.stringify(alice.last().members)}, bob sees ${JSON.stringify(bob.last().members)}`);
+
+    await alice.say('hello from alice');
+    for (const p of [alice, bob]) {
+      await p.until((s) => s.messages.some((m) => m.text === 'hello from alice'), "alice's message shown");
+    }
+    await bob.say('hi alice, bob here');
+    for (const p of [alice, bob]) {
+      await p.until((s) => s.messages.length >= 2, "bob's message shown");
+    }
+    const a = await alice.read();
+    const b = await bob.read();
+    const expected = [
+      { offset: 1, who: 'alice', text: 'hello from alice' },
+      { offset: 2, who: 'bob', text: 'hi alice, bob here' },
+    ];
+    for (const s of [a, b]) {
+      assert.deepEqual(s.messages.map(({ offset, who, text }) => ({ offset, who, text })), expected, 'both pages show both messages, once, in order');
+      assert.equal(new Set(s.messages.map((m) => m.epoch)).size, 1, 'one epoch');
+    }
+    assert.equal(a.messages[0].epoch, b.messages[0].epoch, 'the pages agree on the epoch');
+    step('each page shows both messages at offsets 1 and 2');
+
+    await bob.page.close();
+    await alice.until((s) => !s.members.includes('bob') && s.members.includes('alice'), 'bob leaves the presence list when his page closes');
+    step('bob left presence after his page closed');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// b. Fallback to SSE / long-poll
+
+const NO_WEBSOCKET = () => { delete window.WebSocket; };
+const NO_WEBSOCKET_NO_EVENTSOURCE = () => { delete window.WebSocket; delete window.EventSource; };
+
+export function runFallbackScenario({ engine, transport }) {
+  assert.ok(transport === 'sse' || transport === 'poll');
+  return run(`${engine}-topics-fallback-${transport}`, engine, async ({ server, browser, step, pages }) => {
+    const page = chatPage(await browser.newPage(transport === 'sse' ? NO_WEBSOCKET : NO_WEBSOCKET_NO_EVENTSOURCE), 'carol');
+    pages.push(page);
+    await page.open(`${server.url}chat?name=carol`); // no ?transport: the page picks by itself
+    await page.connected(transport);
+    const s0 = await page.read();
+    assert.equal(s0.hasWebSocket, false, 'WebSocket is gone from the page');
+    assert.equal(s0.hasEventSource, transport === 'sse', `EventSource is ${transport === 'sse' ? 'there' : 'gone'}`);
+    assert.equal(s0.clientTransport, transport, 'pushwire.js says it uses the same transport');
+    assert.match(s0.status, new RegExp(`connected over ${transport}`), 'the status line names the transport');
+    assert.ok(!s0.log.some((l) => l === 'Open: websocket'), 'never opened a WebSocket');
+    step(`page connected over ${transport}: "${s0.status}"`);
+
+    const published = [];
+    for (let i = 1; i <= 3; i++) published.push(await publish(server.port, { name: 'api', text: `via ${transport} ${i}` }));
+    assert.deepEqual(published.map((p) => p.offset), [1, 2, 3]);
+    await page.until((s) => s.messages.length >= 3, `3 messages published with the API arrive over ${transport}`);
+    await page.say(`typed over ${transport}`); // publish() over SSE/poll is a POST from the page
+    await page.until((s) => s.messages.length >= 4, 'the message typed in the page arrives');
+    const s = await page.read();
+    assert.deepEqual(s.messages.map(({ offset, who, text }) => ({ offset, who, text })), [
+      { offset: 1, who: 'api', text: `via ${transport} 1` },
+      { offset: 2, who: 'api', text: `via ${transport} 2` },
+      { offset: 3, who: 'api', text: `via ${transport} 3` },
+      { offset: 4, who: 'carol', text: `typed over ${transport}` },
+    ]);
+    assert.equal(s.messages[0].epoch, published[0].epoch, 'the epoch the publish API answered');
+    assert.equal(s.transport, transport, `still on ${transport}`);
+    step(`4 messages arrived over ${transport}, in order, once each`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// c. Connection lost while messages are published; recovery from the last offset
+
+export function runReconnectScenario({ engine, transport, total = 20 }) {
+  return run(`${engine}-topics-reconnect-${transport}`, engine, async ({ server, browser, step, pages, report, cleanups }) => {
+    const relay = await startRelay(server.port);
+    cleanups.push(() => relay.close());
+    const page = chatPage(await browser.newPage(), 'dave');
+    pages.push(page);
+    await page.open(`http://127.0.0.1:${relay.port}/chat?name=dave&transport=${transport}`);
+    await page.connected(transport);
+    step(`page connected over ${transport} through the relay (port ${relay.port})`);
+
+    const before = Math.floor(total / 4); // published while connected
+    const during = Math.floor(total / 2); // while the relay is cut
+    const send = async (n) => publish(server.port, { name: 'api', text: `message ${n}` });
+    let n = 0;
+    while (n < before) await send(++n);
+    await page.until((s) => s.messages.length >= before, `the first ${before} messages arrive`);
+
+    const tc = now();
+    relay.cut();
+    step(`relay cut after ${before} messages`);
+    await page.until((s) => s.state !== 'open', 'the page notices the lost connection', 10000);
+    step(`page noticed after ${Math.round(now() - tc)} ms: "${page.last().status}"`);
+    while (n < before + during) await send(++n);
+    await sleep(Math.max(0, CUT_MS - (now() - tc)));
+    relay.restore();
+    step(`relay restored after ${Math.round(now() - tc)} ms; ${during} messages were published meanwhile; ${JSON.stringify(relay.stats())}`);
+    while (n < total) await send(++n); // racing with the reconnect
+    const tr = now();
+    await page.until((s) => s.messages.length >= total && s.state === 'open', `all ${total} messages after the reconnect`, RECOVERY_TIMEOUT_MS);
+    step(`all ${total} shown ${Math.round(now() - tr)} ms after the relay came back`);
+    await sleep(1000); // a late duplicate would show up now
+    const s = await page.read();
+    const want = Array.from({ length: total }, (_, i) => i + 1);
+    assert.deepEqual(offsets(s), want, 'exactly offsets 1..N, in order, each once');
+    assert.deepEqual(s.messages.map((m) => m.text), want.map((i) => `message ${i}`), 'each offset shows its own message');
+    assert.equal(new Set(s.messages.map((m) => m.epoch)).size, 1, 'one epoch');
+    assert.equal(s.transport, transport, `reconnected over ${transport}`);
+    assert.ok(s.log.some((l) => l.startsWith('Recovered chat:lobby')), `the page reports a recovery: ${JSON.stringify(s.log)}`);
+    assert.ok(!s.log.some((l) => l.startsWith('Lost')), `nothing reported lost: ${JSON.stringify(s.log)}`);
+    assert.ok(s.log.filter((l) => l === `Open: ${transport}`).length >= 2, 'opened again after the cut');
+    report.relay = relay.stats();
+    step(`offsets 1..${total} exactly once, in order; relay ${JSON.stringify(report.relay)}`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README example (README.md, "Publish from curl, receive in a browser")
+
+/** The contents of the fenced code block between `<!-- readme-example:NAME -->` and `<!-- /readme-example:NAME -->`. */
+export function readmeBlock(readme, name) {
+  const start = `<!-- readme-example:${name} -->`;
+  const end = `<!-- /readme-example:${name} -->`;
+  const i = readme.indexOf(start);
+  const j = readme.indexOf(end, i);
+  assert.ok(i >= 0 && j > i, `README.md has ${start} … ${end}`);
+  const fence = readme.slice(i + start.length, j).match(/```[a-z]*\n([\s\S]*?)```/);
+  assert.ok(fence, `a fenced code block between the ${name} markers`);
+  return fence[1];
+}
+
+/** Run `command` with sh -c (at most 10 s); resolves to { code, stdout, stderr }. */
+export function sh(command, timeout = 10000) {
+  return new Promise((resolve) => {
+    execFile('sh', ['-c', command], { timeout, encoding: 'utf8' }, (err, stdout, stderr) => {
+      resolve({ code: err ? (err.code ?? err.signal) : 0, stdout, stderr });
+    });
+  });
+}
+
+export function runReadmeScenario({ engine, readmePath }) {
+  const name = `${engine}-readme-example`;
+  return (async () => {
+    const readme = await fsp.readFile(readmePath, 'utf8');
+    const html = readmeBlock(readme, 'page');
+    const curl = readmeBlock(readme, 'curl').trim();
+    const site = await makeTempDir('readme-site');
+    await fsp.writeFile(path.join(site, 'news.html'), html);
+    try {
+      await run(name, engine, async ({ server, browser, step, pages }) => {
+        const page = await browser.newPage();
+        pages.push({ page, label: 'readme page', last: () => null });
+        const url = `${server.url}static/news.html`;
+        await withTimeout(page.goto(url, { waitUntil: 'load', timeout: 15000 }), 20000, `open ${url}`);
+        const text = (sel) => page.$$eval(sel, (els) => els.map((el) => el.textContent.trim()));
+        await waitFor(async () => (await text('#status'))[0]?.startsWith('subscribed'), {
+          timeout: OPEN_TIMEOUT_MS, interval: 50, what: 'the README page to say it is subscribed',
+          describe: () => 'see the screenshot',
+        });
+        step(`page says: ${(await text('#status'))[0]}`);
+        const command = curl.replaceAll('127.0.0.1:8888', `127.0.0.1:${server.port}`);
+        assert.notEqual(command, curl, 'the curl command names http://127.0.0.1:8888');
+        const result = await sh(command);
+        assert.equal(result.code, 0, `${command} failed: ${result.stderr}`);
+        const answer = JSON.parse(result.stdout);
+        assert.equal(answer.offset, 1, `curl printed the position: ${result.stdout}`);
+        step(`ran: ${command} -> ${result.stdout.trim()}`);
+        const items = await waitFor(async () => { const li = await text('#messages li'); return li.length ? li : null; }, {
+          timeout: DELIVERY_TIMEOUT_MS, interval: 50, what: 'the message published with curl to show in the page',
+        });
+        const published = curl.match(/-d '([^']*)'/);
+        assert.ok(published, 'the curl command has a -d \'…\' body');
+        assert.deepEqual(items, [`1: ${published[1]}`], 'the page shows the published message, once');
+        step(`page shows ${JSON.stringify(items)}`);
+      }, { serverArgs: ['--static-dir', site] });
+    } finally {
+      await removeDir(site);
+    }
+  })();
+}
