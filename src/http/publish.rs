@@ -280,6 +280,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_a_key_only_loopback_peers_may_publish() {
+        let api = PublishApi {
+            hub: Hub::default(),
+            key: None,
+        };
+        let headers = HeaderMap::new();
+        for peer in ["127.0.0.1:9", "[::1]:9", "[::ffff:127.0.0.1]:9"] {
+            let peer: SocketAddr = peer.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert!(api.refusal(peer, &headers).is_none(), "{peer}");
+        }
+        for peer in ["192.0.2.1:9", "[2001:db8::1]:9", "[::ffff:192.0.2.1]:9"] {
+            let peer: SocketAddr = peer.parse().unwrap_or_else(|e| panic!("{e}"));
+            let refused = api.refusal(peer, &headers).map(|r| r.status());
+            assert_eq!(refused, Some(StatusCode::FORBIDDEN), "{peer}");
+        }
+    }
+
+    #[test]
     fn keys_compare_exactly() {
         assert!(same_key(b"secret", b"secret"));
         assert!(!same_key(b"secreT", b"secret"));

@@ -213,10 +213,13 @@ impl Hub {
         lock(&self.inner.topics).len()
     }
 
-    /// How many local subscribers `topic` has.
+    /// How many local subscribers `topic` has (not counting those dropped for
+    /// falling behind whose connections are still closing).
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
         let subscribers = lock(&self.inner.topics).get(topic).cloned();
-        subscribers.map_or(0, |s| lock(&s).entries.len())
+        subscribers.map_or(0, |s| {
+            lock(&s).entries.iter().filter(|(_, e)| !e.dead).count()
+        })
     }
 
     /// Publishes `data` on `topic` and answers its position.
