@@ -509,3 +509,108 @@ export function runReadmeScenario({ engine, readmePath }) {
     }
   })();
 }
+
+// ---------------------------------------------------------------------------------------------
+// d. The client's own guarantees, against a scripted server (a fake WebSocket in the page)
+
+/**
+ * Runs in the page after /pushwire.js is loaded. `window.WebSocket` is replaced by a fake whose
+ * "server" misbehaves on purpose: it repeats messages, skips one, replays history that was
+ * already delivered after a reconnect, and finally changes the epoch. Resolves to what the
+ * client delivered and emitted, and what it asked for.
+ */
+async function scriptedServer() {
+  const sent = []; // every request the client sent, per connection
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.conn = sockets.length;
+      sent.push([]);
+      sockets.push(this);
+      setTimeout(() => { this.readyState = 1; this.onopen?.({}); this.push({ hello: { client: `fake-${this.conn}`, version: 1 } }); }, 5);
+    }
+    push(obj) { if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(obj) }); }
+    send(text) {
+      const req = JSON.parse(text);
+      sent[this.conn].push(req);
+      setTimeout(() => script[this.conn]?.(this, req), 5);
+    }
+    drop() { this.readyState = 3; this.onclose?.({ code: 1006, reason: '' }); }
+    close() { this.readyState = 3; }
+  }
+  const msg = (epoch, offset) => ({ topic: 't', epoch, offset, data: `${epoch}${offset}` });
+  const later = (ms, fn) => setTimeout(fn, ms);
+  // What the "server" does on each connection when it gets the sub.
+  const script = [
+    (ws, req) => {
+      ws.push({ id: req.id, ok: { topic: 't', epoch: 'E', offset: 0 } });
+      for (const o of [1, 2, 2, 1, 3, 5]) ws.push(msg('E', o)); // duplicates, then a gap (4)
+      later(50, () => ws.drop());
+    },
+    (ws, req) => {
+      ws.push({ id: req.id, ok: { topic: 't', epoch: 'E', offset: 7, recovered: true } });
+      for (const o of [4, 5, 6, 7]) ws.push(msg('E', o)); // replays 4 and 5, then 6, 7
+      later(50, () => ws.drop());
+    },
+    (ws, req) => {
+      ws.push({ id: req.id, ok: { topic: 't', epoch: 'F', offset: 10, recovered: false } });
+      for (const o of [10, 11]) ws.push(msg('F', o)); // 10 is before the new position
+      ws.push({ topic: 't', join: { client: 'fake-x', info: { name: 'x' } } });
+    },
+  ];
+  window.WebSocket = FakeSocket;
+
+  const delivered = [];
+  const events = [];
+  const client = window.pushwire.connect(location.origin, { minDelay: 20, maxDelay: 50 });
+  for (const name of ['state', 'recovered', 'lost', 'join', 'error']) {
+    client.on(name, (e) => events.push([name, name === 'error' ? String(e) : e]));
+  }
+  const sub = client.subscribe('t', (m) => delivered.push(`${m.epoch}${m.offset}:${m.data}`));
+  const deadline = Date.now() + 5000;
+  while (!delivered.includes('F11:F11') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 100)); // anything late would show now
+  const position = sub.position;
+  client.close();
+  return {
+    delivered,
+    events: events.filter(([n]) => n !== 'state'),
+    states: events.filter(([n]) => n === 'state').map(([, e]) => `${e.state}/${e.transport}`),
+    sent,
+    position,
+    active: sub.active,
+    connections: sockets.length,
+  };
+}
+
+export function runClientGuaranteesScenario({ engine }) {
+  return run(`${engine}-topics-client`, engine, async ({ server, browser, step, pages }) => {
+    const page = await browser.newPage();
+    pages.push({ page, label: 'scripted', last: () => null });
+    await withTimeout(page.goto(server.url, { waitUntil: 'load', timeout: 15000 }), 20000, 'open /');
+    await withTimeout(page.addScriptTag({ url: '/pushwire.js' }), 10000, 'load /pushwire.js');
+    const r = await withTimeout(page.evaluate(scriptedServer), 15000, 'scripted server run');
+    step(`delivered ${JSON.stringify(r.delivered)}; events ${JSON.stringify(r.events)}`);
+    assert.deepEqual(r.delivered, ['E1:E1', 'E2:E2', 'E3:E3', 'E5:E5', 'E6:E6', 'E7:E7', 'F11:F11'],
+      'each message once, in order; nothing at or before the last delivered offset');
+    assert.equal(r.connections, 3, 'reconnected twice');
+    const subs = r.sent.map((reqs) => reqs.filter((q) => q.op === 'sub').map(({ topic, since }) => ({ topic, since })));
+    assert.deepEqual(subs, [
+      [{ topic: 't', since: undefined }],
+      [{ topic: 't', since: { epoch: 'E', offset: 5 } }],
+      [{ topic: 't', since: { epoch: 'E', offset: 7 } }],
+    ], 'each reconnect resubscribes from the last delivered position');
+    assert.deepEqual(r.events, [
+      ['lost', { topic: 't', epoch: 'E', offset: 4, since: { epoch: 'E', offset: 3 } }],
+      ['recovered', { topic: 't', epoch: 'E', offset: 7, since: { epoch: 'E', offset: 5 } }],
+      ['lost', { topic: 't', epoch: 'F', offset: 10, since: { epoch: 'E', offset: 7 } }],
+      ['join', { topic: 't', client: 'fake-x', info: { name: 'x' } }],
+    ], 'a gap and an epoch change are reported as lost; a recovery as recovered');
+    assert.deepEqual(r.position, { epoch: 'F', offset: 11 });
+    assert.ok(r.states.filter((s) => s === 'open/websocket').length === 3, `opened three times: ${JSON.stringify(r.states)}`);
+    assert.equal(r.states.at(-1), 'closed/null', 'close() ends in state closed');
+    assert.equal(r.active, false, 'close() ends the subscription');
+  });
+}

@@ -1,7 +1,7 @@
 // Topics in Chromium (Debian `chromium`) via puppeteer-core over CDP: the chat page and pushwire.js
 // against the real server (scenarios in lib/topics.mjs; each starts its own server and browser).
 import { test } from 'node:test';
-import { runChatScenario, runFallbackScenario, runReconnectScenario } from '../lib/topics.mjs';
+import { runChatScenario, runClientGuaranteesScenario, runFallbackScenario, runReconnectScenario } from '../lib/topics.mjs';
 
 const engine = 'chromium';
 
@@ -22,3 +22,7 @@ for (const transport of ['websocket', 'sse', 'poll']) {
     await runReconnectScenario({ engine, transport });
   });
 }
+
+test(`${engine}: pushwire.js against a scripted server: drops repeats, reports a gap and an epoch change, resumes with since`, { timeout: 60000 }, async () => {
+  await runClientGuaranteesScenario({ engine });
+});
