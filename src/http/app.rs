@@ -273,10 +273,8 @@ impl App {
             .max_message_size
             .max(hub.config().max_data_size.saturating_add(ENVELOPE));
         let ws_hub = hub.clone();
-        let handler: Handler = Arc::new(move |socket| {
-            let hub = ws_hub.clone();
-            async move { crate::session::run(socket, hub).await }.boxed()
-        });
+        let handler: Handler =
+            Arc::new(move |socket| crate::session::run(socket, ws_hub.clone()).boxed());
         let route = Arc::new(SocketRoute::new(
             handler,
             Arc::new(config),
