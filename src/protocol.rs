@@ -111,7 +111,10 @@ pub fn parse(text: &str, max_data_size: usize) -> (Cow<'_, str>, Result<Request,
         Ok(WireId { id: Some(_) }) => {
             return (
                 Cow::Borrowed("null"),
-                Err(ErrorReply::new(400, "id must be a number or a string")),
+                Err(ErrorReply::new(
+                    400,
+                    format!("id must be a string or an integer of at most {MAX_ID_LEN} bytes"),
+                )),
             );
         }
         Ok(WireId { id: None }) => {
@@ -133,8 +136,16 @@ pub fn parse(text: &str, max_data_size: usize) -> (Cow<'_, str>, Result<Request,
     (id, parse_fields(text, max_data_size))
 }
 
+/// The longest id accepted, in bytes of JSON.
+pub const MAX_ID_LEN: usize = 128;
+
+/// An id is a JSON string or an integer (one that fits 64 bits), at most
+/// [`MAX_ID_LEN`] bytes: echoed verbatim, it must read back as the same value in
+/// every JSON parser.
 fn is_valid_id(id: &RawValue) -> bool {
-    matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
+    let text = id.get();
+    text.len() <= MAX_ID_LEN
+        && (text.starts_with('"') || text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok())
 }
 
 fn parse_fields(text: &str, max_data_size: usize) -> Result<Request, ErrorReply> {
@@ -289,6 +300,44 @@ pub fn members(topic: &Topic, members: &[Member]) -> String {
 
 fn push_json_str(out: &mut String, text: &str) {
     out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\"")));
+}
+
+/// Fuzzing entry point (`fuzz/fuzz_targets/protocol.rs`): reads `data` as a
+/// request, as positions and as published JSON, and checks that whatever comes out
+/// is well-formed: every reply is valid JSON with the id echoed, every accepted
+/// value is valid JSON without line breaks, positions print back to what parses
+/// to the same.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (id, request) = parse(text, 256);
+    let reply = match &request {
+        Ok(_) => ok(&id, "{}"),
+        Err(err) => error(&id, err),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply {reply:?} is not JSON: {e}"));
+    assert!(value.get("id").is_some(), "reply without id: {reply}");
+    if let Ok(Request::Pub { data, .. })
+    | Ok(Request::Sub {
+        info: Some(data), ..
+    }) = &request
+    {
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(data.as_bytes()).is_ok());
+        assert!(!data.as_bytes().iter().any(|&b| b == b'\n' || b == b'\r'));
+    }
+    if let Ok(positions) = text.parse::<crate::hub::Positions>() {
+        let printed = positions.to_string();
+        assert_eq!(
+            printed.parse::<crate::hub::Positions>().ok(),
+            Some(positions)
+        );
+    }
+    if let Ok(data) = Data::json(data.to_vec()) {
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(data.as_bytes()).is_ok());
+    }
 }
 
 #[cfg(test)]

@@ -68,7 +68,10 @@ async fn the_topics_example_publishes_its_clock_and_accepts_http_publishes() {
     sub(&mut client, "clock", None).await;
     let tick = next_json(&mut client).await;
     assert_eq!(tick["topic"], "clock");
-    assert!(tick["data"].as_str().is_some_and(|d| d.starts_with("up ")), "{tick}");
+    assert!(
+        tick["data"].as_str().is_some_and(|d| d.starts_with("up ")),
+        "{tick}"
+    );
 
     let http = url
         .replacen("ws://", "http://", 1)

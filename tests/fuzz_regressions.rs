@@ -80,3 +80,8 @@ fn utf8() {
         }
     });
 }
+
+#[test]
+fn protocol() {
+    replay("protocol", pushwire::protocol::fuzz);
+}

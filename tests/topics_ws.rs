@@ -415,6 +415,12 @@ async fn every_bad_request_gets_its_error_code_and_the_connection_stays_open() {
         ("[1,2]", Value::Null, 400),
         (r#"{"op":"sub","topic":"a"}"#, Value::Null, 400),
         (r#"{"op":"sub","id":{"x":1},"topic":"a"}"#, Value::Null, 400),
+        (r#"{"op":"sub","id":1e999,"topic":"a"}"#, Value::Null, 400),
+        (
+            r#"{"op":"sub","id":1,"id":2,"topic":"a"}"#,
+            Value::Null,
+            400,
+        ),
         (r#"{"id":1,"topic":"a"}"#, json!(1), 400),
         (r#"{"op":"sub","id":2}"#, json!(2), 400),
         (r#"{"op":"pub","id":3,"topic":"a"}"#, json!(3), 400),
