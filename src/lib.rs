@@ -55,12 +55,15 @@
 //! The layers, each its own module: [`ws`] is the WebSocket protocol (frames,
 //! handshakes, the connection task); [`App`] puts pages, static files and sockets
 //! on one HTTP server (hyper and axum underneath); [`demo`] is the counter app the
-//! `pushwire` binary serves; [`cli`] is that binary's command line.
+//! `pushwire` binary serves; [`client`] is the Rust client of the topic protocol
+//! (what `pushwire pub` and `pushwire sub` use); [`cli`] is that binary's command
+//! line.
 
 #![warn(missing_docs)]
 
 pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod demo;
 mod error;

@@ -1,6 +1,7 @@
 //! The `pushwire` command line: a thin layer that parses flags and runs the library.
 
 mod bench;
+mod pubsub;
 mod serve;
 
 use std::process::ExitCode;
@@ -28,6 +29,12 @@ enum Command {
     /// Measure a running server (see `pushwire bench --help`).
     #[command(subcommand)]
     Bench(bench::Scenario),
+    /// Publish a message on a topic of a running server.
+    #[command(long_about = pubsub::PUB_ABOUT)]
+    Pub(pubsub::PubArgs),
+    /// Print the messages of topics of a running server.
+    #[command(long_about = pubsub::SUB_ABOUT)]
+    Sub(pubsub::SubArgs),
 }
 
 /// Parses the command line and runs it; returns the process's exit code.
@@ -57,6 +64,8 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(scenario)) => {
             return block_on(async { bench::run(scenario).await.map_err(|e| e.to_string()) });
         }
+        Some(Command::Pub(args)) => return pubsub::publish(args),
+        Some(Command::Sub(args)) => return pubsub::subscribe(args),
         None => cli.serve,
     };
     crate::logging::init();

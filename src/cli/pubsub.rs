@@ -1,0 +1,289 @@
+//! `pushwire pub` and `pushwire sub`: publish to and follow topics of a running server
+//! from a shell, over its `/ws` endpoint ([`crate::client`]).
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Args;
+use tokio::io::AsyncBufReadExt as _;
+
+use crate::client::{self, Client, ClientError, Event};
+use crate::hub::{Data, Position, PositionReply, Positions, Topic};
+
+/// The server both commands talk to unless told otherwise.
+const DEFAULT_URL: &str = "ws://127.0.0.1:8888/ws";
+
+/// The manual of `pushwire pub` (its `--help`).
+pub(crate) const PUB_ABOUT: &str = "\
+Publish a message on a topic of a running pushwire server.
+
+Connects to the server's /ws endpoint, publishes DATA on TOPIC, and prints the
+message's position as TOPIC@EPOCH:OFFSET (the form `pushwire sub --since` takes), or
+with --json the server's reply, {\"topic\":…,\"epoch\":…,\"offset\":…}.
+
+DATA is published as a JSON string, unless --json is given: then it must be one JSON
+value (object, array, number, string, true, false or null) and is published as that
+value. With DATA `-`, every line of standard input is published as one message, in
+order, and one position is printed per line; with --json, blank lines are skipped and
+the first line that is not JSON stops the command (the lines before it stay
+published).";
+
+const PUB_EXAMPLES: &str = "\
+Examples:
+  pushwire pub news 'hello'                  publishes the JSON string \"hello\"
+  pushwire pub news '{\"title\":\"hi\"}' --json   publishes a JSON object
+  pushwire pub news -- -not-a-flag           DATA that starts with '-'
+  tail -f app.log | pushwire pub logs -      one message per line of standard input
+  seq 3 | pushwire pub n - --json            publishes the numbers 1, 2 and 3
+
+Exit status: 0 when everything was published, 1 when a publish failed (the server
+refused it, or the connection failed), 2 for bad arguments.";
+
+/// The manual of `pushwire sub` (its `--help`).
+pub(crate) const SUB_ABOUT: &str = "\
+Print the messages of topics of a running pushwire server.
+
+Connects to the server's /ws endpoint, subscribes to every TOPIC, and prints one line
+per message as it arrives: the message's data as JSON text (a published string is
+printed with its quotes), or with --json the whole message,
+{\"topic\":…,\"epoch\":…,\"offset\":…,\"data\":…}. Presence events are not printed.
+
+With --since, each topic it names resumes after the position given: the messages
+published since then come first, then live ones. When the server's history no longer
+covers the gap (or the topic's epoch changed), one line on standard error says
+`recovered: false` for that topic, which then continues with live messages only.";
+
+const SUB_EXAMPLES: &str = "\
+Examples:
+  pushwire sub news                               follow news until Ctrl-C
+  pushwire sub news chat:lobby --json             both topics, whole messages
+  pushwire sub news --since news@k3J9x0a:41       resume after offset 41
+  pushwire sub news --count 1                     wait for one message, print it, exit
+
+To resume later, keep the last line of `--json` output: its topic, epoch and offset
+make the next `--since` (topic@epoch:offset).
+
+Exit status: 0 after --count messages or when the server closes the connection, 1 when
+a subscription is refused or the connection fails, 2 for bad arguments.";
+
+/// Flags of `pushwire pub`; its manual is [`PUB_ABOUT`].
+#[derive(Debug, Args)]
+#[command(after_long_help = PUB_EXAMPLES, allow_negative_numbers = true)]
+pub(crate) struct PubArgs {
+    /// The topic: 1 to 128 characters of A-Z a-z 0-9 _ - . : / (the server checks).
+    #[arg(value_name = "TOPIC")]
+    topic: String,
+
+    /// What to publish; `-` reads standard input, one message per line.
+    #[arg(value_name = "DATA")]
+    data: String,
+
+    /// The server: its WebSocket endpoint (ws://host:port/ws), or http://host:port
+    /// for that server's /ws.
+    #[arg(long, env = "PUSHWIRE_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    url: String,
+
+    /// DATA (or each line of standard input) is JSON, published as that value; the
+    /// reply is printed as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of `pushwire sub`; its manual is [`SUB_ABOUT`].
+#[derive(Debug, Args)]
+#[command(after_long_help = SUB_EXAMPLES)]
+pub(crate) struct SubArgs {
+    /// The topics to subscribe to.
+    #[arg(value_name = "TOPIC", required = true)]
+    topics: Vec<String>,
+
+    /// The server: its WebSocket endpoint (ws://host:port/ws), or http://host:port
+    /// for that server's /ws.
+    #[arg(long, env = "PUSHWIRE_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    url: String,
+
+    /// Resume after these positions: topic@epoch:offset, comma-separated for several
+    /// topics (as in SSE ids, such as news@k3J9x0a:41,chat:lobby@Qe81:7). Every
+    /// topic named must also be a TOPIC.
+    #[arg(long, value_name = "POSITIONS", value_parser = parse_positions)]
+    since: Option<Positions>,
+
+    /// Print each message as the whole JSON object the server sent, not only its data.
+    #[arg(long)]
+    json: bool,
+
+    /// Exit (status 0) after printing N messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+}
+
+fn parse_positions(text: &str) -> Result<Positions, String> {
+    let positions: Positions = text.parse().map_err(|err| format!("{err}"))?;
+    if positions.0.is_empty() {
+        return Err("expected topic@epoch:offset[,…]".into());
+    }
+    Ok(positions)
+}
+
+/// A bad argument found after parsing: one line, exit status 2.
+fn usage(command: &str, message: &str) -> ExitCode {
+    eprintln!("pushwire: error: {message} (see pushwire {command} --help)");
+    ExitCode::from(2)
+}
+
+/// Runs `pushwire pub`.
+pub(crate) fn publish(args: PubArgs) -> ExitCode {
+    if let Err(err) = client::ws_url(&args.url) {
+        return usage("pub", &format!("--url: {err}"));
+    }
+    let data = match (args.data.as_str(), args.json) {
+        ("-", _) => None,
+        (text, false) => Some(Data::text(text)),
+        (text, true) => match Data::json(text.as_bytes().to_vec()) {
+            Ok(data) => Some(data),
+            Err(err) => return usage("pub", &format!("DATA: {err}")),
+        },
+    };
+    super::block_on(async move {
+        let mut client = Client::connect(&args.url).await.map_err(describe)?;
+        match data {
+            Some(data) => {
+                let position = client
+                    .publish(&args.topic, data)
+                    .await
+                    .map_err(|err| cannot_publish(&args.topic, err))?;
+                print_position(&args.topic, &position, args.json)?;
+            }
+            None => publish_lines(&mut client, &args.topic, args.json).await?,
+        }
+        client.close().await;
+        Ok(())
+    })
+}
+
+/// Publishes each line of standard input.
+async fn publish_lines(client: &mut Client, topic: &str, json: bool) -> Result<(), String> {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut number = 0u64;
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()),
+            Err(err) => return Err(format!("cannot read standard input: {err}")),
+        };
+        number += 1;
+        let data = if json {
+            if line.trim().is_empty() {
+                continue;
+            }
+            Data::json(line.into_bytes())
+                .map_err(|err| format!("line {number} of standard input: {err}"))?
+        } else {
+            Data::text(&line)
+        };
+        let position = client
+            .publish(topic, data)
+            .await
+            .map_err(|err| cannot_publish(topic, err))?;
+        print_position(topic, &position, json)?;
+    }
+}
+
+fn print_position(topic: &str, position: &Position, json: bool) -> Result<(), String> {
+    let line = if json {
+        // The reply's own field order: topic, epoch, offset.
+        serde_json::to_string(&PositionReply {
+            topic,
+            epoch: position.epoch.as_str(),
+            offset: position.offset,
+        })
+        .map_err(|err| format!("cannot write the reply: {err}"))?
+    } else {
+        format!("{topic}@{}:{}", position.epoch, position.offset)
+    };
+    print_line(&line)
+}
+
+/// Writes one line to standard output. A reader that went away (`| head -1`) ends
+/// the command quietly, as a broken pipe should.
+fn print_line(line: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(err) => Err(format!("cannot write to standard output: {err}")),
+    }
+}
+
+/// Runs `pushwire sub`.
+pub(crate) fn subscribe(args: SubArgs) -> ExitCode {
+    if let Err(err) = client::ws_url(&args.url) {
+        return usage("sub", &format!("--url: {err}"));
+    }
+    let mut seen = HashSet::new();
+    if let Some(twice) = args.topics.iter().find(|t| !seen.insert(t.as_str())) {
+        return usage("sub", &format!("topic {twice:?} is given twice"));
+    }
+    if let Some(since) = &args.since
+        && let Some((stray, _)) = since.0.iter().find(|(t, _)| !seen.contains(t.as_str()))
+    {
+        return usage(
+            "sub",
+            &format!("--since names topic {stray:?}, which is not one of the TOPICs"),
+        );
+    }
+    super::block_on(follow(args))
+}
+
+async fn follow(args: SubArgs) -> Result<(), String> {
+    let mut client = Client::connect(&args.url).await.map_err(describe)?;
+    for topic in &args.topics {
+        let since = Topic::new(topic)
+            .ok()
+            .and_then(|t| args.since.as_ref().and_then(|s| s.get(&t)).cloned());
+        let reply = client
+            .subscribe(topic, since.as_ref())
+            .await
+            .map_err(|err| format!("cannot subscribe to {topic:?}: {}", describe(err)))?;
+        if reply.recovered == Some(false)
+            && let Some(since) = &since
+        {
+            eprintln!(
+                "pushwire: {topic}: recovered: false (history does not cover the messages \
+                 after {topic}@{}:{}); continuing with live messages after {topic}@{}:{}",
+                since.epoch, since.offset, reply.position.epoch, reply.position.offset
+            );
+        }
+    }
+    let mut printed = 0u64;
+    while args.count.is_none_or(|count| printed < count) {
+        let event = client.next_event().await.map_err(describe)?;
+        match event {
+            None => return Ok(()),
+            Some(event @ Event::Message { .. }) => {
+                let line = match (&event, args.json) {
+                    (Event::Message { data, .. }, false) => data.as_str().to_owned(),
+                    _ => event.to_json(),
+                };
+                print_line(&line)?;
+                printed += 1;
+            }
+            Some(Event::Join { .. } | Event::Leave { .. }) => {}
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn cannot_publish(topic: &str, err: ClientError) -> String {
+    format!("cannot publish on {topic:?}: {}", describe(err))
+}
+
+/// One line for a client error: the server's refusals read as such.
+fn describe(err: ClientError) -> String {
+    match err {
+        ClientError::Server { code, message } => format!("the server refused: {code} {message}"),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,754 @@
+//! A Rust client of the topic protocol (`/ws`, see `docs/protocol.md`): subscribe,
+//! publish, ask who is present, and resume after a reconnect.
+//!
+//! A [`Client`] is one WebSocket connection to a pushwire server, opened with our own
+//! WebSocket client ([`crate::ws::client`]). The protocol has two kinds of traffic on
+//! that connection:
+//!
+//! - **replies**: every request ([`subscribe`](Client::subscribe),
+//!   [`publish`](Client::publish), …) carries a fresh, increasing `id`, and the method
+//!   waits for the reply with that id;
+//! - **pushes**: messages and presence events of the topics the client is subscribed
+//!   to, read with [`next_event`](Client::next_event).
+//!
+//! Pushes can arrive while a request waits for its reply (a subscriber that publishes
+//! gets its own message first; recovered messages follow a `sub` reply at once).
+//! The client keeps them, in order, and `next_event` hands them out before reading
+//! anything newer, so nothing is lost or reordered by interleaving requests.
+//!
+//! ```no_run
+//! use pushwire::client::{Client, Event};
+//! use pushwire::hub::Data;
+//!
+//! # async fn run() -> Result<(), pushwire::client::ClientError> {
+//! let mut client = Client::connect("ws://127.0.0.1:8888/ws").await?;
+//! let reply = client.subscribe("news", None).await?;
+//! println!("news is at offset {}", reply.position.offset);
+//! client.publish("news", Data::text("hello")).await?;
+//! while let Some(event) = client.next_event().await? {
+//!     if let Event::Message { position, data, .. } = event {
+//!         println!("{}: {}", position.offset, data.as_str());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! To resume after a disconnection, remember the [`Position`] of the last message of
+//! each topic and pass it as `since` when subscribing again: the reply says whether
+//! every missed message follows ([`SubscribeReply::recovered`]).
+//!
+//! Topic names are sent as given and checked by the server: a name outside the
+//! grammar comes back as [`ClientError::Server`] with code 422.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::hub::{Data, Epoch, Member, Position, Push, Topic};
+use crate::ws::client::{ClientConfig, ConnectError};
+use crate::ws::{CloseCode, Message, Socket};
+
+/// The largest message a client accepts by default: the largest data a server can be
+/// configured to allow (16 MiB) plus room for the envelope around it.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024 + 64 * 1024;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection could not be opened (bad URL, refused, handshake failed).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The server answered the request with an error (see the codes in
+    /// `docs/protocol.md`).
+    #[error("server error {code}: {message}")]
+    Server {
+        /// The code: 400, 403, 404, 405, 409, 413, 422, 429 or 503.
+        code: u16,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The connection is closed: the request could not be sent, or it closed before
+    /// the reply came.
+    #[error("the connection to the server is closed")]
+    Closed,
+    /// No reply came within [`ClientOptions::request_timeout`].
+    #[error("no reply to {op} within {after:?}")]
+    Timeout {
+        /// The request's op (`sub`, `pub`, …), or `hello` while connecting.
+        op: &'static str,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// The server sent something that is not the protocol.
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
+}
+
+/// How a [`Client`] connects and waits.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The WebSocket connection's settings, including the time allowed for connecting
+    /// (which also bounds the wait for the server's hello).
+    pub ws: ClientConfig,
+    /// How long a request waits for its reply.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        let mut ws = ClientConfig::default();
+        ws.ws.max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
+        Self {
+            ws,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The reply to [`Client::subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeReply {
+    /// The topic.
+    pub topic: Topic,
+    /// Where the live stream continues from: live messages have larger offsets. With
+    /// `recovered: Some(true)` the missed messages, up to and including this offset,
+    /// come first.
+    pub position: Position,
+    /// `None` without `since`; `Some(true)` when every message after `since` follows;
+    /// `Some(false)` when history cannot fill the gap (nothing from history follows,
+    /// and the client should reload its state from its own source of truth).
+    pub recovered: Option<bool>,
+}
+
+/// A push from the server: a message on a subscribed topic, or a presence event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A published message.
+    Message {
+        /// The topic.
+        topic: Topic,
+        /// Its epoch and offset.
+        position: Position,
+        /// The value, as the JSON text that was published.
+        data: Data,
+    },
+    /// A client subscribed to a topic with presence.
+    Join {
+        /// The topic.
+        topic: Topic,
+        /// Who joined.
+        member: Member,
+    },
+    /// A client left a topic with presence.
+    Leave {
+        /// The topic.
+        topic: Topic,
+        /// Who left.
+        member: Member,
+    },
+}
+
+impl Event {
+    /// The topic the event belongs to.
+    pub fn topic(&self) -> &Topic {
+        match self {
+            Self::Message { topic, .. } | Self::Join { topic, .. } | Self::Leave { topic, .. } => {
+                topic
+            }
+        }
+    }
+
+    /// The event as the JSON object the server sent, such as
+    /// `{"topic":"news","epoch":"k3J9x0a","offset":42,"data":"hello"}`.
+    pub fn to_json(&self) -> String {
+        let push = match self.clone() {
+            Self::Message {
+                topic,
+                position,
+                data,
+            } => Push::message(topic, position.epoch, position.offset, data),
+            Self::Join { topic, member } => Push::presence(topic, true, member),
+            Self::Leave { topic, member } => Push::presence(topic, false, member),
+        };
+        push.json().as_str().to_owned()
+    }
+}
+
+/// One connection to a pushwire server, speaking the topic protocol.
+///
+/// Methods take `&mut self`: one request is in flight at a time, and replies and
+/// pushes are read in the order the server sent them. Dropping the client closes
+/// the connection; [`close`](Client::close) does so and waits until the close frame
+/// is on its way.
+#[derive(Debug)]
+pub struct Client {
+    socket: Socket,
+    client_id: Arc<str>,
+    version: u32,
+    next_id: u64,
+    events: VecDeque<Event>,
+    request_timeout: Duration,
+    close_timeout: Duration,
+}
+
+impl Client {
+    /// Connects to `url` with the default options and reads the server's hello.
+    ///
+    /// `url` is the WebSocket endpoint (`ws://host:port/ws`) or the server
+    /// (`http://host:port`, meaning its `/ws`); see [`ws_url`].
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        Self::connect_with(url, &ClientOptions::default()).await
+    }
+
+    /// Connects to `url` with `options` and reads the server's hello.
+    pub async fn connect_with(url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
+        let url = ws_url(url)?;
+        let deadline = Instant::now() + options.ws.connect_timeout;
+        let mut socket = crate::ws::client::connect_with(&url, &options.ws).await?;
+        let first = match timeout_at(deadline, socket.recv()).await {
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    op: "hello",
+                    after: options.ws.connect_timeout,
+                });
+            }
+            Ok(None) => return Err(ClientError::Closed),
+            Ok(Some(message)) => message,
+        };
+        let hello = match read(&first) {
+            Ok(Incoming::Hello { client, version }) => (client, version),
+            _ => {
+                return Err(ClientError::Protocol(format!(
+                    "expected a hello, got {}",
+                    excerpt(&first)
+                )));
+            }
+        };
+        Ok(Self {
+            socket,
+            client_id: hello.0,
+            version: hello.1,
+            next_id: 1,
+            events: VecDeque::new(),
+            request_timeout: options.request_timeout,
+            close_timeout: options.ws.ws.close_timeout,
+        })
+    }
+
+    /// The id the server gave this connection (shown in presence).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The protocol version the server announced in its hello.
+    pub fn protocol_version(&self) -> u32 {
+        self.version
+    }
+
+    /// Subscribes to `topic`. With `since` (the position of the last message the
+    /// caller has), the messages after it follow if history still holds them; see
+    /// [`SubscribeReply::recovered`].
+    pub async fn subscribe(
+        &mut self,
+        topic: &str,
+        since: Option<&Position>,
+    ) -> Result<SubscribeReply, ClientError> {
+        self.subscribe_with(topic, since, None).await
+    }
+
+    /// [`subscribe`](Self::subscribe) with `info`, a JSON value of at most 1 KiB
+    /// shown to others in presence (on topics with presence).
+    pub async fn subscribe_with(
+        &mut self,
+        topic: &str,
+        since: Option<&Position>,
+        info: Option<&Data>,
+    ) -> Result<SubscribeReply, ClientError> {
+        let mut fields = topic_field(topic);
+        if let Some(since) = since {
+            fields.push_str(",\"since\":{\"epoch\":");
+            push_json_str(&mut fields, since.epoch.as_str());
+            fields.push_str(",\"offset\":");
+            fields.push_str(&since.offset.to_string());
+            fields.push('}');
+        }
+        if let Some(info) = info {
+            fields.push_str(",\"info\":");
+            fields.push_str(info.as_str());
+        }
+        let ok = self.request("sub", &fields).await?;
+        let reply: WirePosition<'_> = parse_ok("sub", &ok)?;
+        Ok(SubscribeReply {
+            topic: reply_topic(&reply.topic)?,
+            position: reply_position(&reply.epoch, reply.offset)?,
+            recovered: reply.recovered,
+        })
+    }
+
+    /// Stops the subscription to `topic`. Pushes of the topic already received stay
+    /// queued for [`next_event`](Self::next_event).
+    pub async fn unsubscribe(&mut self, topic: &str) -> Result<(), ClientError> {
+        self.request("unsub", &topic_field(topic)).await?;
+        Ok(())
+    }
+
+    /// Publishes `data` on `topic` and answers the message's position.
+    pub async fn publish(&mut self, topic: &str, data: Data) -> Result<Position, ClientError> {
+        let mut fields = topic_field(topic);
+        fields.push_str(",\"data\":");
+        fields.push_str(data.as_str());
+        let ok = self.request("pub", &fields).await?;
+        let reply: WirePosition<'_> = parse_ok("pub", &ok)?;
+        reply_position(&reply.epoch, reply.offset)
+    }
+
+    /// Who is present on `topic` (the server answers 403 unless the topic's
+    /// namespace has presence).
+    pub async fn presence(&mut self, topic: &str) -> Result<Vec<Member>, ClientError> {
+        let ok = self.request("presence", &topic_field(topic)).await?;
+        let reply: WireMembers<'_> = parse_ok("presence", &ok)?;
+        reply.members.iter().map(member).collect()
+    }
+
+    /// The next push: first those that arrived while requests waited for their
+    /// replies, in order, then whatever the server sends next.
+    ///
+    /// `Ok(None)` once the connection has closed and every push before has been
+    /// handed out. An error means the server sent something that is not the
+    /// protocol; the connection should be given up. Pushes of kinds this client does
+    /// not know (from a newer server) are skipped.
+    ///
+    /// Cancel safe: if the future is dropped before it completes (a timeout, a
+    /// `select!`), no push is lost.
+    pub async fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Some(event));
+        }
+        loop {
+            let Some(message) = self.socket.recv().await else {
+                return Ok(None);
+            };
+            match read(&message)? {
+                Incoming::Event(event) => return Ok(Some(event)),
+                // The reply to a request whose caller stopped waiting (timeout,
+                // cancellation): nobody wants it any more.
+                Incoming::Reply { .. } | Incoming::Ignored => {}
+                Incoming::Hello { .. } => {
+                    return Err(ClientError::Protocol("a second hello".into()));
+                }
+            }
+        }
+    }
+
+    /// Pushes already received and not yet handed out by
+    /// [`next_event`](Self::next_event).
+    pub fn queued_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Closes the connection normally (1000) and waits, at most the connection's
+    /// close timeout, until the close frame has been written. Pushes not yet read are
+    /// dropped.
+    pub async fn close(mut self) {
+        self.socket.sender().close(CloseCode::NORMAL, "");
+        let drain = async { while self.socket.recv().await.is_some() {} };
+        let _ = timeout(self.close_timeout, drain).await;
+    }
+
+    /// Sends a request and waits for the reply with its id; answers the `ok` value's
+    /// JSON text. Pushes read meanwhile are queued for `next_event`.
+    async fn request(&mut self, op: &'static str, fields: &str) -> Result<String, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let id_text = id.to_string();
+        let text = format!("{{\"op\":\"{op}\",\"id\":{id_text}{fields}}}");
+        self.socket
+            .send(text)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let message = match timeout_at(deadline, self.socket.recv()).await {
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        op,
+                        after: self.request_timeout,
+                    });
+                }
+                Ok(None) => return Err(ClientError::Closed),
+                Ok(Some(message)) => message,
+            };
+            match read(&message)? {
+                Incoming::Event(event) => self.events.push_back(event),
+                // `null`: the server could not read the request's id. Requests are
+                // answered in order and ours is the only one waiting, so it is ours.
+                Incoming::Reply { id, result } if id == id_text || id == "null" => {
+                    return result;
+                }
+                Incoming::Reply { .. } | Incoming::Ignored => {}
+                Incoming::Hello { .. } => {
+                    return Err(ClientError::Protocol("a second hello".into()));
+                }
+            }
+        }
+    }
+}
+
+/// The WebSocket URL for `url`: a `ws://` URL as it is; `http://host:port[/prefix]`
+/// becomes `ws://host:port[/prefix]/ws` (the server's topic endpoint), keeping any
+/// query, and an `http://` URL whose path already ends in `/ws` only changes its
+/// scheme. Anything else (`https://`, `wss://`: TLS is not supported yet; no scheme;
+/// no host) is refused.
+pub fn ws_url(url: &str) -> Result<String, ClientError> {
+    let bad = |reason: &str| {
+        ClientError::Connect(ConnectError::Url {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    let uri: Uri = url.parse().map_err(|err: http::uri::InvalidUri| {
+        bad(&format!(
+            "{err}; expected ws://host:port/ws or http://host:port"
+        ))
+    })?;
+    let authority = match uri.authority() {
+        Some(authority) if !authority.host().is_empty() => authority.as_str(),
+        _ => return Err(bad("expected ws://host:port/ws or http://host:port")),
+    };
+    match uri.scheme_str() {
+        Some("ws") => Ok(url.to_owned()),
+        Some("http") => {
+            let path = uri.path().trim_end_matches('/');
+            let endpoint = if path.ends_with("/ws") { "" } else { "/ws" };
+            let query = uri.query().map_or(String::new(), |q| format!("?{q}"));
+            Ok(format!("ws://{authority}{path}{endpoint}{query}"))
+        }
+        Some("https" | "wss") => Err(bad(
+            "TLS (https://, wss://) is not supported yet; use ws:// or http://",
+        )),
+        _ => Err(bad("the scheme must be ws:// or http://")),
+    }
+}
+
+/// What one frame from the server is.
+enum Incoming {
+    Hello {
+        client: Arc<str>,
+        version: u32,
+    },
+    Reply {
+        /// The id as raw JSON text (`"null"` when the server could not read it).
+        id: String,
+        result: Result<String, ClientError>,
+    },
+    Event(Event),
+    /// A push of a kind this client does not know.
+    Ignored,
+}
+
+/// Any frame from the server, every field optional; which are present says what it
+/// is. Unknown fields are ignored (a newer server may add some).
+#[derive(Deserialize)]
+struct WireIncoming<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    ok: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    error: Option<WireError<'a>>,
+    #[serde(default, borrow)]
+    hello: Option<WireHello<'a>>,
+    #[serde(default, borrow)]
+    topic: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    epoch: Option<Cow<'a, str>>,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    join: Option<WireMember<'a>>,
+    #[serde(default, borrow)]
+    leave: Option<WireMember<'a>>,
+}
+
+/// A field that is present, whatever its value, even `null` (which a plain
+/// `Option` would read as absent).
+fn present<'de, D: Deserializer<'de>>(de: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(de).map(Some)
+}
+
+#[derive(Deserialize)]
+struct WireError<'a> {
+    code: u16,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct WireHello<'a> {
+    #[serde(borrow)]
+    client: Cow<'a, str>,
+    #[serde(default)]
+    version: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct WireMember<'a> {
+    #[serde(borrow)]
+    client: Cow<'a, str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    info: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WirePosition<'a> {
+    #[serde(borrow)]
+    topic: Cow<'a, str>,
+    #[serde(borrow)]
+    epoch: Cow<'a, str>,
+    offset: u64,
+    #[serde(default)]
+    recovered: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct WireMembers<'a> {
+    #[serde(borrow)]
+    members: Vec<WireMember<'a>>,
+}
+
+/// Reads one frame from the server.
+fn read(message: &Message) -> Result<Incoming, ClientError> {
+    let Some(text) = message.as_text() else {
+        return Err(ClientError::Protocol("a binary message".into()));
+    };
+    let wire: WireIncoming<'_> = serde_json::from_str(text)
+        .map_err(|err| ClientError::Protocol(format!("{err} in {}", excerpt(message))))?;
+    if let Some(hello) = wire.hello {
+        return Ok(Incoming::Hello {
+            client: Arc::from(hello.client.as_ref()),
+            version: hello.version.unwrap_or(1),
+        });
+    }
+    if wire.id.is_some() || wire.ok.is_some() || wire.error.is_some() {
+        let id = wire
+            .id
+            .ok_or_else(|| {
+                ClientError::Protocol(format!("a reply without id: {}", excerpt(message)))
+            })?
+            .get()
+            .to_owned();
+        let result = match (wire.ok, wire.error) {
+            (_, Some(error)) => Err(ClientError::Server {
+                code: error.code,
+                message: error.message.into_owned(),
+            }),
+            (Some(ok), None) => Ok(ok.get().to_owned()),
+            (None, None) => {
+                return Err(ClientError::Protocol(format!(
+                    "a reply with neither ok nor error: {}",
+                    excerpt(message)
+                )));
+            }
+        };
+        return Ok(Incoming::Reply { id, result });
+    }
+    let Some(topic) = wire.topic else {
+        return Ok(Incoming::Ignored);
+    };
+    let topic = reply_topic(&topic)?;
+    if let Some(joined) = wire.join {
+        return Ok(Incoming::Event(Event::Join {
+            topic,
+            member: member(&joined)?,
+        }));
+    }
+    if let Some(left) = wire.leave {
+        return Ok(Incoming::Event(Event::Leave {
+            topic,
+            member: member(&left)?,
+        }));
+    }
+    match (wire.epoch, wire.offset, wire.data) {
+        (Some(epoch), Some(offset), Some(data)) => Ok(Incoming::Event(Event::Message {
+            topic,
+            position: reply_position(&epoch, offset)?,
+            data: raw_data(data)?,
+        })),
+        (None, None, None) => Ok(Incoming::Ignored),
+        _ => Err(ClientError::Protocol(format!(
+            "a message without epoch, offset or data: {}",
+            excerpt(message)
+        ))),
+    }
+}
+
+fn parse_ok<'a, T: Deserialize<'a>>(op: &str, ok: &'a str) -> Result<T, ClientError> {
+    serde_json::from_str(ok)
+        .map_err(|err| ClientError::Protocol(format!("unreadable {op} reply: {err}")))
+}
+
+fn reply_topic(name: &str) -> Result<Topic, ClientError> {
+    Topic::new(name).map_err(|err| ClientError::Protocol(format!("topic {name:?}: {err}")))
+}
+
+fn reply_position(epoch: &str, offset: u64) -> Result<Position, ClientError> {
+    let epoch = Epoch::new(epoch)
+        .map_err(|err| ClientError::Protocol(format!("epoch {epoch:?}: {err}")))?;
+    Ok(Position { epoch, offset })
+}
+
+fn raw_data(value: &RawValue) -> Result<Data, ClientError> {
+    Data::json(Bytes::copy_from_slice(value.get().as_bytes()))
+        .map_err(|err| ClientError::Protocol(err.to_string()))
+}
+
+fn member(wire: &WireMember<'_>) -> Result<Member, ClientError> {
+    Ok(Member {
+        client: Arc::from(wire.client.as_ref()),
+        info: wire.info.map(raw_data).transpose()?,
+    })
+}
+
+/// `,"topic":"…"`.
+fn topic_field(topic: &str) -> String {
+    let mut out = String::from(",\"topic\":");
+    push_json_str(&mut out, topic);
+    out
+}
+
+fn push_json_str(out: &mut String, text: &str) {
+    // Serializing a str cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\"")));
+}
+
+/// The start of a frame, for error messages.
+fn excerpt(message: &Message) -> String {
+    let text = String::from_utf8_lossy(message.payload());
+    let mut out: String = text.chars().take(120).collect();
+    if text.chars().nth(120).is_some() {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &'static str) -> Message {
+        Message::from(s)
+    }
+
+    #[test]
+    fn http_urls_mean_their_ws_endpoint() {
+        let cases = [
+            ("ws://127.0.0.1:8888/ws", "ws://127.0.0.1:8888/ws"),
+            ("http://127.0.0.1:8888", "ws://127.0.0.1:8888/ws"),
+            ("http://127.0.0.1:8888/", "ws://127.0.0.1:8888/ws"),
+            ("http://example.com/push/", "ws://example.com/push/ws"),
+            ("http://[::1]:80/?k=v", "ws://[::1]:80/ws?k=v"),
+            ("http://127.0.0.1:8888/ws", "ws://127.0.0.1:8888/ws"),
+            ("http://h/push/ws/?k=v", "ws://h/push/ws?k=v"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(ws_url(given).ok().as_deref(), Some(expected), "{given}");
+        }
+        for bad in [
+            "https://x",
+            "wss://x/ws",
+            "ftp://x",
+            "127.0.0.1:8888",
+            "",
+            "ws:///ws",
+        ] {
+            assert!(
+                matches!(
+                    ws_url(bad),
+                    Err(ClientError::Connect(ConnectError::Url { .. }))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn frames_are_read_by_the_fields_they_have() -> Result<(), ClientError> {
+        assert!(matches!(
+            read(&text(r#"{"hello":{"client":"a-1","version":1}}"#))?,
+            Incoming::Hello { client, version: 1 } if &*client == "a-1"
+        ));
+        assert!(matches!(
+            read(&text(r#"{"id":7,"ok":{"topic":"n"}}"#))?,
+            Incoming::Reply { id, result: Ok(ok) } if id == "7" && ok == r#"{"topic":"n"}"#
+        ));
+        assert!(matches!(
+            read(&text(r#"{"id":null,"error":{"code":400,"message":"m"}}"#))?,
+            Incoming::Reply { id, result: Err(ClientError::Server { code: 400, .. }) } if id == "null"
+        ));
+        let Incoming::Event(Event::Message { data, position, .. }) =
+            read(&text(r#"{"topic":"n","epoch":"E","offset":3,"data":null}"#))?
+        else {
+            panic!("not a message");
+        };
+        assert_eq!((data.as_str(), position.offset), ("null", 3));
+        assert!(matches!(
+            read(&text(r#"{"topic":"chat:x","join":{"client":"c-2","info":{"n":1}}}"#))?,
+            Incoming::Event(Event::Join { member, .. })
+                if member.info.as_ref().map(Data::as_str) == Some(r#"{"n":1}"#)
+        ));
+        assert!(matches!(
+            read(&text(r#"{"topic":"n","typing":{}}"#))?,
+            Incoming::Ignored
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn broken_frames_are_protocol_errors() {
+        for bad in [
+            "nope",
+            r#"{"ok":{}}"#,
+            r#"{"id":1}"#,
+            r#"{"topic":"n","offset":1,"data":1}"#,
+            r#"{"topic":"a b","epoch":"E","offset":1,"data":1}"#,
+            r#"{"topic":"n","epoch":"-","offset":1,"data":1}"#,
+        ] {
+            assert!(
+                matches!(
+                    read(&Message::from(bad.to_owned())),
+                    Err(ClientError::Protocol(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            read(&Message::from(vec![1u8])),
+            Err(ClientError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_message_event_is_written_back_as_the_push_object() -> Result<(), ClientError> {
+        let Incoming::Event(event) = read(&text(
+            r#"{"topic":"n","epoch":"E","offset":3,"data":{"a":[1,2]}}"#,
+        ))?
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(
+            event.to_json(),
+            r#"{"topic":"n","epoch":"E","offset":3,"data":{"a":[1,2]}}"#
+        );
+        Ok(())
+    }
+}
