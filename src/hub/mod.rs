@@ -435,3 +435,133 @@ impl Drop for Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that records offsets and can be told to refuse.
+    #[derive(Default)]
+    struct Recorder {
+        offsets: Mutex<Vec<u64>>,
+        refuse: std::sync::atomic::AtomicBool,
+        lagged: std::sync::atomic::AtomicBool,
+    }
+
+    impl Sink for Recorder {
+        fn push(&self, push: &Arc<Push>) -> bool {
+            if self.refuse.load(Ordering::Relaxed) {
+                return false;
+            }
+            lock(&self.offsets).extend(push.offset());
+            true
+        }
+        fn lagged(&self) {
+            self.lagged.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn topic() -> Topic {
+        Topic::new("t").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn publish(hub: &Hub, n: u64) -> Position {
+        let data = Data::text(&n.to_string());
+        hub.publish(&topic(), data)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn messages_published_while_subscribing_follow_the_recovered_ones_once() {
+        let hub = Hub::default();
+        for n in 1..=3 {
+            publish(&hub, n).await;
+        }
+        let position = publish(&hub, 4).await;
+        let recorder = Arc::new(Recorder::default());
+        let since = Position {
+            epoch: position.epoch.clone(),
+            offset: 2,
+        };
+        let mut pending = hub
+            .subscribe(topic(), recorder.clone(), Some(since), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pending.recovery().recovered, Some(true));
+        let recovered: Vec<u64> = pending
+            .take_messages()
+            .iter()
+            .filter_map(|p| p.offset())
+            .collect();
+        assert_eq!(recovered, vec![3, 4]);
+        // Published while the transport sends 3 and 4: buffered, not delivered.
+        publish(&hub, 5).await;
+        publish(&hub, 6).await;
+        assert!(lock(&recorder.offsets).is_empty());
+        let subscription = pending.go_live().unwrap_or_else(|e| panic!("{e}"));
+        publish(&hub, 7).await;
+        assert_eq!(*lock(&recorder.offsets), vec![5, 6, 7]);
+        drop(subscription);
+        publish(&hub, 8).await;
+        assert_eq!(*lock(&recorder.offsets), vec![5, 6, 7]);
+        assert_eq!(
+            hub.topic_count(),
+            0,
+            "the last subscriber took the topic with it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_subscriber_that_buffers_too_much_is_dropped_as_lagged() {
+        let hub = Hub::new(HubConfig {
+            pending_limit: 2,
+            ..HubConfig::default()
+        });
+        let recorder = Arc::new(Recorder::default());
+        let pending = hub
+            .subscribe(topic(), recorder.clone(), None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for n in 1..=3 {
+            publish(&hub, n).await;
+        }
+        assert!(recorder.lagged.load(Ordering::Relaxed));
+        assert!(pending.go_live().is_err());
+        assert_eq!(hub.topic_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_refuses_gets_nothing_more() {
+        let hub = Hub::default();
+        let recorder = Arc::new(Recorder::default());
+        let _subscription = hub
+            .subscribe(topic(), recorder.clone(), None, None)
+            .await
+            .and_then(|p| {
+                p.go_live()
+                    .map_err(|e| BrokerError::Unavailable(e.to_string()))
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        publish(&hub, 1).await;
+        recorder.refuse.store(true, Ordering::Relaxed);
+        publish(&hub, 2).await;
+        recorder.refuse.store(false, Ordering::Relaxed);
+        publish(&hub, 3).await;
+        assert_eq!(*lock(&recorder.offsets), vec![1]);
+        assert_eq!(hub.subscriber_count(&topic()), 0);
+    }
+
+    #[tokio::test]
+    async fn data_over_the_limit_is_refused() {
+        let hub = Hub::new(HubConfig {
+            max_data_size: 4,
+            ..HubConfig::default()
+        });
+        let result = hub.publish(&topic(), Data::text("12345")).await;
+        assert!(matches!(
+            result,
+            Err(PublishError::TooLarge { size: 7, max: 4 })
+        ));
+    }
+}

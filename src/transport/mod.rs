@@ -278,6 +278,59 @@ pub(crate) fn subs_json(subs: &[String]) -> String {
 mod tests {
     use super::*;
 
+    fn push(offset: u64) -> Arc<Push> {
+        let topic = Topic::new("t").unwrap_or_else(|e| panic!("{e}"));
+        let epoch = crate::hub::Epoch::new("E").unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(Push::message(
+            topic,
+            epoch,
+            offset,
+            crate::hub::Data::text("x"),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_full_mailbox_hands_out_its_prefix_then_reports_the_overflow() {
+        let mailbox = Mailbox::new(3);
+        for offset in 1..=3 {
+            assert!(mailbox.push(&push(offset)));
+        }
+        assert!(!mailbox.push(&push(4)), "a full mailbox refuses");
+        assert!(!mailbox.push(&push(5)), "and keeps refusing");
+        let taken = mailbox.take(2).await.unwrap_or_default();
+        assert_eq!(
+            taken.iter().filter_map(|p| p.offset()).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let taken = mailbox.take(10).await.unwrap_or_default();
+        assert_eq!(
+            taken.iter().filter_map(|p| p.offset()).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert!(
+            mailbox.take(10).await.is_none(),
+            "then the overflow ends it"
+        );
+    }
+
+    #[tokio::test]
+    async fn take_waits_for_a_push() {
+        let mailbox = Arc::new(Mailbox::new(3));
+        let waiter = tokio::spawn({
+            let mailbox = Arc::clone(&mailbox);
+            async move { mailbox.take(10).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(mailbox.push(&push(1)));
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .unwrap_or_default();
+        assert_eq!(taken.len(), 1);
+    }
+
     #[test]
     fn queries_decode_like_forms() {
         assert_eq!(
