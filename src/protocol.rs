@@ -72,10 +72,19 @@ struct Wire<'a> {
     #[serde(borrow)]
     topic: Option<Cow<'a, str>>,
     since: Option<WireSince<'a>>,
-    #[serde(borrow)]
+    // `null` is a value to publish, not a missing field.
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     info: Option<&'a RawValue>,
+}
+
+/// A field that is present, whatever its value (`null` included).
+fn present<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Deserialize)]

@@ -93,8 +93,16 @@ impl ServeArgs {
 pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
     let server = demo::app(&config).bind(config.addr()).await?;
     let addr = browsable(server.local_addr());
-    println!("pushwire: counter demo at http://{addr}/ (Ctrl-C stops)");
-    println!("pushwire: chat demo at http://{addr}/chat, topics at ws://{addr}/ws");
+    // One write, and no panic if nobody reads standard output any more (a closed
+    // pipe must not take the server down).
+    let _ = std::io::Write::write_all(
+        &mut std::io::stdout(),
+        format!(
+            "pushwire: counter demo at http://{addr}/ (Ctrl-C stops)\n\
+             pushwire: chat demo at http://{addr}/chat, topics at ws://{addr}/ws\n"
+        )
+        .as_bytes(),
+    );
     server.run().await
 }
 

@@ -372,8 +372,14 @@ impl<S: Transport> Driver<S> {
     /// Parses every complete frame in the read buffer, stopping early when a message
     /// waits for room in the application's inbox or the connection is done.
     fn process_buffered(&mut self, shared: &Shared) {
-        while self.pending_in.is_none() && matches!(self.state, State::Open) {
+        while self.pending_in.is_none()
+            && matches!(self.state, State::Open | State::CloseSent { .. })
+        {
             match self.next_frame() {
+                // After our close the application can take nothing more: what the
+                // peer sent before answering it is read (to find the answer) and
+                // dropped (RFC 6455 §1.4).
+                Ok(Some(_)) if matches!(self.state, State::CloseSent { .. }) => {}
                 Ok(Some(message)) => {
                     if let Err(message) = shared.deliver(message) {
                         self.pending_in = Some(Box::new(message));
