@@ -94,3 +94,16 @@ async fn the_topics_example_publishes_its_clock_and_accepts_http_publishes() {
     }
     panic!("the published message did not arrive: {seen:?}");
 }
+
+#[test]
+fn the_readme_shows_both_examples_whole() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    for example in ["examples/counter.rs", "examples/topics.rs"] {
+        let code = std::fs::read_to_string(root.join(example)).expect("example source");
+        assert!(
+            readme.contains(&format!("```rust\n{code}```")),
+            "README.md does not show {example} whole and unchanged"
+        );
+    }
+}
