@@ -51,11 +51,7 @@ pub fn main() -> ExitCode {
         }
         Err(err) => {
             let rendered = err.render().to_string();
-            let line = rendered
-                .lines()
-                .next()
-                .unwrap_or("error: invalid arguments");
-            eprintln!("pushwire: {line} (see pushwire --help)");
+            eprintln!("pushwire: {} (see pushwire --help)", one_line(&rendered));
             return ExitCode::from(2);
         }
     };
@@ -76,6 +72,22 @@ pub fn main() -> ExitCode {
     })
 }
 
+/// A clap error as one line: its message and details (such as the missing
+/// arguments), without the usage and tips that follow.
+fn one_line(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:"))
+        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+        .collect();
+    if parts.is_empty() {
+        String::from("error: invalid arguments")
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Runs `work` on a new multi-threaded runtime; an error is one line on stderr.
 fn block_on(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
@@ -91,5 +103,24 @@ fn block_on(work: impl std::future::Future<Output = Result<(), String>>) -> Exit
             eprintln!("pushwire: error: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clap_error_keeps_its_details_on_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <TOPIC>...\n\nUsage: pushwire sub <TOPIC>...\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "error: the following required arguments were not provided: <TOPIC>..."
+        );
+        assert_eq!(
+            one_line("error: unexpected argument '--x' found\n\n  tip: to pass '--x' as a value, use '-- --x'\n\nUsage: pushwire\n"),
+            "error: unexpected argument '--x' found"
+        );
+        assert_eq!(one_line(""), "error: invalid arguments");
     }
 }
