@@ -282,7 +282,6 @@
       this._conn = null; // the current transport instance
       this._lastGood = null; // the transport that last opened: tried first on reconnect
       this._failures = 0; // connection attempts since the last open (for backoff)
-      this._timer = null;
       this._waiters = []; // { resolve, reject } waiting for an open connection
       this._closed = false;
       // Start after the caller's synchronous subscribe() calls, so they share the first request.
@@ -484,7 +483,6 @@
       sub = sub || this._subs.get(entry.topic);
       if (!sub || this._subs.get(entry.topic) !== sub || !sub._active) return;
       const since = sub._position;
-      const first = !sub._confirmed;
       sub._confirmed = true;
       if (entry.recovered === true) {
         // The missed messages (since.offset+1 ..= entry.offset) follow: keep the position.
@@ -496,11 +494,9 @@
         }
       }
       sub._resume = false;
-      if (first) {
-        const result = { topic: entry.topic, epoch: entry.epoch, offset: entry.offset };
-        if (typeof entry.recovered === 'boolean') result.recovered = entry.recovered;
-        sub._settle.resolve(result);
-      }
+      const result = { topic: entry.topic, epoch: entry.epoch, offset: entry.offset };
+      if (typeof entry.recovered === 'boolean') result.recovered = entry.recovered;
+      sub._settle.resolve(result); // only the first answer counts: later calls do nothing
     }
 
     _refused(sub, err) {
