@@ -348,6 +348,13 @@ impl Client {
         }
     }
 
+    /// How the connection ended, once [`next_event`](Self::next_event) has
+    /// reported its end: 1000 or 1001 for a normal close, 1008 for a slow consumer,
+    /// 1006 when it broke without a close handshake. `None` while it is open.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.socket.close_code()
+    }
+
     /// Pushes already received and not yet handed out by
     /// [`next_event`](Self::next_event).
     pub fn queued_events(&self) -> usize {

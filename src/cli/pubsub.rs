@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use crate::ws::CloseCode;
+
 use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 
@@ -260,7 +262,17 @@ async fn follow(args: SubArgs) -> Result<(), String> {
     while args.count.is_none_or(|count| printed < count) {
         let event = client.next_event().await.map_err(describe)?;
         match event {
-            None => return Ok(()),
+            // A server that shuts down or closes normally ends the stream; anything
+            // else (a slow-consumer close, a broken connection) is an error.
+            None => {
+                return match client.close_code() {
+                    Some(code) if code == CloseCode::NORMAL || code == CloseCode::GOING_AWAY => {
+                        Ok(())
+                    }
+                    Some(code) => Err(format!("the connection closed with {}", code.0)),
+                    None => Err(String::from("the connection closed")),
+                };
+            }
             Some(event @ Event::Message { .. }) => {
                 let line = match (&event, args.json) {
                     (Event::Message { data, .. }, false) => data.as_str().to_owned(),

@@ -264,7 +264,9 @@ impl<S: Transport> Driver<S> {
                 }
             }
             if !matches!(driver.state, State::Open | State::Draining { .. }) {
-                // Closing: the application can no longer send.
+                // Closing: the application can no longer send, and may learn how
+                // it ended.
+                shared.record_close(driver.outcome.code.0);
                 shared.finish();
             }
             let open = matches!(driver.state, State::Open);
@@ -307,6 +309,7 @@ impl<S: Transport> Driver<S> {
                 }
             }
         }
+        shared.record_close(driver.outcome.code.0);
         shared.finish();
         // Best effort: the peer may already be gone.
         let _ = timeout(driver.config.close_timeout, driver.io.shutdown()).await;

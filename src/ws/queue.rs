@@ -92,6 +92,8 @@ struct State {
     watching_idle: bool,
     /// Events raised for the connection task.
     events: u8,
+    /// How the connection ended (its close code), once it has.
+    close_code: Option<u16>,
     /// Senders waiting for the outbox to drain to the low watermark.
     send_waiters: Vec<Waker>,
     /// Everyone waiting for the connection to end.
@@ -416,6 +418,20 @@ impl Shared {
 
     /// The connection is closing or closed: sends fail from now on, queued frames are
     /// dropped, and everyone waiting is woken. Received messages stay readable.
+    /// Records how the connection ended, for [`Shared::close_code`]; the first
+    /// record stands.
+    pub(crate) fn record_close(&self, code: u16) {
+        let mut state = self.lock();
+        if state.close_code.is_none() {
+            state.close_code = Some(code);
+        }
+    }
+
+    /// The connection's close code, once it has ended.
+    pub(crate) fn close_code(&self) -> Option<u16> {
+        self.lock().close_code
+    }
+
     pub(crate) fn finish(&self) {
         let mut state = self.lock();
         if state.finished {

@@ -272,6 +272,14 @@ impl Socket {
         self.sender.closed()
     }
 
+    /// How the connection ended, once it has: the close code it ended with (the
+    /// peer's when the peer closed first, ours when we did, 1006 when the
+    /// connection broke without a close handshake). `None` while it is still open
+    /// or closing.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.sender.shared.close_code().map(CloseCode)
+    }
+
     /// Starts the close handshake with `code` and `reason` after everything queued
     /// before it has been written.
     pub fn close(self, code: CloseCode, reason: impl Into<String>) {
