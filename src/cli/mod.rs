@@ -118,7 +118,9 @@ mod tests {
             "error: the following required arguments were not provided: <TOPIC>..."
         );
         assert_eq!(
-            one_line("error: unexpected argument '--x' found\n\n  tip: to pass '--x' as a value, use '-- --x'\n\nUsage: pushwire\n"),
+            one_line(
+                "error: unexpected argument '--x' found\n\n  tip: to pass '--x' as a value, use '-- --x'\n\nUsage: pushwire\n"
+            ),
             "error: unexpected argument '--x' found"
         );
         assert_eq!(one_line(""), "error: invalid arguments");
