@@ -224,6 +224,30 @@ async fn first_poll_answers_positions_at_once() {
 }
 
 #[tokio::test]
+async fn a_poll_with_a_new_topic_answers_at_once_with_its_position() {
+    let (server, hub) = start_topics(HubConfig::default()).await;
+    let (_, first) = poll(&server, "topic=a").await;
+    let since = first["since"].as_str().unwrap_or("").to_owned();
+    publish(&hub, "a", json!(1)).await;
+    publish(&hub, "b", json!(1)).await;
+    // `b` has no position yet: no waiting, `a`'s missed message comes along.
+    let (_, body) = poll(&server, &format!("topic=a&topic=b&since={}", enc(&since))).await;
+    assert_eq!(
+        offsets(body["messages"].as_array().expect("messages")),
+        vec![1]
+    );
+    assert_eq!(body["messages"][0]["topic"], "a");
+    let eb = body["subs"][1]["epoch"].as_str().unwrap_or("").to_owned();
+    assert!(
+        body["since"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(&format!("b@{eb}:1"))),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn poll_waits_for_the_next_message_and_times_out_empty() {
     let (server, hub) = start_topics(HubConfig::default()).await;
     let (_, first) = poll(&server, "topic=a").await;

@@ -62,9 +62,10 @@ async fn answer(
     let mut positions = subscribed.positions;
     let mut messages = subscribed.messages;
     messages.truncate(MAX_MESSAGES);
-    // The first poll only learns where every topic stands.
-    let first_poll = wanted.since.0.is_empty();
-    if !first_poll {
+    // A topic without a position (the first poll, or a topic added since) needs
+    // one at once: answer without waiting, with whatever the others recovered.
+    let must_answer_now = wanted.topics.iter().any(|t| wanted.since.get(t).is_none());
+    if !must_answer_now {
         let live = go_live(subscribed.pending);
         // Held until the answer is built; then dropped, they unsubscribe.
         let _subscriptions = live;
