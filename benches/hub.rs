@@ -1,0 +1,104 @@
+//! Micro-benchmarks of the topic path: encoding a publish once (the push JSON and
+//! its WebSocket frame), reading a request, and the hub's fan-out to many local
+//! subscribers (what one publish costs per subscriber, without the network).
+//!
+//!     cargo bench --bench hub
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use pushwire::hub::{Data, Epoch, Hub, HubConfig, Push, Sink, Subscription, Topic};
+
+/// A subscriber that only counts: the hub's own cost, nothing else.
+struct Counting(AtomicU64);
+
+impl Sink for Counting {
+    fn push(&self, _push: &Arc<Push>) -> bool {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+    fn lagged(&self) {}
+}
+
+fn topic(name: &str) -> Topic {
+    Topic::new(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    let data = Data::json(&br#"{"price":101.25,"symbol":"ACME","seq":123456}"#[..])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let epoch = Epoch::new("k3J9x0aB").unwrap_or_else(|e| panic!("{e}"));
+    let news = topic("market:ACME");
+    group.bench_function("push JSON (64 B data)", |b| {
+        b.iter(|| Push::message(news.clone(), epoch.clone(), black_box(42), data.clone()))
+    });
+    group.bench_function("push JSON + WebSocket frame", |b| {
+        b.iter(|| {
+            let push = Push::message(news.clone(), epoch.clone(), black_box(42), data.clone());
+            black_box(push.frame());
+        })
+    });
+    let request =
+        r#"{"op":"pub","id":17,"topic":"market:ACME","data":{"price":101.25,"symbol":"ACME"}}"#;
+    group.bench_function("parse a pub request", |b| {
+        b.iter(|| {
+            pushwire::protocol::parse(black_box(request), 65536)
+                .1
+                .is_ok()
+        })
+    });
+    group.bench_function("validate 64 B of published JSON", |b| {
+        b.iter(|| {
+            Data::json(black_box(
+                &br#"{"price":101.25,"symbol":"ACME","seq":123456}"#[..],
+            ))
+        })
+    });
+    group.finish();
+}
+
+fn fanout(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut group = c.benchmark_group("fanout");
+    for subscribers in [1usize, 100, 10_000] {
+        let hub = Hub::new(HubConfig {
+            history: pushwire::hub::HistoryConfig {
+                size: 0,
+                ..Default::default()
+            },
+            ..HubConfig::default()
+        });
+        let sink = Arc::new(Counting(AtomicU64::new(0)));
+        let t = topic("bench");
+        let _subscriptions: Vec<Subscription> = runtime.block_on(async {
+            let mut subs = Vec::with_capacity(subscribers);
+            for _ in 0..subscribers {
+                let pending = hub
+                    .subscribe(t.clone(), sink.clone(), None, None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                subs.push(pending.go_live().unwrap_or_else(|e| panic!("{e}")));
+            }
+            subs
+        });
+        let data = Data::text("0123456789012345678901234567890123456789012345678901234567");
+        group.throughput(Throughput::Elements(subscribers as u64));
+        group.bench_function(format!("publish to {subscribers} subscribers"), |b| {
+            b.iter_batched(
+                || data.clone(),
+                |data| runtime.block_on(hub.publish(&t, data)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, fanout);
+criterion_main!(benches);

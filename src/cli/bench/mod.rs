@@ -1,0 +1,197 @@
+//! `pushwire bench`: load scenarios against a running server — ours, or any peer
+//! that offers the same endpoints — measured by the same tool.
+//!
+//! - `counter`: N connections, each expecting its own counter ("1", "2", … every
+//!   period): messages per second, gaps, inter-arrival jitter;
+//! - `fanout`: N subscribers on one topic and a publisher at R messages per second
+//!   of S bytes: delivered/expected, deliveries per second, publish-to-receive
+//!   latency (a timestamp travels in each payload); a list of rates finds where
+//!   delivery falls behind;
+//! - `echo`: C connections, each sending a message and waiting for it to come back:
+//!   round trips per second and their latency;
+//! - `idle`: N connections held open: the server's memory per connection.
+//!
+//! With `--raw`, fanout speaks no protocol: subscribers connect to a `/broadcast`
+//! endpoint and the publisher sends plain text to it, which is what the peers in
+//! `bench/peers/` offer. Every scenario reports the processor time it used itself
+//! next to the server's (with `--pid`), since both share the machine.
+
+mod counter;
+mod echo;
+mod fanout;
+mod idle;
+mod stats;
+mod wire;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use futures_util::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use self::wire::{Conn, Target};
+
+/// Scenarios of `pushwire bench`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Scenario {
+    /// N connections each expecting its own 1 Hz counter (the demo's /socket).
+    Counter(counter::CounterArgs),
+    /// N subscribers on a topic, a publisher at R msg/s: delivery and latency.
+    Fanout(fanout::FanoutArgs),
+    /// C connections ping-ponging with an echo server: round trips and latency.
+    Echo(echo::EchoArgs),
+    /// Hold N idle WebSockets open and report the server's memory per connection.
+    Idle(idle::IdleArgs),
+}
+
+/// Flags every scenario shares.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Common {
+    /// The server's WebSocket URL; its path is the scenario's endpoint.
+    #[arg(long)]
+    url: String,
+    /// The server's process id: its memory and processor time are reported too.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Offer permessage-deflate in each handshake (as browsers do).
+    #[arg(long)]
+    deflate: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// A name for the server in the report (default: the URL).
+    #[arg(long)]
+    label: Option<String>,
+    /// Spread connections over this many loopback source addresses (127.0.0.1,
+    /// .2, …); by default one per 20,000 connections.
+    #[arg(long)]
+    sources: Option<usize>,
+    /// How many handshakes may be in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+impl Common {
+    fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.url.clone())
+    }
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BenchError {
+    /// A flag's value cannot work.
+    #[error("{0}")]
+    Usage(String),
+    /// A connection failed.
+    #[error("connection {index} failed: {reason}")]
+    Connect {
+        /// Which connection (0-based).
+        index: usize,
+        /// What went wrong.
+        reason: String,
+    },
+    /// More connections than this process may open.
+    #[error(
+        "{wanted} connections need more file descriptors than this process's limit of {limit} \
+         (run several `pushwire bench` processes, each with a share)"
+    )]
+    FileLimit {
+        /// Connections asked for.
+        wanted: usize,
+        /// The limit on open files.
+        limit: u64,
+    },
+    /// The run failed after it started.
+    #[error("{0}")]
+    Run(String),
+}
+
+pub(crate) async fn run(scenario: Scenario) -> Result<(), BenchError> {
+    match scenario {
+        Scenario::Counter(args) => counter::run(args).await,
+        Scenario::Fanout(args) => fanout::run(args).await,
+        Scenario::Echo(args) => echo::run(args).await,
+        Scenario::Idle(args) => idle::run(args).await,
+    }
+}
+
+/// Checks that `connections` fit under the file limit (raised to the hard one).
+fn check_file_limit(connections: usize) -> Result<u64, BenchError> {
+    let limit = stats::raise_file_limit();
+    if connections as u64 + 64 > limit {
+        return Err(BenchError::FileLimit {
+            wanted: connections,
+            limit,
+        });
+    }
+    Ok(limit)
+}
+
+/// A progress bar on standard error (hidden when it is not a terminal).
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({elapsed})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Opens `count` connections to `target`, `concurrency` handshakes at a time, spread
+/// over the source addresses; `prepare` runs on each (to subscribe, for one) before
+/// it counts as open.
+async fn open_all<F, Fut>(
+    common: &Common,
+    target: &Target,
+    count: usize,
+    prepare: F,
+) -> Result<Vec<Conn>, BenchError>
+where
+    F: Fn(Conn) -> Fut,
+    Fut: std::future::Future<Output = Result<Conn, String>>,
+{
+    let sources: Vec<Option<IpAddr>> =
+        wire::sources(common.sources.unwrap_or(count.div_ceil(20_000)), target);
+    let bar = progress(count as u64, "connecting");
+    let deflate = common.deflate;
+    let prepare = &prepare;
+    let results: Vec<Result<Conn, String>> = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let source = sources[i % sources.len()];
+            let bar = bar.clone();
+            async move {
+                let conn = Conn::open(target, source, deflate).await?;
+                let conn = prepare(conn).await?;
+                bar.inc(1);
+                Ok(conn)
+            }
+        })
+        .buffered(common.concurrency.max(1))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut conns = Vec::with_capacity(count);
+    for (index, result) in results.into_iter().enumerate() {
+        conns.push(result.map_err(|reason| BenchError::Connect { index, reason })?);
+    }
+    Ok(conns)
+}
+
+/// A stop signal shared by every connection task.
+type Stop = Arc<tokio::sync::Notify>;
+
+/// Waits `duration` with a progress bar.
+async fn hold(duration: Duration, what: &str) {
+    let bar = progress(duration.as_secs().max(1), what);
+    let step = Duration::from_millis(250);
+    let started = std::time::Instant::now();
+    while started.elapsed() < duration {
+        tokio::time::sleep(step.min(duration.saturating_sub(started.elapsed()))).await;
+        bar.set_position(started.elapsed().as_secs());
+    }
+    bar.finish_and_clear();
+}

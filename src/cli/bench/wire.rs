@@ -1,0 +1,290 @@
+//! The load generator's side of a WebSocket: lean on purpose. It shares the cores
+//! with the server it measures, so it parses frame headers and reads payloads in
+//! place (no per-message allocation, no UTF-8 check), inflates only what arrives
+//! compressed, and masks what it sends, as RFC 6455 requires of a client.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::ws::deflate::Inflater;
+use crate::ws::frame::{FrameHeader, OpCode, apply_mask};
+
+/// The largest message the generator accepts (inflated).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Where to connect: `ws://host:port/path`, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) host: String,
+    pub(crate) path: String,
+}
+
+impl Target {
+    /// Parses and resolves `url`; `path` replaces its path when given.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("invalid URL {url:?}: expected ws://host:port/path"))?;
+        let (host, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+            .map_err(|err| format!("cannot resolve {host:?}: {err}"))?
+            .next()
+            .ok_or_else(|| format!("{host:?} resolves to no address"))?;
+        Ok(Self {
+            addr,
+            host: host.to_owned(),
+            path,
+        })
+    }
+}
+
+/// Loopback source addresses to spread connections over (127.0.0.1, .2, …), so
+/// that no source address runs out of ephemeral ports.
+pub(crate) fn sources(count: usize, target: &Target) -> Vec<Option<IpAddr>> {
+    if count <= 1 || !target.addr.ip().is_loopback() || !target.addr.is_ipv4() {
+        return vec![None];
+    }
+    (1..=count.min(250))
+        .map(|i| Some(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, i as u8))))
+        .collect()
+}
+
+/// One open WebSocket, client side.
+pub(crate) struct Conn {
+    tcp: TcpStream,
+    buf: BytesMut,
+    /// The payload of the message being assembled or inflated.
+    message: BytesMut,
+    /// Whether the server agreed to permessage-deflate.
+    pub(crate) deflate: bool,
+}
+
+/// One message as read: its payload is valid until the next read.
+pub(crate) enum Frame<'a> {
+    /// A text or binary message.
+    Data(&'a [u8]),
+    /// The server closed the connection (its close code, 1006 for a bare EOF).
+    Closed(u16),
+}
+
+impl Conn {
+    /// Connects from `source` (any when `None`) and performs the handshake.
+    pub(crate) async fn open(
+        target: &Target,
+        source: Option<IpAddr>,
+        deflate: bool,
+    ) -> Result<Self, String> {
+        let socket = match target.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(|e| format!("socket: {e}"))?;
+        if let Some(ip) = source {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| format!("bind {ip}: {e}"))?;
+        }
+        let mut tcp = socket
+            .connect(target.addr)
+            .await
+            .map_err(|e| format!("connect {}: {e}", target.addr))?;
+        let _ = tcp.set_nodelay(true);
+        let extensions = if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extensions}\r\n",
+            target.path, target.host
+        );
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send handshake: {e}"))?;
+        let mut buf = BytesMut::with_capacity(1024);
+        let head_len = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            if buf.len() > 16 * 1024 {
+                return Err("handshake response too large".into());
+            }
+            if tcp
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| format!("read handshake: {e}"))?
+                == 0
+            {
+                return Err("connection closed during the handshake".into());
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_len]).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 101") {
+            let first = head.lines().next().unwrap_or("").to_owned();
+            return Err(format!("not upgraded: {first}"));
+        }
+        let negotiated = head.lines().any(|l| {
+            l.starts_with("sec-websocket-extensions:") && l.contains("permessage-deflate")
+        });
+        buf.advance(head_len);
+        Ok(Self {
+            tcp,
+            buf,
+            message: BytesMut::new(),
+            deflate: negotiated,
+        })
+    }
+
+    /// Sends one masked text frame.
+    pub(crate) async fn send_text(&mut self, payload: &[u8]) -> Result<(), String> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        encode_client_frame(&mut frame, OpCode::Text, payload);
+        self.tcp
+            .write_all(&frame)
+            .await
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// Writes frames already encoded with [`encode_client_frame`].
+    pub(crate) async fn send_raw(&mut self, frames: &[u8]) -> Result<(), String> {
+        self.tcp
+            .write_all(frames)
+            .await
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// The next data message; pings are answered, pongs skipped.
+    pub(crate) async fn next(&mut self) -> Result<Frame<'_>, String> {
+        let mut assembling: Option<(bool, Option<Inflater>)> = None;
+        self.message.clear();
+        loop {
+            let parsed = FrameHeader::parse(&self.buf).map_err(|e| format!("bad frame: {e}"))?;
+            let Some((header, head_len)) = parsed else {
+                self.fill().await?;
+                continue;
+            };
+            let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+            if len > MAX_MESSAGE {
+                return Err(format!("a frame of {len} bytes"));
+            }
+            if self.buf.len() < head_len + len {
+                self.buf.reserve(head_len + len - self.buf.len());
+                self.fill().await?;
+                continue;
+            }
+            match header.opcode {
+                OpCode::Ping => {
+                    let payload = self.buf[head_len..head_len + len].to_vec();
+                    self.buf.advance(head_len + len);
+                    let mut pong = Vec::with_capacity(len + 14);
+                    encode_client_frame(&mut pong, OpCode::Pong, &payload);
+                    self.send_raw(&pong).await?;
+                }
+                OpCode::Pong => self.buf.advance(head_len + len),
+                OpCode::Close => {
+                    let code = match &self.buf[head_len..head_len + len] {
+                        [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
+                        _ => 1005,
+                    };
+                    self.buf.advance(head_len + len);
+                    return Ok(Frame::Closed(code));
+                }
+                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                    let compressed = match (&mut assembling, header.opcode) {
+                        (None, OpCode::Continuation) => {
+                            return Err("unexpected continuation".into());
+                        }
+                        (None, _) => {
+                            let compressed = header.rsv & 0b100 != 0;
+                            let inflater = compressed.then(Inflater::for_one_message);
+                            assembling = Some((compressed, inflater));
+                            compressed
+                        }
+                        (Some((compressed, _)), _) => *compressed,
+                    };
+                    // A single uncompressed frame: hand out the payload in place.
+                    if header.fin && !compressed && self.message.is_empty() {
+                        let start = head_len;
+                        // Drop the head now; the payload stays in the buffer until
+                        // the next read.
+                        self.buf.advance(start);
+                        let payload = self.buf.split_to(len);
+                        self.message = payload;
+                        return Ok(Frame::Data(&self.message));
+                    }
+                    let payload = &self.buf[head_len..head_len + len];
+                    if let Some((_, Some(inflater))) = &mut assembling {
+                        inflater
+                            .inflate(payload, header.fin, &mut self.message, MAX_MESSAGE)
+                            .map_err(|e| format!("inflate: {e}"))?;
+                    } else {
+                        self.message.extend_from_slice(payload);
+                    }
+                    self.buf.advance(head_len + len);
+                    if header.fin {
+                        if let Some((_, Some(inflater))) = assembling.take() {
+                            inflater.finish();
+                        }
+                        return Ok(Frame::Data(&self.message));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), String> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(4096);
+        }
+        match self.tcp.read_buf(&mut self.buf).await {
+            Ok(0) => Err("connection closed".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+
+    /// The two halves of the TCP stream (the handshake must be over and nothing
+    /// left unread that matters).
+    pub(crate) fn into_split(
+        self,
+    ) -> (
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        self.tcp.into_split()
+    }
+
+    /// Sends a close frame (1000) and stops.
+    pub(crate) async fn close(mut self) {
+        let mut frame = Vec::with_capacity(16);
+        encode_client_frame(&mut frame, OpCode::Close, &1000u16.to_be_bytes());
+        let _ = self.tcp.write_all(&frame).await;
+        let _ = self.tcp.shutdown().await;
+    }
+}
+
+/// Appends a masked client frame (FIN set) to `out`.
+pub(crate) fn encode_client_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: Some(rand::random::<[u8; 4]>()),
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; crate::ws::frame::MAX_HEADER_LEN];
+    let head_len = header.encode(&mut head);
+    out.extend_from_slice(&head[..head_len]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = header.mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}

@@ -1,0 +1,208 @@
+//! `pushwire bench` against real servers, with small numbers: every scenario runs,
+//! reports JSON, and its counts add up.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use pushwire::{App, Hub, HubConfig, Message, Socket};
+use serde_json::Value;
+use tokio::process::Command;
+
+/// Runs `pushwire bench ARGS --json` and returns its report.
+async fn bench(args: &[&str]) -> Value {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(env!("CARGO_BIN_EXE_pushwire"))
+            .arg("bench")
+            .args(args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("bench did not finish within 60 s")
+    .expect("run pushwire bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pushwire bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn counter_counts_every_connection_without_gaps() {
+    let server = common::start_demo(Duration::from_millis(100)).await;
+    let url = server.ws_url("/socket");
+    let report = bench(&[
+        "counter",
+        "--url",
+        &url,
+        "--connections",
+        "20",
+        "--duration",
+        "1500ms",
+        "--period",
+        "100ms",
+    ])
+    .await;
+    let row = &report["results"][0];
+    assert_eq!(report["scenario"], "counter");
+    assert_eq!(row["gaps"], 0, "{report}");
+    assert_eq!(row["dropped"], 0, "{report}");
+    let messages = row["messages"].as_u64().unwrap_or(0);
+    // 20 connections x about 15 periods each; at least what every one was owed.
+    assert!(
+        messages >= row["owed_at_least"].as_u64().unwrap_or(u64::MAX),
+        "{report}"
+    );
+    assert!(messages <= 20 * 17, "{report}");
+    assert!(row["jitter_ms"]["p99"].is_number(), "{report}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fanout_delivers_every_message_to_every_subscriber_over_ws() {
+    let server = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
+    let url = server.ws_url("/ws");
+    let report = bench(&[
+        "fanout",
+        "--url",
+        &url,
+        "--subscribers",
+        "50",
+        "--rates",
+        "100,200",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    let steps = report["results"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{report}");
+    for step in steps {
+        assert_eq!(step["delivered"], step["expected"], "{report}");
+        assert_eq!(step["gaps"], 0, "{report}");
+        assert_eq!(step["kept_up"], true, "{report}");
+        assert!(step["latency_ms"]["p50"].is_number(), "{report}");
+    }
+    assert_eq!(steps[0]["expected"], 100 * 50);
+    server.stop().await;
+}
+
+/// The peers' `/broadcast`: every text message goes to every connected client.
+fn broadcast_app() -> App {
+    let (tx, _) = tokio::sync::broadcast::channel::<String>(65536);
+    App::new().socket("/broadcast", move |mut socket: Socket| {
+        let tx = tx.clone();
+        let mut rx = tx.subscribe();
+        async move {
+            loop {
+                tokio::select! {
+                    message = socket.recv() => match message {
+                        Some(Message::Text(text)) => { let _ = tx.send(text.to_string()); }
+                        Some(_) => {}
+                        None => return,
+                    },
+                    received = rx.recv() => match received {
+                        Ok(text) => if socket.send(text).await.is_err() { return },
+                        Err(_) => return,
+                    },
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn fanout_raw_measures_a_broadcast_endpoint() {
+    let server = common::start(broadcast_app()).await;
+    let url = server.ws_url("/broadcast");
+    let report = bench(&[
+        "fanout",
+        "--url",
+        &url,
+        "--raw",
+        "--subscribers",
+        "20",
+        "--rates",
+        "50",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    assert_eq!(report["scenario"], "fanout-raw");
+    let step = &report["results"][0];
+    assert_eq!(step["delivered"], step["expected"], "{report}");
+    assert_eq!(step["expected"], 50 * 20);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn echo_counts_round_trips() {
+    let server = common::start(App::new().socket("/", |mut socket: Socket| async move {
+        while let Some(message) = socket.recv().await {
+            if socket.send(message).await.is_err() {
+                return;
+            }
+        }
+    }))
+    .await;
+    let url = server.ws_url("/");
+    let report = bench(&[
+        "echo",
+        "--url",
+        &url,
+        "--connections",
+        "4",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    let row = &report["results"][0];
+    assert!(row["round_trips"].as_u64().unwrap_or(0) > 10, "{report}");
+    assert_eq!(row["failed"], 0);
+    assert_eq!(row["wrong_size"], 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_holds_connections_and_reads_the_servers_memory() {
+    let server = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
+    let url = server.ws_url("/ws");
+    let pid = std::process::id().to_string();
+    let report = bench(&[
+        "idle",
+        "--url",
+        &url,
+        "--connections",
+        "50",
+        "--hold",
+        "100ms",
+        "--pid",
+        &pid,
+        "--deflate",
+    ])
+    .await;
+    let row = &report["results"][0];
+    assert_eq!(row["connections"], 50);
+    assert_eq!(row["deflate_negotiated"], 50, "{report}");
+    assert!(row["rss_after_kib"].as_u64().unwrap_or(0) > 0, "{report}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_url_is_one_line_and_exit_status_1() {
+    let output = Command::new(env!("CARGO_BIN_EXE_pushwire"))
+        .args(["bench", "counter", "--url", "http://nope"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ws://"), "{stderr}");
+}
