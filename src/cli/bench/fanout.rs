@@ -197,6 +197,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         &common.label(),
     );
     report.param("subscribers", args.subscribers);
+    report.param("rates", args.rates.clone());
     report.param("size", args.size);
     report.param("duration_s", args.duration.as_secs_f64());
     report.param("deflate_offered", common.deflate);

@@ -1,0 +1,336 @@
+//! Renders `bench/run`'s results (`target/bench/results.jsonl`, one JSON object per
+//! `pushwire bench --json` run) into the side-by-side section of
+//! `docs/benchmarks.md` (between `<!-- bench/run:begin -->` and
+//! `<!-- bench/run:end -->`) and a chart of fan-out latency against subscribers.
+//!
+//!     pushwire-bench-report --results FILE --commands FILE --doc FILE --svg FILE
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use plotters::prelude::*;
+use serde_json::Value;
+
+const BEGIN: &str = "<!-- bench/run:begin -->";
+const END: &str = "<!-- bench/run:end -->";
+const ORDER: [&str; 4] = ["pushwire", "tornado", "node-ws", "axum"];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench report: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Args {
+    results: String,
+    commands: String,
+    doc: String,
+    svg: String,
+}
+
+fn args() -> Result<Args, String> {
+    let mut map = BTreeMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        map.insert(flag, value);
+    }
+    let mut take = |k: &str| map.remove(k).ok_or_else(|| format!("missing {k}"));
+    Ok(Args {
+        results: take("--results")?,
+        commands: take("--commands")?,
+        doc: take("--doc")?,
+        svg: take("--svg")?,
+    })
+}
+
+fn run() -> Result<(), String> {
+    let args = args()?;
+    let text = std::fs::read_to_string(&args.results).map_err(|e| format!("{}: {e}", args.results))?;
+    let runs: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad result line: {e}")))
+        .collect::<Result<_, _>>()?;
+    let commands = std::fs::read_to_string(&args.commands).unwrap_or_default();
+    let section = render(&runs, &commands)?;
+    chart(&runs, &args.svg)?;
+    let doc = std::fs::read_to_string(&args.doc).map_err(|e| format!("{}: {e}", args.doc))?;
+    let new_doc = match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{BEGIN}\n{section}{}", &doc[..b], &doc[e..]),
+        _ => format!("{}\n{BEGIN}\n{section}{END}\n", doc.trim_end()),
+    };
+    std::fs::write(&args.doc, new_doc).map_err(|e| format!("{}: {e}", args.doc))?;
+    Ok(())
+}
+
+fn label(run: &Value) -> &str {
+    run["label"].as_str().unwrap_or("?")
+}
+
+fn scenario(run: &Value) -> &str {
+    run["scenario"].as_str().unwrap_or("?")
+}
+
+fn row(run: &Value, i: usize) -> &Value {
+    &run["results"][i]
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) if x >= 100.0 => format!("{}", group(x.round() as u64)),
+        Some(x) => format!("{x:.1}"),
+    }
+}
+
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ms(v: &Value, key: &str) -> String {
+    v[key].as_f64().map_or_else(|| "–".into(), |x| format!("{x:.2}"))
+}
+
+fn ratio(value: Option<f64>, base: Option<f64>) -> String {
+    match (value, base) {
+        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}×", v / b),
+        _ => "–".into(),
+    }
+}
+
+fn servers<'a>(runs: &'a [Value], pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+    let mut found: Vec<&Value> = runs.iter().filter(|r| pred(r)).collect();
+    found.sort_by_key(|r| ORDER.iter().position(|o| *o == label(r)).unwrap_or(ORDER.len()));
+    found
+}
+
+/// A fan-out run at one rate (a point of the latency sweep); saturation runs list
+/// several rates.
+fn is_sweep(r: &Value) -> bool {
+    matches!(scenario(r), "fanout" | "fanout-raw")
+        && r["params"]["rates"].as_array().is_some_and(|a| a.len() == 1)
+}
+
+fn is_saturation(r: &Value) -> bool {
+    matches!(scenario(r), "fanout" | "fanout-raw") && !is_sweep(r)
+}
+
+/// The last step that kept up: the sustained rate.
+fn sustained(r: &Value) -> Option<&Value> {
+    r["results"].as_array()?.iter().filter(|s| s["kept_up"] == true).last()
+}
+
+fn render(runs: &[Value], commands: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let w = |out: &mut String, s: String| {
+        let _ = writeln!(out, "{s}");
+    };
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    w(&mut out, "## Side by side: pushwire and the peers\n".into());
+    w(&mut out, format!(
+        "Written by `bench/run` on {date}, commit `{commit}`, on this machine: {cpus} cores \
+         shared by the server and the load generator (`pushwire bench`, whose own processor \
+         use is reported next to the server's: 100% = one core). Peers: `bench/peers/` \
+         (Tornado, Node `ws`, plain axum). Every run starts a fresh server process. \
+         pushwire is measured on its topic protocol (`/ws`, JSON pushes with offsets), the \
+         peers on their `/broadcast` endpoint (`--raw`: plain text)."
+    ));
+    w(&mut out, String::new());
+
+    // Counter.
+    w(&mut out, "### Counter: every connection its own 1 Hz counter\n".into());
+    w(&mut out, "| server | connections | messages/s | gaps | dropped | jitter p50 ms | jitter p99 ms | server CPU % | bench CPU % |".into());
+    w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
+    for r in servers(runs, |r| scenario(r) == "counter") {
+        if r["failed"] == true {
+            w(&mut out, format!("| {} | failed | | | | | | | |", label(r)));
+            continue;
+        }
+        let x = row(r, 0);
+        w(&mut out, format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            label(r), fmt_num(num(&r["params"]["connections"])), fmt_num(num(&x["msgs_per_s"])),
+            x["gaps"], x["dropped"], ms(&x["jitter_ms"], "p50"), ms(&x["jitter_ms"], "p99"),
+            fmt_num(num(&x["server_cpu_pct"])), fmt_num(num(&x["bench_cpu_pct"]))
+        ));
+    }
+    w(&mut out, String::new());
+
+    // Fan-out latency at the largest sweep point.
+    w(&mut out, "### Fan-out latency: 10 messages/s of 64 B\n".into());
+    w(&mut out, "| server | subscribers | delivered / expected | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | bench CPU % |".into());
+    w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
+    for r in servers(runs, is_sweep) {
+        if r["failed"] == true {
+            w(&mut out, format!("| {} | failed (see target/bench/logs/bench.log) | | | | | | | |", label(r)));
+            continue;
+        }
+        let x = row(r, 0);
+        let l = &x["latency_ms"];
+        w(&mut out, format!(
+            "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+            label(r), fmt_num(num(&r["params"]["subscribers"])), fmt_num(num(&x["delivered"])),
+            fmt_num(num(&x["expected"])), ms(l, "p50"), ms(l, "p99"), ms(l, "p999"), ms(l, "max"),
+            fmt_num(num(&x["server_cpu_pct"])), fmt_num(num(&x["bench_cpu_pct"]))
+        ));
+    }
+    w(&mut out, "\nThe chart: p99 latency against subscribers, same rate and size (`docs/fanout-latency.svg`).\n".into());
+    w(&mut out, "![fan-out p99 latency against subscribers](fanout-latency.svg)\n".into());
+
+    // Saturation.
+    w(&mut out, "### Fan-out saturation: the publish rate raised step by step\n".into());
+    w(&mut out, "A step keeps up when every subscriber got every message and p99 stayed under 1 s. Sustained = the last step that kept up.\n".into());
+    w(&mut out, "| server | subscribers | sustained msg/s | deliveries/s | ratio to pushwire | p99 ms there | first step behind | server CPU % | bench CPU % |".into());
+    w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
+    let sat = servers(runs, is_saturation);
+    let base = sat
+        .iter()
+        .find(|r| label(r) == "pushwire")
+        .and_then(|r| sustained(r))
+        .and_then(|s| num(&s["deliveries_per_s"]));
+    for r in &sat {
+        if r["failed"] == true {
+            w(&mut out, format!("| {} | failed (see target/bench/logs/bench.log) | | | | | | | |", label(r)));
+            continue;
+        }
+        let best = sustained(r);
+        let behind = r["results"].as_array().and_then(|a| a.iter().find(|s| s["kept_up"] == false));
+        let behind_text = behind.map_or_else(
+            || "none (all steps kept up)".into(),
+            |b| format!("{} msg/s: {} / {}", b["rate"], fmt_num(num(&b["delivered"])), fmt_num(num(&b["expected"]))),
+        );
+        let d = best.and_then(|s| num(&s["deliveries_per_s"]));
+        w(&mut out, format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            label(r), fmt_num(num(&r["params"]["subscribers"])),
+            best.map_or_else(|| "none".into(), |s| s["rate"].to_string()), fmt_num(d), ratio(d, base),
+            best.map_or_else(|| "–".into(), |s| ms(&s["latency_ms"], "p99")), behind_text,
+            best.map_or_else(|| "–".into(), |s| fmt_num(num(&s["server_cpu_pct"]))),
+            best.map_or_else(|| "–".into(), |s| fmt_num(num(&s["bench_cpu_pct"]))),
+        ));
+    }
+    w(&mut out, String::new());
+
+    // Idle.
+    w(&mut out, "### Memory per idle WebSocket (permessage-deflate offered)\n".into());
+    w(&mut out, "| server | connections | deflate negotiated | bytes per connection | ratio to pushwire |".into());
+    w(&mut out, "|---|---|---|---|---|".into());
+    let idle = servers(runs, |r| scenario(r) == "idle");
+    let base = idle.iter().find(|r| label(r) == "pushwire").and_then(|r| num(&row(r, 0)["bytes_per_conn"]));
+    for r in idle {
+        if r["failed"] == true {
+            w(&mut out, format!("| {} | failed (see target/bench/logs/bench.log) | | | |", label(r)));
+            continue;
+        }
+        let x = row(r, 0);
+        let b = num(&x["bytes_per_conn"]);
+        w(&mut out, format!(
+            "| {} | {} | {} | {} | {} |",
+            label(r), fmt_num(num(&x["connections"])), fmt_num(num(&x["deflate_negotiated"])),
+            fmt_num(b), ratio(b, base)
+        ));
+    }
+    w(&mut out, String::new());
+
+    // Echo.
+    if let Some(r) = runs.iter().find(|r| scenario(r) == "echo") {
+        let x = row(r, 0);
+        w(&mut out, "### Echo (pushwire's `examples/echo`; the peers have no echo endpoint)\n".into());
+        w(&mut out, "| connections | round trips/s | p50 ms | p99 ms | server CPU % | bench CPU % |".into());
+        w(&mut out, "|---|---|---|---|---|---|".into());
+        w(&mut out, format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            fmt_num(num(&r["params"]["connections"])), fmt_num(num(&x["round_trips_per_s"])),
+            ms(&x["latency_ms"], "p50"), ms(&x["latency_ms"], "p99"),
+            fmt_num(num(&x["server_cpu_pct"])), fmt_num(num(&x["bench_cpu_pct"]))
+        ));
+    }
+
+    w(&mut out, "### The commands\n".into());
+    w(&mut out, "`bench/run` ran these (`PORT` and `PID`: the fresh server's), after `cargo build --release --bins --examples`:\n".into());
+    w(&mut out, "```sh".into());
+    out.push_str(commands);
+    w(&mut out, "```".into());
+    Ok(out)
+}
+
+fn chart(runs: &[Value], path: &str) -> Result<(), String> {
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| is_sweep(r)) {
+        let (Some(subs), Some(p99)) = (
+            num(&r["params"]["subscribers"]),
+            num(&row(r, 0)["latency_ms"]["p99"]),
+        ) else {
+            continue;
+        };
+        series.entry(label(r).to_owned()).or_default().push((subs, p99));
+    }
+    let max_x = series.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    let max_y = series.values().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("fan-out p99 latency (ms) against subscribers, 10 msg/s of 64 B", ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..max_y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("subscribers")
+        .y_desc("p99 ms")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
+    for (i, (name, mut points)) in series.into_iter().enumerate() {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let color = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
