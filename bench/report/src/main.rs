@@ -51,7 +51,8 @@ fn args() -> Result<Args, String> {
 
 fn run() -> Result<(), String> {
     let args = args()?;
-    let text = std::fs::read_to_string(&args.results).map_err(|e| format!("{}: {e}", args.results))?;
+    let text =
+        std::fs::read_to_string(&args.results).map_err(|e| format!("{}: {e}", args.results))?;
     let runs: Vec<Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -73,6 +74,13 @@ fn label(run: &Value) -> &str {
     run["label"].as_str().unwrap_or("?")
 }
 
+/// Why a run failed, as `bench/run` recorded it.
+fn why(run: &Value) -> &str {
+    run["error"]
+        .as_str()
+        .unwrap_or("see target/bench/logs/bench.log")
+}
+
 fn scenario(run: &Value) -> &str {
     run["scenario"].as_str().unwrap_or("?")
 }
@@ -88,7 +96,7 @@ fn num(v: &Value) -> Option<f64> {
 fn fmt_num(v: Option<f64>) -> String {
     match v {
         None => "–".into(),
-        Some(x) if x >= 100.0 => format!("{}", group(x.round() as u64)),
+        Some(x) if x >= 100.0 || (x >= 0.0 && x.fract() == 0.0) => group(x.round() as u64),
         Some(x) => format!("{x:.1}"),
     }
 }
@@ -106,7 +114,9 @@ fn group(n: u64) -> String {
 }
 
 fn ms(v: &Value, key: &str) -> String {
-    v[key].as_f64().map_or_else(|| "–".into(), |x| format!("{x:.2}"))
+    v[key]
+        .as_f64()
+        .map_or_else(|| "–".into(), |x| format!("{x:.2}"))
 }
 
 fn ratio(value: Option<f64>, base: Option<f64>) -> String {
@@ -118,7 +128,12 @@ fn ratio(value: Option<f64>, base: Option<f64>) -> String {
 
 fn servers<'a>(runs: &'a [Value], pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
     let mut found: Vec<&Value> = runs.iter().filter(|r| pred(r)).collect();
-    found.sort_by_key(|r| ORDER.iter().position(|o| *o == label(r)).unwrap_or(ORDER.len()));
+    found.sort_by_key(|r| {
+        ORDER
+            .iter()
+            .position(|o| *o == label(r))
+            .unwrap_or(ORDER.len())
+    });
     found
 }
 
@@ -126,7 +141,9 @@ fn servers<'a>(runs: &'a [Value], pred: impl Fn(&Value) -> bool) -> Vec<&'a Valu
 /// several rates.
 fn is_sweep(r: &Value) -> bool {
     matches!(scenario(r), "fanout" | "fanout-raw")
-        && r["params"]["rates"].as_array().is_some_and(|a| a.len() == 1)
+        && r["params"]["rates"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
 }
 
 fn is_saturation(r: &Value) -> bool {
@@ -135,7 +152,11 @@ fn is_saturation(r: &Value) -> bool {
 
 /// The last step that kept up: the sustained rate.
 fn sustained(r: &Value) -> Option<&Value> {
-    r["results"].as_array()?.iter().filter(|s| s["kept_up"] == true).last()
+    r["results"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["kept_up"] == true)
+        .last()
 }
 
 fn render(runs: &[Value], commands: &str) -> Result<String, String> {
@@ -157,58 +178,98 @@ fn render(runs: &[Value], commands: &str) -> Result<String, String> {
         .unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     w(&mut out, "## Side by side: pushwire and the peers\n".into());
-    w(&mut out, format!(
-        "Written by `bench/run` on {date}, commit `{commit}`, on this machine: {cpus} cores \
+    w(
+        &mut out,
+        format!(
+            "Written by `bench/run` on {date}, commit `{commit}`, on this machine: {cpus} cores \
          shared by the server and the load generator (`pushwire bench`, whose own processor \
          use is reported next to the server's: 100% = one core). Peers: `bench/peers/` \
          (Tornado, Node `ws`, plain axum). Every run starts a fresh server process. \
          pushwire is measured on its topic protocol (`/ws`, JSON pushes with offsets), the \
          peers on their `/broadcast` endpoint (`--raw`: plain text)."
-    ));
+        ),
+    );
     w(&mut out, String::new());
 
     // Counter.
-    w(&mut out, "### Counter: every connection its own 1 Hz counter\n".into());
+    w(
+        &mut out,
+        "### Counter: every connection its own 1 Hz counter\n".into(),
+    );
     w(&mut out, "| server | connections | messages/s | gaps | dropped | jitter p50 ms | jitter p99 ms | server CPU % | bench CPU % |".into());
     w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
     for r in servers(runs, |r| scenario(r) == "counter") {
         if r["failed"] == true {
-            w(&mut out, format!("| {} | failed | | | | | | | |", label(r)));
+            w(
+                &mut out,
+                format!("| {} | failed: {} | | | | | | | |", label(r), why(r)),
+            );
             continue;
         }
         let x = row(r, 0);
-        w(&mut out, format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            label(r), fmt_num(num(&r["params"]["connections"])), fmt_num(num(&x["msgs_per_s"])),
-            x["gaps"], x["dropped"], ms(&x["jitter_ms"], "p50"), ms(&x["jitter_ms"], "p99"),
-            fmt_num(num(&x["server_cpu_pct"])), fmt_num(num(&x["bench_cpu_pct"]))
-        ));
+        w(
+            &mut out,
+            format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                label(r),
+                fmt_num(num(&r["params"]["connections"])),
+                fmt_num(num(&x["msgs_per_s"])),
+                x["gaps"],
+                x["dropped"],
+                ms(&x["jitter_ms"], "p50"),
+                ms(&x["jitter_ms"], "p99"),
+                fmt_num(num(&x["server_cpu_pct"])),
+                fmt_num(num(&x["bench_cpu_pct"]))
+            ),
+        );
     }
     w(&mut out, String::new());
 
     // Fan-out latency at the largest sweep point.
-    w(&mut out, "### Fan-out latency: 10 messages/s of 64 B\n".into());
+    w(
+        &mut out,
+        "### Fan-out latency: 10 messages/s of 64 B\n".into(),
+    );
     w(&mut out, "| server | subscribers | delivered / expected | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | bench CPU % |".into());
     w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
     for r in servers(runs, is_sweep) {
         if r["failed"] == true {
-            w(&mut out, format!("| {} | failed (see target/bench/logs/bench.log) | | | | | | | |", label(r)));
+            w(
+                &mut out,
+                format!("| {} | failed: {} | | | | | | | |", label(r), why(r)),
+            );
             continue;
         }
         let x = row(r, 0);
         let l = &x["latency_ms"];
-        w(&mut out, format!(
-            "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
-            label(r), fmt_num(num(&r["params"]["subscribers"])), fmt_num(num(&x["delivered"])),
-            fmt_num(num(&x["expected"])), ms(l, "p50"), ms(l, "p99"), ms(l, "p999"), ms(l, "max"),
-            fmt_num(num(&x["server_cpu_pct"])), fmt_num(num(&x["bench_cpu_pct"]))
-        ));
+        w(
+            &mut out,
+            format!(
+                "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                label(r),
+                fmt_num(num(&r["params"]["subscribers"])),
+                fmt_num(num(&x["delivered"])),
+                fmt_num(num(&x["expected"])),
+                ms(l, "p50"),
+                ms(l, "p99"),
+                ms(l, "p999"),
+                ms(l, "max"),
+                fmt_num(num(&x["server_cpu_pct"])),
+                fmt_num(num(&x["bench_cpu_pct"]))
+            ),
+        );
     }
     w(&mut out, "\nThe chart: p99 latency against subscribers, same rate and size (`docs/fanout-latency.svg`).\n".into());
-    w(&mut out, "![fan-out p99 latency against subscribers](fanout-latency.svg)\n".into());
+    w(
+        &mut out,
+        "![fan-out p99 latency against subscribers](fanout-latency.svg)\n".into(),
+    );
 
     // Saturation.
-    w(&mut out, "### Fan-out saturation: the publish rate raised step by step\n".into());
+    w(
+        &mut out,
+        "### Fan-out saturation: the publish rate raised step by step\n".into(),
+    );
     w(&mut out, "A step keeps up when every subscriber got every message and p99 stayed under 1 s. Sustained = the last step that kept up.\n".into());
     w(&mut out, "| server | subscribers | sustained msg/s | deliveries/s | ratio to pushwire | p99 ms there | first step behind | server CPU % | bench CPU % |".into());
     w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
@@ -220,60 +281,110 @@ fn render(runs: &[Value], commands: &str) -> Result<String, String> {
         .and_then(|s| num(&s["deliveries_per_s"]));
     for r in &sat {
         if r["failed"] == true {
-            w(&mut out, format!("| {} | failed (see target/bench/logs/bench.log) | | | | | | | |", label(r)));
+            w(
+                &mut out,
+                format!("| {} | failed: {} | | | | | | | |", label(r), why(r)),
+            );
             continue;
         }
         let best = sustained(r);
-        let behind = r["results"].as_array().and_then(|a| a.iter().find(|s| s["kept_up"] == false));
+        let behind = r["results"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["kept_up"] == false));
         let behind_text = behind.map_or_else(
             || "none (all steps kept up)".into(),
-            |b| format!("{} msg/s: {} / {}", b["rate"], fmt_num(num(&b["delivered"])), fmt_num(num(&b["expected"]))),
+            |b| {
+                format!(
+                    "{} msg/s: {} / {}",
+                    b["rate"],
+                    fmt_num(num(&b["delivered"])),
+                    fmt_num(num(&b["expected"]))
+                )
+            },
         );
         let d = best.and_then(|s| num(&s["deliveries_per_s"]));
-        w(&mut out, format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            label(r), fmt_num(num(&r["params"]["subscribers"])),
-            best.map_or_else(|| "none".into(), |s| s["rate"].to_string()), fmt_num(d), ratio(d, base),
-            best.map_or_else(|| "–".into(), |s| ms(&s["latency_ms"], "p99")), behind_text,
-            best.map_or_else(|| "–".into(), |s| fmt_num(num(&s["server_cpu_pct"]))),
-            best.map_or_else(|| "–".into(), |s| fmt_num(num(&s["bench_cpu_pct"]))),
-        ));
+        w(
+            &mut out,
+            format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                label(r),
+                fmt_num(num(&r["params"]["subscribers"])),
+                best.map_or_else(|| "none".into(), |s| s["rate"].to_string()),
+                fmt_num(d),
+                ratio(d, base),
+                best.map_or_else(|| "–".into(), |s| ms(&s["latency_ms"], "p99")),
+                behind_text,
+                best.map_or_else(|| "–".into(), |s| fmt_num(num(&s["server_cpu_pct"]))),
+                best.map_or_else(|| "–".into(), |s| fmt_num(num(&s["bench_cpu_pct"]))),
+            ),
+        );
     }
     w(&mut out, String::new());
 
     // Idle.
-    w(&mut out, "### Memory per idle WebSocket (permessage-deflate offered)\n".into());
-    w(&mut out, "| server | connections | deflate negotiated | bytes per connection | ratio to pushwire |".into());
+    w(
+        &mut out,
+        "### Memory per idle WebSocket (permessage-deflate offered)\n".into(),
+    );
+    w(
+        &mut out,
+        "| server | connections | deflate negotiated | bytes per connection | ratio to pushwire |"
+            .into(),
+    );
     w(&mut out, "|---|---|---|---|---|".into());
     let idle = servers(runs, |r| scenario(r) == "idle");
-    let base = idle.iter().find(|r| label(r) == "pushwire").and_then(|r| num(&row(r, 0)["bytes_per_conn"]));
+    let base = idle
+        .iter()
+        .find(|r| label(r) == "pushwire")
+        .and_then(|r| num(&row(r, 0)["bytes_per_conn"]));
     for r in idle {
         if r["failed"] == true {
-            w(&mut out, format!("| {} | failed (see target/bench/logs/bench.log) | | | |", label(r)));
+            w(
+                &mut out,
+                format!("| {} | failed: {} | | | |", label(r), why(r)),
+            );
             continue;
         }
         let x = row(r, 0);
         let b = num(&x["bytes_per_conn"]);
-        w(&mut out, format!(
-            "| {} | {} | {} | {} | {} |",
-            label(r), fmt_num(num(&x["connections"])), fmt_num(num(&x["deflate_negotiated"])),
-            fmt_num(b), ratio(b, base)
-        ));
+        w(
+            &mut out,
+            format!(
+                "| {} | {} | {} | {} | {} |",
+                label(r),
+                fmt_num(num(&x["connections"])),
+                fmt_num(num(&x["deflate_negotiated"])),
+                fmt_num(b),
+                ratio(b, base)
+            ),
+        );
     }
     w(&mut out, String::new());
 
     // Echo.
     if let Some(r) = runs.iter().find(|r| scenario(r) == "echo") {
         let x = row(r, 0);
-        w(&mut out, "### Echo (pushwire's `examples/echo`; the peers have no echo endpoint)\n".into());
-        w(&mut out, "| connections | round trips/s | p50 ms | p99 ms | server CPU % | bench CPU % |".into());
+        w(
+            &mut out,
+            "### Echo (pushwire's `examples/echo`; the peers have no echo endpoint)\n".into(),
+        );
+        w(
+            &mut out,
+            "| connections | round trips/s | p50 ms | p99 ms | server CPU % | bench CPU % |".into(),
+        );
         w(&mut out, "|---|---|---|---|---|---|".into());
-        w(&mut out, format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            fmt_num(num(&r["params"]["connections"])), fmt_num(num(&x["round_trips_per_s"])),
-            ms(&x["latency_ms"], "p50"), ms(&x["latency_ms"], "p99"),
-            fmt_num(num(&x["server_cpu_pct"])), fmt_num(num(&x["bench_cpu_pct"]))
-        ));
+        w(
+            &mut out,
+            format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                fmt_num(num(&r["params"]["connections"])),
+                fmt_num(num(&x["round_trips_per_s"])),
+                ms(&x["latency_ms"], "p50"),
+                ms(&x["latency_ms"], "p99"),
+                fmt_num(num(&x["server_cpu_pct"])),
+                fmt_num(num(&x["bench_cpu_pct"]))
+            ),
+        );
     }
 
     w(&mut out, "### The commands\n".into());
@@ -293,14 +404,20 @@ fn chart(runs: &[Value], path: &str) -> Result<(), String> {
         ) else {
             continue;
         };
-        series.entry(label(r).to_owned()).or_default().push((subs, p99));
+        series
+            .entry(label(r).to_owned())
+            .or_default()
+            .push((subs, p99));
     }
     let max_x = series.values().flatten().map(|p| p.0).fold(1.0, f64::max);
     let max_y = series.values().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.1;
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("fan-out p99 latency (ms) against subscribers, 10 msg/s of 64 B", ("sans-serif", 18))
+        .caption(
+            "fan-out p99 latency (ms) against subscribers, 10 msg/s of 64 B",
+            ("sans-serif", 18),
+        )
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -322,7 +439,11 @@ fn chart(runs: &[Value], path: &str) -> Result<(), String> {
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
             .map_err(|e| e.to_string())?;
     }
     chart

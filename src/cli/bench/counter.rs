@@ -20,7 +20,8 @@ pub(crate) struct CounterArgs {
     /// How many connections.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
-    /// How long to listen once every connection is open.
+    /// How long to measure once every connection is open (after one period of
+    /// warm-up).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// The server's counter period (the time between two numbers).
@@ -51,8 +52,13 @@ pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
     let jitter = Arc::new(Latencies::new());
     let stop: Stop = Arc::new(tokio::sync::Notify::new());
     let period_us = args.period.as_micros() as u64;
+    // While the others were still connecting, the first connections' counters ran
+    // on with nobody reading: those numbers wait in socket buffers and arrive in a
+    // burst. One period of warm-up drains them before anything is measured.
+    let warm_up = args.period + Duration::from_millis(100);
     let cpu = stats::CpuMeter::start(common.pid);
     let started = Instant::now();
+    let measure_from = started + warm_up;
     let mut tasks = Vec::with_capacity(conns.len());
     for (index, mut conn) in conns.into_iter().enumerate() {
         let (totals, jitter, stop) = (Arc::clone(&totals), Arc::clone(&jitter), Arc::clone(&stop));
@@ -80,11 +86,14 @@ pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
                     totals.garbled.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                totals.messages.fetch_add(1, Ordering::Relaxed);
                 if expected.is_some_and(|e| e != number) {
                     totals.gaps.fetch_add(1, Ordering::Relaxed);
                 }
                 expected = Some(number + 1);
+                if now < measure_from {
+                    continue; // warm-up: order is checked, nothing is measured
+                }
+                totals.messages.fetch_add(1, Ordering::Relaxed);
                 if let Some(last) = last_arrival {
                     let gap = now.duration_since(last).as_micros() as u64;
                     jitter.record(index, gap.abs_diff(period_us));
@@ -94,8 +103,8 @@ pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
             conn.close().await;
         }));
     }
-    hold(args.duration, "listening").await;
-    let elapsed = started.elapsed();
+    hold(warm_up + args.duration, "listening").await;
+    let elapsed = started.elapsed().saturating_sub(warm_up);
     let (bench_cpu, server_cpu) = cpu.stop();
     stop.notify_waiters();
     for task in tasks {

@@ -71,6 +71,9 @@ pub(crate) struct Common {
     /// How many handshakes may be in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Give up when the connections are not all open (and subscribed) after this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
 }
 
 impl Common {
@@ -159,7 +162,7 @@ where
     let bar = progress(count as u64, "connecting");
     let deflate = common.deflate;
     let prepare = &prepare;
-    let results: Vec<Result<Conn, String>> = futures_util::stream::iter(0..count)
+    let opening = futures_util::stream::iter(0..count)
         .map(|i| {
             let source = sources[i % sources.len()];
             let bar = bar.clone();
@@ -171,9 +174,16 @@ where
             }
         })
         .buffered(common.concurrency.max(1))
-        .collect()
-        .await;
+        .collect::<Vec<Result<Conn, String>>>();
+    let results = tokio::time::timeout(common.connect_timeout, opening).await;
+    let opened = bar.position();
     bar.finish_and_clear();
+    let Ok(results) = results else {
+        return Err(BenchError::Run(format!(
+            "only {opened} of {count} connections were open after {} (--connect-timeout)",
+            humantime::format_duration(common.connect_timeout)
+        )));
+    };
     let mut conns = Vec::with_capacity(count);
     for (index, result) in results.into_iter().enumerate() {
         conns.push(result.map_err(|reason| BenchError::Connect { index, reason })?);
