@@ -410,7 +410,15 @@ fn chart(runs: &[Value], path: &str) -> Result<(), String> {
             .push((subs, p99));
     }
     let max_x = series.values().flatten().map(|p| p.0).fold(1.0, f64::max);
-    let max_y = series.values().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    // Log scale: the slowest server's latency is two orders above the others'.
+    let max_y = series.values().flatten().map(|p| p.1).fold(10.0, f64::max) * 1.5;
+    let min_y = series
+        .values()
+        .flatten()
+        .map(|p| p.1)
+        .fold(max_y, f64::min)
+        .max(0.1)
+        / 1.5;
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -421,12 +429,12 @@ fn chart(runs: &[Value], path: &str) -> Result<(), String> {
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..max_y)
+        .build_cartesian_2d(0.0..max_x * 1.05, (min_y..max_y).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .x_desc("subscribers")
-        .y_desc("p99 ms")
+        .y_desc("p99 ms (log scale)")
         .draw()
         .map_err(|e| e.to_string())?;
     let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
@@ -448,6 +456,7 @@ fn chart(runs: &[Value], path: &str) -> Result<(), String> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
