@@ -27,6 +27,8 @@ fn main() -> ExitCode {
 }
 
 struct Args {
+    /// The commit measured (default: the current one).
+    commit: Option<String>,
     results: String,
     commands: String,
     doc: String,
@@ -40,8 +42,10 @@ fn args() -> Result<Args, String> {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         map.insert(flag, value);
     }
+    let commit = map.remove("--commit");
     let mut take = |k: &str| map.remove(k).ok_or_else(|| format!("missing {k}"));
     Ok(Args {
+        commit,
         results: take("--results")?,
         commands: take("--commands")?,
         doc: take("--doc")?,
@@ -59,7 +63,7 @@ fn run() -> Result<(), String> {
         .map(|l| serde_json::from_str(l).map_err(|e| format!("bad result line: {e}")))
         .collect::<Result<_, _>>()?;
     let commands = std::fs::read_to_string(&args.commands).unwrap_or_default();
-    let section = render(&runs, &commands)?;
+    let section = render(&runs, &commands, args.commit.as_deref())?;
     chart(&runs, &args.svg)?;
     let doc = std::fs::read_to_string(&args.doc).map_err(|e| format!("{}: {e}", args.doc))?;
     let new_doc = match (doc.find(BEGIN), doc.find(END)) {
@@ -159,7 +163,7 @@ fn sustained(r: &Value) -> Option<&Value> {
         .last()
 }
 
-fn render(runs: &[Value], commands: &str) -> Result<String, String> {
+fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String, String> {
     let mut out = String::new();
     let w = |out: &mut String, s: String| {
         let _ = writeln!(out, "{s}");
@@ -170,12 +174,14 @@ fn render(runs: &[Value], commands: &str) -> Result<String, String> {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let commit = commit.map(str::to_owned).unwrap_or_else(|| {
+        std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    });
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     w(&mut out, "## Side by side: pushwire and the peers\n".into());
     w(
