@@ -3,60 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
-use common::STEP;
 use common::topics::{next_json, sub};
 use serde_json::Value;
 
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --example {name}`",
-        path.display()
-    );
-    path
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_topics_example_publishes_its_clock_and_accepts_http_publishes() {
-    let mut child = Command::new(example_binary("topics"))
-        .arg("0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the topics example");
-    let stdout = child.stdout.take().expect("stdout");
-    let _guard = Killed(child);
-    let line = tokio::time::timeout(
-        STEP,
-        tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        }),
-    )
-    .await
-    .expect("the example printed no URL")
-    .expect("reader")
-    .expect("read stdout");
+    let (_example, line) = common::start_example("topics").await;
     let url = line
         .trim()
         .strip_prefix("topics at ")

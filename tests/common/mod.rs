@@ -277,3 +277,55 @@ pub async fn closed_by_server(tcp: &mut TcpStream) -> bool {
     };
     tokio::time::timeout(STEP, drained).await.unwrap_or(false)
 }
+
+/// A running example program, killed (and reaped) when dropped.
+pub struct Example(std::process::Child);
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `examples/<name>` (built by `cargo test` next to the test binaries) with
+/// the argument `0` (a free port), from the repository root, and returns it with
+/// the first line it printed (failing the test after [`STEP`]).
+pub async fn start_example(name: &str) -> (Example, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --example {name}`",
+        path.display()
+    );
+    let mut child = Command::new(path)
+        .arg("0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let example = Example(child);
+    let line = tokio::time::timeout(
+        STEP,
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        }),
+    )
+    .await
+    .expect("the example printed no URL")
+    .expect("reader")
+    .expect("read stdout");
+    (example, line)
+}
