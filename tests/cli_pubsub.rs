@@ -486,26 +486,9 @@ async fn help_reads_as_a_manual() {
     );
 }
 
-/// A `/ws` that answers one `sub`, then closes as the hub closes a slow consumer.
-async fn evictor(mut socket: pushwire::Socket) {
-    let _ = socket
-        .send(r#"{"hello":{"client":"ev-1","version":1}}"#)
-        .await;
-    if let Some(request) = socket.recv().await {
-        let request: serde_json::Value =
-            serde_json::from_str(request.as_text().unwrap_or("{}")).unwrap_or_default();
-        let reply = format!(
-            r#"{{"id":{},"ok":{{"topic":"news","epoch":"E1","offset":0}}}}"#,
-            request["id"]
-        );
-        let _ = socket.send(reply).await;
-    }
-    socket.close(pushwire::CloseCode::POLICY, "slow consumer");
-}
-
 #[tokio::test]
 async fn sub_fails_when_the_server_drops_it() {
-    let server = common::start(App::new().socket("/ws", evictor)).await;
+    let server = common::start(App::new().socket("/ws", common::topics::evictor)).await;
     let output = run(&["sub", "news", "--url", &url(&server)]).await;
     assert_failure(&output, 1, "1008");
     server.stop().await;

@@ -496,27 +496,9 @@ async fn shutting_down_ends_at_once_when_the_client_answers_the_close() {
     .await;
 }
 
-/// A `/ws` that says hello, answers one `sub`, then closes the connection as the
-/// hub does with a slow consumer.
-async fn evictor(mut socket: Socket) {
-    let _ = socket
-        .send(r#"{"hello":{"client":"ev-1","version":1}}"#)
-        .await;
-    if let Some(request) = socket.recv().await {
-        let request: serde_json::Value =
-            serde_json::from_str(request.as_text().unwrap_or("{}")).unwrap_or_default();
-        let reply = format!(
-            r#"{{"id":{},"ok":{{"topic":"news","epoch":"E1","offset":0}}}}"#,
-            request["id"]
-        );
-        let _ = socket.send(reply).await;
-    }
-    socket.close(pushwire::CloseCode::POLICY, "slow consumer");
-}
-
 #[tokio::test]
 async fn the_close_code_tells_how_the_stream_ended() {
-    let server = common::start(App::new().socket("/ws", evictor)).await;
+    let server = common::start(App::new().socket("/ws", common::topics::evictor)).await;
     let mut client = within("connect", Client::connect(&server.ws_url("/ws")))
         .await
         .expect("connect");

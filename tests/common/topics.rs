@@ -126,3 +126,21 @@ pub async fn publish_http(server: &Running, topic: &str, body: &str) -> (u16, Va
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+/// A `/ws` that says hello, answers one `sub`, then closes the connection with
+/// 1008 "slow consumer", as the hub does with a subscriber that falls behind.
+pub async fn evictor(mut socket: pushwire::Socket) {
+    let _ = socket
+        .send(r#"{"hello":{"client":"ev-1","version":1}}"#)
+        .await;
+    if let Some(request) = socket.recv().await {
+        let request: Value =
+            serde_json::from_str(request.as_text().unwrap_or("{}")).unwrap_or_default();
+        let reply = format!(
+            r#"{{"id":{},"ok":{{"topic":"news","epoch":"E1","offset":0}}}}"#,
+            request["id"]
+        );
+        let _ = socket.send(reply).await;
+    }
+    socket.close(pushwire::CloseCode::POLICY, "slow consumer");
+}
