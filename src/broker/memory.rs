@@ -4,14 +4,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{self, BoxFuture};
 
 use super::{Broker, BrokerError, Deliver, Recovery};
-use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
+use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic, lock};
 
 /// How often, at most, idle topics are looked for and dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -73,14 +73,6 @@ impl Log {
     fn idle(&self) -> bool {
         self.history.is_empty() && self.watchers == 0 && self.members.is_empty()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves consistent data behind (every
-    // critical section is a few plain updates), so a poisoned lock is used as is.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryBroker {

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::hub::{Data, Hub, Position, PublishError, Topic};
+use crate::hub::{Data, Hub, PublishError, Topic};
 use crate::protocol;
 use crate::transport::HttpError;
 
@@ -169,7 +169,7 @@ impl PublishApi {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(&position_json(&topic, &position));
+                    out.push_str(&protocol::position(&topic, &position, None));
                 }
                 Err(err) => {
                     let mut err = publish_error(&err);
@@ -192,10 +192,6 @@ struct BatchEntry<'a> {
     topic: String,
     #[serde(borrow)]
     data: &'a RawValue,
-}
-
-fn position_json(topic: &Topic, position: &Position) -> String {
-    protocol::position(topic, position, None)
 }
 
 fn publish_error(err: &PublishError) -> HttpError {

@@ -148,9 +148,10 @@ struct Entry {
     dead: bool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section is a few plain updates that leave consistent data even
-    // if a sink panicked half-way; a poisoned lock is used as is.
+/// Locks a mutex of the hub or the in-process broker. Every critical section there
+/// is a few plain updates that leave consistent data even if a sink panicked
+/// half-way, so a poisoned lock is used as is.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

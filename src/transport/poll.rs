@@ -66,9 +66,8 @@ async fn answer(
     // one at once: answer without waiting, with whatever the others recovered.
     let must_answer_now = wanted.topics.iter().any(|t| wanted.since.get(t).is_none());
     if !must_answer_now {
-        let live = go_live(subscribed.pending);
         // Held until the answer is built; then dropped, they unsubscribe.
-        let _subscriptions = live;
+        let _subscriptions = go_live(subscribed.pending);
         let room = MAX_MESSAGES - messages.len();
         if room > 0 {
             let more = if messages.is_empty() {
