@@ -246,6 +246,55 @@ async fn a_peer_that_stops_reading_is_reported_and_closed_as_a_slow_consumer() {
 }
 
 #[tokio::test]
+async fn a_peer_that_reads_nothing_is_dropped_once_a_write_stalls_for_the_write_timeout() {
+    let config = ws::Config {
+        // The queue never pushes back: only the write timeout can end this.
+        high_watermark: 1 << 30,
+        low_watermark: 1 << 29,
+        write_timeout: Duration::from_millis(500),
+        ..ws::Config::default()
+    };
+    let (report, reported) = tokio::sync::oneshot::channel::<(usize, Option<CloseCode>)>();
+    let report = std::sync::Mutex::new(Some(report));
+    let server = start(
+        App::new()
+            .ws_config(config)
+            .socket("/flood", move |socket: Socket| {
+                let report = report.lock().ok().and_then(|mut r| r.take());
+                async move {
+                    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                    let mut sent = 0;
+                    // At most 1 GiB: far more than any socket buffer holds.
+                    while sent < 16 * 1024 {
+                        if socket.send(Message::Binary(chunk.clone())).await.is_err() {
+                            break;
+                        }
+                        sent += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    socket.closed().await;
+                    if let Some(report) = report {
+                        let _ = report.send((sent, socket.close_code()));
+                    }
+                }
+            }),
+    )
+    .await;
+    // A raw client that never reads.
+    let _tcp = raw_ws(server.addr, "/flood").await;
+    let (sent, code) = tokio::time::timeout(common::STEP, reported)
+        .await
+        .expect("the connection ended within the step")
+        .expect("report");
+    assert!(
+        sent < 16 * 1024,
+        "the handler sent all {sent} chunks: the writes never stalled"
+    );
+    assert_eq!(code, Some(CloseCode::ABNORMAL));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_ten_megabyte_frame_header_is_refused_before_any_payload() {
     let server = start(App::new().socket("/echo", echo)).await;
     let mut tcp = raw_ws(server.addr, "/echo").await;

@@ -301,6 +301,7 @@ impl Shared {
         if !state.outbox.is_empty() {
             let take = state.outbox.len().min(MAX_BATCH);
             let mut bytes = 0;
+            batch.reserve(take);
             for frame in state.outbox.drain(..take) {
                 bytes += frame.len();
                 batch.push(frame);

@@ -8,7 +8,9 @@ use super::error::ProtocolError;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Utf8Check {
     carry: [u8; 4],
-    carry_len: usize,
+    /// Bytes used in `carry` (at most 3). A `u8`, so the check costs the connection
+    /// five bytes.
+    carry_len: u8,
 }
 
 /// The length of the sequence a lead byte starts (0 for a byte that cannot lead).
@@ -26,13 +28,15 @@ impl Utf8Check {
     /// Checks the next piece; fails at the first byte that no valid text could have.
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ProtocolError> {
         if self.carry_len > 0 {
+            let have = usize::from(self.carry_len);
             let need = sequence_len(self.carry[0]);
-            let take = (need - self.carry_len).min(bytes.len());
-            self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&bytes[..take]);
-            self.carry_len += take;
+            let take = (need - have).min(bytes.len());
+            self.carry[have..have + take].copy_from_slice(&bytes[..take]);
+            let have = have + take;
+            self.carry_len = have as u8;
             bytes = &bytes[take..];
-            let sequence = &self.carry[..self.carry_len];
-            if self.carry_len < need {
+            let sequence = &self.carry[..have];
+            if have < need {
                 // Still incomplete: valid only if it is the start of some character.
                 return match simdutf8::compat::from_utf8(sequence) {
                     Err(err) if err.error_len().is_some() => Err(ProtocolError::InvalidUtf8),
@@ -46,9 +50,10 @@ impl Utf8Check {
             Ok(_) => Ok(()),
             Err(err) if err.error_len().is_some() => Err(ProtocolError::InvalidUtf8),
             Err(err) => {
+                // An incomplete character: at most three bytes.
                 let tail = &bytes[err.valid_up_to()..];
                 self.carry[..tail.len()].copy_from_slice(tail);
-                self.carry_len = tail.len();
+                self.carry_len = tail.len() as u8;
                 Ok(())
             }
         }
