@@ -132,6 +132,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         }
     };
     let subscribers = open_all(common, &target, args.subscribers, subscribe).await?;
+    let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
     let mut publisher = Conn::open(&target, None, common.deflate)
         .await
         .map_err(|reason| BenchError::Connect {
@@ -201,6 +202,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     report.param("size", args.size);
     report.param("duration_s", args.duration.as_secs_f64());
     report.param("deflate_offered", common.deflate);
+    report.param("deflate_negotiated", negotiated);
     let mut seq = 0u64;
     let mut failure = None;
     for &rate in &args.rates {

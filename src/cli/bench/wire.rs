@@ -2,7 +2,15 @@
 //! with the server it measures, so it parses frame headers and reads payloads in
 //! place (no per-message allocation, no UTF-8 check), inflates only what arrives
 //! compressed, and masks what it sends, as RFC 6455 requires of a client.
+//!
+//! It asks for `server_no_context_takeover`, so that every compressed message stands
+//! alone. A server that compresses once per publish then sends every subscriber the
+//! same bytes, and the generator inflates each distinct message once per thread
+//! (see [`Memo`]) instead of once per subscriber: inflating is the receivers' work,
+//! which real clients do on their own machines, and here it would otherwise make the
+//! generator the bottleneck of every compressed fan-out.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, BytesMut};
@@ -63,6 +71,46 @@ pub(crate) struct Conn {
     message: BytesMut,
     /// Whether the server agreed to permessage-deflate.
     pub(crate) deflate: bool,
+    /// The inflater of a server that keeps its compression context between
+    /// messages (it declined `server_no_context_takeover`).
+    context: Option<Inflater>,
+    /// Whether the server keeps its context (then nothing is memoized).
+    takes_over: bool,
+}
+
+/// How many recently inflated messages each thread remembers.
+const MEMO_ENTRIES: usize = 16;
+
+/// Recently inflated single-frame messages of this thread, by their compressed
+/// bytes. Valid only for messages compressed without context takeover: then the
+/// same compressed bytes always inflate to the same message.
+#[derive(Default)]
+struct Memo {
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    next: usize,
+}
+
+impl Memo {
+    fn get(&self, compressed: &[u8]) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|(key, _)| key == compressed)
+            .map(|(_, message)| message.as_slice())
+    }
+
+    fn insert(&mut self, compressed: &[u8], message: &[u8]) {
+        let entry = (compressed.to_vec(), message.to_vec());
+        if self.entries.len() < MEMO_ENTRIES {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % MEMO_ENTRIES;
+        }
+    }
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::default();
 }
 
 /// One message as read: its payload is valid until the next read.
@@ -96,7 +144,7 @@ impl Conn {
             .map_err(|e| format!("connect {}: {e}", target.addr))?;
         let _ = tcp.set_nodelay(true);
         let extensions = if deflate {
-            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits\r\n"
         } else {
             ""
         };
@@ -130,15 +178,19 @@ impl Conn {
             let first = head.lines().next().unwrap_or("").to_owned();
             return Err(format!("not upgraded: {first}"));
         }
-        let negotiated = head.lines().any(|l| {
+        let answer = head.lines().find(|l| {
             l.starts_with("sec-websocket-extensions:") && l.contains("permessage-deflate")
         });
+        let negotiated = answer.is_some();
+        let takes_over = answer.is_some_and(|l| !l.contains("server_no_context_takeover"));
         buf.advance(head_len);
         Ok(Self {
             tcp,
             buf,
             message: BytesMut::new(),
             deflate: negotiated,
+            context: takes_over.then(Inflater::for_connection),
+            takes_over,
         })
     }
 
@@ -197,13 +249,45 @@ impl Conn {
                     return Ok(Frame::Closed(code));
                 }
                 OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                    // A single compressed frame that stands alone: inflated once per
+                    // thread, however many subscribers receive it.
+                    if assembling.is_none()
+                        && header.opcode != OpCode::Continuation
+                        && header.fin
+                        && header.rsv & 0b100 != 0
+                        && !self.takes_over
+                    {
+                        let payload = &self.buf[head_len..head_len + len];
+                        let message = &mut self.message;
+                        let hit = MEMO.with(|memo| {
+                            memo.borrow()
+                                .get(payload)
+                                .map(|m| message.extend_from_slice(m))
+                        });
+                        if hit.is_none() {
+                            let mut inflater = Inflater::for_one_message();
+                            inflater
+                                .inflate(payload, true, message, MAX_MESSAGE)
+                                .map_err(|e| format!("inflate: {e}"))?;
+                            inflater.finish();
+                            MEMO.with(|memo| memo.borrow_mut().insert(payload, message));
+                        }
+                        self.buf.advance(head_len + len);
+                        return Ok(Frame::Data(&self.message));
+                    }
                     let compressed = match (&mut assembling, header.opcode) {
                         (None, OpCode::Continuation) => {
                             return Err("unexpected continuation".into());
                         }
                         (None, _) => {
                             let compressed = header.rsv & 0b100 != 0;
-                            let inflater = compressed.then(Inflater::for_one_message);
+                            // With context takeover the connection's inflater is lent
+                            // to the message and given back when it ends.
+                            let inflater = compressed.then(|| {
+                                self.context
+                                    .take()
+                                    .unwrap_or_else(Inflater::for_one_message)
+                            });
                             assembling = Some((compressed, inflater));
                             compressed
                         }
@@ -230,7 +314,11 @@ impl Conn {
                     self.buf.advance(head_len + len);
                     if header.fin {
                         if let Some((_, Some(inflater))) = assembling.take() {
-                            inflater.finish();
+                            if inflater.is_persistent() {
+                                self.context = Some(inflater);
+                            } else {
+                                inflater.finish();
+                            }
                         }
                         return Ok(Frame::Data(&self.message));
                     }
