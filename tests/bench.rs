@@ -224,6 +224,92 @@ async fn idle_holds_connections_and_reads_the_servers_memory() {
 }
 
 #[tokio::test]
+async fn counter_with_workers_adds_up_every_workers_share() {
+    let server = common::start_demo(Duration::from_millis(100)).await;
+    let url = server.ws_url("/socket");
+    let report = bench(&[
+        "counter",
+        "--url",
+        &url,
+        "--connections",
+        "30",
+        "--workers",
+        "3",
+        "--duration",
+        "1500ms",
+        "--period",
+        "100ms",
+    ])
+    .await;
+    let row = &report["results"][0];
+    assert_eq!(report["params"]["workers"], 3, "{report}");
+    assert_eq!(row["gaps"], 0, "{report}");
+    assert_eq!(row["dropped"], 0, "{report}");
+    let messages = row["messages"].as_u64().unwrap_or(0);
+    assert!(
+        messages >= row["owed_at_least"].as_u64().unwrap_or(u64::MAX),
+        "{report}"
+    );
+    assert!(messages <= 30 * 17, "{report}");
+    assert!(row["jitter_ms"]["p99"].is_number(), "{report}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fanout_with_workers_delivers_every_message_to_every_subscriber() {
+    let server = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
+    let url = server.ws_url("/ws");
+    let report = bench(&[
+        "fanout",
+        "--url",
+        &url,
+        "--subscribers",
+        "40",
+        "--workers",
+        "2",
+        "--rates",
+        "100,200",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    assert_eq!(report["params"]["workers"], 2, "{report}");
+    let steps = report["results"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{report}");
+    for step in steps {
+        assert_eq!(step["delivered"], step["expected"], "{report}");
+        assert_eq!(step["gaps"], 0, "{report}");
+        assert!(step["latency_ms"]["p99"].is_number(), "{report}");
+    }
+    assert_eq!(steps[1]["expected"], 200 * 40, "{report}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_with_workers_holds_every_share() {
+    let server = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
+    let url = server.ws_url("/ws");
+    let report = bench(&[
+        "idle",
+        "--url",
+        &url,
+        "--connections",
+        "51",
+        "--workers",
+        "2",
+        "--hold",
+        "100ms",
+        "--deflate",
+    ])
+    .await;
+    let row = &report["results"][0];
+    assert_eq!(report["params"]["workers"], 2, "{report}");
+    assert_eq!(row["connections"], 51, "{report}");
+    assert_eq!(row["deflate_negotiated"], 51, "{report}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_url_is_one_line_and_exit_status_1() {
     let output = Command::new(env!("CARGO_BIN_EXE_pushwire"))
         .args(["bench", "counter", "--url", "http://nope"])

@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use hdrhistogram::Histogram;
 use serde_json::{Map, json};
 use tokio::io::AsyncWriteExt;
 
 use super::stats::{self, Latencies, Report, now_micros};
 use super::wire::{Conn, Frame, Target, encode_client_frame};
-use super::{BenchError, Common, Stop, check_file_limit, open_all};
+use super::workers::{self, Workers};
+use super::{BenchError, Common, Role, Stop, open_all, role};
 use crate::ws::frame::OpCode;
 
 /// Flags of `pushwire bench fanout`.
@@ -96,6 +98,144 @@ fn payload(seq: u64, size: usize) -> String {
     text
 }
 
+/// Subscriber connections being read, each by a task of its own.
+struct Readers {
+    totals: Arc<Totals>,
+    latencies: Arc<Latencies>,
+    stop: Stop,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Deliveries and gaps already reported by [`Readers::step`].
+    reported: (u64, u64),
+}
+
+/// What the subscribers saw during one step (or a worker's share of it).
+struct Step {
+    delivered: u64,
+    gaps: u64,
+    /// Subscribers whose connection ended, since the start.
+    dropped: u64,
+    latency: Histogram<u64>,
+}
+
+impl Readers {
+    fn spawn(subscribers: Vec<Conn>, raw: bool) -> Self {
+        let totals = Arc::new(Totals::default());
+        let latencies = Arc::new(Latencies::new());
+        let stop: Stop = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::with_capacity(subscribers.len());
+        for (index, mut conn) in subscribers.into_iter().enumerate() {
+            let (totals, latencies, stop) = (
+                Arc::clone(&totals),
+                Arc::clone(&latencies),
+                Arc::clone(&stop),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut last_seq = 0u64;
+                let stopped = stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    let frame = tokio::select! {
+                        () = &mut stopped => break,
+                        frame = conn.next() => frame,
+                    };
+                    match frame {
+                        Ok(Frame::Data(message)) => {
+                            let now = now_micros();
+                            // Replies and presence events carry no payload of ours.
+                            if let Some((seq, sent)) = parse_payload(message, raw) {
+                                if seq != last_seq + 1 && last_seq != 0 {
+                                    totals.gaps.fetch_add(1, Ordering::Relaxed);
+                                }
+                                last_seq = seq;
+                                totals.delivered.fetch_add(1, Ordering::Relaxed);
+                                latencies.record(index, now.saturating_sub(sent));
+                            }
+                        }
+                        Ok(Frame::Closed(_)) | Err(_) => {
+                            totals.dropped.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+                conn.close().await;
+            }));
+        }
+        Self {
+            totals,
+            latencies,
+            stop,
+            tasks,
+            reported: (0, 0),
+        }
+    }
+
+    fn delivered(&self) -> u64 {
+        self.totals.delivered.load(Ordering::Relaxed)
+    }
+
+    /// What arrived since the last step.
+    fn step(&mut self) -> Step {
+        let delivered = self.delivered();
+        let gaps = self.totals.gaps.load(Ordering::Relaxed);
+        let step = Step {
+            delivered: delivered - self.reported.0,
+            gaps: gaps - self.reported.1,
+            dropped: self.totals.dropped.load(Ordering::Relaxed),
+            latency: self.latencies.take(),
+        };
+        self.reported = (delivered, gaps);
+        step
+    }
+
+    async fn close(self) {
+        self.stop.notify_waiters();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The subscribers, read here or by worker processes.
+enum Receivers {
+    Here(Readers),
+    Workers(Workers),
+}
+
+impl Receivers {
+    async fn delivered(&mut self) -> Result<u64, BenchError> {
+        match self {
+            Self::Here(readers) => Ok(readers.delivered()),
+            Self::Workers(workers) => Ok(workers::sum(&workers.ask("count").await?, "delivered")),
+        }
+    }
+
+    async fn step(&mut self) -> Result<Step, BenchError> {
+        match self {
+            Self::Here(readers) => Ok(readers.step()),
+            Self::Workers(workers) => {
+                let answers = workers.ask("report").await?;
+                let mut latency = stats::histogram();
+                for answer in &answers {
+                    workers::add_histogram_json(&mut latency, &answer["latency"]);
+                }
+                Ok(Step {
+                    delivered: workers::sum(&answers, "delivered"),
+                    gaps: workers::sum(&answers, "gaps"),
+                    dropped: workers::sum(&answers, "dropped"),
+                    latency,
+                })
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Here(readers) => readers.close().await,
+            Self::Workers(workers) => workers.finish(Duration::from_secs(10)).await,
+        }
+    }
+}
+
 pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     let common = &args.common;
     let target = Target::parse(&common.url).map_err(BenchError::Usage)?;
@@ -105,7 +245,6 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     if args.rates.is_empty() || args.rates.contains(&0) {
         return Err(BenchError::Usage("--rates must be positive".into()));
     }
-    check_file_limit(args.subscribers + 1)?;
     let topic = args.topic.clone();
     let subscribe = |mut conn: Conn| {
         let topic = topic.clone();
@@ -131,8 +270,36 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             }
         }
     };
-    let subscribers = open_all(common, &target, args.subscribers, subscribe).await?;
-    let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
+    // One more file for the publisher.
+    let (mut receivers, negotiated, worker_pids) = match role(common, args.subscribers + 1)? {
+        Role::Worker(parent) => {
+            let subscribers = open_all(common, &target, args.subscribers, subscribe).await?;
+            let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
+            parent.answer(&json!({ "ready": subscribers.len(), "deflate": negotiated }));
+            return serve_parent(parent, Readers::spawn(subscribers, args.raw)).await;
+        }
+        Role::Parent(shares) => {
+            // The publisher stays here: the shares are of subscribers only.
+            let shares = workers::shares(args.subscribers, shares.len());
+            let mut workers = Workers::spawn(&shares, "--subscribers")?;
+            let answers = workers.ready(common.connect_timeout).await?;
+            let pids = workers.pids();
+            (
+                Receivers::Workers(workers),
+                workers::sum(&answers, "deflate") as usize,
+                pids,
+            )
+        }
+        Role::Alone => {
+            let subscribers = open_all(common, &target, args.subscribers, subscribe).await?;
+            let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
+            (
+                Receivers::Here(Readers::spawn(subscribers, args.raw)),
+                negotiated,
+                Vec::new(),
+            )
+        }
+    };
     let mut publisher = Conn::open(&target, None, common.deflate)
         .await
         .map_err(|reason| BenchError::Connect {
@@ -143,49 +310,6 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         expect_hello(&mut publisher)
             .await
             .map_err(BenchError::Run)?;
-    }
-
-    let totals = Arc::new(Totals::default());
-    let latencies = Arc::new(Latencies::new());
-    let stop: Stop = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = Vec::with_capacity(subscribers.len());
-    for (index, mut conn) in subscribers.into_iter().enumerate() {
-        let (totals, latencies, stop) = (
-            Arc::clone(&totals),
-            Arc::clone(&latencies),
-            Arc::clone(&stop),
-        );
-        let raw = args.raw;
-        tasks.push(tokio::spawn(async move {
-            let mut last_seq = 0u64;
-            let stopped = stop.notified();
-            tokio::pin!(stopped);
-            loop {
-                let frame = tokio::select! {
-                    () = &mut stopped => break,
-                    frame = conn.next() => frame,
-                };
-                match frame {
-                    Ok(Frame::Data(message)) => {
-                        let now = now_micros();
-                        // Replies and presence events carry no payload of ours.
-                        if let Some((seq, sent)) = parse_payload(message, raw) {
-                            if seq != last_seq + 1 && last_seq != 0 {
-                                totals.gaps.fetch_add(1, Ordering::Relaxed);
-                            }
-                            last_seq = seq;
-                            totals.delivered.fetch_add(1, Ordering::Relaxed);
-                            latencies.record(index, now.saturating_sub(sent));
-                        }
-                    }
-                    Ok(Frame::Closed(_)) | Err(_) => {
-                        totals.dropped.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-            }
-            conn.close().await;
-        }));
     }
 
     // The publisher's own incoming (replies, or its own broadcasts) is drained by a
@@ -203,12 +327,11 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     report.param("duration_s", args.duration.as_secs_f64());
     report.param("deflate_offered", common.deflate);
     report.param("deflate_negotiated", negotiated);
+    report.param("workers", worker_pids.len().max(1));
     let mut seq = 0u64;
     let mut failure = None;
     for &rate in &args.rates {
-        let delivered_before = totals.delivered.load(Ordering::Relaxed);
-        let gaps_before = totals.gaps.load(Ordering::Relaxed);
-        let cpu = stats::CpuMeter::start(common.pid);
+        let cpu = stats::CpuMeter::with_workers(common.pid, worker_pids.clone());
         let started = Instant::now();
         let bar = super::progress(args.duration.as_secs().max(1), &format!("{rate} msg/s"));
         let first_seq = seq + 1;
@@ -216,6 +339,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         let mut batch = Vec::with_capacity(64 * 1024);
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let delivered_before = receivers.delivered().await?;
         while started.elapsed() < args.duration {
             tick.tick().await;
             let due = (started.elapsed().as_micros() as u64 * rate / 1_000_000)
@@ -248,39 +372,32 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         let expected = sent_this_step * args.subscribers as u64;
         // Wait for the stragglers: until everything arrived or the grace is over.
         let grace_end = Instant::now() + args.grace;
-        while totals.delivered.load(Ordering::Relaxed) - delivered_before < expected
+        while receivers.delivered().await? - delivered_before < expected
             && Instant::now() < grace_end
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let delivered = totals.delivered.load(Ordering::Relaxed) - delivered_before;
         let (bench_cpu, server_cpu) = cpu.stop();
-        let histogram = latencies.take();
-        let p99_us = if histogram.is_empty() {
+        let step = receivers.step().await?;
+        let p99_us = if step.latency.is_empty() {
             0
         } else {
-            histogram.value_at_quantile(0.99)
+            step.latency.value_at_quantile(0.99)
         };
-        let behind = delivered < expected || p99_us > args.max_p99.as_micros() as u64;
+        let behind = step.delivered < expected || p99_us > args.max_p99.as_micros() as u64;
         let mut row = Map::new();
         row.insert("rate".into(), json!(rate));
         row.insert("published".into(), json!(sent_this_step));
         row.insert("first_seq".into(), json!(first_seq));
         row.insert("expected".into(), json!(expected));
-        row.insert("delivered".into(), json!(delivered));
+        row.insert("delivered".into(), json!(step.delivered));
         row.insert(
             "deliveries_per_s".into(),
-            json!((delivered as f64 / published_for.as_secs_f64()).round()),
+            json!((step.delivered as f64 / published_for.as_secs_f64()).round()),
         );
-        row.insert(
-            "gaps".into(),
-            json!(totals.gaps.load(Ordering::Relaxed) - gaps_before),
-        );
-        row.insert(
-            "dropped".into(),
-            json!(totals.dropped.load(Ordering::Relaxed)),
-        );
-        row.insert("latency_ms".into(), stats::percentiles_ms(&histogram));
+        row.insert("gaps".into(), json!(step.gaps));
+        row.insert("dropped".into(), json!(step.dropped));
+        row.insert("latency_ms".into(), stats::percentiles_ms(&step.latency));
         row.insert("bench_cpu_pct".into(), json!(bench_cpu));
         row.insert("server_cpu_pct".into(), json!(server_cpu));
         row.insert("kept_up".into(), json!(!behind));
@@ -289,16 +406,34 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             break;
         }
     }
-    stop.notify_waiters();
-    for task in tasks {
-        let _ = task.await;
-    }
+    receivers.close().await;
     drain.abort();
     report.print(common.json);
     match failure {
         Some(failure) => Err(BenchError::Run(failure)),
         None => Ok(()),
     }
+}
+
+/// A worker's loop: answers its parent's `count` and `report` until told to stop.
+async fn serve_parent(mut parent: workers::Parent, mut readers: Readers) -> Result<(), BenchError> {
+    while let Some(command) = parent.command().await {
+        match command.trim() {
+            "count" => parent.answer(&json!({ "delivered": readers.delivered() })),
+            "report" => {
+                let step = readers.step();
+                parent.answer(&json!({
+                    "delivered": step.delivered,
+                    "gaps": step.gaps,
+                    "dropped": step.dropped,
+                    "latency": workers::histogram_to_json(&step.latency),
+                }));
+            }
+            other => parent.answer(&json!({ "error": format!("unknown command {other:?}") })),
+        }
+    }
+    readers.close().await;
+    Ok(())
 }
 
 /// Reads the topic protocol's hello.

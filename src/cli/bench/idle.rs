@@ -7,7 +7,8 @@ use serde_json::{Map, json};
 
 use super::stats::{self, Report};
 use super::wire::Target;
-use super::{BenchError, Common, check_file_limit, hold, open_all};
+use super::workers::{self, Workers};
+use super::{BenchError, Common, Role, hold, open_all, role};
 
 /// Flags of `pushwire bench idle`.
 #[derive(Debug, Args)]
@@ -25,17 +26,42 @@ pub(crate) struct IdleArgs {
 pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
     let common = &args.common;
     let target = Target::parse(&common.url).map_err(BenchError::Usage)?;
-    check_file_limit(args.connections)?;
+    let role = role(common, args.connections)?;
     let before = common
         .pid
         .map(stats::vm_rss_kib)
         .transpose()
         .map_err(BenchError::Run)?;
-    let cpu = stats::CpuMeter::start(common.pid);
     let started = Instant::now();
-    let conns = open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
+    // The connections, held here or by the workers until the end of this function.
+    let (held, workers, opened, negotiated, cpu) = match role {
+        Role::Worker(mut parent) => {
+            let conns =
+                open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
+            let negotiated = conns.iter().filter(|c| c.deflate).count();
+            parent.answer(&json!({ "ready": conns.len(), "deflate": negotiated }));
+            // Hold them until the parent is done.
+            while parent.command().await.is_some() {}
+            return Ok(());
+        }
+        Role::Parent(shares) => {
+            let mut workers = Workers::spawn(&shares, "--connections")?;
+            let cpu = stats::CpuMeter::with_workers(common.pid, workers.pids());
+            let answers = workers.ready(common.connect_timeout).await?;
+            let opened = workers::sum(&answers, "ready") as usize;
+            let negotiated = workers::sum(&answers, "deflate") as usize;
+            (Vec::new(), Some(workers), opened, negotiated, cpu)
+        }
+        Role::Alone => {
+            let cpu = stats::CpuMeter::start(common.pid);
+            let conns =
+                open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
+            let negotiated = conns.iter().filter(|c| c.deflate).count();
+            let opened = conns.len();
+            (conns, None, opened, negotiated, cpu)
+        }
+    };
     let opened_in = started.elapsed();
-    let negotiated = conns.iter().filter(|c| c.deflate).count();
     hold(args.hold, "holding").await;
     let after = common
         .pid
@@ -46,15 +72,16 @@ pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
     let mut report = Report::new("idle", &common.label());
     report.param("connections", args.connections);
     report.param("deflate_offered", common.deflate);
+    report.param("workers", workers.as_ref().map_or(1, Workers::len));
     let mut row = Map::new();
-    row.insert("connections".into(), json!(conns.len()));
+    row.insert("connections".into(), json!(opened));
     row.insert("deflate_negotiated".into(), json!(negotiated));
     row.insert(
         "opened_s".into(),
         json!(stats::round1(opened_in.as_secs_f64())),
     );
     if let (Some(before), Some(after)) = (before, after) {
-        let per = (after.saturating_sub(before) * 1024) as f64 / conns.len().max(1) as f64;
+        let per = (after.saturating_sub(before) * 1024) as f64 / opened.max(1) as f64;
         row.insert("rss_before_kib".into(), json!(before));
         row.insert("rss_after_kib".into(), json!(after));
         row.insert("bytes_per_conn".into(), json!(per.round()));
@@ -63,6 +90,9 @@ pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
     row.insert("server_cpu_pct".into(), json!(server_cpu));
     report.rows.push(row);
     report.print(common.json);
-    drop(conns);
+    drop(held);
+    if let Some(workers) = workers {
+        workers.finish(Duration::from_secs(10)).await;
+    }
     Ok(())
 }

@@ -22,6 +22,7 @@ mod fanout;
 mod idle;
 mod stats;
 mod wire;
+mod workers;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -74,6 +75,14 @@ pub(crate) struct Common {
     /// Give up when the connections are not all open (and subscribed) after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
+    /// Spread the connections over this many processes (each within its file
+    /// limit, each with its own source addresses); by default as many as the
+    /// file limit requires.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Run as worker N of a parent `pushwire bench` (set by the parent).
+    #[arg(long, hide = true)]
+    worker_index: Option<usize>,
 }
 
 impl Common {
@@ -99,7 +108,7 @@ pub(crate) enum BenchError {
     /// More connections than this process may open.
     #[error(
         "{wanted} connections need more file descriptors than this process's limit of {limit} \
-         (run several `pushwire bench` processes, each with a share)"
+         (use more --workers)"
     )]
     FileLimit {
         /// Connections asked for.
@@ -133,6 +142,43 @@ fn check_file_limit(connections: usize) -> Result<u64, BenchError> {
     Ok(limit)
 }
 
+/// Who holds a scenario's connections.
+enum Role {
+    /// This process, alone.
+    Alone,
+    /// Worker processes, one per share; this process drives them.
+    Parent(Vec<usize>),
+    /// This process is a worker, driven by its parent.
+    Worker(workers::Parent),
+}
+
+/// Decides who holds `connections`, from `--workers` and the file limit.
+fn role(common: &Common, connections: usize) -> Result<Role, BenchError> {
+    if common.worker_index.is_some() {
+        check_file_limit(connections)?;
+        return Ok(Role::Worker(workers::Parent::new()));
+    }
+    let count = common
+        .workers
+        .unwrap_or_else(|| connections.div_ceil(workers::per_process()))
+        .max(1);
+    if count == 1 {
+        check_file_limit(connections)?;
+        return Ok(Role::Alone);
+    }
+    let shares = workers::shares(connections, count);
+    let limit = stats::raise_file_limit();
+    if let Some(&largest) = shares.first()
+        && largest as u64 + 64 > limit
+    {
+        return Err(BenchError::FileLimit {
+            wanted: largest,
+            limit,
+        });
+    }
+    Ok(Role::Parent(shares))
+}
+
 /// A progress bar on standard error (hidden when it is not a terminal).
 fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
@@ -157,8 +203,9 @@ where
     F: Fn(Conn) -> Fut,
     Fut: std::future::Future<Output = Result<Conn, String>>,
 {
-    let sources: Vec<Option<IpAddr>> =
-        wire::sources(common.sources.unwrap_or(count.div_ceil(20_000)), target);
+    let per_worker = common.sources.unwrap_or(count.div_ceil(20_000));
+    let skip = common.worker_index.unwrap_or(0) * per_worker.max(1);
+    let sources: Vec<Option<IpAddr>> = wire::sources(per_worker, skip, target);
     let bar = progress(count as u64, "connecting");
     let deflate = common.deflate;
     let prepare = &prepare;

@@ -44,7 +44,7 @@ impl Latencies {
 }
 
 /// An empty histogram of 1 µs to 1 hour with three significant digits.
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // Constant, valid bounds: this cannot fail.
     #[allow(clippy::expect_used)]
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
@@ -76,12 +76,23 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Processor time of this process and its `workers`.
+fn ours_ticks(workers: &[u32]) -> Option<u64> {
+    let mut total = cpu_ticks("self")?;
+    for pid in workers {
+        total += cpu_ticks(&pid.to_string())?;
+    }
+    Some(total)
+}
+
 /// The kernel's clock ticks per second for `/proc` times (100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Measures the processor use of this process and, when given, the server's.
+/// With worker processes, "ours" is this process and every worker together.
 pub(crate) struct CpuMeter {
     started: Instant,
+    workers: Vec<u32>,
     ours: Option<u64>,
     server_pid: Option<u32>,
     server: Option<u64>,
@@ -89,9 +100,16 @@ pub(crate) struct CpuMeter {
 
 impl CpuMeter {
     pub(crate) fn start(server_pid: Option<u32>) -> Self {
+        Self::with_workers(server_pid, Vec::new())
+    }
+
+    /// Counts the processor time of `workers` as ours.
+    pub(crate) fn with_workers(server_pid: Option<u32>, workers: Vec<u32>) -> Self {
+        let ours = ours_ticks(&workers);
         Self {
             started: Instant::now(),
-            ours: cpu_ticks("self"),
+            workers,
+            ours,
             server_pid,
             server: server_pid.and_then(|pid| cpu_ticks(&pid.to_string())),
         }
@@ -104,7 +122,7 @@ impl CpuMeter {
         let percent = |before: Option<u64>, after: Option<u64>| {
             Some(((after? - before?) as f64 / TICKS_PER_SECOND / elapsed * 1000.0).round() / 10.0)
         };
-        let ours = percent(self.ours, cpu_ticks("self"));
+        let ours = percent(self.ours, ours_ticks(&self.workers));
         let server = percent(
             self.server,
             self.server_pid.and_then(|pid| cpu_ticks(&pid.to_string())),

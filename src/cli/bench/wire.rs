@@ -52,13 +52,13 @@ impl Target {
     }
 }
 
-/// Loopback source addresses to spread connections over (127.0.0.1, .2, …), so
-/// that no source address runs out of ephemeral ports.
-pub(crate) fn sources(count: usize, target: &Target) -> Vec<Option<IpAddr>> {
-    if count <= 1 || !target.addr.ip().is_loopback() || !target.addr.is_ipv4() {
+/// Loopback source addresses to spread connections over (127.0.0.1, .2, …, after
+/// the first `skip`), so that no source address runs out of ephemeral ports.
+pub(crate) fn sources(count: usize, skip: usize, target: &Target) -> Vec<Option<IpAddr>> {
+    if (count <= 1 && skip == 0) || !target.addr.ip().is_loopback() || !target.addr.is_ipv4() {
         return vec![None];
     }
-    (1..=count.min(250))
+    (skip + 1..=(skip + count.max(1)).min(250))
         .map(|i| Some(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, i as u8))))
         .collect()
 }
