@@ -141,6 +141,74 @@ fn servers<'a>(runs: &'a [Value], pred: impl Fn(&Value) -> bool) -> Vec<&'a Valu
     found
 }
 
+/// Runs of one server (and, for the sweep, one subscriber count), in server order
+/// and then by subscribers: `bench/run --runs N` repeats the close contests.
+fn grouped<'a>(runs: &'a [Value], pred: impl Fn(&Value) -> bool) -> Vec<Vec<&'a Value>> {
+    let mut groups: Vec<Vec<&Value>> = Vec::new();
+    for r in servers(runs, pred) {
+        let same = |g: &Vec<&Value>| {
+            label(g[0]) == label(r) && g[0]["params"]["subscribers"] == r["params"]["subscribers"]
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(group) => group.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups.sort_by(|a, b| {
+        let rank = |g: &Vec<&Value>| {
+            ORDER
+                .iter()
+                .position(|o| *o == label(g[0]))
+                .unwrap_or(ORDER.len())
+        };
+        let subs = |g: &Vec<&Value>| g[0]["params"]["subscribers"].as_u64().unwrap_or(0);
+        (rank(a), subs(a)).cmp(&(rank(b), subs(b)))
+    });
+    groups
+}
+
+/// The median of some numbers (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// The runs' values of `field`, those that have it.
+fn values(group: &[&Value], field: impl Fn(&Value) -> Option<f64>) -> Vec<f64> {
+    group.iter().filter_map(|r| field(r)).collect()
+}
+
+/// A median in milliseconds, with the range when there were several runs:
+/// `2.60 (2.10–7.40)`.
+fn ms_spread(values: Vec<f64>) -> String {
+    let Some(mid) = median(values.clone()) else {
+        return "–".into();
+    };
+    if values.len() < 2 {
+        return format!("{mid:.2}");
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{mid:.2} ({lo:.2}–{hi:.2})")
+}
+
+/// "3" runs, or "3 (1 failed: why)".
+fn runs_cell(group: &[&Value]) -> String {
+    let failed: Vec<&&Value> = group.iter().filter(|r| r["failed"] == true).collect();
+    match failed.first() {
+        None => group.len().to_string(),
+        Some(first) => format!("{} ({} failed: {})", group.len(), failed.len(), why(first)),
+    }
+}
+
 /// A fan-out run at one rate (a point of the latency sweep); saturation runs list
 /// several rates.
 fn is_sweep(r: &Value) -> bool {
@@ -202,30 +270,35 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
         &mut out,
         "### Counter: every connection its own 1 Hz counter\n".into(),
     );
-    w(&mut out, "| server | connections | messages/s | gaps | dropped | jitter p50 ms | jitter p99 ms | server CPU % | bench CPU % |".into());
-    w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
-    for r in servers(runs, |r| scenario(r) == "counter") {
-        if r["failed"] == true {
-            w(
-                &mut out,
-                format!("| {} | failed: {} | | | | | | | |", label(r), why(r)),
-            );
-            continue;
-        }
-        let x = row(r, 0);
+    w(&mut out, "With several runs: the median, and the range in brackets; gaps and dropped are summed over the runs.\n".into());
+    w(&mut out, "| server | connections | runs | messages/s | gaps | dropped | jitter p50 ms | jitter p99 ms | server CPU % | bench CPU % |".into());
+    w(&mut out, "|---|---|---|---|---|---|---|---|---|---|".into());
+    for group in grouped(runs, |r| scenario(r) == "counter") {
+        let ok: Vec<&Value> = group
+            .iter()
+            .copied()
+            .filter(|r| r["failed"] != true)
+            .collect();
+        let sum = |key: &str| {
+            ok.iter()
+                .filter_map(|r| row(r, 0)[key].as_u64())
+                .sum::<u64>()
+        };
+        let mid = |key: &str| median(values(&ok, |r| num(&row(r, 0)[key])));
         w(
             &mut out,
             format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                label(r),
-                fmt_num(num(&r["params"]["connections"])),
-                fmt_num(num(&x["msgs_per_s"])),
-                x["gaps"],
-                x["dropped"],
-                ms(&x["jitter_ms"], "p50"),
-                ms(&x["jitter_ms"], "p99"),
-                fmt_num(num(&x["server_cpu_pct"])),
-                fmt_num(num(&x["bench_cpu_pct"]))
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                label(group[0]),
+                fmt_num(ok.first().and_then(|r| num(&r["params"]["connections"]))),
+                runs_cell(&group),
+                fmt_num(mid("msgs_per_s")),
+                sum("gaps"),
+                sum("dropped"),
+                ms_spread(values(&ok, |r| num(&row(r, 0)["jitter_ms"]["p50"]))),
+                ms_spread(values(&ok, |r| num(&row(r, 0)["jitter_ms"]["p99"]))),
+                fmt_num(mid("server_cpu_pct")),
+                fmt_num(mid("bench_cpu_pct"))
             ),
         );
     }
@@ -236,36 +309,41 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
         &mut out,
         "### Fan-out latency: 10 messages/s of 64 B\n".into(),
     );
-    w(&mut out, "| server | subscribers | delivered / expected | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | bench CPU % |".into());
-    w(&mut out, "|---|---|---|---|---|---|---|---|---|".into());
-    for r in servers(runs, is_sweep) {
-        if r["failed"] == true {
-            w(
-                &mut out,
-                format!("| {} | failed: {} | | | | | | | |", label(r), why(r)),
-            );
-            continue;
-        }
-        let x = row(r, 0);
-        let l = &x["latency_ms"];
+    w(&mut out, "With several runs: the median, and the range in brackets; deliveries are summed over the runs.\n".into());
+    w(&mut out, "| server | subscribers | runs | delivered / expected | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | bench CPU % |".into());
+    w(&mut out, "|---|---|---|---|---|---|---|---|---|---|".into());
+    for group in grouped(runs, is_sweep) {
+        let ok: Vec<&Value> = group
+            .iter()
+            .copied()
+            .filter(|r| r["failed"] != true)
+            .collect();
+        let sum = |key: &str| {
+            ok.iter()
+                .filter_map(|r| row(r, 0)[key].as_u64())
+                .sum::<u64>()
+        };
+        let mid = |key: &str| median(values(&ok, |r| num(&row(r, 0)[key])));
+        let latency = |q: &str| ms_spread(values(&ok, |r| num(&row(r, 0)["latency_ms"][q])));
         w(
             &mut out,
             format!(
-                "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
-                label(r),
-                fmt_num(num(&r["params"]["subscribers"])),
-                fmt_num(num(&x["delivered"])),
-                fmt_num(num(&x["expected"])),
-                ms(l, "p50"),
-                ms(l, "p99"),
-                ms(l, "p999"),
-                ms(l, "max"),
-                fmt_num(num(&x["server_cpu_pct"])),
-                fmt_num(num(&x["bench_cpu_pct"]))
+                "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                label(group[0]),
+                fmt_num(num(&group[0]["params"]["subscribers"])),
+                runs_cell(&group),
+                fmt_num(Some(sum("delivered") as f64)),
+                fmt_num(Some(sum("expected") as f64)),
+                latency("p50"),
+                latency("p99"),
+                latency("p999"),
+                latency("max"),
+                fmt_num(mid("server_cpu_pct")),
+                fmt_num(mid("bench_cpu_pct"))
             ),
         );
     }
-    w(&mut out, "\nThe chart: p99 latency against subscribers, same rate and size (`docs/fanout-latency.svg`).\n".into());
+    w(&mut out, "\nThe chart: p99 latency against subscribers (the median where there were several runs), same rate and size (`docs/fanout-latency.svg`).\n".into());
     w(
         &mut out,
         "![fan-out p99 latency against subscribers](fanout-latency.svg)\n".into(),
@@ -403,15 +481,13 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
 
 fn chart(runs: &[Value], path: &str) -> Result<(), String> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in runs.iter().filter(|r| is_sweep(r)) {
-        let (Some(subs), Some(p99)) = (
-            num(&r["params"]["subscribers"]),
-            num(&row(r, 0)["latency_ms"]["p99"]),
-        ) else {
+    for group in grouped(runs, is_sweep) {
+        let p99 = median(values(&group, |r| num(&row(r, 0)["latency_ms"]["p99"])));
+        let (Some(subs), Some(p99)) = (num(&group[0]["params"]["subscribers"]), p99) else {
             continue;
         };
         series
-            .entry(label(r).to_owned())
+            .entry(label(group[0]).to_owned())
             .or_default()
             .push((subs, p99));
     }
