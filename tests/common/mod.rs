@@ -85,7 +85,7 @@ pub async fn start_demo(interval: Duration) -> Running {
         interval,
         ..ServeConfig::default()
     };
-    start(pushwire::demo::app(&config)).await
+    start(pushwire::demo::app(&config).expect("demo app")).await
 }
 
 /// Connects a WebSocket client, failing the test after [`STEP`].
