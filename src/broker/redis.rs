@@ -136,13 +136,35 @@ struct Shared {
 
 struct Watched {
     generation: u64,
-    live: watch::Sender<bool>,
+    progress: Arc<watch::Sender<Progress>>,
+}
+
+/// Where the pub/sub task stands on one watched topic.
+#[derive(Default)]
+struct Progress {
+    /// The channel is subscribed and caught up.
+    live: bool,
+    /// Everything up to here was handed to the hub.
+    delivered: Option<Position>,
+}
+
+impl Progress {
+    fn reached(&self, position: &Position) -> bool {
+        self.live
+            && self
+                .delivered
+                .as_ref()
+                .is_some_and(|d| d.epoch == position.epoch && d.offset >= position.offset)
+    }
 }
 
 /// What the pub/sub task is asked to do (unbounded: at most two per topic change).
 enum Control {
     Watch(Topic, u64),
     Unwatch(Topic, u64),
+    /// Read the topic's stream now: a recovery saw a position the task has not
+    /// reached.
+    CatchUp(Topic),
 }
 
 enum PresenceOp {
@@ -557,23 +579,34 @@ impl Broker for RedisBroker {
             let shared = &self.shared;
             // Recover only once the node hears the topic's channel: every message
             // after the position read below then reaches the hub.
-            let live = lock(&shared.watched)
+            let progress = lock(&shared.watched)
                 .get(&topic)
-                .map(|watched| watched.live.subscribe());
-            if let Some(mut live) = live {
-                let waited =
-                    tokio::time::timeout(shared.config.command_timeout, live.wait_for(|l| *l))
-                        .await;
-                if !matches!(waited, Ok(Ok(_))) {
-                    return Err(BrokerError::Unavailable(String::from(
-                        "not subscribed to Redis (reconnecting)",
-                    )));
-                }
+                .map(|watched| watched.progress.subscribe());
+            let timeout = shared.config.command_timeout;
+            if let Some(progress) = &progress
+                && !reach(&mut progress.clone(), timeout, |p| p.live).await
+            {
+                return Err(BrokerError::Unavailable(String::from(
+                    "not subscribed to Redis (reconnecting)",
+                )));
             }
             let read = shared
                 .read(&topic, since.as_ref().map(|s| s.offset))
                 .await?;
             let position = read.position;
+            // And only once the hub has had every message up to that position:
+            // the subscriber's pending buffer drops those, so none of them can
+            // arrive after it goes live.
+            if let Some(mut progress) = progress
+                && !reach(&mut progress, timeout / 2, |p| p.reached(&position)).await
+            {
+                let _ = shared.control.send(Control::CatchUp(topic.clone()));
+                if !reach(&mut progress, timeout, |p| p.reached(&position)).await {
+                    return Err(BrokerError::Unavailable(String::from(
+                        "this node has not caught up with Redis yet",
+                    )));
+                }
+            }
             let Some(since) = since else {
                 return Ok(Recovery {
                     position,
@@ -609,8 +642,14 @@ impl Broker for RedisBroker {
 
     fn watch(&self, topic: &Topic) {
         let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
-        let (live, _) = watch::channel(false);
-        lock(&self.shared.watched).insert(topic.clone(), Watched { generation, live });
+        let progress = Arc::new(watch::Sender::new(Progress::default()));
+        lock(&self.shared.watched).insert(
+            topic.clone(),
+            Watched {
+                generation,
+                progress,
+            },
+        );
         let _ = self
             .shared
             .control
@@ -713,6 +752,17 @@ impl Broker for RedisBroker {
     }
 }
 
+/// Waits up to `timeout` for `progress` to satisfy `condition`.
+async fn reach(
+    progress: &mut watch::Receiver<Progress>,
+    timeout: Duration,
+    condition: impl FnMut(&Progress) -> bool,
+) -> bool {
+    tokio::time::timeout(timeout, progress.wait_for(condition))
+        .await
+        .is_ok_and(|waited| waited.is_ok())
+}
+
 /// Applies joins and leaves in order, and every refresh interval pushes this
 /// node's members' deadlines forward and reaps expired members of watched topics.
 async fn presence_worker(shared: Arc<Shared>, mut ops: mpsc::Receiver<PresenceOp>) {
@@ -807,6 +857,26 @@ struct Dispatcher {
 struct Track {
     generation: u64,
     last: Option<Position>,
+    /// Where recoveries wait for this task (set once the topic is live).
+    progress: Option<Arc<watch::Sender<Progress>>>,
+}
+
+impl Track {
+    fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            last: None,
+            progress: None,
+        }
+    }
+
+    /// Tells waiting recoveries that everything up to `last` reached the hub.
+    fn publish_progress(&self) {
+        if let Some(progress) = &self.progress {
+            let last = self.last.clone();
+            progress.send_modify(|p| p.delivered = last);
+        }
+    }
 }
 
 /// The pub/sub connection must be made again.
@@ -867,7 +937,7 @@ impl Dispatcher {
     fn set_down(&self) {
         self.shared.pubsub_up.store(false, Ordering::Relaxed);
         for watched in lock(&self.shared.watched).values() {
-            watched.live.send_replace(false);
+            watched.progress.send_modify(|p| p.live = false);
         }
     }
 
@@ -879,13 +949,14 @@ impl Dispatcher {
                 () = tokio::time::sleep_until(deadline) => return,
                 cmd = control.recv() => match cmd {
                     Some(Control::Watch(topic, generation)) => {
-                        self.topics.insert(topic, Track { generation, last: None });
+                        self.topics.insert(topic, Track::new(generation));
                     }
                     Some(Control::Unwatch(topic, generation)) => {
                         if self.topics.get(&topic).is_some_and(|t| t.generation == generation) {
                             self.topics.remove(&topic);
                         }
                     }
+                    Some(Control::CatchUp(_)) => {} // done on reconnecting
                     None => return,
                 },
             }
@@ -921,14 +992,19 @@ impl Dispatcher {
         }
     }
 
-    fn set_live(&self, topic: &Topic) {
-        let Some(track) = self.topics.get(topic) else {
+    fn set_live(&mut self, topic: &Topic) {
+        let Some(track) = self.topics.get_mut(topic) else {
             return;
         };
         if let Some(watched) = lock(&self.shared.watched).get(topic)
             && watched.generation == track.generation
         {
-            watched.live.send_replace(true);
+            let last = track.last.clone();
+            watched.progress.send_modify(|p| {
+                p.live = true;
+                p.delivered = last;
+            });
+            track.progress = Some(Arc::clone(&watched.progress));
         }
     }
 
@@ -951,7 +1027,7 @@ impl Dispatcher {
                 }
                 cmd = control.recv() => match cmd {
                     Some(Control::Watch(topic, generation)) => {
-                        self.topics.insert(topic.clone(), Track { generation, last: None });
+                        self.topics.insert(topic.clone(), Track::new(generation));
                         self.subscribe(sink, &topic).await?;
                         self.catch_up(&topic).await?;
                         self.set_live(&topic);
@@ -967,6 +1043,11 @@ impl Dispatcher {
                                 Ok(Ok(())) => {}
                                 _ => return Err(Reconnect),
                             }
+                        }
+                    }
+                    Some(Control::CatchUp(topic)) => {
+                        if self.topics.contains_key(&topic) {
+                            self.catch_up(&topic).await?;
                         }
                     }
                     None => return Ok(()),
@@ -1062,6 +1143,7 @@ impl Dispatcher {
             let push = Push::message(topic.clone(), at.epoch.clone(), at.offset, data);
             track.last = Some(at);
             self.shared.deliver(push);
+            track.publish_progress();
             return Ok(());
         }
         Ok(())
@@ -1116,6 +1198,7 @@ impl Dispatcher {
             }
         }
         track.last = Some(position);
+        track.publish_progress();
         Ok(())
     }
 }
