@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod redis;
 pub mod topics;
 
 use std::net::SocketAddr;
