@@ -382,6 +382,15 @@ async fn redis_lost_and_restarted_empty_nodes_stay_up_and_clients_are_told_recov
     for reader in &readers {
         reader.wait_subscribed().await;
     }
+    // A plain subscriber, to see how the node tells it that messages were lost.
+    let mut plain = connect(&nodes[0].ws_url()).await.expect("connect");
+    send(&mut plain, json!({"op": "sub", "id": 1, "topic": "live"})).await;
+    assert!(
+        next_json(&mut plain, Duration::from_secs(5))
+            .await
+            .expect("reply")["ok"]
+            .is_object()
+    );
     // Publish through both nodes, one message every 5 ms, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
@@ -467,6 +476,21 @@ async fn redis_lost_and_restarted_empty_nodes_stay_up_and_clients_are_told_recov
     for node in &nodes {
         wait_status(node, "/readyz", 200, READY).await;
     }
+    // The plain subscriber was closed with 1011: its messages were lost.
+    let close = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match plain.next().await {
+                Some(Ok(WsMessage::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the subscriber was closed within 20 s of the restart")
+    .expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1011);
+    assert_eq!(close.reason.as_str(), "messages lost: resubscribe");
     let after = acked.lock().expect("lock").len() + 100;
     wait_acked(after).await;
     stop.store(true, Ordering::Relaxed);
@@ -955,4 +979,106 @@ async fn a_node_starts_without_redis_and_becomes_ready_when_redis_appears() {
     let (code, body) = publish(&http, &node, "t", &json!(1)).await.expect("answer");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["offset"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_three_node_quick_start_works() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let block = readme
+        .split("<!-- readme-example:cluster -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /readme-example:cluster -->").next())
+        .expect("the README's cluster example");
+    let lines: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("```"))
+        .collect();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines[0], "cargo build --release");
+    // The README's Redis is started with the flags RedisServer uses.
+    assert_eq!(
+        lines[1],
+        "redis-server --port 6379 --save '' --appendonly no --bind 127.0.0.1 &"
+    );
+    let redis = RedisServer::start();
+    // The three nodes, on ports of our own instead of 8001-8003.
+    let mut nodes = Vec::new();
+    let mut readme_ports = Vec::new();
+    for line in &lines[2..5] {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "target/release/pushwire", "{line}");
+        assert_eq!(words.last(), Some(&"&"), "{line}");
+        let mut args: Vec<String> = words[1..words.len() - 1]
+            .iter()
+            .map(|w| (*w).to_owned())
+            .collect();
+        let port = args.iter().position(|a| a == "--port").expect("--port") + 1;
+        readme_ports.push(args[port].clone());
+        args[port] = String::from("0");
+        let broker = args.iter().position(|a| a == "--broker").expect("--broker") + 1;
+        assert_eq!(args[broker], "redis://127.0.0.1:6379/0");
+        args[broker] = redis.url();
+        nodes.push(Node::start_args(&args));
+    }
+    for node in &nodes {
+        wait_status(node, "/readyz", 200, READY).await;
+    }
+    let real = |text: &str| {
+        let mut text = text.to_owned();
+        for (port, node) in readme_ports.iter().zip(&nodes) {
+            text = text.replace(&format!("127.0.0.1:{port}"), &node.addr.to_string());
+        }
+        text
+    };
+    // The subscriber on the third node.
+    let words: Vec<String> = lines[5].split_whitespace().map(real).collect();
+    assert_eq!(words[0], "target/release/pushwire");
+    assert_eq!(words.last().map(String::as_str), Some("&"));
+    let mut sub = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"))
+        .args(&words[1..words.len() - 1])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pushwire sub");
+    // The publish, as curl sends it, on the first node.
+    let curl = lines[6];
+    let body = curl
+        .split("-d '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("curl -d");
+    let url = real(curl.rsplit(' ').next().expect("curl URL"));
+    assert!(url.starts_with(&nodes[0].url("/api/publish/news")), "{url}");
+    let http = reqwest::Client::new();
+    // The subscriber may not have subscribed yet: publish until it has printed.
+    let mut first = None;
+    for _ in 0..20 {
+        let answer = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(answer.status(), 200);
+        let position: Value = answer.json().await.expect("JSON");
+        first.get_or_insert(position);
+        if let Ok(status) = tokio::time::timeout(Duration::from_millis(500), sub.wait()).await {
+            assert!(status.expect("sub").success());
+            break;
+        }
+    }
+    let first = first.expect("published");
+    assert_eq!(first["topic"], "news");
+    assert_eq!(first["offset"], 1);
+    let output = sub.wait_with_output().await.expect("sub output");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        r#"{"title":"hello from node 1"}"#
+    );
+    assert_eq!(status(&nodes[1], "/readyz").await, Some(200));
 }

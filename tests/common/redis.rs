@@ -164,6 +164,17 @@ impl Node {
     /// Starts the binary with `--broker <redis_url>` and `extra` flags, and waits
     /// for the line that says where it listens.
     pub fn start(redis_url: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = ["serve", "--port", "0", "--broker", redis_url]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Self::start_args(&args)
+    }
+
+    /// Starts the binary with exactly `args` (which must make it serve), and waits
+    /// for the line that says where it listens.
+    pub fn start_args(args: &[String]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
         for (key, _) in std::env::vars() {
             if key.starts_with("PUSHWIRE_") {
@@ -176,8 +187,7 @@ impl Node {
             Stdio::null()
         };
         let mut child = command
-            .args(["serve", "--port", "0", "--broker", redis_url])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(logs)
