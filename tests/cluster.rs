@@ -774,8 +774,18 @@ async fn a_stopped_redis_does_not_block_local_work_and_bounds_waiting_publishes(
     assert!(asked.elapsed() < Duration::from_secs(1));
     assert!(connect(&node.ws_url()).await.is_some());
     wait_status(node, "/readyz", 503, Duration::from_secs(10)).await;
-    // A subscription that needs Redis fails within the timeout, not later.
+    // A subscription that needs Redis fails within the timeout, not later; so
+    // does a publish over the protocol.
     let mut ws = connect(&node.ws_url()).await.expect("connect");
+    send(
+        &mut ws,
+        json!({"op": "pub", "id": 0, "topic": "slow", "data": 1}),
+    )
+    .await;
+    let reply = next_json(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("reply");
+    assert_eq!(reply["error"]["code"], 503, "{reply}");
     let asked = Instant::now();
     send(&mut ws, json!({"op": "sub", "id": 1, "topic": "other"})).await;
     let reply = next_json(&mut ws, Duration::from_secs(10))
@@ -1081,4 +1091,116 @@ async fn the_readme_three_node_quick_start_works() {
         r#"{"title":"hello from node 1"}"#
     );
     assert_eq!(status(&nodes[1], "/readyz").await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_size_bounds_recovery_on_every_node() {
+    let redis = RedisServer::start();
+    let nodes = nodes(&redis, 2, &["--history-size", "5"]).await;
+    let http = reqwest::Client::new();
+    let mut epoch = String::new();
+    for n in 1..=10 {
+        let (code, body) = publish(&http, &nodes[0], "bounded", &json!(n))
+            .await
+            .expect("answer");
+        assert_eq!(code, 200, "{body}");
+        epoch = body["epoch"].as_str().expect("epoch").to_owned();
+    }
+    let poll = |since: u64| {
+        let url = nodes[1].url(&format!(
+            "/poll?topic=bounded&since=bounded@{epoch}:{since}&timeout=0"
+        ));
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("poll")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    // Offsets 6 to 10 are kept: resuming after 5 works, after 4 cannot.
+    let kept = poll(5).await;
+    assert_eq!(kept["subs"][0]["recovered"], true, "{kept}");
+    let data: Vec<Value> = kept["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["data"].clone())
+        .collect();
+    assert_eq!(data, (6..=10).map(|n| json!(n)).collect::<Vec<_>>());
+    let lost = poll(4).await;
+    assert_eq!(lost["subs"][0]["recovered"], false, "{lost}");
+    assert_eq!(lost["subs"][0]["offset"], 10, "{lost}");
+    assert_eq!(lost["messages"], json!([]), "{lost}");
+    // Another epoch cannot be resumed either.
+    let other: Value = http
+        .get(nodes[1].url("/poll?topic=bounded&since=bounded@Other1:3&timeout=0"))
+        .send()
+        .await
+        .expect("poll")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(other["subs"][0]["recovered"], false, "{other}");
+    assert_eq!(other["subs"][0]["epoch"], epoch.as_str());
+}
+
+/// Records the offsets a broker delivers.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<u64>>);
+
+impl pushwire::broker::Deliver for Recorder {
+    fn deliver(&self, push: Arc<pushwire::hub::Push>) {
+        self.0.lock().expect("lock").extend(push.offset());
+    }
+    fn lost(&self, _topic: &pushwire::Topic) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_watched_again_before_its_last_unwatch_stays_subscribed() {
+    use pushwire::broker::{Broker, Deliver, RedisBroker, RedisConfig};
+    let redis = RedisServer::start();
+    let broker = RedisBroker::new(
+        pushwire::hub::HistoryConfig::default(),
+        RedisConfig::new(redis.url()),
+    )
+    .expect("broker");
+    let recorder: Arc<Recorder> = Arc::new(Recorder::default());
+    let hub: Arc<dyn Deliver> = recorder.clone();
+    broker.attach(Arc::downgrade(&hub));
+    let topic = pushwire::Topic::new("again").expect("topic");
+    let deadline = Instant::now() + READY;
+    while !broker.ready().await {
+        assert!(Instant::now() < deadline, "the broker never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A first subscriber comes and its recovery waits until the channel is live.
+    broker.watch(&topic);
+    broker.recover(&topic, None).await.expect("recover");
+    // The hub may say that a new first subscriber came before the old last one left.
+    broker.watch(&topic);
+    broker.unwatch(&topic);
+    broker.recover(&topic, None).await.expect("recover");
+    let data = pushwire::Data::json("1").expect("JSON");
+    let position = broker.publish(&topic, data).await.expect("publish");
+    assert_eq!(position.offset, 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while recorder.0.lock().expect("lock").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the topic is still watched: its message must arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*recorder.0.lock().expect("lock"), vec![1]);
+    // Once the last one left, nothing more arrives.
+    broker.unwatch(&topic);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let data = pushwire::Data::json("2").expect("JSON");
+    broker.publish(&topic, data).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*recorder.0.lock().expect("lock"), vec![1]);
 }

@@ -136,6 +136,8 @@ struct Shared {
 
 struct Watched {
     generation: u64,
+    /// How many times the hub said `watch` without `unwatch`.
+    count: usize,
     progress: Arc<watch::Sender<Progress>>,
 }
 
@@ -641,13 +643,20 @@ impl Broker for RedisBroker {
     }
 
     fn watch(&self, topic: &Topic) {
+        // Counted, like the in-process broker's watchers: the hub may announce a
+        // new first subscriber before the previous last one's unwatch.
+        let mut watched = lock(&self.shared.watched);
+        if let Some(entry) = watched.get_mut(topic) {
+            entry.count += 1;
+            return;
+        }
         let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
-        let progress = Arc::new(watch::Sender::new(Progress::default()));
-        lock(&self.shared.watched).insert(
+        watched.insert(
             topic.clone(),
             Watched {
                 generation,
-                progress,
+                count: 1,
+                progress: Arc::new(watch::Sender::new(Progress::default())),
             },
         );
         let _ = self
@@ -657,11 +666,14 @@ impl Broker for RedisBroker {
     }
 
     fn unwatch(&self, topic: &Topic) {
-        let removed = {
-            let mut watched = lock(&self.shared.watched);
-            watched.remove(topic).map(|w| w.generation)
+        let mut watched = lock(&self.shared.watched);
+        let Some(entry) = watched.get_mut(topic) else {
+            return;
         };
-        if let Some(generation) = removed {
+        entry.count = entry.count.saturating_sub(1);
+        if entry.count == 0 {
+            let generation = entry.generation;
+            watched.remove(topic);
             let _ = self
                 .shared
                 .control
