@@ -946,6 +946,41 @@ async fn presence_crosses_nodes_and_a_killed_nodes_members_expire() {
     assert_eq!(clients.len(), 2, "{members}");
     assert!(clients.contains(&remote_id.as_str()));
 
+    // A client on the remote node that leaves is announced on this one.
+    let mut passer = connect(&nodes[1].ws_url()).await.expect("connect");
+    send(
+        &mut passer,
+        json!({"op": "sub", "id": 1, "topic": "chat:room", "info": "passing"}),
+    )
+    .await;
+    assert!(
+        next_json(&mut passer, Duration::from_secs(5))
+            .await
+            .expect("reply")["ok"]
+            .is_object()
+    );
+    let mut passer_id = None;
+    for _ in 0..5 {
+        let event = next_json(&mut watcher, Duration::from_secs(5))
+            .await
+            .expect("join");
+        if event["join"]["info"] == json!("passing") {
+            passer_id = event["join"]["client"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let passer_id = passer_id.expect("the passer's join");
+    send(
+        &mut passer,
+        json!({"op": "unsub", "id": 2, "topic": "chat:room"}),
+    )
+    .await;
+    let event = next_json(&mut watcher, Duration::from_secs(5))
+        .await
+        .expect("leave");
+    assert_eq!(event["leave"]["client"], passer_id.as_str(), "{event}");
+    assert_eq!(event["leave"]["info"], "passing", "{event}");
+
     // The remote node dies: its member is gone within the TTL (2 s) plus a refresh.
     nodes[1].kill();
     let killed = Instant::now();
@@ -1203,4 +1238,34 @@ async fn a_topic_watched_again_before_its_last_unwatch_stays_subscribed() {
     broker.publish(&topic, data).await.expect("publish");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(*recorder.0.lock().expect("lock"), vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_its_ttl_is_not_recovered() {
+    let redis = RedisServer::start();
+    let nodes = nodes(&redis, 1, &["--history-ttl", "1s"]).await;
+    let http = reqwest::Client::new();
+    let (code, body) = publish(&http, &nodes[0], "aging", &json!(1))
+        .await
+        .expect("answer");
+    assert_eq!(code, 200, "{body}");
+    let epoch = body["epoch"].as_str().expect("epoch").to_owned();
+    let poll = || async {
+        http.get(nodes[0].url(&format!(
+            "/poll?topic=aging&since=aging@{epoch}:0&timeout=0"
+        )))
+        .send()
+        .await
+        .expect("poll")
+        .json::<Value>()
+        .await
+        .expect("JSON")
+    };
+    let fresh = poll().await;
+    assert_eq!(fresh["subs"][0]["recovered"], true, "{fresh}");
+    assert_eq!(fresh["messages"][0]["data"], 1, "{fresh}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let old = poll().await;
+    assert_eq!(old["subs"][0]["recovered"], false, "{old}");
+    assert_eq!(old["messages"], json!([]), "{old}");
 }

@@ -67,6 +67,10 @@ pub trait Broker: Send + Sync + 'static {
     fn publish(&self, topic: &Topic, data: Data) -> BoxFuture<'_, Result<Position, BrokerError>>;
 
     /// The topic's current position and, with `since`, the messages after it.
+    ///
+    /// Resolves only once every message up to the answered position has been
+    /// handed to this node's hub (when the topic is watched), so that none of them
+    /// can reach a subscriber after it went live.
     fn recover(
         &self,
         topic: &Topic,
