@@ -107,9 +107,10 @@ impl Drop for RedisServer {
 }
 
 fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
+    // The shell's own kill: no procps needed.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{name} {pid}"))
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
