@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::broker::RedisConfig;
 use crate::hub::HubConfig;
 
 /// The shortest counter interval accepted.
@@ -30,6 +31,9 @@ pub struct ServeConfig {
     pub hub: HubConfig,
     /// The publish API's key; `None` opens it to loopback clients only.
     pub api_key: Option<String>,
+    /// Share topics with other nodes through this Redis; `None`: the in-process
+    /// broker (one node).
+    pub broker: Option<RedisConfig>,
 }
 
 impl Default for ServeConfig {
@@ -41,6 +45,7 @@ impl Default for ServeConfig {
             static_dir: None,
             hub: demo_hub_config(),
             api_key: None,
+            broker: None,
         }
     }
 }
@@ -69,6 +74,32 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         return Err(String::from("must be between 1s and 30days"));
     }
     Ok(ttl)
+}
+
+/// Parses a `--broker` value: `memory` (the default, in-process) or a
+/// `redis://host:port/db` URL.
+pub fn parse_broker(text: &str) -> Result<String, String> {
+    if text == "memory" {
+        return Ok(String::from("memory"));
+    }
+    if !text.starts_with("redis://")
+        && !text.starts_with("redis+unix://")
+        && !text.starts_with("unix://")
+    {
+        return Err(String::from("write memory or redis://host:port/db"));
+    }
+    ::redis::Client::open(text).map_err(|err| format!("not a Redis URL: {err}"))?;
+    Ok(text.to_owned())
+}
+
+/// Parses a broker timeout such as `1s` or `500ms` (10 ms to 1 min).
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 1s or 500ms)"))?;
+    if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
+        return Err(String::from("must be between 10ms and 1min"));
+    }
+    Ok(timeout)
 }
 
 /// Parses a counter interval such as `1s`, `200ms` or `1m 30s`, within
@@ -100,6 +131,14 @@ mod tests {
         assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_interval("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_interval("1m 30s"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn brokers_are_memory_or_redis_urls() {
+        assert_eq!(parse_broker("memory"), Ok(String::from("memory")));
+        assert!(parse_broker("redis://127.0.0.1:6379/0").is_ok());
+        assert!(parse_broker("http://x").is_err());
+        assert!(parse_broker("redis://[::1").is_err());
     }
 
     #[test]

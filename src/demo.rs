@@ -1,9 +1,12 @@
 //! The counter demo, the app pushwire grew from: a page that shows a number, and a
 //! socket that gives every connection its own counter, 1, 2, 3, … one per interval.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::RedisBroker;
 use crate::config::ServeConfig;
+use crate::error::Error;
 use crate::http::{App, Asset};
 use crate::hub::Hub;
 use crate::ticker::ticker;
@@ -58,16 +61,28 @@ pub async fn count(socket: Socket, period: Duration) {
     }
 }
 
+/// The hub `config` asks for: on the in-process broker, or on Redis when
+/// [`ServeConfig::broker`] is set (then it must be called inside a Tokio runtime).
+pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
+    Ok(match &config.broker {
+        None => Hub::new(config.hub.clone()),
+        Some(redis) => {
+            let broker = RedisBroker::new(config.hub.history.clone(), redis.clone())?;
+            Hub::with_broker(config.hub.clone(), Arc::new(broker))
+        }
+    })
+}
+
 /// The demo app: the counter page at `/`, the chat page at `/chat`, their assets
 /// below `/static/` (embedded, or the configured folder), the counter at `/socket`,
-/// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on a hub configured by
-/// `config`.
-pub fn app(config: &ServeConfig) -> App {
+/// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on the hub of [`hub`].
+/// Fails only on a malformed broker URL.
+pub fn app(config: &ServeConfig) -> Result<App, Error> {
     let period = config.interval;
     let mut app = App::new()
         .embedded_page("/", &INDEX)
         .embedded_page("/chat", &CHAT)
-        .topics(Hub::new(config.hub.clone()));
+        .topics(hub(config)?);
     if let Some(key) = &config.api_key {
         app = app.api_key(key.clone());
     }
@@ -75,5 +90,5 @@ pub fn app(config: &ServeConfig) -> App {
         Some(dir) => app.static_dir("/static", dir),
         None => app.static_assets("/static", ASSETS),
     };
-    app.socket("/socket", move |socket| count(socket, period))
+    Ok(app.socket("/socket", move |socket| count(socket, period)))
 }

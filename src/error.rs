@@ -32,6 +32,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The broker could not be set up (a malformed Redis URL).
+    #[error("cannot use the broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
     /// Serving failed after start.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),

@@ -14,6 +14,10 @@ use crate::ws::{CloseCode, Message, Sender, Socket, TrySendError};
 /// The reason sent with 1008 to a client that does not read fast enough.
 pub const SLOW_CONSUMER: &str = "slow consumer";
 
+/// The reason sent with 1011 to a client whose messages the broker lost (Redis lost
+/// its data): it should resubscribe from its last position to learn where it stands.
+pub const MESSAGES_LOST: &str = "messages lost: resubscribe";
+
 /// A WebSocket connection as the hub sees it: pushes go into its outbound queue,
 /// encoded once for all subscribers; a full queue closes it as a slow consumer.
 struct SocketSink(Sender);
@@ -33,6 +37,11 @@ impl Sink for SocketSink {
     fn lagged(&self) {
         tracing::info!("{}: closing a slow consumer", self.0.id());
         self.0.close(CloseCode::POLICY, SLOW_CONSUMER);
+    }
+
+    fn lost(&self) {
+        tracing::info!("{}: closing a client whose messages were lost", self.0.id());
+        self.0.close(CloseCode::INTERNAL, MESSAGES_LOST);
     }
 }
 

@@ -23,6 +23,17 @@ fn history(size: usize, ttl: Duration) -> HubConfig {
 }
 
 #[tokio::test]
+async fn the_in_process_broker_is_always_ready() {
+    let (server, _hub) = start_topics(HubConfig::default()).await;
+    assert_eq!(
+        common::raw_get(server.addr, "/readyz").await,
+        (200, String::from("ok\n"))
+    );
+    assert_eq!(common::raw_get(server.addr, "/healthz").await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn hello_names_each_client_differently() {
     let (server, _hub) = start_topics(HubConfig::default()).await;
     let (_a, a) = ws(&server).await;
@@ -593,6 +604,10 @@ impl Broker for DownBroker {
     ) -> futures_util::future::BoxFuture<'_, Result<Vec<Member>, BrokerError>> {
         Box::pin(async { Err(BrokerError::Unavailable("connection refused".into())) })
     }
+
+    fn ready(&self) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(async { false })
+    }
 }
 
 #[tokio::test]
@@ -618,6 +633,9 @@ async fn a_broker_that_is_down_answers_503_and_the_connection_stays_open() {
     assert_eq!(status, 503, "{body}");
     // The failed subscription left nothing behind.
     assert_eq!(hub.topic_count(), 0);
+    // Not ready, but alive.
+    assert_eq!(common::raw_get(server.addr, "/readyz").await.0, 503);
+    assert_eq!(common::raw_get(server.addr, "/healthz").await.0, 200);
     server.stop().await;
 }
 

@@ -244,4 +244,8 @@ impl Broker for MemoryBroker {
         members.sort_by(|a, b| a.client.cmp(&b.client));
         future::ready(Ok(members)).boxed()
     }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        future::ready(true).boxed()
+    }
 }

@@ -5,10 +5,11 @@
 //! them; it asks the broker to publish (assign the next offset, keep the message in
 //! history, and hand it to every node's hub, this one included, in offset order), to
 //! recover what a client missed, and to track presence. The in-process broker
-//! ([`MemoryBroker`]) is the default; a Redis broker for many nodes implements the
-//! same trait.
+//! ([`MemoryBroker`]) is the default; [`RedisBroker`] shares topics between nodes
+//! through Redis and implements the same trait.
 
 mod memory;
+mod redis;
 
 use std::sync::{Arc, Weak};
 
@@ -16,6 +17,7 @@ use futures_util::future::BoxFuture;
 
 use crate::hub::{Data, Member, Position, Push, Topic};
 
+pub use self::redis::{RedisBroker, RedisConfig};
 pub use memory::MemoryBroker;
 
 /// Where a broker hands every published message and presence event: the hub of its
@@ -24,6 +26,13 @@ pub trait Deliver: Send + Sync {
     /// Delivers `push` to the local subscribers of its topic. Called in offset order
     /// per topic, and never concurrently for one topic.
     fn deliver(&self, push: Arc<Push>);
+
+    /// Some messages of `topic` cannot be delivered (the broker lost them, or its
+    /// history no longer covers what this node missed): every local subscriber of
+    /// the topic is dropped, so that it resubscribes from its last position and is
+    /// told plainly whether it can recover. Never concurrent with `deliver` for the
+    /// same topic.
+    fn lost(&self, topic: &Topic);
 }
 
 /// Why a broker could not do what was asked.
@@ -58,6 +67,10 @@ pub trait Broker: Send + Sync + 'static {
     fn publish(&self, topic: &Topic, data: Data) -> BoxFuture<'_, Result<Position, BrokerError>>;
 
     /// The topic's current position and, with `since`, the messages after it.
+    ///
+    /// Resolves only once every message up to the answered position has been
+    /// handed to this node's hub (when the topic is watched), so that none of them
+    /// can reach a subscriber after it went live.
     fn recover(
         &self,
         topic: &Topic,
@@ -78,4 +91,8 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Who is present on `topic`.
     fn members(&self, topic: &Topic) -> BoxFuture<'_, Result<Vec<Member>, BrokerError>>;
+
+    /// Whether the broker can serve requests now (`/readyz`). The in-process broker
+    /// always can.
+    fn ready(&self) -> BoxFuture<'_, bool>;
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::{ServeConfig, parse_interval, parse_ttl};
+use crate::broker::RedisConfig;
+use crate::config::{ServeConfig, parse_broker, parse_interval, parse_timeout, parse_ttl};
 use crate::hub::{HistoryConfig, HubConfig};
 use crate::{Error, demo};
 
@@ -66,6 +67,25 @@ pub(crate) struct ServeArgs {
         hide_env_values = true
     )]
     api_key: Option<String>,
+
+    /// Where topics live: memory (this process only) or redis://host:port/db to
+    /// share topics, history and presence with every node on the same Redis.
+    #[arg(long, env = "PUSHWIRE_BROKER", default_value = "memory", value_name = "URL", value_parser = parse_broker)]
+    broker: String,
+
+    /// How long a Redis command may take before the request that needed it fails
+    /// (503), such as 1s or 500ms.
+    #[arg(long, env = "PUSHWIRE_BROKER_TIMEOUT", default_value = "1s", value_name = "DURATION", value_parser = parse_timeout)]
+    broker_timeout: Duration,
+
+    /// The most publishes that may wait for Redis at once; more are refused (503).
+    #[arg(long, env = "PUSHWIRE_BROKER_MAX_PENDING", default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    broker_max_pending: u32,
+
+    /// With Redis: how long a member of a node that stopped (crashed) stays present,
+    /// such as 15s. Each node refreshes its members every third of this.
+    #[arg(long, env = "PUSHWIRE_PRESENCE_TTL", default_value = "15s", value_name = "DURATION", value_parser = parse_ttl)]
+    presence_ttl: Duration,
 }
 
 impl ServeArgs {
@@ -85,13 +105,19 @@ impl ServeArgs {
                 ..HubConfig::default()
             },
             api_key: self.api_key.filter(|key| !key.is_empty()),
+            broker: (self.broker != "memory").then_some(RedisConfig {
+                url: self.broker,
+                command_timeout: self.broker_timeout,
+                presence_ttl: self.presence_ttl,
+                max_pending: self.broker_max_pending as usize,
+            }),
         }
     }
 }
 
 /// Binds, says where to look, and serves until SIGINT or SIGTERM.
 pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
-    let server = demo::app(&config).bind(config.addr()).await?;
+    let server = demo::app(&config)?.bind(config.addr()).await?;
     let addr = browsable(server.local_addr());
     // One write, and no panic if nobody reads standard output any more (a closed
     // pipe must not take the server down).
@@ -99,11 +125,24 @@ pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
         &mut std::io::stdout(),
         format!(
             "pushwire: counter demo at http://{addr}/ (Ctrl-C stops)\n\
-             pushwire: chat demo at http://{addr}/chat, topics at ws://{addr}/ws\n"
+             pushwire: chat demo at http://{addr}/chat, topics at ws://{addr}/ws\n\
+             pushwire: broker {}\n",
+            config.broker.as_ref().map_or_else(
+                || String::from("memory (this process only)"),
+                |b| without_password(&b.url)
+            )
         )
         .as_bytes(),
     );
     server.run().await
+}
+
+/// A Redis URL fit to print: anything before `@` (a password) is left out.
+fn without_password(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_owned(),
+    }
 }
 
 /// The address to put in a URL: an unspecified address (0.0.0.0, ::) is reached on

@@ -233,10 +233,25 @@ impl App {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(Error::Serve)?;
+        let ready_hub = self.hub.clone();
         let (files, sockets) = match self.hub.clone() {
             Some(hub) => self.mount_topics(hub),
             None => (self.files, self.sockets),
         };
+        let sockets = sockets
+            .route("/healthz", get(|| async { health(true) }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let hub = ready_hub.clone();
+                    async move {
+                        match hub {
+                            Some(hub) => health(hub.ready().await),
+                            None => health(true),
+                        }
+                    }
+                }),
+            );
         let router = files
             .layer(CompressionLayer::new())
             .merge(sockets)
@@ -344,6 +359,25 @@ impl App {
                 ),
             );
         (files, sockets)
+    }
+}
+
+/// `/healthz` and `/readyz` answers: 200 `ok`, or 503 `unavailable`.
+fn health(ok: bool) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let headers = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    if ok {
+        (http::StatusCode::OK, headers, "ok\n").into_response()
+    } else {
+        (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            headers,
+            "broker unavailable\n",
+        )
+            .into_response()
     }
 }
 

@@ -96,6 +96,13 @@ pub trait Sink: Send + Sync + 'static {
     /// The subscriber fell behind while still subscribing (its buffer of live
     /// messages overflowed) and gets nothing more.
     fn lagged(&self);
+
+    /// The broker lost messages this subscriber should have had; it gets nothing
+    /// more and should resubscribe from its last position (where it learns whether
+    /// it can recover). By default the same as [`lagged`](Sink::lagged).
+    fn lost(&self) {
+        self.lagged();
+    }
 }
 
 /// Why a publish was refused.
@@ -235,6 +242,11 @@ impl Hub {
         Ok(self.inner.broker.publish(topic, data).await?)
     }
 
+    /// Whether the broker can serve requests now (what `/readyz` answers).
+    pub async fn ready(&self) -> bool {
+        self.inner.broker.ready().await
+    }
+
     /// Who is present on `topic`.
     pub async fn members(&self, topic: &Topic) -> Result<Vec<Member>, BrokerError> {
         self.inner.broker.members(topic).await
@@ -312,6 +324,19 @@ impl Deliver for Inner {
                         entry.dead = true;
                     }
                 }
+            }
+        }
+    }
+
+    fn lost(&self, topic: &Topic) {
+        let Some(subscribers) = lock(&self.topics).get(topic).cloned() else {
+            return;
+        };
+        let mut list = lock(&subscribers);
+        for (_, entry) in &mut list.entries {
+            if !entry.dead {
+                entry.dead = true;
+                entry.sink.lost();
             }
         }
     }

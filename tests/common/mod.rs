@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod redis;
 pub mod topics;
 
 use std::net::SocketAddr;
@@ -85,7 +86,7 @@ pub async fn start_demo(interval: Duration) -> Running {
         interval,
         ..ServeConfig::default()
     };
-    start(pushwire::demo::app(&config)).await
+    start(pushwire::demo::app(&config).expect("demo app")).await
 }
 
 /// Connects a WebSocket client, failing the test after [`STEP`].
