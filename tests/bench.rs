@@ -122,6 +122,63 @@ async fn fanout_with_deflate_inflates_every_compressed_push_in_order() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn fanout_spreads_subscribers_over_every_url_and_publishes_where_told() {
+    // Two servers on one hub: what a publish on one reaches every subscriber of
+    // both, as with the nodes of a cluster.
+    let hub = Hub::new(HubConfig::default());
+    let a = common::start(App::new().topics(hub.clone())).await;
+    let b = common::start(App::new().topics(hub.clone())).await;
+    let c = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
+    let (url_a, url_b) = (a.ws_url("/ws"), b.ws_url("/ws"));
+    let report = bench(&[
+        "fanout",
+        "--url",
+        &url_a,
+        "--url",
+        &url_b,
+        "--publish-url",
+        &url_b,
+        "--subscribers",
+        "30",
+        "--rates",
+        "100",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    assert_eq!(report["params"]["servers"], 2, "{report}");
+    assert_eq!(report["params"]["publish_url"], url_b.as_str(), "{report}");
+    let step = &report["results"][0];
+    assert_eq!(step["expected"], 100 * 30, "{report}");
+    assert_eq!(step["delivered"], step["expected"], "{report}");
+    assert_eq!(step["gaps"], 0, "{report}");
+    // A publisher on a server that shares nothing with the subscribers' reaches
+    // none of them: the run falls behind (and says so) instead of passing.
+    let url_c = c.ws_url("/ws");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"))
+        .args(["bench", "fanout", "--url", &url_a, "--url", &url_b])
+        .args([
+            "--publish-url",
+            &url_c,
+            "--subscribers",
+            "10",
+            "--rates",
+            "50",
+        ])
+        .args(["--duration", "500ms", "--grace", "200ms", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run pushwire bench");
+    let lonely: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(lonely["results"][0]["delivered"], 0, "{lonely}");
+    assert_eq!(lonely["results"][0]["kept_up"], false, "{lonely}");
+    for server in [a, b, c] {
+        server.stop().await;
+    }
+}
+
 /// The peers' `/broadcast`: every text message goes to every connected client.
 fn broadcast_app() -> App {
     let (tx, _) = tokio::sync::broadcast::channel::<String>(65536);

@@ -260,7 +260,10 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
          use is reported next to the server's: 100% = one core). Peers: `bench/peers/` \
          (Tornado, Node `ws`, plain axum). Every run starts a fresh server process. \
          pushwire is measured on its topic protocol (`/ws`, JSON pushes with offsets), the \
-         peers on their `/broadcast` endpoint (`--raw`: plain text)."
+         peers on their `/broadcast` endpoint (`--raw`: plain text). Rows named \
+         \"pushwire, N nodes\" are clusters (`bench/cluster`): N pushwire processes on one \
+         Redis, on this same machine; with 3 nodes the publisher is on one node and the \
+         subscribers on the other two, so every message crosses Redis."
         ),
     );
     w(&mut out, String::new());
@@ -481,7 +484,9 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
 
 fn chart(runs: &[Value], path: &str) -> Result<(), String> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for group in grouped(runs, is_sweep) {
+    // Single servers only: the cluster runs (labelled "…, N nodes") have their own
+    // rows in the tables.
+    for group in grouped(runs, |r| is_sweep(r) && !label(r).ends_with(" nodes")) {
         let p99 = median(values(&group, |r| num(&row(r, 0)["latency_ms"]["p99"])));
         let (Some(subs), Some(p99)) = (num(&group[0]["params"]["subscribers"]), p99) else {
             continue;

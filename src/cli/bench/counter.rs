@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
 use super::stats::{self, Latencies, Report};
-use super::wire::{Conn, Frame, Target};
+use super::wire::{Conn, Frame};
 use super::workers::{self, Workers};
 use super::{BenchError, Common, Role, Stop, hold, open_all, role};
 
@@ -88,7 +88,7 @@ impl Part {
 
 pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
     let common = &args.common;
-    let target = Target::parse(&common.url).map_err(BenchError::Usage)?;
+    let targets = common.targets()?;
     if args.period.is_zero() {
         return Err(BenchError::Usage("--period must be more than 0".into()));
     }
@@ -98,7 +98,7 @@ pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
             processes = shares.len();
             let mut workers = Workers::spawn(&shares, "--connections")?;
             workers.ready(common.connect_timeout).await?;
-            let cpu = stats::CpuMeter::with_workers(common.pid, workers.pids());
+            let cpu = stats::CpuMeter::with_workers(&common.pid, workers.pids());
             let listening = hold(args.period + WARM_UP_MARGIN + args.duration, "listening");
             let (answers, ()) = tokio::join!(workers.ask("go"), listening);
             let cpu = cpu.stop();
@@ -106,8 +106,10 @@ pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
             (Part::merge(&answers?), cpu)
         }
         Role::Worker(mut parent) => {
-            let conns =
-                open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
+            let conns = open_all(common, &targets, args.connections, |conn| async {
+                Ok(conn)
+            })
+            .await?;
             parent.answer(&json!({ "ready": conns.len() }));
             if parent.command().await.is_none() {
                 return Ok(());
@@ -118,9 +120,11 @@ pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
             return Ok(());
         }
         Role::Alone => {
-            let conns =
-                open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
-            let cpu = stats::CpuMeter::start(common.pid);
+            let conns = open_all(common, &targets, args.connections, |conn| async {
+                Ok(conn)
+            })
+            .await?;
+            let cpu = stats::CpuMeter::start(&common.pid);
             let listening = hold(args.period + WARM_UP_MARGIN + args.duration, "listening");
             let (part, ()) = tokio::join!(listen(conns, &args), listening);
             (part, cpu.stop())

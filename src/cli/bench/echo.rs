@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{Map, json};
 
 use super::stats::{self, Latencies, Report};
-use super::wire::{Frame, Target};
+use super::wire::Frame;
 use super::{BenchError, Common, Stop, check_file_limit, hold, open_all};
 
 /// Flags of `pushwire bench echo`.
@@ -31,16 +31,19 @@ pub(crate) struct EchoArgs {
 
 pub(crate) async fn run(args: EchoArgs) -> Result<(), BenchError> {
     let common = &args.common;
-    let target = Target::parse(&common.url).map_err(BenchError::Usage)?;
+    let targets = common.targets()?;
     check_file_limit(args.connections)?;
-    let conns = open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
+    let conns = open_all(common, &targets, args.connections, |conn| async {
+        Ok(conn)
+    })
+    .await?;
     let round_trips = Arc::new(AtomicU64::new(0));
     let wrong = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Latencies::new());
     let stop: Stop = Arc::new(tokio::sync::Notify::new());
     let message = "x".repeat(args.size);
-    let cpu = stats::CpuMeter::start(common.pid);
+    let cpu = stats::CpuMeter::start(&common.pid);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(conns.len());
     for (index, mut conn) in conns.into_iter().enumerate() {

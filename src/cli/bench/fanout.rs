@@ -47,6 +47,10 @@ pub(crate) struct FanoutArgs {
     /// The topic (protocol mode).
     #[arg(long, default_value = "bench")]
     topic: String,
+    /// Where the publisher connects (default: the first `--url`). With several
+    /// `--url`s, one that no subscriber uses measures delivery across a cluster.
+    #[arg(long)]
+    publish_url: Option<String>,
     /// Speak no protocol: subscribers connect to the URL (a `/broadcast` endpoint)
     /// and the publisher sends plain text to it, as the peers in bench/peers/ expect.
     #[arg(long)]
@@ -238,7 +242,14 @@ impl Receivers {
 
 pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     let common = &args.common;
-    let target = Target::parse(&common.url).map_err(BenchError::Usage)?;
+    let targets = common.targets()?;
+    let publish_to = match &args.publish_url {
+        Some(url) => Target::parse(url).map_err(BenchError::Usage)?,
+        None => targets
+            .first()
+            .cloned()
+            .ok_or_else(|| BenchError::Usage("no --url".into()))?,
+    };
     if args.size < 40 {
         return Err(BenchError::Usage("--size must be at least 40 bytes".into()));
     }
@@ -273,7 +284,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     // One more file for the publisher.
     let (mut receivers, negotiated, worker_pids) = match role(common, args.subscribers + 1)? {
         Role::Worker(parent) => {
-            let subscribers = open_all(common, &target, args.subscribers, subscribe).await?;
+            let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
             let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
             parent.answer(&json!({ "ready": subscribers.len(), "deflate": negotiated }));
             return serve_parent(parent, Readers::spawn(subscribers, args.raw)).await;
@@ -291,7 +302,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             )
         }
         Role::Alone => {
-            let subscribers = open_all(common, &target, args.subscribers, subscribe).await?;
+            let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
             let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
             (
                 Receivers::Here(Readers::spawn(subscribers, args.raw)),
@@ -300,7 +311,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             )
         }
     };
-    let mut publisher = Conn::open(&target, None, common.deflate)
+    let mut publisher = Conn::open(&publish_to, None, common.deflate)
         .await
         .map_err(|reason| BenchError::Connect {
             index: args.subscribers,
@@ -322,6 +333,14 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         &common.label(),
     );
     report.param("subscribers", args.subscribers);
+    report.param("servers", common.url.len());
+    report.param(
+        "publish_url",
+        args.publish_url
+            .clone()
+            .or_else(|| common.url.first().cloned())
+            .unwrap_or_default(),
+    );
     report.param("rates", args.rates.clone());
     report.param("size", args.size);
     report.param("duration_s", args.duration.as_secs_f64());
@@ -331,7 +350,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     let mut seq = 0u64;
     let mut failure = None;
     for &rate in &args.rates {
-        let cpu = stats::CpuMeter::with_workers(common.pid, worker_pids.clone());
+        let cpu = stats::CpuMeter::with_workers(&common.pid, worker_pids.clone());
         let started = Instant::now();
         let bar = super::progress(args.duration.as_secs().max(1), &format!("{rate} msg/s"));
         let first_seq = seq + 1;

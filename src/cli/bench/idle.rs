@@ -6,7 +6,6 @@ use clap::Args;
 use serde_json::{Map, json};
 
 use super::stats::{self, Report};
-use super::wire::Target;
 use super::workers::{self, Workers};
 use super::{BenchError, Common, Role, hold, open_all, role};
 
@@ -25,19 +24,17 @@ pub(crate) struct IdleArgs {
 
 pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
     let common = &args.common;
-    let target = Target::parse(&common.url).map_err(BenchError::Usage)?;
+    let targets = common.targets()?;
     let role = role(common, args.connections)?;
-    let before = common
-        .pid
-        .map(stats::vm_rss_kib)
-        .transpose()
-        .map_err(BenchError::Run)?;
+    let before = stats::servers_rss_kib(&common.pid).map_err(BenchError::Run)?;
     let started = Instant::now();
     // The connections, held here or by the workers until the end of this function.
     let (held, workers, opened, negotiated, cpu) = match role {
         Role::Worker(mut parent) => {
-            let conns =
-                open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
+            let conns = open_all(common, &targets, args.connections, |conn| async {
+                Ok(conn)
+            })
+            .await?;
             let negotiated = conns.iter().filter(|c| c.deflate).count();
             parent.answer(&json!({ "ready": conns.len(), "deflate": negotiated }));
             // Hold them until the parent is done.
@@ -46,16 +43,18 @@ pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
         }
         Role::Parent(shares) => {
             let mut workers = Workers::spawn(&shares, "--connections")?;
-            let cpu = stats::CpuMeter::with_workers(common.pid, workers.pids());
+            let cpu = stats::CpuMeter::with_workers(&common.pid, workers.pids());
             let answers = workers.ready(common.connect_timeout).await?;
             let opened = workers::sum(&answers, "ready") as usize;
             let negotiated = workers::sum(&answers, "deflate") as usize;
             (Vec::new(), Some(workers), opened, negotiated, cpu)
         }
         Role::Alone => {
-            let cpu = stats::CpuMeter::start(common.pid);
-            let conns =
-                open_all(common, &target, args.connections, |conn| async { Ok(conn) }).await?;
+            let cpu = stats::CpuMeter::start(&common.pid);
+            let conns = open_all(common, &targets, args.connections, |conn| async {
+                Ok(conn)
+            })
+            .await?;
             let negotiated = conns.iter().filter(|c| c.deflate).count();
             let opened = conns.len();
             (conns, None, opened, negotiated, cpu)
@@ -63,14 +62,11 @@ pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
     };
     let opened_in = started.elapsed();
     hold(args.hold, "holding").await;
-    let after = common
-        .pid
-        .map(stats::vm_rss_kib)
-        .transpose()
-        .map_err(BenchError::Run)?;
+    let after = stats::servers_rss_kib(&common.pid).map_err(BenchError::Run)?;
     let (bench_cpu, server_cpu) = cpu.stop();
     let mut report = Report::new("idle", &common.label());
     report.param("connections", args.connections);
+    report.param("servers", common.url.len());
     report.param("deflate_offered", common.deflate);
     report.param("workers", workers.as_ref().map_or(1, Workers::len));
     let mut row = Map::new();

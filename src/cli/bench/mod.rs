@@ -50,12 +50,14 @@ pub(crate) enum Scenario {
 /// Flags every scenario shares.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Common {
-    /// The server's WebSocket URL; its path is the scenario's endpoint.
-    #[arg(long)]
-    url: String,
+    /// The server's WebSocket URL; its path is the scenario's endpoint. Repeat it to
+    /// spread the connections over several servers (the nodes of a cluster), in turn.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// The server's process id: its memory and processor time are reported too.
+    /// Repeat it for several servers: their figures are summed.
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
     /// Offer permessage-deflate in each handshake (as browsers do).
     #[arg(long)]
     deflate: bool,
@@ -87,7 +89,15 @@ pub(crate) struct Common {
 
 impl Common {
     fn label(&self) -> String {
-        self.label.clone().unwrap_or_else(|| self.url.clone())
+        self.label.clone().unwrap_or_else(|| self.url.join(" "))
+    }
+
+    /// The servers to connect to, in the order connections take them.
+    fn targets(&self) -> Result<Vec<Target>, BenchError> {
+        self.url
+            .iter()
+            .map(|url| Target::parse(url).map_err(BenchError::Usage))
+            .collect()
     }
 }
 
@@ -190,12 +200,12 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Opens `count` connections to `target`, `concurrency` handshakes at a time, spread
-/// over the source addresses; `prepare` runs on each (to subscribe, for one) before
-/// it counts as open.
+/// Opens `count` connections to the `targets` in turn, `concurrency` handshakes at a
+/// time, spread over the source addresses; `prepare` runs on each (to subscribe, for
+/// one) before it counts as open.
 async fn open_all<F, Fut>(
     common: &Common,
-    target: &Target,
+    targets: &[Target],
     count: usize,
     prepare: F,
 ) -> Result<Vec<Conn>, BenchError>
@@ -205,13 +215,17 @@ where
 {
     let per_worker = common.sources.unwrap_or(count.div_ceil(20_000));
     let skip = common.worker_index.unwrap_or(0) * per_worker.max(1);
-    let sources: Vec<Option<IpAddr>> = wire::sources(per_worker, skip, target);
+    let Some(first) = targets.first() else {
+        return Err(BenchError::Usage("no --url".into()));
+    };
+    let sources: Vec<Option<IpAddr>> = wire::sources(per_worker, skip, first);
     let bar = progress(count as u64, "connecting");
     let deflate = common.deflate;
     let prepare = &prepare;
     let opening = futures_util::stream::iter(0..count)
         .map(|i| {
             let source = sources[i % sources.len()];
+            let target = &targets[i % targets.len()];
             let bar = bar.clone();
             async move {
                 let conn = Conn::open(target, source, deflate).await?;

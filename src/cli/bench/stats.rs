@@ -76,6 +76,17 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Processor time of the servers, summed; `None` without any.
+fn servers_ticks(servers: &[u32]) -> Option<u64> {
+    if servers.is_empty() {
+        return None;
+    }
+    servers
+        .iter()
+        .map(|pid| cpu_ticks(&pid.to_string()))
+        .sum::<Option<u64>>()
+}
+
 /// Processor time of this process and its `workers`.
 fn ours_ticks(workers: &[u32]) -> Option<u64> {
     let mut total = cpu_ticks("self")?;
@@ -88,30 +99,31 @@ fn ours_ticks(workers: &[u32]) -> Option<u64> {
 /// The kernel's clock ticks per second for `/proc` times (100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// Measures the processor use of this process and, when given, the server's.
-/// With worker processes, "ours" is this process and every worker together.
+/// Measures the processor use of this process and, when given, the servers'
+/// (summed). With worker processes, "ours" is this process and every worker
+/// together.
 pub(crate) struct CpuMeter {
     started: Instant,
     workers: Vec<u32>,
     ours: Option<u64>,
-    server_pid: Option<u32>,
+    servers: Vec<u32>,
     server: Option<u64>,
 }
 
 impl CpuMeter {
-    pub(crate) fn start(server_pid: Option<u32>) -> Self {
-        Self::with_workers(server_pid, Vec::new())
+    pub(crate) fn start(servers: &[u32]) -> Self {
+        Self::with_workers(servers, Vec::new())
     }
 
     /// Counts the processor time of `workers` as ours.
-    pub(crate) fn with_workers(server_pid: Option<u32>, workers: Vec<u32>) -> Self {
+    pub(crate) fn with_workers(servers: &[u32], workers: Vec<u32>) -> Self {
         let ours = ours_ticks(&workers);
         Self {
             started: Instant::now(),
             workers,
             ours,
-            server_pid,
-            server: server_pid.and_then(|pid| cpu_ticks(&pid.to_string())),
+            servers: servers.to_vec(),
+            server: servers_ticks(servers),
         }
     }
 
@@ -123,12 +135,21 @@ impl CpuMeter {
             Some(((after? - before?) as f64 / TICKS_PER_SECOND / elapsed * 1000.0).round() / 10.0)
         };
         let ours = percent(self.ours, ours_ticks(&self.workers));
-        let server = percent(
-            self.server,
-            self.server_pid.and_then(|pid| cpu_ticks(&pid.to_string())),
-        );
+        let server = percent(self.server, servers_ticks(&self.servers));
         (ours, server)
     }
+}
+
+/// The servers' resident memory in KiB (`VmRSS`), summed; `None` without any.
+pub(crate) fn servers_rss_kib(servers: &[u32]) -> Result<Option<u64>, String> {
+    if servers.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0;
+    for pid in servers {
+        total += vm_rss_kib(*pid)?;
+    }
+    Ok(Some(total))
 }
 
 /// The server's resident memory in KiB (`VmRSS`).
