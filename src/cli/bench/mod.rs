@@ -222,23 +222,29 @@ where
     let bar = progress(count as u64, "connecting");
     let deflate = common.deflate;
     let prepare = &prepare;
+    // Connections already open are kept alive while the others open: a task per
+    // connection answers the server's pings (a server may close a connection it
+    // has heard nothing from, and opening tens of thousands can take minutes).
+    let (release, released) = tokio::sync::watch::channel(false);
     let opening = futures_util::stream::iter(0..count)
         .map(|i| {
             let source = sources[i % sources.len()];
             let target = &targets[i % targets.len()];
             let bar = bar.clone();
+            let released = released.clone();
             async move {
                 let conn = Conn::open(target, source, deflate).await?;
                 let conn = prepare(conn).await?;
                 bar.inc(1);
-                Ok(conn)
+                Ok::<_, String>(tokio::spawn(keep_alive(conn, released)))
             }
         })
         .buffered(common.concurrency.max(1))
-        .collect::<Vec<Result<Conn, String>>>();
+        .collect::<Vec<Result<_, String>>>();
     let results = tokio::time::timeout(common.connect_timeout, opening).await;
     let opened = bar.position();
     bar.finish_and_clear();
+    let _ = release.send(true);
     let Ok(results) = results else {
         return Err(BenchError::Run(format!(
             "only {opened} of {count} connections were open after {} (--connect-timeout)",
@@ -247,9 +253,39 @@ where
     };
     let mut conns = Vec::with_capacity(count);
     for (index, result) in results.into_iter().enumerate() {
-        conns.push(result.map_err(|reason| BenchError::Connect { index, reason })?);
+        let kept = result.map_err(|reason| BenchError::Connect {
+            index,
+            reason: reason.clone(),
+        })?;
+        let conn = kept
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|kept| kept)
+            .map_err(|reason| BenchError::Connect {
+                index,
+                reason: format!("closed while the others opened: {reason}"),
+            })?;
+        conns.push(conn);
     }
     Ok(conns)
+}
+
+/// Reads `conn` (which answers pings; data is dropped: nothing is measured yet)
+/// until `released`, then hands it back.
+async fn keep_alive(
+    mut conn: Conn,
+    mut released: tokio::sync::watch::Receiver<bool>,
+) -> Result<Conn, String> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = released.wait_for(|released| *released) => return Ok(conn),
+            frame = conn.next() => match frame? {
+                wire::Frame::Data(_) => {}
+                wire::Frame::Closed(code) => return Err(format!("the server closed it ({code})")),
+            },
+        }
+    }
 }
 
 /// A stop signal shared by every connection task.
