@@ -45,10 +45,12 @@ pub(crate) const EVENT_IDLE: u8 = 2;
 /// The server is shutting down.
 pub(crate) const EVENT_SHUTDOWN: u8 = 4;
 
-/// Milliseconds since the first call: the keepalive clock.
+/// Milliseconds since a day before the first call: the keepalive clock. (Starting
+/// at a day, not at zero, lets a time be set in the past without saturating.)
 pub(crate) fn clock_ms() -> u64 {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + DAY_MS
 }
 
 /// Adds `waker` to `waiters` unless it is already there.
@@ -159,6 +161,12 @@ impl Shared {
     ) -> Self {
         self.ping_every_ms = ping_every.map_or(0, |d| d.as_millis().max(1) as u64);
         self.idle_timeout_ms = idle_timeout.as_millis() as u64;
+        if self.ping_every_ms > 0 {
+            // A random phase: connections opened together (a deploy, a reconnect
+            // wave) are pinged spread over the interval, not all in the same sweep.
+            let phase = rand::random_range(0..self.ping_every_ms);
+            self.last_ping = AtomicU64::new(clock_ms().saturating_sub(phase));
+        }
         self
     }
 
@@ -453,6 +461,34 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_opened_together_are_pinged_spread_over_the_interval() {
+        let every = Duration::from_secs(25);
+        let due: Vec<u64> = (0..1000)
+            .map(|_| {
+                let shared = Shared::new(1024, 512, 4).with_keepalive(Some(every), every * 3);
+                let last = shared.last_ping.load(Ordering::Relaxed);
+                // When its first ping is due, from just after it was made.
+                (last + shared.ping_every_ms).saturating_sub(clock_ms())
+            })
+            .collect();
+        assert!(
+            due.iter().all(|&d| d <= 25_000),
+            "no first ping later than the interval"
+        );
+        // In each fifth of the interval, about 200 of the 1,000; never all in one.
+        for fifth in 0..5u64 {
+            let inside = due
+                .iter()
+                .filter(|&&d| d >= fifth * 5_000 && d < (fifth + 1) * 5_000)
+                .count();
+            assert!(
+                (100..=300).contains(&inside),
+                "{inside} first pings in fifth {fifth}"
+            );
+        }
+    }
     use futures_util::task::noop_waker_ref;
 
     fn frame(len: usize) -> Bytes {

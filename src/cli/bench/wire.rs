@@ -78,34 +78,35 @@ pub(crate) struct Conn {
     takes_over: bool,
 }
 
-/// How many recently inflated messages each thread remembers.
-const MEMO_ENTRIES: usize = 16;
+/// How many recently inflated messages each thread remembers: enough for every
+/// message in flight when subscribers fall seconds behind a fast publisher (a
+/// small memo would then miss, and inflating would slow the generator further).
+const MEMO_ENTRIES: usize = 8192;
 
 /// Recently inflated single-frame messages of this thread, by their compressed
 /// bytes. Valid only for messages compressed without context takeover: then the
 /// same compressed bytes always inflate to the same message.
 #[derive(Default)]
 struct Memo {
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
-    next: usize,
+    messages: std::collections::HashMap<Box<[u8]>, Box<[u8]>>,
+    /// Keys in the order they came, to forget the oldest.
+    order: std::collections::VecDeque<Box<[u8]>>,
 }
 
 impl Memo {
     fn get(&self, compressed: &[u8]) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|(key, _)| key == compressed)
-            .map(|(_, message)| message.as_slice())
+        self.messages.get(compressed).map(|message| &**message)
     }
 
     fn insert(&mut self, compressed: &[u8], message: &[u8]) {
-        let entry = (compressed.to_vec(), message.to_vec());
-        if self.entries.len() < MEMO_ENTRIES {
-            self.entries.push(entry);
-        } else {
-            self.entries[self.next] = entry;
-            self.next = (self.next + 1) % MEMO_ENTRIES;
+        if self.order.len() == MEMO_ENTRIES
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.messages.remove(&oldest);
         }
+        let key: Box<[u8]> = compressed.into();
+        self.order.push_back(key.clone());
+        self.messages.insert(key, message.into());
     }
 }
 
