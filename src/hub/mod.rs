@@ -3,7 +3,7 @@
 //!
 //! A topic exists while someone uses it: the hub keeps a list of local subscribers
 //! per topic (created with the first, dropped with the last), and the
-//! [`Broker`](crate::broker::Broker) keeps what must be shared between nodes:
+//! [`Broker`] keeps what must be shared between nodes:
 //! offsets, history, presence. A publish goes to the broker, which assigns the next
 //! offset and hands the message back to every node's hub; the hub then offers one
 //! shared [`Push`] to every subscriber's [`Sink`] without waiting on any of them.
