@@ -1,7 +1,8 @@
 //! Server settings and their validation.
 //!
-//! Every setting has a default, can be set with a `PUSHWIRE_*` environment variable,
-//! and with a command-line flag (which wins); see `pushwire --help`.
+//! Every setting has a default, can be set in a TOML file (`--config FILE`), with a
+//! `PUSHWIRE_*` environment variable (which wins over the file), and with a
+//! command-line flag (which wins over both); see `pushwire --help`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

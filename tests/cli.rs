@@ -196,3 +196,104 @@ async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
         "{closed}"
     );
 }
+
+/// The first line the server prints (its URL), then the server is stopped.
+fn first_line(command: &mut Command) -> String {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pushwire");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = Server(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(STEP).expect("no line printed")
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn a_config_file_sets_the_defaults_that_variables_and_flags_override() {
+    let (from_file, from_env) = (free_port(), free_port());
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(
+        &mut file,
+        format!(
+            "# pushwire settings\nport = {from_file}\nhistory_size = 10\ninterval = \"250ms\"\npresence = [\"chat\", \"news\"]\n"
+        )
+        .as_bytes(),
+    )
+    .expect("write");
+    let path = file.path().display().to_string();
+    let line = first_line(pushwire().args(["--config", &path]));
+    assert!(line.contains(&format!("127.0.0.1:{from_file}/")), "{line}");
+    // The variable names the file just as well.
+    let line = first_line(pushwire().env("PUSHWIRE_CONFIG", &path));
+    assert!(line.contains(&format!("127.0.0.1:{from_file}/")), "{line}");
+    // A variable wins over the file, a flag over both.
+    let line = first_line(
+        pushwire()
+            .args(["--config", &path])
+            .env("PUSHWIRE_PORT", from_env.to_string()),
+    );
+    assert!(line.contains(&format!("127.0.0.1:{from_env}/")), "{line}");
+    let line = first_line(
+        pushwire()
+            .args(["serve", "--config", &path, "--port", "0"])
+            .env("PUSHWIRE_PORT", from_env.to_string()),
+    );
+    assert!(
+        !line.contains(&format!(":{from_env}/")) && !line.contains(&format!(":{from_file}/")),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_bad_config_file_fails_in_one_line_naming_the_file() {
+    let write = |text: &str| {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+        file
+    };
+    let unknown = write("port = 0\nprot = 1\n");
+    let path = unknown.path().display().to_string();
+    assert_one_line_failure(
+        run(pushwire().args(["--config", &path])),
+        &format!("config file {path}: unknown setting \"prot\""),
+    );
+    let broken = write("port = [\n");
+    assert_one_line_failure(
+        run(pushwire().args(["--config", &broken.path().display().to_string()])),
+        "is not valid TOML",
+    );
+    let table = write("[port]\nx = 1\n");
+    assert_one_line_failure(
+        run(pushwire().args(["--config", &table.path().display().to_string()])),
+        "port must be a string, a number, a boolean or a list of those",
+    );
+    // Values go through the flag's own checks.
+    let bad_value = write("port = 99999\n");
+    assert_one_line_failure(
+        run(pushwire().args(["--config", &bad_value.path().display().to_string()])),
+        "--port",
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--config", "/no/such/pushwire.toml"])),
+        "cannot read config file /no/such/pushwire.toml",
+    );
+    // Other subcommands never read it.
+    let (code, _, stderr) = run(pushwire()
+        .env("PUSHWIRE_CONFIG", "/no/such/pushwire.toml")
+        .args(["bench", "counter", "--url", "http://nope"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("ws://"), "{stderr}");
+}

@@ -1,12 +1,14 @@
 //! The `pushwire` command line: a thin layer that parses flags and runs the library.
 
 mod bench;
+mod config_file;
 mod pubsub;
 mod serve;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// pushwire: a real-time push server. Browsers connect over WebSocket and get data the
 /// moment the server has it.
@@ -42,7 +44,27 @@ enum Command {
 /// Every failure is one line on standard error and a non-zero exit: never a panic
 /// message or a backtrace.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    // The server's settings file, for the server only: other subcommands never
+    // fail on it.
+    let serving = !matches!(
+        raw.get(1).and_then(|a| a.to_str()),
+        Some("bench" | "pub" | "sub" | "help")
+    );
+    if serving && let Some(path) = config_file::path(&raw) {
+        match config_file::read(&path, &command) {
+            Ok(settings) => command = config_file::apply(command, &settings),
+            Err(err) => {
+                eprintln!("pushwire: error: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let parsed = command
+        .try_get_matches_from(raw)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
             // --help and --version.
@@ -65,6 +87,9 @@ pub fn main() -> ExitCode {
         None => cli.serve,
     };
     crate::logging::init();
+    if let Some(file) = args.config_file() {
+        tracing::info!("settings from {}", file.display());
+    }
     block_on(async {
         serve::run(args.into_config())
             .await

@@ -23,6 +23,11 @@ pub(crate) struct ServeArgs {
     )]
     bind: IpAddr,
 
+    /// Read settings from this TOML file, by these flags' names (`port = 8001`,
+    /// `broker = "redis://…"`); PUSHWIRE_* variables and flags win over it.
+    #[arg(long, env = "PUSHWIRE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Port to listen on; 0 picks a free one.
     #[arg(long, env = "PUSHWIRE_PORT", default_value_t = 8888)]
     port: u16,
@@ -89,6 +94,11 @@ pub(crate) struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The settings file these flags were read with, if any.
+    pub(crate) fn config_file(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
     pub(crate) fn into_config(self) -> ServeConfig {
         ServeConfig {
             bind: self.bind,
