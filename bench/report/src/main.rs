@@ -186,6 +186,20 @@ fn values(group: &[&Value], field: impl Fn(&Value) -> Option<f64>) -> Vec<f64> {
     group.iter().filter_map(|r| field(r)).collect()
 }
 
+/// The runs of a group that did not fail.
+fn succeeded<'a>(group: &[&'a Value]) -> Vec<&'a Value> {
+    group
+        .iter()
+        .copied()
+        .filter(|r| r["failed"] != true)
+        .collect()
+}
+
+/// The sum of `key` in the first result row of each run.
+fn sum_of(runs: &[&Value], key: &str) -> u64 {
+    runs.iter().filter_map(|r| row(r, 0)[key].as_u64()).sum()
+}
+
 /// A median in milliseconds, with the range when there were several runs:
 /// `2.60 (2.10–7.40)`.
 fn ms_spread(values: Vec<f64>) -> String {
@@ -277,16 +291,8 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
     w(&mut out, "| server | connections | runs | messages/s | gaps | dropped | jitter p50 ms | jitter p99 ms | server CPU % | bench CPU % |".into());
     w(&mut out, "|---|---|---|---|---|---|---|---|---|---|".into());
     for group in grouped(runs, |r| scenario(r) == "counter") {
-        let ok: Vec<&Value> = group
-            .iter()
-            .copied()
-            .filter(|r| r["failed"] != true)
-            .collect();
-        let sum = |key: &str| {
-            ok.iter()
-                .filter_map(|r| row(r, 0)[key].as_u64())
-                .sum::<u64>()
-        };
+        let ok = succeeded(&group);
+        let sum = |key: &str| sum_of(&ok, key);
         let mid = |key: &str| median(values(&ok, |r| num(&row(r, 0)[key])));
         w(
             &mut out,
@@ -316,16 +322,8 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
     w(&mut out, "| server | subscribers | runs | delivered / expected | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | bench CPU % |".into());
     w(&mut out, "|---|---|---|---|---|---|---|---|---|---|".into());
     for group in grouped(runs, is_sweep) {
-        let ok: Vec<&Value> = group
-            .iter()
-            .copied()
-            .filter(|r| r["failed"] != true)
-            .collect();
-        let sum = |key: &str| {
-            ok.iter()
-                .filter_map(|r| row(r, 0)[key].as_u64())
-                .sum::<u64>()
-        };
+        let ok = succeeded(&group);
+        let sum = |key: &str| sum_of(&ok, key);
         let mid = |key: &str| median(values(&ok, |r| num(&row(r, 0)[key])));
         let latency = |q: &str| ms_spread(values(&ok, |r| num(&row(r, 0)["latency_ms"][q])));
         w(
