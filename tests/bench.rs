@@ -75,32 +75,45 @@ async fn counter_counts_every_connection_without_gaps() {
     assert_eq!(report["params"]["workers"], 1, "{report}");
 }
 
-#[tokio::test]
-async fn fanout_delivers_every_message_to_every_subscriber_over_ws() {
+/// Runs `pushwire bench fanout` with `subscribers` (and `extra` flags) on `/ws` at
+/// 100 and then 200 msg/s for 1 s each, checks that every subscriber got every
+/// message in order at both rates, and returns the report.
+async fn fanout_report(subscribers: u64, extra: &[&str]) -> Value {
     let server = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
     let url = server.ws_url("/ws");
-    let report = bench(&[
+    let count = subscribers.to_string();
+    let mut args = vec![
         "fanout",
         "--url",
         &url,
         "--subscribers",
-        "50",
+        &count,
         "--rates",
         "100,200",
         "--duration",
         "1s",
-    ])
-    .await;
+    ];
+    args.extend_from_slice(extra);
+    let report = bench(&args).await;
     let steps = report["results"].as_array().expect("steps");
     assert_eq!(steps.len(), 2, "{report}");
-    for step in steps {
+    for (step, rate) in steps.iter().zip([100, 200]) {
+        assert_eq!(step["expected"], rate * subscribers, "{report}");
         assert_eq!(step["delivered"], step["expected"], "{report}");
         assert_eq!(step["gaps"], 0, "{report}");
-        assert_eq!(step["kept_up"], true, "{report}");
         assert!(step["latency_ms"]["p50"].is_number(), "{report}");
+        assert!(step["latency_ms"]["p99"].is_number(), "{report}");
     }
-    assert_eq!(steps[0]["expected"], 100 * 50);
     server.stop().await;
+    report
+}
+
+#[tokio::test]
+async fn fanout_delivers_every_message_to_every_subscriber_over_ws() {
+    let report = fanout_report(50, &[]).await;
+    for step in report["results"].as_array().expect("steps") {
+        assert_eq!(step["kept_up"], true, "{report}");
+    }
 }
 
 #[tokio::test]
@@ -299,32 +312,8 @@ async fn counter_with_workers_adds_up_every_workers_share() {
 
 #[tokio::test]
 async fn fanout_with_workers_delivers_every_message_to_every_subscriber() {
-    let server = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
-    let url = server.ws_url("/ws");
-    let report = bench(&[
-        "fanout",
-        "--url",
-        &url,
-        "--subscribers",
-        "40",
-        "--workers",
-        "2",
-        "--rates",
-        "100,200",
-        "--duration",
-        "1s",
-    ])
-    .await;
+    let report = fanout_report(40, &["--workers", "2"]).await;
     assert_eq!(report["params"]["workers"], 2, "{report}");
-    let steps = report["results"].as_array().expect("steps");
-    assert_eq!(steps.len(), 2, "{report}");
-    for step in steps {
-        assert_eq!(step["delivered"], step["expected"], "{report}");
-        assert_eq!(step["gaps"], 0, "{report}");
-        assert!(step["latency_ms"]["p99"].is_number(), "{report}");
-    }
-    assert_eq!(steps[1]["expected"], 200 * 40, "{report}");
-    server.stop().await;
 }
 
 #[tokio::test]
