@@ -399,7 +399,7 @@ async fn idle_peers_are_pinged_and_silent_ones_are_closed() {
     .await;
     // A live client sees pings (and its library answers them).
     let mut live = common::connect(&server.ws_url("/idle")).await;
-    match common::next(&mut live).await {
+    match common::next_frame(&mut live).await {
         tokio_tungstenite::tungstenite::Message::Ping(_) => {}
         other => panic!("expected a ping, got {other:?}"),
     }

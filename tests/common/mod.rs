@@ -99,8 +99,8 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
-/// The next message of any kind, failing the test after [`STEP`].
-pub async fn next(client: &mut Client) -> WsMessage {
+/// The next frame of any kind, pings included, failing the test after [`STEP`].
+pub async fn next_frame(client: &mut Client) -> WsMessage {
     tokio::time::timeout(STEP, client.next())
         .await
         .expect("no message within the time limit")
@@ -108,7 +108,20 @@ pub async fn next(client: &mut Client) -> WsMessage {
         .expect("protocol error")
 }
 
-/// The next text message, skipping nothing: anything else fails the test.
+/// The next message other than a ping, failing the test after [`STEP`].
+///
+/// The server's keepalive pings come at a random moment of their interval, so any
+/// test may see one; the client library answers them by itself, as a browser does.
+pub async fn next(client: &mut Client) -> WsMessage {
+    loop {
+        match next_frame(client).await {
+            WsMessage::Ping(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The next text message, skipping only pings: anything else fails the test.
 pub async fn next_text(client: &mut Client) -> String {
     match next(client).await {
         WsMessage::Text(text) => text.to_string(),
