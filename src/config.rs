@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::broker::RedisConfig;
+use crate::http::{ConnectionLimits, HttpLimits, Origins};
 use crate::hub::HubConfig;
 
 /// The shortest counter interval accepted.
@@ -35,6 +36,12 @@ pub struct ServeConfig {
     /// Share topics with other nodes through this Redis; `None`: the in-process
     /// broker (one node).
     pub broker: Option<RedisConfig>,
+    /// Which pages may connect (the `Origin` check).
+    pub origins: Origins,
+    /// Connections per node and per IP address.
+    pub connection_limits: ConnectionLimits,
+    /// Request heads: time to send one, largest size.
+    pub http_limits: HttpLimits,
 }
 
 impl Default for ServeConfig {
@@ -47,6 +54,9 @@ impl Default for ServeConfig {
             hub: demo_hub_config(),
             api_key: None,
             broker: None,
+            origins: Origins::default(),
+            connection_limits: ConnectionLimits::default(),
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -101,6 +111,24 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
         return Err(String::from("must be between 10ms and 1min"));
     }
     Ok(timeout)
+}
+
+/// Parses a handshake timeout such as `10s` (100 ms to 5 min).
+pub fn parse_handshake_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 10s)"))?;
+    if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(300) {
+        return Err(String::from("must be between 100ms and 5min"));
+    }
+    Ok(timeout)
+}
+
+/// Parses an `--allowed-origin`: `scheme://host[:port]` or `*`.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    Origins::same_host()
+        .allow(text)
+        .map(|_| text.to_owned())
+        .map_err(|err| err.to_string())
 }
 
 /// Parses a counter interval such as `1s`, `200ms` or `1m 30s`, within

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::broker::RedisBroker;
 use crate::config::ServeConfig;
 use crate::error::Error;
-use crate::http::{App, Asset};
+use crate::http::{App, Asset, BUNDLED_PAGES_CSP};
 use crate::hub::Hub;
 use crate::ticker::ticker;
 use crate::ws::Socket;
@@ -38,6 +38,11 @@ pub const ASSETS: &[Asset] = &[
         path: "chat.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/static/chat.js"),
+    },
+    Asset {
+        path: "chat.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../web/static/chat.css"),
     },
     Asset {
         path: "style.css",
@@ -82,6 +87,10 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
     let mut app = App::new()
         .embedded_page("/", &INDEX)
         .embedded_page("/chat", &CHAT)
+        .content_security_policy(BUNDLED_PAGES_CSP)
+        .allowed_origins(config.origins.clone())
+        .connection_limits(config.connection_limits.clone())
+        .http_limits(config.http_limits.clone())
         .topics(hub(config)?);
     if let Some(key) = &config.api_key {
         app = app.api_key(key.clone());

@@ -35,6 +35,9 @@ pub enum Error {
     /// The broker could not be set up (a malformed Redis URL).
     #[error("cannot use the broker: {0}")]
     Broker(#[from] crate::broker::BrokerError),
+    /// A setting is invalid (found while building the app).
+    #[error("invalid setting: {0}")]
+    Config(String),
     /// Serving failed after start.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),

@@ -77,7 +77,10 @@ mod transport;
 pub mod ws;
 
 pub use error::Error;
-pub use http::{App, Asset, HttpLimits, Server};
+pub use http::{
+    App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HttpLimits, InvalidOrigin, Origins, Refused,
+    Server,
+};
 pub use hub::{Data, Hub, HubConfig, Topic};
 pub use ticker::ticker;
 pub use ws::{CloseCode, Message, Socket};

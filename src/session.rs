@@ -14,6 +14,9 @@ use crate::ws::{CloseCode, Message, Sender, Socket, TrySendError};
 /// The reason sent with 1008 to a client that does not read fast enough.
 pub const SLOW_CONSUMER: &str = "slow consumer";
 
+/// The reason sent with 1008 to a client that keeps sending over its request rate.
+pub const RATE_LIMITED: &str = "rate limit exceeded";
+
 /// The reason sent with 1011 to a client whose messages the broker lost (Redis lost
 /// its data): it should resubscribe from its last position to learn where it stands.
 pub const MESSAGES_LOST: &str = "messages lost: resubscribe";
@@ -60,6 +63,7 @@ pub(crate) fn run(mut socket: Socket, hub: Hub) -> impl Future<Output = ()> + Se
             client,
             sink,
             subscriptions: BTreeMap::new(),
+            bucket: Bucket::full(),
         };
         if Box::pin(socket.send(protocol::hello(&session.client)))
             .await
@@ -93,6 +97,51 @@ struct Session {
     /// A `BTreeMap`: half the size of a `HashMap` in every idle session, and no
     /// allocation until the first subscription.
     subscriptions: BTreeMap<Topic, Subscription>,
+    bucket: Bucket,
+}
+
+/// A token bucket of requests: one second's worth of tokens, refilled at the rate.
+/// It may go into debt by one more second's worth; past that the client is closed.
+struct Bucket {
+    tokens: f32,
+    /// [`millis`] at the last refill.
+    refilled: u32,
+}
+
+impl Bucket {
+    /// Marks a bucket to fill on its first use.
+    fn full() -> Self {
+        Self {
+            tokens: f32::INFINITY,
+            refilled: 0,
+        }
+    }
+
+    /// Takes a token at `rate` per second: `Ok` if there was one, `Err(true)` when
+    /// the debt is a whole second's worth (close), `Err(false)` otherwise.
+    fn take(&mut self, rate: u32) -> Result<(), bool> {
+        let rate = rate as f32;
+        let now = millis();
+        let elapsed = now.wrapping_sub(self.refilled) as f32 / 1000.0;
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.refilled = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Ok(())
+        } else {
+            Err(self.tokens <= -rate)
+        }
+    }
+}
+
+/// Milliseconds since the first call, wrapping after 49 days (a bucket quiet that
+/// long is full either way).
+fn millis() -> u32 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u32
 }
 
 impl Session {
@@ -100,6 +149,21 @@ impl Session {
     async fn handle(&mut self, socket: &Socket, text: &str) -> bool {
         let max_data = self.hub.config().max_data_size;
         let (id, request) = protocol::parse(text, max_data);
+        let rate = self.hub.config().max_requests_per_second;
+        if rate > 0
+            && let Err(close) = self.bucket.take(rate)
+        {
+            if close {
+                tracing::info!("{}: closing a client over its request rate", socket.id());
+                socket.sender().close(CloseCode::POLICY, RATE_LIMITED);
+                return false;
+            }
+            let err = ErrorReply::new(
+                429,
+                format!("rate limit: at most {rate} requests per second"),
+            );
+            return socket.send(protocol::error(&id, &err)).await.is_ok();
+        }
         let reply = match request {
             Ok(Request::Sub { topic, since, info }) => {
                 return self.subscribe(socket, &id, topic, since, info).await;

@@ -7,7 +7,11 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::broker::RedisConfig;
-use crate::config::{ServeConfig, parse_broker, parse_interval, parse_timeout, parse_ttl};
+use crate::config::{
+    ServeConfig, parse_broker, parse_handshake_timeout, parse_interval, parse_origin,
+    parse_timeout, parse_ttl,
+};
+use crate::http::{ConnectionLimits, HttpLimits, Origins};
 use crate::hub::{HistoryConfig, HubConfig};
 use crate::{Error, demo};
 
@@ -91,6 +95,65 @@ pub(crate) struct ServeArgs {
     /// such as 15s. Each node refreshes its members every third of this.
     #[arg(long, env = "PUSHWIRE_PRESENCE_TTL", default_value = "15s", value_name = "DURATION", value_parser = parse_ttl)]
     presence_ttl: Duration,
+
+    /// Also let pages from this origin (https://app.example.com) open sockets, SSE
+    /// streams and polls and call the publish API; repeat for several, * for any.
+    /// Pages from the server's own host always may; clients that send no Origin
+    /// (not browsers) always may.
+    #[arg(long = "allowed-origin", env = "PUSHWIRE_ALLOWED_ORIGIN", value_delimiter = ',', value_name = "ORIGIN", value_parser = parse_origin)]
+    allowed_origin: Vec<String>,
+
+    /// The most connections this node holds at once; more get 503 (0: no limit).
+    #[arg(
+        long,
+        env = "PUSHWIRE_MAX_CONNECTIONS",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    max_connections: usize,
+
+    /// The most connections one IP address holds at once; more get 429 (0: no
+    /// limit; behind a load balancer every client shares its address).
+    #[arg(
+        long,
+        env = "PUSHWIRE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    max_connections_per_ip: usize,
+
+    /// The most new connections one IP address may open per second; more get 429
+    /// (0: no limit).
+    #[arg(
+        long,
+        env = "PUSHWIRE_MAX_NEW_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    max_new_connections_per_ip: u32,
+
+    /// The most requests a /ws client may send per second; more are answered 429,
+    /// and a client a whole second over is closed with 1008 (0: no limit).
+    #[arg(
+        long,
+        env = "PUSHWIRE_MAX_REQUESTS_PER_SECOND",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    max_requests_per_second: u32,
+
+    /// The most topics one /ws client may subscribe to at once.
+    #[arg(long, env = "PUSHWIRE_MAX_SUBSCRIPTIONS", default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_subscriptions: u32,
+
+    /// Time a client has to send a whole request head (and a WebSocket handshake),
+    /// such as 10s; slower clients are disconnected.
+    #[arg(long, env = "PUSHWIRE_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_handshake_timeout)]
+    handshake_timeout: Duration,
+
+    /// The largest request head, in bytes (8 KiB at least); larger ones get 431.
+    #[arg(long, env = "PUSHWIRE_MAX_HEADER_SIZE", default_value_t = 16384, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8192..=1024 * 1024))]
+    max_header_size: u32,
 }
 
 impl ServeArgs {
@@ -112,6 +175,8 @@ impl ServeArgs {
                 },
                 presence: self.presence,
                 max_data_size: self.max_data_size as usize,
+                max_subscriptions: self.max_subscriptions as usize,
+                max_requests_per_second: self.max_requests_per_second,
                 ..HubConfig::default()
             },
             api_key: self.api_key.filter(|key| !key.is_empty()),
@@ -121,8 +186,27 @@ impl ServeArgs {
                 presence_ttl: self.presence_ttl,
                 max_pending: self.broker_max_pending as usize,
             }),
+            origins: origins(&self.allowed_origin),
+            connection_limits: ConnectionLimits {
+                max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                new_connections_per_ip: self.max_new_connections_per_ip,
+            },
+            http_limits: HttpLimits {
+                header_timeout: self.handshake_timeout,
+                max_header_size: self.max_header_size as usize,
+            },
         }
     }
+}
+
+/// The origin policy of `--allowed-origin` values (already checked by their parser).
+fn origins(allowed: &[String]) -> Origins {
+    allowed
+        .iter()
+        .fold(Origins::same_host(), |origins, origin| {
+            origins.clone().allow(origin).unwrap_or(origins)
+        })
 }
 
 /// Binds, says where to look, and serves until SIGINT or SIGTERM.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
+use axum::response::IntoResponse as _;
 use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
 use futures_util::FutureExt as _;
@@ -20,6 +21,8 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::limits::{ConnectionLimits, Gate};
+use super::origin::Origins;
 use super::publish::PublishApi;
 use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
@@ -78,6 +81,9 @@ pub struct App {
     limits: HttpLimits,
     hub: Option<Hub>,
     api_key: Option<Arc<str>>,
+    origins: Origins,
+    connection_limits: ConnectionLimits,
+    csp: Option<HeaderValue>,
 }
 
 impl Default for App {
@@ -107,6 +113,9 @@ impl App {
             limits: HttpLimits::default(),
             hub: None,
             api_key: None,
+            origins: Origins::default(),
+            connection_limits: ConnectionLimits::default(),
+            csp: None,
         }
     }
 
@@ -215,6 +224,34 @@ impl App {
         self
     }
 
+    /// Sets which web pages may open WebSockets, SSE streams and long-polls and call
+    /// the publish API (the `Origin` check; default: pages from the same host only,
+    /// and any client that sends no `Origin`). See [`Origins`].
+    pub fn allowed_origins(mut self, origins: Origins) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// Sets the limits on connections per node and per IP address (all off by
+    /// default; see [`ConnectionLimits`]).
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.connection_limits = limits;
+        self
+    }
+
+    /// Sends this `Content-Security-Policy` with every page and static file (the
+    /// demo uses [`BUNDLED_PAGES_CSP`]). A value that is not a valid header makes
+    /// [`App::bind`] fail.
+    pub fn content_security_policy(mut self, policy: &str) -> Self {
+        match HeaderValue::from_str(policy) {
+            Ok(value) => self.csp = Some(value),
+            Err(_) => self.errors.push(Error::Config(format!(
+                "not a valid Content-Security-Policy header: {policy:?}"
+            ))),
+        }
+        self
+    }
+
     /// Adds any axum route, for what the other builders do not cover.
     pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
         self.files = self.files.route(path, method_router);
@@ -238,6 +275,34 @@ impl App {
             Some(hub) => self.mount_topics(hub),
             None => (self.files, self.sockets),
         };
+        // The Origin check covers every socket route, SSE, long-poll and the publish
+        // API; health checks and pages need none.
+        let sockets = if self.origins.allows_any() || !sockets.has_routes() {
+            sockets
+        } else {
+            let origins = Arc::new(self.origins.clone());
+            sockets.route_layer(axum::middleware::from_fn(
+                move |request: Request, next: axum::middleware::Next| {
+                    let origins = Arc::clone(&origins);
+                    async move {
+                        match origins.check(request.headers(), request.uri()) {
+                            Ok(()) => next.run(request).await,
+                            Err(refused) => {
+                                tracing::info!("refused a request: {refused}");
+                                refused.into_response()
+                            }
+                        }
+                    }
+                },
+            ))
+        };
+        let files = match &self.csp {
+            Some(csp) => files.layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                csp.clone(),
+            )),
+            None => files,
+        };
         let sockets = sockets
             .route("/healthz", get(|| async { health(true) }))
             .route(
@@ -260,6 +325,10 @@ impl App {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ));
+        let gate = self
+            .connection_limits
+            .any()
+            .then(|| Arc::new(Gate::new(self.connection_limits.clone())));
         Ok(Server {
             listener,
             local_addr,
@@ -267,6 +336,7 @@ impl App {
             runtime: self.runtime,
             shutdown_timeout: self.shutdown_timeout,
             limits: self.limits,
+            gate,
         })
     }
 }
@@ -362,9 +432,13 @@ impl App {
     }
 }
 
+/// The `Content-Security-Policy` of the pages built into pushwire: scripts, styles
+/// and connections from their own origin only, no inline code, no framing.
+pub const BUNDLED_PAGES_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// `/healthz` and `/readyz` answers: 200 `ok`, or 503 `unavailable`.
 fn health(ok: bool) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
     let headers = [
         (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
         (header::CACHE_CONTROL, "no-store"),
@@ -417,6 +491,7 @@ pub struct Server {
     runtime: Runtime,
     shutdown_timeout: Duration,
     limits: HttpLimits,
+    gate: Option<Arc<Gate>>,
 }
 
 impl fmt::Debug for Server {
@@ -450,6 +525,7 @@ impl Server {
             self.listener,
             self.router,
             self.limits,
+            self.gate,
             runtime,
         ));
         let sweeper = tokio::spawn(

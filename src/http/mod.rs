@@ -3,11 +3,15 @@
 //! parses HTTP by hand.
 
 mod app;
+mod limits;
+mod origin;
 mod publish;
 mod serve;
 mod static_files;
 mod upgrade;
 
-pub use app::{App, Server};
+pub use app::{App, BUNDLED_PAGES_CSP, Server};
+pub use limits::ConnectionLimits;
+pub use origin::{InvalidOrigin, Origins, Refused};
 pub use serve::HttpLimits;
 pub use static_files::Asset;

@@ -12,6 +12,7 @@ use futures_util::future::{self, BoxFuture};
 use http::{HeaderValue, StatusCode, header};
 
 use super::app::Runtime;
+use super::limits::Ticket;
 use crate::ws::deflate;
 use crate::ws::handshake::{self, HandshakeError};
 use crate::ws::{self, ConnId, Encoder, Role, Socket, Stream};
@@ -81,6 +82,8 @@ pub(crate) async fn upgrade(
         .as_deref()
         .and_then(|p| HeaderValue::from_str(p).ok());
     let extensions_header = extensions.clone();
+    // The connection's place under the connection limits, kept while it lives.
+    let ticket = request.extensions().get::<Arc<Ticket>>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut request);
     let tracker = route.runtime.tracker.clone();
     tracker.spawn(async move {
@@ -88,7 +91,9 @@ pub(crate) async fn upgrade(
             // The connection gets a task of its own, holding only what it needs for
             // its whole life (this one holds the request's leftovers).
             Ok(upgraded) => {
-                let connection = connection(upgraded, peer, &route, encoder, extensions, protocol);
+                let connection = connection(
+                    upgraded, peer, &route, encoder, extensions, protocol, ticket,
+                );
                 route.runtime.tracker.spawn(connection);
             }
             Err(err) => tracing::debug!(%peer, error = %err, "upgrade did not complete"),
@@ -149,6 +154,7 @@ fn connection(
     encoder: Encoder,
     extensions: Option<Cow<'static, str>>,
     protocol: Option<Arc<str>>,
+    ticket: Option<Arc<Ticket>>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let id = ConnId::next();
     let shared = route.config.shared();
@@ -163,6 +169,7 @@ fn connection(
     // Combinators, not an async block: an async block would keep a second copy of
     // the frame layer's future (captured, then moved into the join).
     future::join(frames, handler).map(move |(outcome, ())| {
+        drop(ticket);
         tracing::info!(
             "Closed: {id} {} {:?} after {} messages",
             outcome.code,

@@ -66,6 +66,11 @@ pub struct HubConfig {
     pub max_data_size: usize,
     /// The most subscriptions one connection may hold.
     pub max_subscriptions: usize,
+    /// The most requests a `/ws` client may send per second, as a token bucket
+    /// holding one second's worth (0: no limit). Requests over it are answered
+    /// `429`; a client that keeps sending a whole second's worth more than it may is
+    /// closed with 1008.
+    pub max_requests_per_second: u32,
     /// Whether WebSocket clients may publish (`pub`); the HTTP API always may.
     pub client_publish: bool,
     /// How many live messages a subscription may buffer while it is still sending
@@ -80,6 +85,7 @@ impl Default for HubConfig {
             presence: Vec::new(),
             max_data_size: 64 * 1024,
             max_subscriptions: 1000,
+            max_requests_per_second: 1000,
             client_publish: true,
             pending_limit: 10_000,
         }

@@ -11,6 +11,34 @@ use serde::Serialize;
 use super::topic::{Epoch, Position, Topic};
 use crate::ws::{Message, Prepared, Utf8Bytes};
 
+/// Whether arrays and objects in `json` (valid JSON) nest deeper than `max`.
+fn nesting_exceeds(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// A published value: the bytes of one valid JSON value, without line breaks.
 ///
 /// Line breaks can only be insignificant whitespace in valid JSON; they are removed
@@ -19,16 +47,31 @@ use crate::ws::{Message, Prepared, Utf8Bytes};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Data(Bytes);
 
-/// The published bytes are not one JSON value.
+/// How deeply arrays and objects may nest in published data. Subscribers parse
+/// what they get, and common parsers stop at 128 levels (serde_json) or run out of
+/// stack; a message every subscriber can read is kept well below that.
+pub const MAX_DEPTH: usize = 64;
+
+/// The published bytes are not one JSON value that subscribers can read.
 #[derive(Debug, thiserror::Error)]
-#[error("not valid JSON: {0}")]
-pub struct InvalidJson(#[from] serde_json::Error);
+pub enum InvalidJson {
+    /// Not JSON.
+    #[error("not valid JSON: {0}")]
+    Syntax(#[from] serde_json::Error),
+    /// Arrays and objects nested deeper than [`MAX_DEPTH`].
+    #[error("nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
 
 impl Data {
-    /// Checks that `bytes` hold exactly one JSON value (surrounding whitespace allowed).
+    /// Checks that `bytes` hold exactly one JSON value (surrounding whitespace
+    /// allowed), nested at most [`MAX_DEPTH`] levels.
     pub fn json(bytes: impl Into<Bytes>) -> Result<Self, InvalidJson> {
         let bytes = bytes.into();
         serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
+        if nesting_exceeds(&bytes, MAX_DEPTH) {
+            return Err(InvalidJson::TooDeep);
+        }
         let trimmed = bytes.trim_ascii();
         let start = trimmed.as_ptr() as usize - bytes.as_ptr() as usize;
         let bytes = bytes.slice(start..start + trimmed.len());
@@ -278,6 +321,18 @@ mod tests {
 
     fn topic(name: &str) -> Topic {
         Topic::new(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn data_may_nest_64_levels_and_no_more() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(Data::json(nested(64)).is_ok());
+        assert!(matches!(Data::json(nested(65)), Err(InvalidJson::TooDeep)));
+        let objects = format!("{}1{}", r#"{"a":"#.repeat(65), "}".repeat(65));
+        assert!(matches!(Data::json(objects), Err(InvalidJson::TooDeep)));
+        // Brackets inside strings (escaped quotes included) are not nesting.
+        let in_string = format!(r#"["\"{}"]"#, "[".repeat(100));
+        assert!(Data::json(in_string).is_ok());
     }
 
     #[test]

@@ -1,0 +1,242 @@
+//! Limits on connections, checked when a TCP connection is accepted: how many a node
+//! holds, how many one address holds, and how fast one address may open new ones.
+//!
+//! A refused connection is still answered over HTTP (`503` when the node is full,
+//! `429` when one address has too many or opens them too fast), then closed, so a
+//! client learns why instead of seeing a reset. Every limit is off (`0`) by default:
+//! behind a load balancer every client comes from the balancer's address, and a
+//! per-address limit would refuse them all. Turn them on where clients connect
+//! directly.
+//!
+//! An accepted connection holds a [`Ticket`] for as long as it lives (a WebSocket
+//! after its upgrade, an SSE stream until it ends); dropping it gives the place back.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Connection limits; `0` turns a limit off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The most connections this node holds at once.
+    pub max_connections: usize,
+    /// The most connections one IP address holds at once.
+    pub max_connections_per_ip: usize,
+    /// The most new connections one IP address may open per second (a burst of as
+    /// many is allowed after a quiet second).
+    pub new_connections_per_ip: u32,
+}
+
+impl ConnectionLimits {
+    /// Whether any limit is on.
+    pub fn any(&self) -> bool {
+        self.max_connections > 0
+            || self.max_connections_per_ip > 0
+            || self.new_connections_per_ip > 0
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The node holds its most connections.
+    NodeFull(usize),
+    /// The address holds its most connections.
+    TooManyFromIp(usize),
+    /// The address opens connections too fast.
+    TooFast(u32),
+}
+
+impl Refusal {
+    /// The HTTP status and message to answer with.
+    pub(crate) fn answer(self) -> (u16, String) {
+        match self {
+            Self::NodeFull(max) => (
+                503,
+                format!("the server holds its most connections ({max}); try again later"),
+            ),
+            Self::TooManyFromIp(max) => (
+                429,
+                format!("too many connections from your address (at most {max})"),
+            ),
+            Self::TooFast(rate) => (
+                429,
+                format!("too many new connections from your address (at most {rate} per second)"),
+            ),
+        }
+    }
+}
+
+/// Counts connections against [`ConnectionLimits`].
+#[derive(Debug)]
+pub(crate) struct Gate {
+    limits: ConnectionLimits,
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, IpState>>,
+    started: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IpState {
+    open: usize,
+    /// Tokens for new connections, refilled at `new_connections_per_ip` per second.
+    tokens: f64,
+    /// Milliseconds since the gate started, at the last refill.
+    refilled_ms: u64,
+}
+
+/// A connection's place in the [`Gate`]; dropping it frees the place.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.gate.open.fetch_sub(1, Ordering::Relaxed);
+        if self.gate.per_ip_tracked() {
+            let mut per_ip = self.gate.lock();
+            if let Some(state) = per_ip.get_mut(&self.ip) {
+                state.open = state.open.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(limits: ConnectionLimits) -> Self {
+        Self {
+            limits,
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        }
+    }
+
+    fn per_ip_tracked(&self) -> bool {
+        self.limits.max_connections_per_ip > 0 || self.limits.new_connections_per_ip > 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, IpState>> {
+        self.per_ip
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many connections hold a ticket.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Admits a connection from `ip`, or says why not.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let ip = ip_key(ip);
+        let limits = &self.limits;
+        if limits.max_connections > 0 && self.open() >= limits.max_connections {
+            return Err(Refusal::NodeFull(limits.max_connections));
+        }
+        if self.per_ip_tracked() {
+            let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let rate = f64::from(limits.new_connections_per_ip);
+            let mut per_ip = self.lock();
+            if per_ip.len() > 10_000 {
+                // Forget addresses with nothing open and a full bucket.
+                per_ip.retain(|_, s| s.open > 0 || refill(*s, now, rate).tokens < rate);
+            }
+            let state = per_ip.entry(ip).or_insert(IpState {
+                open: 0,
+                tokens: rate,
+                refilled_ms: now,
+            });
+            *state = refill(*state, now, rate);
+            if limits.max_connections_per_ip > 0 && state.open >= limits.max_connections_per_ip {
+                return Err(Refusal::TooManyFromIp(limits.max_connections_per_ip));
+            }
+            if limits.new_connections_per_ip > 0 {
+                if state.tokens < 1.0 {
+                    return Err(Refusal::TooFast(limits.new_connections_per_ip));
+                }
+                state.tokens -= 1.0;
+            }
+            state.open += 1;
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Ticket {
+            gate: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// The key an address is counted under: IPv4-mapped IPv6 addresses as IPv4.
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+fn refill(mut state: IpState, now_ms: u64, rate: f64) -> IpState {
+    let elapsed = now_ms.saturating_sub(state.refilled_ms) as f64 / 1000.0;
+    state.tokens = (state.tokens + elapsed * rate).min(rate);
+    state.refilled_ms = now_ms;
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn the_node_limit_counts_open_tickets() {
+        let gate = Arc::new(Gate::new(ConnectionLimits {
+            max_connections: 2,
+            ..ConnectionLimits::default()
+        }));
+        let one = gate.admit(A);
+        let two = gate.admit(B);
+        assert!(one.is_ok() && two.is_ok());
+        assert_eq!(gate.admit(A).err(), Some(Refusal::NodeFull(2)));
+        drop(one);
+        assert!(gate.admit(A).is_ok());
+    }
+
+    #[test]
+    fn the_per_ip_limit_counts_each_address_apart() {
+        let gate = Arc::new(Gate::new(ConnectionLimits {
+            max_connections_per_ip: 1,
+            ..ConnectionLimits::default()
+        }));
+        let a = gate.admit(A);
+        assert!(a.is_ok());
+        assert_eq!(gate.admit(A).err(), Some(Refusal::TooManyFromIp(1)));
+        assert!(gate.admit(B).is_ok());
+        drop(a);
+        assert!(gate.admit(A).is_ok());
+    }
+
+    #[test]
+    fn new_connections_per_ip_are_a_token_bucket() {
+        let gate = Arc::new(Gate::new(ConnectionLimits {
+            new_connections_per_ip: 3,
+            ..ConnectionLimits::default()
+        }));
+        let tickets: Vec<_> = (0..3).map(|_| gate.admit(A)).collect();
+        assert!(tickets.iter().all(Result::is_ok));
+        assert_eq!(gate.admit(A).err(), Some(Refusal::TooFast(3)));
+        assert!(gate.admit(B).is_ok(), "another address has its own bucket");
+        drop(tickets);
+        assert_eq!(
+            gate.admit(A).err(),
+            Some(Refusal::TooFast(3)),
+            "closing does not refill the bucket; time does"
+        );
+    }
+}
