@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::broker::RedisConfig;
+use crate::http::TlsConfig;
 use crate::hub::HubConfig;
 
 /// The shortest counter interval accepted.
@@ -35,6 +36,8 @@ pub struct ServeConfig {
     /// Share topics with other nodes through this Redis; `None`: the in-process
     /// broker (one node).
     pub broker: Option<RedisConfig>,
+    /// Serve https and wss with this certificate and key; `None`: plain http and ws.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServeConfig {
@@ -47,6 +50,7 @@ impl Default for ServeConfig {
             hub: demo_hub_config(),
             api_key: None,
             broker: None,
+            tls: None,
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum Error {
     /// The broker could not be set up (a malformed Redis URL).
     #[error("cannot use the broker: {0}")]
     Broker(#[from] crate::broker::BrokerError),
+    /// The TLS certificate or key cannot be used (see [`TlsError`](crate::TlsError)).
+    #[error(transparent)]
+    Tls(#[from] crate::http::TlsError),
     /// Serving failed after start.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),

@@ -77,7 +77,7 @@ mod transport;
 pub mod ws;
 
 pub use error::Error;
-pub use http::{App, Asset, HttpLimits, Server};
+pub use http::{App, Asset, HttpLimits, Server, TlsConfig, TlsError, TlsReloader};
 pub use hub::{Data, Hub, HubConfig, Topic};
 pub use ticker::ticker;
 pub use ws::{CloseCode, Message, Socket};

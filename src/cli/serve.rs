@@ -9,7 +9,7 @@ use clap::Args;
 use crate::broker::RedisConfig;
 use crate::config::{ServeConfig, parse_broker, parse_interval, parse_timeout, parse_ttl};
 use crate::hub::{HistoryConfig, HubConfig};
-use crate::{Error, demo};
+use crate::{Error, TlsConfig, demo};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.
 #[derive(Debug, Args)]
@@ -91,6 +91,15 @@ pub(crate) struct ServeArgs {
     /// such as 15s. Each node refreshes its members every third of this.
     #[arg(long, env = "PUSHWIRE_PRESENCE_TTL", default_value = "15s", value_name = "DURATION", value_parser = parse_ttl)]
     presence_ttl: Duration,
+
+    /// Serve https and wss with the certificate chain in this PEM file (the
+    /// server's certificate first); needs --tls-key. SIGHUP reloads both files.
+    #[arg(long, env = "PUSHWIRE_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert, in a PEM file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PUSHWIRE_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -99,8 +108,24 @@ impl ServeArgs {
         self.config.as_deref()
     }
 
-    pub(crate) fn into_config(self) -> ServeConfig {
-        ServeConfig {
+    /// The settings these flags ask for; fails when only one of --tls-cert and
+    /// --tls-key is given.
+    pub(crate) fn into_config(self) -> Result<ServeConfig, String> {
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::pem_files(cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(String::from(
+                    "--tls-cert needs --tls-key (PUSHWIRE_TLS_KEY): give both or neither",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(String::from(
+                    "--tls-key needs --tls-cert (PUSHWIRE_TLS_CERT): give both or neither",
+                ));
+            }
+        };
+        Ok(ServeConfig {
             bind: self.bind,
             port: self.port,
             interval: self.interval,
@@ -121,7 +146,8 @@ impl ServeArgs {
                 presence_ttl: self.presence_ttl,
                 max_pending: self.broker_max_pending as usize,
             }),
-        }
+            tls,
+        })
     }
 }
 
@@ -129,13 +155,18 @@ impl ServeArgs {
 pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
     let server = demo::app(&config)?.bind(config.addr()).await?;
     let addr = browsable(server.local_addr());
+    let (http, ws) = if config.tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     // One write, and no panic if nobody reads standard output any more (a closed
     // pipe must not take the server down).
     let _ = std::io::Write::write_all(
         &mut std::io::stdout(),
         format!(
-            "pushwire: counter demo at http://{addr}/ (Ctrl-C stops)\n\
-             pushwire: chat demo at http://{addr}/chat, topics at ws://{addr}/ws\n\
+            "pushwire: counter demo at {http}://{addr}/ (Ctrl-C stops)\n\
+             pushwire: chat demo at {http}://{addr}/chat, topics at {ws}://{addr}/ws\n\
              pushwire: broker {}\n",
             config.broker.as_ref().map_or_else(
                 || String::from("memory (this process only)"),

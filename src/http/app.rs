@@ -23,6 +23,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::publish::PublishApi;
 use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
+use super::tls::{Tls, TlsConfig, TlsReloader};
 use super::upgrade::{Handler, SocketRoute, upgrade};
 use crate::error::Error;
 use crate::hub::Hub;
@@ -78,6 +79,7 @@ pub struct App {
     limits: HttpLimits,
     hub: Option<Hub>,
     api_key: Option<Arc<str>>,
+    tls: Option<TlsConfig>,
 }
 
 impl Default for App {
@@ -107,6 +109,7 @@ impl App {
             limits: HttpLimits::default(),
             hub: None,
             api_key: None,
+            tls: None,
         }
     }
 
@@ -215,6 +218,19 @@ impl App {
         self
     }
 
+    /// Serves https and wss instead of http and ws, with the certificate chain and
+    /// key of `config` (see [`TlsConfig`]). HTTP/2 and HTTP/1.1 are offered through
+    /// ALPN; WebSocket connections use HTTP/1.1. The TLS handshake must complete
+    /// within the header timeout of [`HttpLimits`].
+    ///
+    /// The files are read by [`App::bind`], which fails with [`Error::Tls`] when
+    /// they cannot be used; [`Server::run`] reads them again on SIGHUP (see
+    /// [`Server::tls_reloader`]).
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Adds any axum route, for what the other builders do not cover.
     pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
         self.files = self.files.route(path, method_router);
@@ -226,6 +242,7 @@ impl App {
         if let Some(err) = std::mem::take(&mut self.errors).into_iter().next() {
             return Err(err);
         }
+        let tls = self.tls.take().map(Tls::new).transpose()?;
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| Error::Bind {
@@ -267,6 +284,7 @@ impl App {
             runtime: self.runtime,
             shutdown_timeout: self.shutdown_timeout,
             limits: self.limits,
+            tls,
         })
     }
 }
@@ -417,12 +435,14 @@ pub struct Server {
     runtime: Runtime,
     shutdown_timeout: Duration,
     limits: HttpLimits,
+    tls: Option<Tls>,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.as_ref().map(|tls| tls.reloader.config()))
             .finish_non_exhaustive()
     }
 }
@@ -433,8 +453,34 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully.
+    /// With TLS ([`App::tls`]): what reads the certificate and key files again,
+    /// for new handshakes. `None` for a plain-TCP server.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(|tls| tls.reloader.clone())
+    }
+
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully. With
+    /// TLS, SIGHUP reloads the certificate and key (on Unix): a reload that fails
+    /// is logged and keeps the certificate in use.
     pub async fn run(self) -> Result<(), Error> {
+        #[cfg(unix)]
+        if let Some(reloader) = self.tls_reloader() {
+            // Listening before serving: a SIGHUP can no longer end the process.
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(hangups) => {
+                    tokio::spawn(reload_on_sighup(
+                        reloader,
+                        hangups,
+                        self.runtime.shutdown.clone(),
+                    ));
+                }
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "cannot listen for SIGHUP; TLS files will not be reloaded"
+                ),
+            }
+        }
         self.run_until(shutdown_signal()).await
     }
 
@@ -451,6 +497,7 @@ impl Server {
             self.router,
             self.limits,
             runtime,
+            self.tls,
         ));
         let sweeper = tokio::spawn(
             Arc::clone(&self.runtime.registry)
@@ -477,6 +524,33 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// Reloads the TLS files on every SIGHUP until shutdown.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    reloader: TlsReloader,
+    mut hangups: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = hangups.recv() => if received.is_none() { return },
+        }
+        let files = reloader.config();
+        match reloader.reload() {
+            Ok(()) => tracing::info!(
+                cert = %files.cert_path().display(),
+                key = %files.key_path().display(),
+                "SIGHUP: TLS certificate reloaded"
+            ),
+            Err(err) => tracing::error!(
+                error = %err,
+                "SIGHUP: TLS certificate not reloaded; keeping the one in use"
+            ),
+        }
     }
 }
 

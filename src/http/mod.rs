@@ -1,13 +1,15 @@
-//! The HTTP surface: the [`App`] builder, pages and static files, and the upgrade
-//! into WebSocket connections. hyper parses HTTP and axum routes it; nothing here
+//! The HTTP surface: the [`App`] builder, pages and static files, TLS, and the
+//! upgrade into WebSocket connections. hyper parses HTTP and axum routes it; nothing here
 //! parses HTTP by hand.
 
 mod app;
 mod publish;
 mod serve;
 mod static_files;
+mod tls;
 mod upgrade;
 
 pub use app::{App, Server};
 pub use serve::HttpLimits;
 pub use static_files::Asset;
+pub use tls::{TlsConfig, TlsError, TlsReloader};
