@@ -550,3 +550,25 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     drop((old, new));
     drop(server);
 }
+
+#[tokio::test]
+async fn the_tls_example_serves_the_page_and_counts_over_wss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let files = write_files(dir.path(), &cert);
+    let cert_path = files.cert_path().display().to_string();
+    let key_path = files.key_path().display().to_string();
+    let (_example, line) = common::start_example_with("tls", &["0", &cert_path, &key_path]).await;
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit("https://")
+        .next()
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (status, body) = https_get(addr, &cert, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"<h1 id="data">"#), "{body}");
+    let mut client = wss_connect(addr, &[&cert.der], "/socket").await;
+    assert_eq!(next_text(&mut client).await, "1");
+}
