@@ -22,7 +22,8 @@ use super::tls::Tls;
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Time a client has to send a complete request head (for WebSocket: the whole
-    /// handshake). Slow or silent clients are disconnected after it.
+    /// handshake). Slow or silent clients are disconnected after it. With TLS the
+    /// TLS handshake must complete within this time too (before the head's own).
     pub header_timeout: Duration,
     /// Largest request head accepted, in bytes; larger ones are refused (431).
     pub max_header_size: usize,
