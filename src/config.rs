@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::broker::RedisConfig;
-use crate::http::{ConnectionLimits, HttpLimits, Origins};
+use crate::http::{ConnectionLimits, HttpLimits, Origins, TlsConfig};
 use crate::hub::HubConfig;
 
 /// The shortest counter interval accepted.
@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub connection_limits: ConnectionLimits,
     /// Request heads: time to send one, largest size.
     pub http_limits: HttpLimits,
+    /// Serve https and wss with this certificate and key; `None`: plain http and ws.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServeConfig {
@@ -57,6 +59,7 @@ impl Default for ServeConfig {
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),
             http_limits: HttpLimits::default(),
+            tls: None,
         }
     }
 }

@@ -80,8 +80,9 @@ pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
 
 /// The demo app: the counter page at `/`, the chat page at `/chat`, their assets
 /// below `/static/` (embedded, or the configured folder), the counter at `/socket`,
-/// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on the hub of [`hub`].
-/// Fails only on a malformed broker URL.
+/// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on the hub of [`hub`];
+/// over TLS when [`ServeConfig::tls`] is set. Fails only on a malformed broker URL
+/// (TLS files are read when the app is bound).
 pub fn app(config: &ServeConfig) -> Result<App, Error> {
     let period = config.interval;
     let mut app = App::new()
@@ -94,6 +95,9 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
         .topics(hub(config)?);
     if let Some(key) = &config.api_key {
         app = app.api_key(key.clone());
+    }
+    if let Some(tls) = &config.tls {
+        app = app.tls(tls.clone());
     }
     let app = match &config.static_dir {
         Some(dir) => app.static_dir("/static", dir),

@@ -38,6 +38,9 @@ pub enum Error {
     /// A setting is invalid (found while building the app).
     #[error("invalid setting: {0}")]
     Config(String),
+    /// The TLS certificate or key cannot be used (see [`TlsError`](crate::TlsError)).
+    #[error(transparent)]
+    Tls(#[from] crate::http::TlsError),
     /// Serving failed after start.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),

@@ -79,7 +79,7 @@ pub mod ws;
 pub use error::Error;
 pub use http::{
     App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HttpLimits, InvalidOrigin, Origins, Refused,
-    Server,
+    Server, TlsConfig, TlsError, TlsReloader,
 };
 pub use hub::{Data, Hub, HubConfig, Topic};
 pub use ticker::ticker;

@@ -74,6 +74,10 @@ fn help_documents_every_flag_with_its_env_var_and_default() {
         "1s",
         "--static-dir",
         "PUSHWIRE_STATIC_DIR",
+        "--tls-cert",
+        "PUSHWIRE_TLS_CERT",
+        "--tls-key",
+        "PUSHWIRE_TLS_KEY",
     ] {
         assert!(
             stdout.contains(expected),
@@ -296,4 +300,98 @@ fn a_bad_config_file_fails_in_one_line_naming_the_file() {
         .args(["bench", "counter", "--url", "http://nope"]));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("ws://"), "{stderr}");
+}
+
+#[test]
+fn unusable_tls_settings_fail_in_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let made = rcgen::generate_simple_self_signed(vec![String::from("127.0.0.1")])
+        .expect("generate a certificate");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let cert = file("cert.pem", &made.cert.pem());
+    let key = file("key.pem", &made.signing_key.serialize_pem());
+    let garbage = file("garbage.pem", "this is not PEM\n");
+
+    assert_one_line_failure(
+        run(pushwire().args([
+            "--port",
+            "0",
+            "--tls-cert",
+            "/no/such/cert.pem",
+            "--tls-key",
+            &key,
+        ])),
+        "cannot read TLS certificate file /no/such/cert.pem",
+    );
+    assert_one_line_failure(
+        run(pushwire().args([
+            "--port",
+            "0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            "/no/such/key.pem",
+        ])),
+        "cannot read TLS private key file /no/such/key.pem",
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--port", "0", "--tls-key", &key])),
+        "--tls-key needs --tls-cert",
+    );
+    assert_one_line_failure(
+        run(pushwire()
+            .args(["--port", "0"])
+            .env("PUSHWIRE_TLS_CERT", &cert)),
+        "--tls-cert needs --tls-key",
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--port", "0", "--tls-cert", &garbage, "--tls-key", &key])),
+        &format!("no certificate (-----BEGIN CERTIFICATE-----) in TLS certificate file {garbage}"),
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--port", "0", "--tls-cert", &cert, "--tls-key", &garbage])),
+        "no private key",
+    );
+    // The settings file takes them by the flags' names, and checks them the same way.
+    let settings = file("pushwire.toml", &format!("port = 0\ntls-cert = {cert:?}\n"));
+    assert_one_line_failure(
+        run(pushwire().args(["--config", &settings])),
+        "--tls-cert needs --tls-key",
+    );
+    let settings = file(
+        "pushwire.toml",
+        &format!("port = 0\ntls_cert = {cert:?}\ntls-key = {garbage:?}\n"),
+    );
+    // (After the line that says where the settings came from.)
+    let (code, _, stderr) = run(pushwire().args(["--config", &settings]));
+    assert!(matches!(code, Some(c) if c != 0), "exit code {code:?}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("pushwire: error: no private key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn with_tls_the_server_prints_https_and_wss_urls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let made = rcgen::generate_simple_self_signed(vec![String::from("127.0.0.1")])
+        .expect("generate a certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+    let line = first_line(
+        pushwire()
+            .args(["--port", "0"])
+            .env("PUSHWIRE_TLS_CERT", &cert)
+            .env("PUSHWIRE_TLS_KEY", &key),
+    );
+    assert!(
+        line.contains("counter demo at https://127.0.0.1:"),
+        "{line}"
+    );
 }

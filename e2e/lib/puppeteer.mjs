@@ -22,23 +22,29 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-export function launchChromium() {
+// `trust` (optional, see lib/tls.mjs): a test certificate the browser accepts for
+// https and wss. Chromium trusts exactly that certificate's public key
+// (--ignore-certificate-errors-spki-list, honoured with a --user-data-dir);
+// Firefox over WebDriver BiDi has only acceptInsecureCerts.
+
+export function launchChromium({ trust } = {}) {
   return launchWithPuppeteer('chromium', (userDataDir) => ({
     browser: 'chrome',
     executablePath: requireExecutable('chromium', 'CHROMIUM_BIN'),
     headless: 'shell', // i.e. plain `--headless` (we pass the full binary's path ourselves)
     userDataDir, // becomes --user-data-dir=<fresh temp dir>
-    args: CHROMIUM_ARGS,
+    args: trust ? [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${trust.spkiSha256}`] : CHROMIUM_ARGS,
   }));
 }
 
-export function launchFirefox() {
+export function launchFirefox({ trust } = {}) {
   return launchWithPuppeteer('firefox', (userDataDir) => ({
     browser: 'firefox', // WebDriver BiDi
     executablePath: requireExecutable('firefox-esr', 'FIREFOX_BIN'),
     headless: true,
     userDataDir,
     extraPrefsFirefox: { 'network.http.http3.enable': false },
+    ...(trust ? { acceptInsecureCerts: true } : {}),
   }));
 }
 

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -292,10 +293,16 @@ export async function spawnGroup(cmd, args, opts = {}) {
 // ---------------------------------------------------------------------------
 // HTTP
 
-/** GET `url` with a fresh connection (no keep-alive pool); resolves to the status code. */
-export function httpStatus(url, timeoutMs = 1000) {
+/**
+ * GET `url` with a fresh connection (no keep-alive pool); resolves to the status code.
+ * An https URL is verified against `ca` (PEM), the one certificate the test trusts.
+ */
+export function httpStatus(url, timeoutMs = 1000, { ca } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const secure = url.startsWith('https:');
+    const client = secure ? https : http;
+    const options = { agent: false, timeout: timeoutMs, ...(secure ? { ca } : {}) };
+    const req = client.get(url, options, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode));
       res.on('error', reject);
@@ -339,18 +346,21 @@ async function spawnServer(name, bin, args, env = {}) {
  * until `GET /` answers 200 (at most `readyTimeout` ms). Returns a handle with
  * `url`, `kill(signal)` (resolves when the process has exited) and `stop()`.
  * `env` is added to the server's environment (e.g. `{ RUST_LOG: 'pushwire=debug' }`).
+ * `tls` (`{ certFile, keyFile, certPem }`, see lib/tls.mjs) serves https and wss
+ * with that certificate (`--tls-cert`, `--tls-key`); the URL is then https.
  */
-export async function startServer({ port, interval = '1s', readyTimeout = 15000, env } = {}) {
+export async function startServer({ port, interval = '1s', readyTimeout = 15000, env, tls } = {}) {
   port ??= await freePort();
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--interval', interval];
+  if (tls) args.push('--tls-cert', tls.certFile, '--tls-key', tls.keyFile);
   const server = await spawnServer('pushwire', pushwireBinary(), args, env);
   server.port = port;
-  server.url = `http://127.0.0.1:${port}/`;
+  server.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
   try {
     await waitFor(async () => {
       if (!server.running) throw new Error(server.describeExit());
       try {
-        return (await httpStatus(server.url, 1000)) === 200;
+        return (await httpStatus(server.url, 1000, { ca: tls?.certPem })) === 200;
       } catch {
         return false; // not listening yet
       }

@@ -86,15 +86,19 @@ pub fn main() -> ExitCode {
         Some(Command::Sub(args)) => return pubsub::subscribe(args),
         None => cli.serve,
     };
+    let config_file = args.config_file().map(std::path::Path::to_owned);
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("pushwire: error: {err}");
+            return ExitCode::from(2);
+        }
+    };
     crate::logging::init();
-    if let Some(file) = args.config_file() {
+    if let Some(file) = config_file {
         tracing::info!("settings from {}", file.display());
     }
-    block_on(async {
-        serve::run(args.into_config())
-            .await
-            .map_err(|e| e.to_string())
-    })
+    block_on(async { serve::run(config).await.map_err(|e| e.to_string()) })
 }
 
 /// A clap error as one line: its message and details (such as the missing

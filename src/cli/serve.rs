@@ -13,7 +13,7 @@ use crate::config::{
 };
 use crate::http::{ConnectionLimits, HttpLimits, Origins};
 use crate::hub::{HistoryConfig, HubConfig};
-use crate::{Error, demo};
+use crate::{Error, TlsConfig, demo};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.
 #[derive(Debug, Args)]
@@ -154,6 +154,14 @@ pub(crate) struct ServeArgs {
     /// The largest request head, in bytes (8 KiB at least); larger ones get 431.
     #[arg(long, env = "PUSHWIRE_MAX_HEADER_SIZE", default_value_t = 16384, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8192..=1024 * 1024))]
     max_header_size: u32,
+    /// Serve https and wss with the certificate chain in this PEM file (the
+    /// server's certificate first); needs --tls-key. SIGHUP reloads both files.
+    #[arg(long, env = "PUSHWIRE_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert, in a PEM file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PUSHWIRE_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -162,8 +170,24 @@ impl ServeArgs {
         self.config.as_deref()
     }
 
-    pub(crate) fn into_config(self) -> ServeConfig {
-        ServeConfig {
+    /// The settings these flags ask for; fails when only one of --tls-cert and
+    /// --tls-key is given.
+    pub(crate) fn into_config(self) -> Result<ServeConfig, String> {
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::pem_files(cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(String::from(
+                    "--tls-cert needs --tls-key (PUSHWIRE_TLS_KEY): give both or neither",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(String::from(
+                    "--tls-key needs --tls-cert (PUSHWIRE_TLS_CERT): give both or neither",
+                ));
+            }
+        };
+        Ok(ServeConfig {
             bind: self.bind,
             port: self.port,
             interval: self.interval,
@@ -196,7 +220,8 @@ impl ServeArgs {
                 header_timeout: self.handshake_timeout,
                 max_header_size: self.max_header_size as usize,
             },
-        }
+            tls,
+        })
     }
 }
 
@@ -213,13 +238,18 @@ fn origins(allowed: &[String]) -> Origins {
 pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
     let server = demo::app(&config)?.bind(config.addr()).await?;
     let addr = browsable(server.local_addr());
+    let (http, ws) = if config.tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     // One write, and no panic if nobody reads standard output any more (a closed
     // pipe must not take the server down).
     let _ = std::io::Write::write_all(
         &mut std::io::stdout(),
         format!(
-            "pushwire: counter demo at http://{addr}/ (Ctrl-C stops)\n\
-             pushwire: chat demo at http://{addr}/chat, topics at ws://{addr}/ws\n\
+            "pushwire: counter demo at {http}://{addr}/ (Ctrl-C stops)\n\
+             pushwire: chat demo at {http}://{addr}/chat, topics at {ws}://{addr}/ws\n\
              pushwire: broker {}\n",
             config.broker.as_ref().map_or_else(
                 || String::from("memory (this process only)"),

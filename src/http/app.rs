@@ -26,6 +26,7 @@ use super::origin::Origins;
 use super::publish::PublishApi;
 use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
+use super::tls::{Tls, TlsConfig, TlsReloader};
 use super::upgrade::{Handler, SocketRoute, upgrade};
 use crate::error::Error;
 use crate::hub::Hub;
@@ -84,6 +85,7 @@ pub struct App {
     origins: Origins,
     connection_limits: ConnectionLimits,
     csp: Option<HeaderValue>,
+    tls: Option<TlsConfig>,
 }
 
 impl Default for App {
@@ -116,6 +118,7 @@ impl App {
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),
             csp: None,
+            tls: None,
         }
     }
 
@@ -252,6 +255,19 @@ impl App {
         self
     }
 
+    /// Serves https and wss instead of http and ws, with the certificate chain and
+    /// key of `config` (see [`TlsConfig`]). HTTP/2 and HTTP/1.1 are offered through
+    /// ALPN; WebSocket connections use HTTP/1.1. The TLS handshake must complete
+    /// within the header timeout of [`HttpLimits`].
+    ///
+    /// The files are read by [`App::bind`], which fails with [`Error::Tls`] when
+    /// they cannot be used; [`Server::run`] reads them again on SIGHUP (see
+    /// [`Server::tls_reloader`]).
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Adds any axum route, for what the other builders do not cover.
     pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
         self.files = self.files.route(path, method_router);
@@ -263,6 +279,7 @@ impl App {
         if let Some(err) = std::mem::take(&mut self.errors).into_iter().next() {
             return Err(err);
         }
+        let tls = self.tls.take().map(Tls::new).transpose()?;
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| Error::Bind {
@@ -337,6 +354,7 @@ impl App {
             shutdown_timeout: self.shutdown_timeout,
             limits: self.limits,
             gate,
+            tls,
         })
     }
 }
@@ -492,12 +510,14 @@ pub struct Server {
     shutdown_timeout: Duration,
     limits: HttpLimits,
     gate: Option<Arc<Gate>>,
+    tls: Option<Tls>,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.as_ref().map(|tls| tls.reloader.config()))
             .finish_non_exhaustive()
     }
 }
@@ -508,8 +528,34 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully.
+    /// With TLS ([`App::tls`]): what reads the certificate and key files again,
+    /// for new handshakes. `None` for a plain-TCP server.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(|tls| tls.reloader.clone())
+    }
+
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully. With
+    /// TLS, SIGHUP reloads the certificate and key (on Unix): a reload that fails
+    /// is logged and keeps the certificate in use.
     pub async fn run(self) -> Result<(), Error> {
+        #[cfg(unix)]
+        if let Some(reloader) = self.tls_reloader() {
+            // Listening before serving: a SIGHUP can no longer end the process.
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(hangups) => {
+                    tokio::spawn(reload_on_sighup(
+                        reloader,
+                        hangups,
+                        self.runtime.shutdown.clone(),
+                    ));
+                }
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "cannot listen for SIGHUP; TLS files will not be reloaded"
+                ),
+            }
+        }
         self.run_until(shutdown_signal()).await
     }
 
@@ -525,8 +571,9 @@ impl Server {
             self.listener,
             self.router,
             self.limits,
-            self.gate,
             runtime,
+            self.tls,
+            self.gate,
         ));
         let sweeper = tokio::spawn(
             Arc::clone(&self.runtime.registry)
@@ -553,6 +600,33 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// Reloads the TLS files on every SIGHUP until shutdown.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    reloader: TlsReloader,
+    mut hangups: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = hangups.recv() => if received.is_none() { return },
+        }
+        let files = reloader.config();
+        match reloader.reload() {
+            Ok(()) => tracing::info!(
+                cert = %files.cert_path().display(),
+                key = %files.key_path().display(),
+                "SIGHUP: TLS certificate reloaded"
+            ),
+            Err(err) => tracing::error!(
+                error = %err,
+                "SIGHUP: TLS certificate not reloaded; keeping the one in use"
+            ),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! The HTTP surface: the [`App`] builder, pages and static files, and the upgrade
-//! into WebSocket connections. hyper parses HTTP and axum routes it; nothing here
+//! The HTTP surface: the [`App`] builder, pages and static files, TLS, and the
+//! upgrade into WebSocket connections. hyper parses HTTP and axum routes it; nothing here
 //! parses HTTP by hand.
 
 mod app;
@@ -8,6 +8,7 @@ mod origin;
 mod publish;
 mod serve;
 mod static_files;
+mod tls;
 mod upgrade;
 
 pub use app::{App, BUNDLED_PAGES_CSP, Server};
@@ -15,3 +16,4 @@ pub use limits::ConnectionLimits;
 pub use origin::{InvalidOrigin, Origins, Refused};
 pub use serve::HttpLimits;
 pub use static_files::Asset;
+pub use tls::{TlsConfig, TlsError, TlsReloader};

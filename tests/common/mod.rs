@@ -306,6 +306,11 @@ impl Drop for Example {
 /// the argument `0` (a free port), from the repository root, and returns it with
 /// the first line it printed (failing the test after [`STEP`]).
 pub async fn start_example(name: &str) -> (Example, String) {
+    start_example_with(name, &["0"]).await
+}
+
+/// [`start_example`] with these arguments.
+pub async fn start_example_with(name: &str, args: &[&str]) -> (Example, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let exe = std::env::current_exe().expect("test binary path");
@@ -321,7 +326,7 @@ pub async fn start_example(name: &str) -> (Example, String) {
         path.display()
     );
     let mut child = Command::new(path)
-        .arg("0")
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,0 +1,574 @@
+//! https and wss: rustls on the server, HTTP/1.1 and HTTP/2 by ALPN, WebSocket
+//! over TLS, the handshake's time limit, typed errors for unusable files, and
+//! certificate reload on SIGHUP in the real binary.
+//!
+//! Certificates are made at test time (rcgen); every client trusts exactly the
+//! certificates the test made, through its own rustls root store.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use http_body_util::{BodyExt as _, Empty, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pushwire::config::ServeConfig;
+use pushwire::{App, Error, HttpLimits, TlsConfig, TlsError};
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use common::{Running, STEP};
+
+/// A certificate for 127.0.0.1 and localhost, and its key, in PEM and DER.
+struct Cert {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+fn make_cert() -> Cert {
+    let made = rcgen::generate_simple_self_signed(vec![
+        String::from("127.0.0.1"),
+        String::from("localhost"),
+    ])
+    .expect("generate a certificate");
+    Cert {
+        cert_pem: made.cert.pem(),
+        key_pem: made.signing_key.serialize_pem(),
+        der: made.cert.der().clone(),
+    }
+}
+
+/// `cert` written to `cert.pem` and `key.pem` in `dir`.
+fn write_files(dir: &Path, cert: &Cert) -> TlsConfig {
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&key_path, &cert.key_pem).expect("write key");
+    std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
+    TlsConfig::pem_files(cert_path, key_path)
+}
+
+/// The counter demo over TLS with `cert`, counting every 100 ms, on a free port.
+async fn start_tls(dir: &Path, cert: &Cert) -> Running {
+    start_tls_with(dir, cert, HttpLimits::default()).await
+}
+
+async fn start_tls_with(dir: &Path, cert: &Cert, limits: HttpLimits) -> Running {
+    let config = ServeConfig {
+        port: 0,
+        interval: Duration::from_millis(100),
+        tls: Some(write_files(dir, cert)),
+        ..ServeConfig::default()
+    };
+    let app = pushwire::demo::app(&config)
+        .expect("demo app")
+        .http_limits(limits);
+    common::start(app).await
+}
+
+/// A TLS connection to `addr` from a client that trusts exactly `trusted` and
+/// offers `alpn`, failing the test after [`STEP`].
+async fn tls_connect(
+    addr: SocketAddr,
+    trusted: &[&CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in trusted {
+        roots.add((*cert).clone()).expect("trust the certificate");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    tokio::time::timeout(STEP, async {
+        let tcp = TcpStream::connect(addr).await?;
+        connector.connect(name, tcp).await
+    })
+    .await
+    .expect("TLS handshake timed out")
+    .expect("TLS handshake failed")
+}
+
+/// The certificate the server presented on `stream`.
+fn peer_cert(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .expect("a peer certificate")
+        .clone()
+}
+
+fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
+    stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+}
+
+/// A request over HTTP/1.1 on `stream`: (status, body).
+async fn http1_request(
+    stream: TlsStream<TcpStream>,
+    request: hyper::Request<Full<Bytes>>,
+) -> (u16, String) {
+    let exchange = async {
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await?;
+        assert_eq!(response.version(), hyper::Version::HTTP_11);
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(STEP, exchange)
+        .await
+        .expect("HTTP/1.1 exchange timed out")
+        .expect("HTTP/1.1 exchange failed")
+}
+
+async fn https_get(addr: SocketAddr, cert: &Cert, path: &str) -> (u16, String) {
+    let stream = tls_connect(addr, &[&cert.der], &[b"http/1.1"]).await;
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    http1_request(stream, request).await
+}
+
+type Wss = WebSocketStream<TlsStream<TcpStream>>;
+
+/// A WebSocket over TLS (ALPN http/1.1, as browsers do for wss:) to `path`.
+async fn wss_connect(addr: SocketAddr, trusted: &[&CertificateDer<'static>], path: &str) -> Wss {
+    let stream = tls_connect(addr, trusted, &[b"http/1.1"]).await;
+    let url = format!("wss://{addr}{path}");
+    let (client, response) =
+        tokio::time::timeout(STEP, tokio_tungstenite::client_async(url, stream))
+            .await
+            .expect("WebSocket handshake timed out")
+            .expect("WebSocket handshake failed");
+    assert_eq!(response.status(), 101);
+    client
+}
+
+/// The next text message (pings skipped), failing the test after [`STEP`].
+async fn next_text(client: &mut Wss) -> String {
+    loop {
+        let message = tokio::time::timeout(STEP, client.next())
+            .await
+            .expect("no message within the time limit")
+            .expect("stream ended")
+            .expect("protocol error");
+        match message {
+            WsMessage::Ping(_) => continue,
+            WsMessage::Text(text) => return text.to_string(),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+async fn next_json(client: &mut Wss) -> Value {
+    let text = next_text(client).await;
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+#[tokio::test]
+async fn https_over_http1_answers_the_counter_page() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls(dir.path(), &cert).await;
+    let stream = tls_connect(server.addr, &[&cert.der], &[b"http/1.1"]).await;
+    assert_eq!(alpn(&stream).as_deref(), Some(&b"http/1.1"[..]));
+    let request = hyper::Request::get("/")
+        .header(hyper::header::HOST, server.addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let (status, body) = http1_request(stream, request).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"id="data""#),
+        "not the counter page: {body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn https_over_http2_is_chosen_by_alpn_and_answers_the_counter_page() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls(dir.path(), &cert).await;
+    let stream = tls_connect(server.addr, &[&cert.der], &[b"h2", b"http/1.1"]).await;
+    assert_eq!(alpn(&stream).as_deref(), Some(&b"h2"[..]));
+    let exchange = async {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(format!("https://{}/", server.addr))
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await?;
+        let version = response.version();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((version, status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    let (version, status, body) = tokio::time::timeout(STEP, exchange)
+        .await
+        .expect("HTTP/2 exchange timed out")
+        .expect("HTTP/2 exchange failed");
+    assert_eq!(version, hyper::Version::HTTP_2);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"id="data""#),
+        "not the counter page: {body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wss_socket_gets_its_counter() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls(dir.path(), &cert).await;
+    let mut client = wss_connect(server.addr, &[&cert.der], "/socket").await;
+    assert_eq!(next_text(&mut client).await, "1");
+    assert_eq!(next_text(&mut client).await, "2");
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wss_topics_receive_what_the_https_publish_api_publishes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls(dir.path(), &cert).await;
+    let mut client = wss_connect(server.addr, &[&cert.der], "/ws").await;
+    let hello = next_json(&mut client).await;
+    assert_eq!(hello["hello"]["version"], 1, "{hello}");
+    let subscribe = json!({"op": "sub", "id": 1, "topic": "news"}).to_string();
+    tokio::time::timeout(STEP, client.send(WsMessage::text(subscribe)))
+        .await
+        .expect("send timed out")
+        .expect("send failed");
+    let reply = next_json(&mut client).await;
+    assert_eq!(reply["id"], 1, "{reply}");
+    assert!(reply.get("ok").is_some(), "{reply}");
+
+    let stream = tls_connect(server.addr, &[&cert.der], &[b"http/1.1"]).await;
+    let request = hyper::Request::post("/api/publish/news")
+        .header(hyper::header::HOST, server.addr.to_string())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"headline":"over TLS"}"#)))
+        .expect("request");
+    let (status, body) = http1_request(stream, request).await;
+    assert_eq!(status, 200, "{body}");
+
+    let push = next_json(&mut client).await;
+    assert_eq!(push["topic"], "news", "{push}");
+    assert_eq!(push["data"]["headline"], "over TLS", "{push}");
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_to_the_tls_port_fails_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls(dir.path(), &cert).await;
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    // The server sends at most a TLS alert, then closes (or resets) the connection.
+    let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server did not close the connection");
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP was answered: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let (status, body) = https_get(server.addr, &cert, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"id="data""#));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_handshake_is_disconnected_after_the_header_timeout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let timeout = Duration::from_millis(300);
+    let limits = HttpLimits {
+        header_timeout: timeout,
+        ..HttpLimits::default()
+    };
+    let server = start_tls_with(dir.path(), &cert, limits).await;
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    // Half a ClientHello record header, then nothing.
+    silent.write_all(&[0x16, 0x03]).await.expect("write");
+    assert!(
+        common::closed_by_server(&mut silent).await,
+        "not disconnected within {STEP:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= timeout - Duration::from_millis(50),
+        "disconnected after {waited:?}, before the timeout"
+    );
+    // Others are still served.
+    let (status, _) = https_get(server.addr, &cert, "/").await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_reloader_swaps_the_certificate_for_new_connections_and_keeps_it_on_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second) = (make_cert(), make_cert());
+    let files = write_files(dir.path(), &first);
+    let server = App::new()
+        .tls(files.clone())
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = server.local_addr();
+    let reloader = server.tls_reloader().expect("a TLS server has a reloader");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let both = [&first.der, &second.der];
+    assert_eq!(peer_cert(&tls_connect(addr, &both, &[]).await), first.der);
+
+    write_files(dir.path(), &second);
+    reloader.reload().expect("reload the second certificate");
+    assert_eq!(peer_cert(&tls_connect(addr, &both, &[]).await), second.der);
+
+    std::fs::write(files.cert_path(), "not PEM at all").expect("write garbage");
+    let err = reloader.reload().expect_err("garbage is refused");
+    assert!(matches!(err, TlsError::NoCertificate { .. }), "{err:?}");
+    assert_eq!(peer_cert(&tls_connect(addr, &both, &[]).await), second.der);
+
+    let _ = stop.send(());
+    tokio::time::timeout(STEP, running)
+        .await
+        .expect("server did not stop")
+        .expect("server task")
+        .expect("server result");
+}
+
+#[tokio::test]
+async fn unusable_files_fail_bind_with_a_typed_error() {
+    async fn bind_error(config: TlsConfig) -> TlsError {
+        match App::new().tls(config).bind("127.0.0.1:0").await {
+            Err(Error::Tls(err)) => err,
+            Err(other) => panic!("not a TLS error: {other:?}"),
+            Ok(_) => panic!("bound with unusable TLS files"),
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, other) = (make_cert(), make_cert());
+    let path = |name: &str| -> PathBuf { dir.path().join(name) };
+    let write = |name: &str, text: &str| std::fs::write(path(name), text).expect("write");
+    write("cert.pem", &cert.cert_pem);
+    write("key.pem", &cert.key_pem);
+    write("other-key.pem", &other.key_pem);
+    write("garbage.pem", "hello, I am not PEM\n");
+    write(
+        "broken.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END PRIVATE KEY-----\n",
+    );
+
+    let err = bind_error(TlsConfig::pem_files(path("missing.pem"), path("key.pem"))).await;
+    assert!(
+        matches!(
+            &err,
+            TlsError::Read {
+                what: "certificate",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+
+    let err = bind_error(TlsConfig::pem_files(path("cert.pem"), path("missing.pem"))).await;
+    assert!(
+        matches!(
+            &err,
+            TlsError::Read {
+                what: "private key",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let err = bind_error(TlsConfig::pem_files(path("garbage.pem"), path("key.pem"))).await;
+    assert!(matches!(&err, TlsError::NoCertificate { .. }), "{err:?}");
+
+    let err = bind_error(TlsConfig::pem_files(path("broken.pem"), path("key.pem"))).await;
+    assert!(matches!(&err, TlsError::Pem { .. }), "{err:?}");
+
+    // A key file that holds a certificate only.
+    let err = bind_error(TlsConfig::pem_files(path("cert.pem"), path("cert.pem"))).await;
+    assert!(matches!(&err, TlsError::NoPrivateKey { .. }), "{err:?}");
+
+    let err = bind_error(TlsConfig::pem_files(
+        path("cert.pem"),
+        path("other-key.pem"),
+    ))
+    .await;
+    assert!(matches!(&err, TlsError::KeyMismatch { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("does not match the certificate"),
+        "{err}"
+    );
+}
+
+/// A running `pushwire` process, killed if the test fails midway.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (bounded by [`STEP`]) for a line of `lines` that contains `needle`.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(err) => panic!("no line with {needle:?} within {STEP:?}: {err}"),
+        }
+    }
+}
+
+/// Every line of `stream`, through a channel (read on a thread of its own).
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn sighup(server: &Server) {
+    let status = Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -HUP failed");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (make_cert(), make_cert());
+    let files = write_files(dir.path(), &a);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PUSHWIRE_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .env_remove("RUST_LOG")
+        .args(["serve", "--port", "0", "--interval", "100ms", "--tls-cert"])
+        .arg(files.cert_path())
+        .arg("--tls-key")
+        .arg(files.key_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushwire");
+    let stdout = lines_of(child.stdout.take().expect("stdout"));
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    let server = Server(child);
+    let line = wait_for_line(&stdout, "counter demo at");
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("https://"))
+        .unwrap_or_else(|| panic!("no https URL in {line:?}"))
+        .trim_end_matches('/')
+        .parse()
+        .expect("an address in the URL");
+    let both = [&a.der, &b.der];
+
+    let mut old = wss_connect(addr, &both, "/socket").await;
+    assert_eq!(next_text(&mut old).await, "1");
+    assert_eq!(peer_cert(old.get_ref()), a.der);
+
+    write_files(dir.path(), &b);
+    sighup(&server);
+    wait_for_line(&stderr, "TLS certificate reloaded");
+    assert_eq!(peer_cert(&tls_connect(addr, &both, &[]).await), b.der);
+    let mut new = wss_connect(addr, &both, "/socket").await;
+    assert_eq!(next_text(&mut new).await, "1");
+    // The connection made with the old certificate goes on counting.
+    assert_eq!(next_text(&mut old).await, "2");
+    assert_eq!(next_text(&mut old).await, "3");
+
+    std::fs::write(files.cert_path(), "-----BEGIN CERTIFICATE-----\nbroken")
+        .expect("write a broken file");
+    sighup(&server);
+    let error = wait_for_line(&stderr, "TLS certificate not reloaded");
+    assert!(error.contains("ERROR"), "{error}");
+    assert_eq!(peer_cert(&tls_connect(addr, &both, &[]).await), b.der);
+    assert_eq!(next_text(&mut old).await, "4");
+    assert_eq!(next_text(&mut new).await, "2");
+    drop((old, new));
+    drop(server);
+}
+
+#[tokio::test]
+async fn the_tls_example_serves_the_page_and_counts_over_wss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let files = write_files(dir.path(), &cert);
+    let cert_path = files.cert_path().display().to_string();
+    let key_path = files.key_path().display().to_string();
+    let (_example, line) = common::start_example_with("tls", &["0", &cert_path, &key_path]).await;
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit("https://")
+        .next()
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (status, body) = https_get(addr, &cert, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"<h1 id="data">"#), "{body}");
+    let mut client = wss_connect(addr, &[&cert.der], "/socket").await;
+    assert_eq!(next_text(&mut client).await, "1");
+}
