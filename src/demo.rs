@@ -86,9 +86,9 @@ pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
 pub fn app(config: &ServeConfig) -> Result<App, Error> {
     let period = config.interval;
     let mut app = App::new()
+        .content_security_policy(BUNDLED_PAGES_CSP)
         .embedded_page("/", &INDEX)
         .embedded_page("/chat", &CHAT)
-        .content_security_policy(BUNDLED_PAGES_CSP)
         .allowed_origins(config.origins.clone())
         .connection_limits(config.connection_limits.clone())
         .http_limits(config.http_limits.clone())

@@ -129,7 +129,8 @@ impl App {
         match std::fs::read(file) {
             Ok(body) => {
                 let html = HeaderValue::from_static("text/html; charset=utf-8");
-                self.files = add_page(self.files, path, MemoryFile::new(html, Bytes::from(body)));
+                let file = MemoryFile::new(html, Bytes::from(body)).with_csp(self.csp.clone());
+                self.files = add_page(self.files, path, file);
             }
             Err(source) => self.errors.push(Error::Page {
                 path: file.to_path_buf(),
@@ -141,7 +142,8 @@ impl App {
 
     /// Serves an asset compiled into the binary on `path`.
     pub fn embedded_page(mut self, path: &str, asset: &Asset) -> Self {
-        self.files = add_page(self.files, path, MemoryFile::from_asset(asset));
+        let file = MemoryFile::from_asset(asset).with_csp(self.csp.clone());
+        self.files = add_page(self.files, path, file);
         self
     }
 
@@ -242,9 +244,10 @@ impl App {
         self
     }
 
-    /// Sends this `Content-Security-Policy` with every page and static file (the
-    /// demo uses [`BUNDLED_PAGES_CSP`]). A value that is not a valid header makes
-    /// [`App::bind`] fail.
+    /// Sends this `Content-Security-Policy` with the pages added after this call
+    /// ([`App::page`], [`App::embedded_page`]); the demo's pages use
+    /// [`BUNDLED_PAGES_CSP`]. Static folders are left alone: their pages are yours. A
+    /// value that is not a valid header makes [`App::bind`] fail.
     pub fn content_security_policy(mut self, policy: &str) -> Self {
         match HeaderValue::from_str(policy) {
             Ok(value) => self.csp = Some(value),
@@ -312,13 +315,6 @@ impl App {
                     }
                 },
             ))
-        };
-        let files = match &self.csp {
-            Some(csp) => files.layer(SetResponseHeaderLayer::if_not_present(
-                header::CONTENT_SECURITY_POLICY,
-                csp.clone(),
-            )),
-            None => files,
         };
         let sockets = sockets
             .route("/healthz", get(|| async { health(true) }))

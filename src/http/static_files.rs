@@ -37,6 +37,8 @@ pub(crate) struct MemoryFile {
     content_type: HeaderValue,
     body: Bytes,
     etag: HeaderValue,
+    /// A `Content-Security-Policy` to send with it.
+    csp: Option<HeaderValue>,
 }
 
 impl MemoryFile {
@@ -49,7 +51,14 @@ impl MemoryFile {
             content_type,
             body,
             etag,
+            csp: None,
         }
+    }
+
+    /// The same file, sent with this `Content-Security-Policy`.
+    pub(crate) fn with_csp(mut self, csp: Option<HeaderValue>) -> Self {
+        self.csp = csp;
+        self
     }
 
     pub(crate) fn from_asset(asset: &Asset) -> Self {
@@ -68,12 +77,18 @@ impl MemoryFile {
         if if_none_match(request, &self.etag) {
             return (StatusCode::NOT_MODIFIED, cache).into_response();
         }
-        (
+        let mut response = (
             cache,
             [(header::CONTENT_TYPE, self.content_type.clone())],
             Body::from(self.body.clone()),
         )
-            .into_response()
+            .into_response();
+        if let Some(csp) = &self.csp {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+        }
+        response
     }
 }
 
