@@ -5,7 +5,7 @@
 //!     cargo run --release --example echo -- --port 9001
 
 use clap::Parser;
-use pushwire::{App, Socket, ws};
+use pushwire::{App, Origins, Socket, ws};
 
 /// WebSocket echo server on ws://127.0.0.1:PORT/ (any path).
 #[derive(Parser)]
@@ -39,6 +39,10 @@ async fn main() -> Result<(), pushwire::Error> {
         }
     };
     let server = App::new()
+        // An echo server holds nothing worth protecting and is there to be tried
+        // from any page (the browser suite's page lives on another server), so it
+        // lets every origin in; pushwire's own server lets in its own host only.
+        .allowed_origins(Origins::any())
         .ws_config(config)
         .socket("/", echo)
         .socket("/{*path}", echo)

@@ -25,11 +25,13 @@
 // open for a slow step and all three engines are driven the same way.
 
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { clearArtifacts, saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
 import { launcherFor } from './engines.mjs';
 import {
-  freePort, headerValue, now, startByteCounter, startEcho, startServer, waitFor, withTimeout,
+  freePort, headerValue, makeTempDir, now, removeDir, startByteCounter, startEcho, startServer, waitFor,
+  withTimeout,
 } from './server.mjs';
 
 const STEP_TIMEOUT_MS = 20000;
@@ -188,7 +190,7 @@ function installWsProbe() {
 
   // A second socket to the counter page's own `socket`: two messages, then close.
   E.counter = (count) => E.start(async (job) => {
-    const url = new URL('socket', window.location.href);
+    const url = new URL('/socket', window.location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const s = socket('counter', url.href);
     job.progress = `connecting to ${url.href}`;
@@ -262,6 +264,7 @@ export async function runCompressionScenario({ engine, launch = launcherFor(engi
   const servers = {}; // counter, echo, plain (the --no-deflate echo)
   const relays = [];
   let browser = null;
+  let pageDir = null; // the static folder with the blank page
   let failed = true;
 
   /** Start a job in the page (`window.__wsE2e.<callSource>`) and poll it until done (≤ timeout). */
@@ -287,8 +290,13 @@ export async function runCompressionScenario({ engine, launch = launcherFor(engi
   try {
     // --- start everything ---------------------------------------------------------
     await step('serversReady', async () => {
+      // The page: a blank one from a static folder. The bundled pages' CSP lets them
+      // connect to their own server only, and this page talks to the echo server and
+      // to relays on other ports too.
+      pageDir = await makeTempDir('page');
+      await writeFile(path.join(pageDir, 'blank.html'), '<!doctype html><title>e2e</title><h1>e2e</h1>\n');
       const [counterServer, echoServer] = await Promise.allSettled([
-        startServer({ port: await freePort(), interval: '200ms', env: SERVER_ENV }),
+        startServer({ port: await freePort(), interval: '200ms', env: SERVER_ENV, staticDir: pageDir }),
         startEcho({ port: await freePort(), env: SERVER_ENV }),
       ]);
       servers.counter = counterServer.value; // whatever started is stopped at the end
@@ -300,7 +308,7 @@ export async function runCompressionScenario({ engine, launch = launcherFor(engi
     report.browser = browser.version || browser.name;
     log(`browser up (${report.browser}) in ${report.timings.browserLaunch}`);
     await step('pageLoad', async () => {
-      await browser.open(servers.counter.url);
+      await browser.open(`${servers.counter.url}static/blank.html`);
       assert.equal(await browser.evaluate(installWsProbe.toString()), true, 'installing the page probe');
     });
 
@@ -447,6 +455,7 @@ export async function runCompressionScenario({ engine, launch = launcherFor(engi
       ...relays.map((r) => r.close()),
       ...Object.values(servers).map((s) => s?.stop()),
     ]);
+    await removeDir(pageDir);
     report.timings.teardown = ms(now() - tc);
     report.serverOutput = Object.fromEntries(Object.entries(servers).filter(([, s]) => s).map(([k, s]) => [k, s.output()]));
     await writeReport(name, report);

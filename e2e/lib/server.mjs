@@ -348,11 +348,13 @@ async function spawnServer(name, bin, args, env = {}) {
  * `env` is added to the server's environment (e.g. `{ RUST_LOG: 'pushwire=debug' }`).
  * `tls` (`{ certFile, keyFile, certPem }`, see lib/tls.mjs) serves https and wss
  * with that certificate (`--tls-cert`, `--tls-key`); the URL is then https.
+ * `staticDir` serves that folder below /static/ (`--static-dir`).
  */
-export async function startServer({ port, interval = '1s', readyTimeout = 15000, env, tls } = {}) {
+export async function startServer({ port, interval = '1s', readyTimeout = 15000, env, tls, staticDir } = {}) {
   port ??= await freePort();
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--interval', interval];
   if (tls) args.push('--tls-cert', tls.certFile, '--tls-key', tls.keyFile);
+  if (staticDir) args.push('--static-dir', staticDir);
   const server = await spawnServer('pushwire', pushwireBinary(), args, env);
   server.port = port;
   server.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
