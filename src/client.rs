@@ -512,6 +512,8 @@ struct WireHello<'a> {
 struct WireMember<'a> {
     #[serde(borrow)]
     client: Cow<'a, str>,
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "present")]
     info: Option<&'a RawValue>,
 }
@@ -622,6 +624,7 @@ fn raw_data(value: &RawValue) -> Result<Data, ClientError> {
 fn member(wire: &WireMember<'_>) -> Result<Member, ClientError> {
     Ok(Member {
         client: Arc::from(wire.client.as_ref()),
+        user: wire.user.as_deref().map(Arc::from),
         info: wire.info.map(raw_data).transpose()?,
     })
 }

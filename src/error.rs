@@ -35,6 +35,9 @@ pub enum Error {
     /// The broker could not be set up (a malformed Redis URL).
     #[error("cannot use the broker: {0}")]
     Broker(#[from] crate::broker::BrokerError),
+    /// The token settings cannot be used (an unreadable or malformed key file).
+    #[error("tokens: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
     /// Serving failed after start.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),

@@ -297,3 +297,151 @@ fn a_bad_config_file_fails_in_one_line_naming_the_file() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("ws://"), "{stderr}");
 }
+
+/// A server started with `args` (on a free port) and its `/ws` URL.
+fn serve_with(args: &[&str]) -> (Server, String) {
+    let mut child = pushwire()
+        .args(["--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pushwire");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Server(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(STEP).expect("no line printed");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches('/')
+        .replacen("http://", "ws://", 1);
+    (server, format!("{url}/ws"))
+}
+
+/// Sends one request over `client` and answers the reply (skipping other messages).
+async fn ask(client: &mut common::Client, request: serde_json::Value) -> serde_json::Value {
+    use futures_util::SinkExt;
+    let id = request["id"].clone();
+    tokio::time::timeout(
+        STEP,
+        client.send(tokio_tungstenite::tungstenite::Message::text(
+            request.to_string(),
+        )),
+    )
+    .await
+    .expect("send timed out")
+    .expect("send");
+    loop {
+        let text = next_text(client).await;
+        let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        if value["id"] == id {
+            return value;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_minted_token_is_accepted_by_a_server_with_the_same_secret() {
+    let secret = "cli-test-secret-0123456789abcdef";
+    let (code, token, stderr) = run(pushwire()
+        .env("PUSHWIRE_TOKEN_SECRET", secret)
+        .args(["token", "--sub", "alice", "--ttl", "10m"])
+        .args(["--topic", "chat:*=sub,pub,presence", "--topic", "news=sub"])
+        .args(["--aud", "pushwire", "--iss", "backend"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let token = token.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let (server, url) = serve_with(&[
+        "--token-secret",
+        secret,
+        "--token-audience",
+        "pushwire",
+        "--token-issuer",
+        "backend",
+    ]);
+    let mut client = connect(&url).await;
+    next_text(&mut client).await; // hello
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "auth", "id": 1, "token": token}),
+    )
+    .await;
+    assert_eq!(reply["ok"]["user"], "alice", "{reply}");
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "pub", "id": 2, "topic": "chat:x", "data": 1}),
+    )
+    .await;
+    assert!(reply["ok"].is_object(), "{reply}");
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "pub", "id": 3, "topic": "news", "data": 1}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], 403, "{reply}");
+    drop(client);
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_token_signed_with_a_private_key_is_accepted_with_its_public_key() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+    let (code, token, stderr) = run(pushwire()
+        .args(["token", "--sub", "bob", "--alg", "RS256"])
+        .args(["--private-key", &format!("{keys}/rsa-private.pem")])
+        .args(["--subscription", "chat:room-1"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, connection, stderr) = run(pushwire()
+        .args(["token", "--sub", "bob", "--alg", "RS256"])
+        .args(["--private-key", &format!("{keys}/rsa-private.pem")]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (server, url) = serve_with(&["--token-public-key", &format!("{keys}/rsa-public.pem")]);
+    let mut client = connect(&url).await;
+    next_text(&mut client).await; // hello
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "auth", "id": 1, "token": connection.trim()}),
+    )
+    .await;
+    assert_eq!(reply["ok"]["user"], "bob", "{reply}");
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "sub", "id": 2, "topic": "chat:room-1", "token": token.trim()}),
+    )
+    .await;
+    assert_eq!(reply["ok"]["topic"], "chat:room-1", "{reply}");
+    drop(client);
+    drop(server);
+}
+
+#[test]
+fn token_without_a_key_or_with_a_bad_grant_fails_in_one_line() {
+    assert_one_line_failure(
+        run(pushwire().args(["token", "--sub", "a"])),
+        "give --secret",
+    );
+    assert_one_line_failure(
+        run(pushwire().args([
+            "token",
+            "--secret",
+            "s",
+            "--sub",
+            "a",
+            "--topic",
+            "news=read",
+        ])),
+        "unknown permission",
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--token-public-key", "/no/such/key.pem", "--port", "0"])),
+        "cannot read key file /no/such/key.pem",
+    );
+}

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::{AUTH_TIMEOUT, AuthConfig};
 use crate::broker::RedisConfig;
-use crate::config::{ServeConfig, parse_broker, parse_interval, parse_timeout, parse_ttl};
+use crate::config::{
+    ServeConfig, parse_broker, parse_interval, parse_leeway, parse_timeout, parse_ttl,
+};
 use crate::hub::{HistoryConfig, HubConfig};
 use crate::{Error, demo};
 
@@ -91,6 +94,58 @@ pub(crate) struct ServeArgs {
     /// such as 15s. Each node refreshes its members every third of this.
     #[arg(long, env = "PUSHWIRE_PRESENCE_TTL", default_value = "15s", value_name = "DURATION", value_parser = parse_ttl)]
     presence_ttl: Duration,
+
+    /// Require tokens (JWT) on topics, HS256-signed with this shared secret. With no
+    /// token key at all, topics are open to everyone.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    token_secret: Option<String>,
+
+    /// Require tokens signed by this key: a PEM RSA (RS256) or EC P-256 (ES256)
+    /// public key; repeat for several.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN_PUBLIC_KEY",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    token_public_key: Vec<PathBuf>,
+
+    /// Require tokens signed by a key of this JWKS file (RSA and P-256 keys, picked
+    /// by the token's kid); repeat for several.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN_JWKS",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    token_jwks: Vec<PathBuf>,
+
+    /// Tokens must name this audience (aud).
+    #[arg(long, env = "PUSHWIRE_TOKEN_AUDIENCE", value_name = "AUD")]
+    token_audience: Option<String>,
+
+    /// Tokens must come from this issuer (iss).
+    #[arg(long, env = "PUSHWIRE_TOKEN_ISSUER", value_name = "ISS")]
+    token_issuer: Option<String>,
+
+    /// Clock skew allowed on a token's exp and nbf, such as 30s.
+    #[arg(long, env = "PUSHWIRE_TOKEN_LEEWAY", default_value = "30s", value_name = "DURATION", value_parser = parse_leeway)]
+    token_leeway: Duration,
+
+    /// Anyone may subscribe to topics matching this pattern without a token (an
+    /// exact name, or a prefix ending in '*'); repeat for several.
+    #[arg(
+        long,
+        env = "PUSHWIRE_PUBLIC_TOPIC",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    public_topic: Vec<String>,
 }
 
 impl ServeArgs {
@@ -121,6 +176,16 @@ impl ServeArgs {
                 presence_ttl: self.presence_ttl,
                 max_pending: self.broker_max_pending as usize,
             }),
+            auth: AuthConfig {
+                secret: self.token_secret.filter(|secret| !secret.is_empty()),
+                public_keys: self.token_public_key,
+                jwks: self.token_jwks,
+                audience: self.token_audience,
+                issuer: self.token_issuer,
+                leeway: self.token_leeway,
+                public_topics: self.public_topic,
+                auth_timeout: AUTH_TIMEOUT,
+            },
         }
     }
 }

@@ -24,6 +24,7 @@ use super::publish::PublishApi;
 use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
 use super::upgrade::{Handler, SocketRoute, upgrade};
+use crate::auth::Verifier;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::transport::{self, poll, sse};
@@ -78,6 +79,7 @@ pub struct App {
     limits: HttpLimits,
     hub: Option<Hub>,
     api_key: Option<Arc<str>>,
+    auth: Option<Arc<Verifier>>,
 }
 
 impl Default for App {
@@ -107,6 +109,7 @@ impl App {
             limits: HttpLimits::default(),
             hub: None,
             api_key: None,
+            auth: None,
         }
     }
 
@@ -193,6 +196,14 @@ impl App {
     /// API accepts requests from loopback addresses only.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(Arc::from(key.into()));
+        self
+    }
+
+    /// Requires tokens on the topic routes, checked by `verifier` (see
+    /// [`crate::auth`]): `auth` on `/ws`, `?token=` or `Authorization: Bearer` on
+    /// `/sse` and `/poll`; the publish API accepts them besides its API key.
+    pub fn auth(mut self, verifier: Verifier) -> Self {
+        self.auth = Some(Arc::new(verifier));
         self
     }
 
@@ -288,8 +299,10 @@ impl App {
             .max_message_size
             .max(hub.config().max_data_size.saturating_add(ENVELOPE));
         let ws_hub = hub.clone();
-        let handler: Handler =
-            Arc::new(move |socket| crate::session::run(socket, ws_hub.clone()).boxed());
+        let ws_auth = self.auth.clone();
+        let handler: Handler = Arc::new(move |socket| {
+            crate::session::run(socket, ws_hub.clone(), ws_auth.clone()).boxed()
+        });
         let route = Arc::new(SocketRoute::new(
             handler,
             Arc::new(config),
@@ -298,6 +311,7 @@ impl App {
         let api = PublishApi {
             hub: hub.clone(),
             key: self.api_key.clone(),
+            auth: self.auth.clone(),
         };
         if self.api_key.is_none() {
             tracing::warn!(
@@ -306,6 +320,7 @@ impl App {
         }
         let shutdown = self.runtime.shutdown.clone();
         let (sse_hub, sse_shutdown) = (hub.clone(), shutdown.clone());
+        let (sse_auth, poll_auth) = (self.auth.clone(), self.auth.clone());
         let (single, batch) = (api.clone(), api);
         let sockets = self
             .sockets
@@ -325,6 +340,7 @@ impl App {
                     sse::respond(
                         sse_hub.clone(),
                         sse_shutdown.clone(),
+                        sse_auth.clone(),
                         request.headers().clone(),
                         query,
                     )
@@ -334,7 +350,13 @@ impl App {
                 "/poll",
                 get(move |request: Request| {
                     let query = request.uri().query().map(str::to_owned);
-                    poll::respond(hub.clone(), shutdown.clone(), query)
+                    poll::respond(
+                        hub.clone(),
+                        shutdown.clone(),
+                        poll_auth.clone(),
+                        request.headers().clone(),
+                        query,
+                    )
                 }),
             )
             .route(
