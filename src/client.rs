@@ -293,6 +293,14 @@ impl Client {
         })
     }
 
+    /// Authenticates (or refreshes) with a connection token, on a server that
+    /// requires tokens: `auth`. Answers the server's `{"user","expires"}` as JSON text.
+    pub async fn authenticate(&mut self, token: &str) -> Result<String, ClientError> {
+        let mut fields = String::from(",\"token\":");
+        push_json_str(&mut fields, token);
+        self.request("auth", &fields).await
+    }
+
     /// Stops the subscription to `topic`. Pushes of the topic already received stay
     /// queued for [`next_event`](Self::next_event).
     pub async fn unsubscribe(&mut self, topic: &str) -> Result<(), ClientError> {

@@ -445,3 +445,51 @@ fn token_without_a_key_or_with_a_bad_grant_fails_in_one_line() {
         "cannot read key file /no/such/key.pem",
     );
 }
+
+#[test]
+fn pub_and_sub_send_their_token_first() {
+    let secret = "cli-pubsub-secret-0123456789abcdef";
+    let (code, token, stderr) = run(pushwire().env("PUSHWIRE_TOKEN_SECRET", secret).args([
+        "token",
+        "--sub",
+        "ann",
+        "--topic",
+        "news=sub,pub",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let token = token.trim().to_owned();
+    let (_server, url) = serve_with(&["--token-secret", secret]);
+    let subscriber = pushwire()
+        .args(["sub", "news", "--count", "1", "--url", &url])
+        .env("PUSHWIRE_TOKEN", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushwire sub");
+    let mut subscriber = Server(subscriber);
+    // Publish until the subscriber (which may not have subscribed yet) has its message.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (code, _, stderr) =
+            run(pushwire().args(["pub", "news", "hello", "--url", &url, "--token", &token]));
+        assert_eq!(code, Some(0), "{stderr}");
+        if subscriber.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscriber got nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = String::new();
+    if let Some(mut stdout) = subscriber.0.stdout.take() {
+        std::io::Read::read_to_string(&mut stdout, &mut out).expect("read");
+    }
+    assert_eq!(out.trim(), "\"hello\"", "sub prints the data as JSON");
+    let (code, _, stderr) = run(pushwire().args(["pub", "news", "x", "--url", &url]));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("401"), "{stderr}");
+    let (code, _, stderr) =
+        run(pushwire().args(["pub", "news", "x", "--url", &url, "--token", "bad"]));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("the token was refused"), "{stderr}");
+}
