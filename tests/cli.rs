@@ -493,3 +493,54 @@ fn pub_and_sub_send_their_token_first() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("the token was refused"), "{stderr}");
 }
+
+#[tokio::test]
+async fn token_settings_come_from_the_settings_file_too() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(
+        &mut file,
+        b"token_secret = \"file-secret-0123456789abcdef0123\"\npublic-topic = [\"news\"]\ntoken-leeway = \"5s\"\n",
+    )
+    .expect("write");
+    let path = file.path().display().to_string();
+    let (_server, url) = serve_with(&["--config", &path]);
+    let http = url
+        .replacen("ws://", "http://", 1)
+        .trim_end_matches("/ws")
+        .to_owned();
+    let status = |path: String| async move {
+        tokio::time::timeout(STEP, reqwest::get(path))
+            .await
+            .expect("request timed out")
+            .expect("request")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        status(format!("{http}/poll?topic=news&timeout=0")).await,
+        200,
+        "a public topic"
+    );
+    assert_eq!(
+        status(format!("{http}/poll?topic=secret&timeout=0")).await,
+        401
+    );
+    let (_, token, stderr) = run(pushwire().args([
+        "token",
+        "--secret",
+        "file-secret-0123456789abcdef0123",
+        "--sub",
+        "a",
+        "--topic",
+        "secret=sub",
+    ]));
+    assert!(!token.is_empty(), "{stderr}");
+    assert_eq!(
+        status(format!(
+            "{http}/poll?topic=secret&timeout=0&token={}",
+            token.trim()
+        ))
+        .await,
+        200
+    );
+}
