@@ -50,7 +50,9 @@ impl Sink for SocketSink {
     }
 }
 
-/// Serves one `/ws` client until its connection closes.
+/// Serves one `/ws` client until its connection closes. With `verifier` it requires
+/// a token; `token` (from `?token=`) authenticates the connection from the start, and
+/// a refused one closes it with 3000 and the reason.
 ///
 /// A function returning an `async move` block rather than an `async fn`: the
 /// block holds its captures once, where an `async fn` keeps its arguments twice,
@@ -60,6 +62,7 @@ pub(crate) fn run(
     mut socket: Socket,
     hub: Hub,
     verifier: Option<Arc<Verifier>>,
+    token: Option<Box<str>>,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let client = hub.new_client_id();
@@ -77,6 +80,14 @@ pub(crate) fn run(
             .is_err()
         {
             return;
+        }
+        if let (Some(auth), Some(token)) = (&mut session.auth, token)
+            && let Err(err) = auth.authenticate(&token)
+        {
+            socket.sender().close(
+                CloseCode(auth::CLOSE_UNAUTHORIZED),
+                truncate_reason(&err.message),
+            );
         }
         while let Some(message) = socket.recv().await {
             let keep_going = match message {
@@ -265,6 +276,15 @@ impl Drop for AuthState {
         self.watchdog.stopped.store(true, Ordering::Release);
         self.watchdog.wake.notify_one();
     }
+}
+
+/// A close reason fits in 123 bytes.
+fn truncate_reason(text: &str) -> String {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 fn not_authenticated() -> ErrorReply {
@@ -459,7 +479,7 @@ mod tests {
     #[test]
     fn an_idle_session_is_small() {
         let hub = Hub::default();
-        let handler = |socket: Socket| run(socket, hub.clone(), None);
+        let handler = |socket: Socket| run(socket, hub.clone(), None, None);
         let size = future_size(&handler);
         assert!(size <= 400, "the session future grew to {size} bytes");
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::topics::*;
-use common::{Client, Running, STEP, next_close, start};
+use common::{Client, Running, STEP, connect, next_close, start};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use pushwire::auth::{AuthConfig, Claims, SigningKey, Verifier, now, sign};
 use pushwire::{App, Hub, HubConfig};
@@ -690,6 +690,24 @@ async fn without_a_key_tokens_are_not_needed_and_auth_is_refused_plainly() {
     assert_eq!(sub(&mut client, "news", None).await["topic"], "news");
     let reply = auth(&mut client, &hs256(&claims("tom", 60, &[]))).await;
     assert_eq!(error(&reply).0, 400, "{reply}");
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_in_the_ws_url_authenticates_at_once_and_a_bad_one_closes_with_3000() {
+    let server = start_secret().await;
+    let token = hs256(&claims("uma", 60, &[("news", &["sub"])]));
+    let mut client = connect(&server.ws_url(&format!("/ws?token={token}"))).await;
+    let hello = next_json(&mut client).await;
+    assert!(hello["hello"].is_object(), "{hello}");
+    assert_eq!(sub(&mut client, "news", None).await["topic"], "news");
+    drop(client);
+    let expired = hs256(&claims("uma", -60, &[("news", &["sub"])]));
+    let mut client = connect(&server.ws_url(&format!("/ws?token={expired}"))).await;
+    let close = next_close(&mut client).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 3000);
+    assert_eq!(close.reason.as_str(), "token expired");
     drop(client);
     server.stop().await;
 }

@@ -298,13 +298,9 @@ impl App {
         config.max_message_size = config
             .max_message_size
             .max(hub.config().max_data_size.saturating_add(ENVELOPE));
-        let ws_hub = hub.clone();
-        let ws_auth = self.auth.clone();
-        let handler: Handler = Arc::new(move |socket| {
-            crate::session::run(socket, ws_hub.clone(), ws_auth.clone()).boxed()
-        });
+        let (ws_hub, ws_auth) = (hub.clone(), self.auth.clone());
         let route = Arc::new(SocketRoute::new(
-            handler,
+            session_handler(hub.clone(), self.auth.clone(), None),
             Arc::new(config),
             self.runtime.clone(),
         ));
@@ -329,7 +325,20 @@ impl App {
                 "/ws",
                 axum::routing::any(
                     move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
-                        upgrade(Arc::clone(&route), peer, request)
+                        // `?token=` authenticates at once (the `auth` request is the
+                        // main way: URLs end up in logs).
+                        let token = ws_auth
+                            .as_ref()
+                            .and_then(|_| transport::query_token(request.uri().query()));
+                        let route = match token {
+                            None => Arc::clone(&route),
+                            Some(token) => Arc::new(SocketRoute::new(
+                                session_handler(ws_hub.clone(), ws_auth.clone(), Some(token)),
+                                Arc::clone(&route.config),
+                                route.runtime.clone(),
+                            )),
+                        };
+                        upgrade(route, peer, request)
                     },
                 ),
             )
@@ -382,6 +391,14 @@ impl App {
             );
         (files, sockets)
     }
+}
+
+/// The `/ws` handler: a topic session on `hub`, with tokens checked by `auth`, and
+/// already authenticated with `token` (from `?token=`) if given.
+fn session_handler(hub: Hub, auth: Option<Arc<Verifier>>, token: Option<Box<str>>) -> Handler {
+    Arc::new(move |socket| {
+        crate::session::run(socket, hub.clone(), auth.clone(), token.clone()).boxed()
+    })
 }
 
 /// `/healthz` and `/readyz` answers: 200 `ok`, or 503 `unavailable`.

@@ -137,6 +137,14 @@ pub(crate) fn wanted(query: Option<&str>) -> Result<Wanted, HttpError> {
     })
 }
 
+/// The `token=…` parameter of a query, if any.
+pub(crate) fn query_token(query: Option<&str>) -> Option<Box<str>> {
+    query_pairs(query?)
+        .into_iter()
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_boxed_str())
+}
+
 /// The bearer token of `Authorization: Bearer …`, if any.
 pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     headers
