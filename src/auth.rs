@@ -384,13 +384,18 @@ impl Verifier {
         validation.leeway = config.leeway.as_secs();
         validation.validate_nbf = true;
         validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured audience or issuer must also be present, not only right when
+        // present (jsonwebtoken checks them only in tokens that have them).
+        let mut required = vec!["exp"];
         if let Some(aud) = &config.audience {
             validation.set_audience(&[aud]);
+            required.push("aud");
         }
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Some(Self {
             keys,
             validation,
@@ -801,6 +806,53 @@ mod tests {
         assert_eq!(
             v.claims(&none).err(),
             Some(TokenError::Algorithm("none".into()))
+        );
+    }
+
+    #[test]
+    fn audience_and_issuer_when_configured_are_required() {
+        let config = AuthConfig {
+            secret: Some("s3cret".into()),
+            audience: Some("pushwire".into()),
+            issuer: Some("backend".into()),
+            ..AuthConfig::default()
+        };
+        let v = match Verifier::from_config(&config) {
+            Ok(Some(v)) => v,
+            other => panic!("{other:?}"),
+        };
+        let right = Claims {
+            sub: Some("alice".into()),
+            exp: now() + 60,
+            aud: Some("pushwire".into()),
+            iss: Some("backend".into()),
+            ..Claims::default()
+        };
+        assert!(v.claims(&token(&right, "s3cret")).is_ok());
+        let no_aud = Claims {
+            aud: None,
+            ..right.clone()
+        };
+        assert!(matches!(
+            v.claims(&token(&no_aud, "s3cret")),
+            Err(TokenError::Claims(_))
+        ));
+        let no_iss = Claims { iss: None, ..right };
+        assert!(matches!(
+            v.claims(&token(&no_iss, "s3cret")),
+            Err(TokenError::Claims(_))
+        ));
+        // Without a configured audience, a token naming one is refused (RFC 7519 4.1.3).
+        let open = verifier("s3cret");
+        let with_aud = Claims {
+            sub: Some("alice".into()),
+            exp: now() + 60,
+            aud: Some("pushwire".into()),
+            ..Claims::default()
+        };
+        assert_eq!(
+            open.claims(&token(&with_aud, "s3cret")).err(),
+            Some(TokenError::Audience)
         );
     }
 
