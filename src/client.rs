@@ -293,6 +293,14 @@ impl Client {
         })
     }
 
+    /// Authenticates (or refreshes) with a connection token, on a server that
+    /// requires tokens: `auth`. Answers the server's `{"user","expires"}` as JSON text.
+    pub async fn authenticate(&mut self, token: &str) -> Result<String, ClientError> {
+        let mut fields = String::from(",\"token\":");
+        push_json_str(&mut fields, token);
+        self.request("auth", &fields).await
+    }
+
     /// Stops the subscription to `topic`. Pushes of the topic already received stay
     /// queued for [`next_event`](Self::next_event).
     pub async fn unsubscribe(&mut self, topic: &str) -> Result<(), ClientError> {
@@ -512,6 +520,8 @@ struct WireHello<'a> {
 struct WireMember<'a> {
     #[serde(borrow)]
     client: Cow<'a, str>,
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "present")]
     info: Option<&'a RawValue>,
 }
@@ -622,6 +632,7 @@ fn raw_data(value: &RawValue) -> Result<Data, ClientError> {
 fn member(wire: &WireMember<'_>) -> Result<Member, ClientError> {
     Ok(Member {
         client: Arc::from(wire.client.as_ref()),
+        user: wire.user.as_deref().map(Arc::from),
         info: wire.info.map(raw_data).transpose()?,
     })
 }

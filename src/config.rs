@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::AuthConfig;
 use crate::broker::RedisConfig;
 use crate::http::{ConnectionLimits, HttpLimits, Origins, TlsConfig};
 use crate::hub::HubConfig;
@@ -44,6 +45,8 @@ pub struct ServeConfig {
     pub http_limits: HttpLimits,
     /// Serve https and wss with this certificate and key; `None`: plain http and ws.
     pub tls: Option<TlsConfig>,
+    /// Tokens: keys, claims checked, public topics; no key means no tokens needed.
+    pub auth: AuthConfig,
 }
 
 impl Default for ServeConfig {
@@ -60,6 +63,7 @@ impl Default for ServeConfig {
             connection_limits: ConnectionLimits::default(),
             http_limits: HttpLimits::default(),
             tls: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -104,6 +108,16 @@ pub fn parse_broker(text: &str) -> Result<String, String> {
     }
     ::redis::Client::open(text).map_err(|err| format!("not a Redis URL: {err}"))?;
     Ok(text.to_owned())
+}
+
+/// Parses a token clock skew such as `30s` (0 to 5 min).
+pub fn parse_leeway(text: &str) -> Result<Duration, String> {
+    let leeway = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 30s)"))?;
+    if leeway > Duration::from_secs(300) {
+        return Err(String::from("must be at most 5min"));
+    }
+    Ok(leeway)
 }
 
 /// Parses a broker timeout such as `1s` or `500ms` (10 ms to 1 min).

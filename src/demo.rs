@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Verifier;
 use crate::broker::RedisBroker;
 use crate::config::ServeConfig;
 use crate::error::Error;
@@ -81,8 +82,9 @@ pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
 /// The demo app: the counter page at `/`, the chat page at `/chat`, their assets
 /// below `/static/` (embedded, or the configured folder), the counter at `/socket`,
 /// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on the hub of [`hub`];
-/// over TLS when [`ServeConfig::tls`] is set. Fails only on a malformed broker URL
-/// (TLS files are read when the app is bound).
+/// over TLS when [`ServeConfig::tls`] is set. With a token key configured, topics
+/// require tokens (see [`crate::auth`]). Fails on a malformed broker URL or an
+/// unusable key file (TLS files are read when the app is bound).
 pub fn app(config: &ServeConfig) -> Result<App, Error> {
     let period = config.interval;
     let mut app = App::new()
@@ -98,6 +100,9 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
     }
     if let Some(tls) = &config.tls {
         app = app.tls(tls.clone());
+    }
+    if let Some(verifier) = Verifier::from_config(&config.auth)? {
+        app = app.auth(verifier);
     }
     let app = match &config.static_dir {
         Some(dir) => app.static_dir("/static", dir),

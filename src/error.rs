@@ -41,6 +41,9 @@ pub enum Error {
     /// The TLS certificate or key cannot be used (see [`TlsError`](crate::TlsError)).
     #[error(transparent)]
     Tls(#[from] crate::http::TlsError),
+    /// The token settings cannot be used (an unreadable or malformed key file).
+    #[error("tokens: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
     /// Serving failed after start.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),

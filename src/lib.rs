@@ -61,6 +61,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -25,6 +25,8 @@ pub enum Request {
         since: Option<Position>,
         /// What to show in presence.
         info: Option<Data>,
+        /// A subscription token for this topic (see `crate::auth`).
+        token: Option<String>,
     },
     /// `unsub`: stop a subscription.
     Unsub {
@@ -43,12 +45,17 @@ pub enum Request {
         /// The topic.
         topic: Topic,
     },
+    /// `auth`: authenticate (or refresh) with a connection token.
+    Auth {
+        /// The token (a JWT).
+        token: String,
+    },
 }
 
 /// An error reply's code and message (the codes are listed in `docs/protocol.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorReply {
-    /// The code: 400, 403, 404, 405, 409, 413, 422, 429 or 503.
+    /// The code: 400, 401, 403, 404, 405, 409, 413, 422, 429 or 503.
     pub code: u16,
     /// What went wrong, for people.
     pub message: String,
@@ -77,6 +84,8 @@ struct Wire<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     info: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// A field that is present, whatever its value (`null` included).
@@ -194,7 +203,12 @@ fn parse_fields(text: &str, max_data_size: usize) -> Result<Request, ErrorReply>
                 Some(info) => Some(raw_data(info)?),
                 None => None,
             };
-            Ok(Request::Sub { topic, since, info })
+            Ok(Request::Sub {
+                topic,
+                since,
+                info,
+                token: wire.token.map(Cow::into_owned),
+            })
         }
         "unsub" => Ok(Request::Unsub { topic: topic()? }),
         "pub" => {
@@ -217,6 +231,15 @@ fn parse_fields(text: &str, max_data_size: usize) -> Result<Request, ErrorReply>
             })
         }
         "presence" => Ok(Request::Presence { topic: topic()? }),
+        "auth" => match wire.token {
+            Some(token) => Ok(Request::Auth {
+                token: token.into_owned(),
+            }),
+            None => Err(ErrorReply::new(
+                400,
+                "invalid request: missing field \"token\"",
+            )),
+        },
         other => Err(ErrorReply::new(
             405,
             format!("unknown op {:?}", truncate(other, 64)),

@@ -6,7 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
+use tokio::sync::Notify;
+
+use crate::auth::{self, Identity, Permission, Verifier};
 use crate::hub::{Hub, Member, PublishError, Push, Sink, Subscription, Topic};
 use crate::protocol::{self, ErrorReply, Request};
 use crate::ws::{CloseCode, Message, Sender, Socket, TrySendError};
@@ -48,28 +53,45 @@ impl Sink for SocketSink {
     }
 }
 
-/// Serves one `/ws` client until its connection closes.
+/// Serves one `/ws` client until its connection closes. With `verifier` it requires
+/// a token; `token` (from `?token=`) authenticates the connection from the start, and
+/// a refused one closes it with 3000 and the reason.
 ///
 /// A function returning an `async move` block rather than an `async fn`: the
 /// block holds its captures once, where an `async fn` keeps its arguments twice,
 /// and every idle connection pays for this future's size.
 #[allow(clippy::manual_async_fn)] // deliberate: see above
-pub(crate) fn run(mut socket: Socket, hub: Hub) -> impl Future<Output = ()> + Send {
+pub(crate) fn run(
+    mut socket: Socket,
+    hub: Hub,
+    verifier: Option<Arc<Verifier>>,
+    token: Option<Box<str>>,
+) -> impl Future<Output = ()> + Send {
     async move {
         let client = hub.new_client_id();
         let sink: Arc<dyn Sink> = Arc::new(SocketSink(socket.sender()));
+        let auth = verifier.map(|verifier| AuthState::start(verifier, socket.sender()));
         let mut session = Session {
             hub,
             client,
             sink,
             subscriptions: BTreeMap::new(),
             bucket: Bucket::full(),
+            auth,
         };
         if Box::pin(socket.send(protocol::hello(&session.client)))
             .await
             .is_err()
         {
             return;
+        }
+        if let (Some(auth), Some(token)) = (&mut session.auth, token)
+            && let Err(err) = auth.authenticate(&token)
+        {
+            socket.sender().close(
+                CloseCode(auth::CLOSE_UNAUTHORIZED),
+                truncate_reason(&err.message),
+            );
         }
         while let Some(message) = socket.recv().await {
             let keep_going = match message {
@@ -98,6 +120,218 @@ struct Session {
     /// allocation until the first subscription.
     subscriptions: BTreeMap<Topic, Subscription>,
     bucket: Bucket,
+    /// `Some` when tokens are required; boxed, so a session without them stays small.
+    auth: Option<Box<AuthState>>,
+}
+
+/// What a session knows about its client's tokens.
+struct AuthState {
+    verifier: Arc<Verifier>,
+    /// The connection token's identity, once `auth` succeeded.
+    identity: Option<Identity>,
+    /// Topics subscribed with a subscription token (which also grants presence).
+    granted: Vec<Topic>,
+    watchdog: Arc<Watchdog>,
+}
+
+/// The deadline of a connection, watched by a task of its own (so the idle session
+/// holds no timer): first the time to authenticate, then the token's expiry (plus
+/// the allowed clock skew). At the deadline the connection is closed with 3000.
+struct Watchdog {
+    /// Unix milliseconds; 0: none.
+    deadline: AtomicU64,
+    authenticated: AtomicBool,
+    stopped: AtomicBool,
+    wake: Notify,
+}
+
+impl Watchdog {
+    fn set(&self, deadline: u64, authenticated: bool) {
+        self.authenticated.store(authenticated, Ordering::Release);
+        self.deadline.store(deadline, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl AuthState {
+    fn start(verifier: Arc<Verifier>, sender: Sender) -> Box<Self> {
+        let timeout = u64::try_from(verifier.auth_timeout().as_millis()).unwrap_or(u64::MAX);
+        let watchdog = Arc::new(Watchdog {
+            deadline: AtomicU64::new(unix_millis().saturating_add(timeout)),
+            authenticated: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        tokio::spawn(watch(sender, Arc::clone(&watchdog)));
+        Box::new(Self {
+            verifier,
+            identity: None,
+            granted: Vec::new(),
+            watchdog,
+        })
+    }
+
+    fn user(&self) -> Option<&Arc<str>> {
+        self.identity.as_ref().map(|identity| &identity.user)
+    }
+
+    /// Whether `request` may go ahead (`auth` itself always may).
+    fn authorize(&mut self, request: &Request) -> Result<(), ErrorReply> {
+        let decision = match request {
+            Request::Auth { .. } | Request::Unsub { .. } => return Ok(()),
+            Request::Sub {
+                topic,
+                token: Some(token),
+                ..
+            } => {
+                let grant = self
+                    .verifier
+                    .subscription(token)
+                    .map_err(|err| err.reply())?;
+                let Some(user) = self.user() else {
+                    return Err(not_authenticated());
+                };
+                if **user != *grant.user {
+                    return Err(ErrorReply::new(
+                        403,
+                        "the subscription token is for another user",
+                    ));
+                }
+                if grant.topic != topic.as_str() {
+                    return Err(ErrorReply::new(
+                        403,
+                        format!(
+                            "the subscription token is for topic {:?}, not {:?}",
+                            grant.topic,
+                            topic.as_str()
+                        ),
+                    ));
+                }
+                if !self.granted.contains(topic) {
+                    self.granted.push(topic.clone());
+                }
+                return Ok(());
+            }
+            Request::Sub { topic, .. } => {
+                let decision = self
+                    .verifier
+                    .decide(self.identity.as_ref(), topic, Permission::Sub);
+                if decision.is_ok() && self.identity.is_none() {
+                    // A client of public topics only: it need not authenticate.
+                    self.watchdog.set(0, false);
+                }
+                decision
+            }
+            Request::Pub { topic, .. } => {
+                self.verifier
+                    .decide(self.identity.as_ref(), topic, Permission::Pub)
+            }
+            Request::Presence { topic } => {
+                if self.identity.is_some() && self.granted.contains(topic) {
+                    return Ok(());
+                }
+                self.verifier
+                    .decide(self.identity.as_ref(), topic, Permission::Presence)
+            }
+        };
+        decision.map_err(|err| {
+            if self.identity.is_none() && err.code == 401 {
+                not_authenticated()
+            } else {
+                err
+            }
+        })
+    }
+
+    /// `auth`: checks the token and (re)arms the expiry.
+    fn authenticate(&mut self, token: &str) -> Result<String, ErrorReply> {
+        let identity = self.verifier.connection(token).map_err(|err| {
+            tracing::debug!(error = %err, "token refused");
+            err.reply()
+        })?;
+        if let Some(user) = self.user()
+            && *user != identity.user
+        {
+            return Err(ErrorReply::new(
+                403,
+                format!(
+                    "the connection is authenticated as {user:?}; the token is for another user"
+                ),
+            ));
+        }
+        let close_at = identity
+            .expires
+            .saturating_add(self.verifier.leeway().as_secs())
+            .saturating_mul(1000);
+        self.watchdog.set(close_at, true);
+        let reply = serde_json::json!({"user": &*identity.user, "expires": identity.expires});
+        self.identity = Some(identity);
+        Ok(reply.to_string())
+    }
+}
+
+impl Drop for AuthState {
+    fn drop(&mut self) {
+        self.watchdog.stopped.store(true, Ordering::Release);
+        self.watchdog.wake.notify_one();
+    }
+}
+
+/// A close reason fits in 123 bytes.
+fn truncate_reason(text: &str) -> String {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+fn not_authenticated() -> ErrorReply {
+    ErrorReply::new(
+        401,
+        "authenticate first: {\"op\":\"auth\",\"id\":…,\"token\":…}",
+    )
+}
+
+/// Closes the connection with 3000 when its deadline passes without a refresh.
+async fn watch(sender: Sender, watchdog: Arc<Watchdog>) {
+    loop {
+        if watchdog.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let deadline = watchdog.deadline.load(Ordering::Acquire);
+        let wait =
+            (deadline != 0).then(|| Duration::from_millis(deadline.saturating_sub(unix_millis())));
+        tokio::select! {
+            () = sender.closed() => return,
+            () = watchdog.wake.notified() => {}
+            () = async {
+                match wait {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if watchdog.deadline.load(Ordering::Acquire) == deadline
+                    && !watchdog.stopped.load(Ordering::Acquire)
+                {
+                    let reason = if watchdog.authenticated.load(Ordering::Acquire) {
+                        auth::TOKEN_EXPIRED
+                    } else {
+                        auth::AUTH_TIMED_OUT
+                    };
+                    tracing::info!("{}: closing: {reason}", sender.id());
+                    sender.close(CloseCode(auth::CLOSE_UNAUTHORIZED), reason);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// A token bucket of requests: one second's worth of tokens, refilled at the rate.
@@ -148,7 +382,7 @@ impl Session {
     /// Handles one request; `false` when the connection is done for.
     async fn handle(&mut self, socket: &Socket, text: &str) -> bool {
         let max_data = self.hub.config().max_data_size;
-        let (id, request) = protocol::parse(text, max_data);
+        let (id, mut request) = protocol::parse(text, max_data);
         let rate = self.hub.config().max_requests_per_second;
         if rate > 0
             && let Err(close) = self.bucket.take(rate)
@@ -164,10 +398,24 @@ impl Session {
             );
             return socket.send(protocol::error(&id, &err)).await.is_ok();
         }
+        if let (Some(auth), Ok(checked)) = (&mut self.auth, &request)
+            && let Err(err) = auth.authorize(checked)
+        {
+            request = Err(err);
+        }
         let reply = match request {
-            Ok(Request::Sub { topic, since, info }) => {
+            Ok(Request::Sub {
+                topic, since, info, ..
+            }) => {
                 return self.subscribe(socket, &id, topic, since, info).await;
             }
+            Ok(Request::Auth { token }) => match &mut self.auth {
+                Some(auth) => auth.authenticate(&token),
+                None => Err(ErrorReply::new(
+                    400,
+                    "authentication is not enabled on this server",
+                )),
+            },
             Ok(Request::Unsub { topic }) => match self.subscriptions.remove(&topic) {
                 Some(subscription) => {
                     drop(subscription);
@@ -244,6 +492,7 @@ impl Session {
         }
         let member = Member {
             client: Arc::clone(&self.client),
+            user: self.auth.as_ref().and_then(|auth| auth.user().cloned()),
             info,
         };
         let pending = self
@@ -294,7 +543,7 @@ mod tests {
     #[test]
     fn an_idle_session_is_small() {
         let hub = Hub::default();
-        let handler = |socket: Socket| run(socket, hub.clone());
+        let handler = |socket: Socket| run(socket, hub.clone(), None, None);
         let size = future_size(&handler);
         assert!(size <= 400, "the session future grew to {size} bytes");
     }

@@ -395,3 +395,250 @@ fn with_tls_the_server_prints_https_and_wss_urls() {
         "{line}"
     );
 }
+
+/// A server started with `args` (on a free port) and its `/ws` URL.
+fn serve_with(args: &[&str]) -> (Server, String) {
+    let mut child = pushwire()
+        .args(["--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pushwire");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Server(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(STEP).expect("no line printed");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches('/')
+        .replacen("http://", "ws://", 1);
+    (server, format!("{url}/ws"))
+}
+
+/// Sends one request over `client` and answers the reply (skipping other messages).
+async fn ask(client: &mut common::Client, request: serde_json::Value) -> serde_json::Value {
+    use futures_util::SinkExt;
+    let id = request["id"].clone();
+    tokio::time::timeout(
+        STEP,
+        client.send(tokio_tungstenite::tungstenite::Message::text(
+            request.to_string(),
+        )),
+    )
+    .await
+    .expect("send timed out")
+    .expect("send");
+    loop {
+        let text = next_text(client).await;
+        let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        if value["id"] == id {
+            return value;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_minted_token_is_accepted_by_a_server_with_the_same_secret() {
+    let secret = "cli-test-secret-0123456789abcdef";
+    let (code, token, stderr) = run(pushwire()
+        .env("PUSHWIRE_TOKEN_SECRET", secret)
+        .args(["token", "--sub", "alice", "--ttl", "10m"])
+        .args(["--topic", "chat:*=sub,pub,presence", "--topic", "news=sub"])
+        .args(["--aud", "pushwire", "--iss", "backend"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let token = token.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let (server, url) = serve_with(&[
+        "--token-secret",
+        secret,
+        "--token-audience",
+        "pushwire",
+        "--token-issuer",
+        "backend",
+    ]);
+    let mut client = connect(&url).await;
+    next_text(&mut client).await; // hello
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "auth", "id": 1, "token": token}),
+    )
+    .await;
+    assert_eq!(reply["ok"]["user"], "alice", "{reply}");
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "pub", "id": 2, "topic": "chat:x", "data": 1}),
+    )
+    .await;
+    assert!(reply["ok"].is_object(), "{reply}");
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "pub", "id": 3, "topic": "news", "data": 1}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], 403, "{reply}");
+    drop(client);
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_token_signed_with_a_private_key_is_accepted_with_its_public_key() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+    let (code, token, stderr) = run(pushwire()
+        .args(["token", "--sub", "bob", "--alg", "RS256"])
+        .args(["--private-key", &format!("{keys}/rsa-private.pem")])
+        .args(["--subscription", "chat:room-1"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, connection, stderr) = run(pushwire()
+        .args(["token", "--sub", "bob", "--alg", "RS256"])
+        .args(["--private-key", &format!("{keys}/rsa-private.pem")]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (server, url) = serve_with(&["--token-public-key", &format!("{keys}/rsa-public.pem")]);
+    let mut client = connect(&url).await;
+    next_text(&mut client).await; // hello
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "auth", "id": 1, "token": connection.trim()}),
+    )
+    .await;
+    assert_eq!(reply["ok"]["user"], "bob", "{reply}");
+    let reply = ask(
+        &mut client,
+        serde_json::json!({"op": "sub", "id": 2, "topic": "chat:room-1", "token": token.trim()}),
+    )
+    .await;
+    assert_eq!(reply["ok"]["topic"], "chat:room-1", "{reply}");
+    drop(client);
+    drop(server);
+}
+
+#[test]
+fn token_without_a_key_or_with_a_bad_grant_fails_in_one_line() {
+    assert_one_line_failure(
+        run(pushwire().args(["token", "--sub", "a"])),
+        "give --secret",
+    );
+    assert_one_line_failure(
+        run(pushwire().args([
+            "token",
+            "--secret",
+            "s",
+            "--sub",
+            "a",
+            "--topic",
+            "news=read",
+        ])),
+        "unknown permission",
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--token-public-key", "/no/such/key.pem", "--port", "0"])),
+        "cannot read key file /no/such/key.pem",
+    );
+}
+
+#[test]
+fn pub_and_sub_send_their_token_first() {
+    let secret = "cli-pubsub-secret-0123456789abcdef";
+    let (code, token, stderr) = run(pushwire().env("PUSHWIRE_TOKEN_SECRET", secret).args([
+        "token",
+        "--sub",
+        "ann",
+        "--topic",
+        "news=sub,pub",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let token = token.trim().to_owned();
+    let (_server, url) = serve_with(&["--token-secret", secret]);
+    let subscriber = pushwire()
+        .args(["sub", "news", "--count", "1", "--url", &url])
+        .env("PUSHWIRE_TOKEN", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushwire sub");
+    let mut subscriber = Server(subscriber);
+    // Publish until the subscriber (which may not have subscribed yet) has its message.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (code, _, stderr) =
+            run(pushwire().args(["pub", "news", "hello", "--url", &url, "--token", &token]));
+        assert_eq!(code, Some(0), "{stderr}");
+        if subscriber.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscriber got nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = String::new();
+    if let Some(mut stdout) = subscriber.0.stdout.take() {
+        std::io::Read::read_to_string(&mut stdout, &mut out).expect("read");
+    }
+    assert_eq!(out.trim(), "\"hello\"", "sub prints the data as JSON");
+    let (code, _, stderr) = run(pushwire().args(["pub", "news", "x", "--url", &url]));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("401"), "{stderr}");
+    let (code, _, stderr) =
+        run(pushwire().args(["pub", "news", "x", "--url", &url, "--token", "bad"]));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("the token was refused"), "{stderr}");
+}
+
+#[tokio::test]
+async fn token_settings_come_from_the_settings_file_too() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(
+        &mut file,
+        b"token_secret = \"file-secret-0123456789abcdef0123\"\npublic-topic = [\"news\"]\ntoken-leeway = \"5s\"\n",
+    )
+    .expect("write");
+    let path = file.path().display().to_string();
+    let (_server, url) = serve_with(&["--config", &path]);
+    let http = url
+        .replacen("ws://", "http://", 1)
+        .trim_end_matches("/ws")
+        .to_owned();
+    let status = |path: String| async move {
+        tokio::time::timeout(STEP, reqwest::get(path))
+            .await
+            .expect("request timed out")
+            .expect("request")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        status(format!("{http}/poll?topic=news&timeout=0")).await,
+        200,
+        "a public topic"
+    );
+    assert_eq!(
+        status(format!("{http}/poll?topic=secret&timeout=0")).await,
+        401
+    );
+    let (_, token, stderr) = run(pushwire().args([
+        "token",
+        "--secret",
+        "file-secret-0123456789abcdef0123",
+        "--sub",
+        "a",
+        "--topic",
+        "secret=sub",
+    ]));
+    assert!(!token.is_empty(), "{stderr}");
+    assert_eq!(
+        status(format!(
+            "{http}/poll?topic=secret&timeout=0&token={}",
+            token.trim()
+        ))
+        .await,
+        200
+    );
+}

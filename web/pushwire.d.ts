@@ -50,11 +50,34 @@ export interface Published extends Position {
 export interface Member {
   /** The server's id for that connection (the `id` of the client, see `Client.id`). */
   client: string;
+  /** The user id (`sub`) of that connection's token, on a server that requires tokens. */
+  user?: string;
   /** What that client passed as `info` when it subscribed (WebSocket only); null if nothing. */
   info: Json;
 }
 
+/**
+ * A token (JWT) for a server that requires them, or a function returning one (sync or async),
+ * called again on every (re)connect and refresh so that it can fetch a fresh token.
+ */
+export type TokenSource = string | (() => string | null | undefined | Promise<string | null | undefined>);
+
+/** The 'auth' event: the server accepted the token (WebSocket). */
+export interface AuthEvent {
+  /** The token's user id (`sub`). */
+  user: string | null;
+  /** When the token expires, in Unix seconds. */
+  expires: number | undefined;
+}
+
 export interface ConnectOptions {
+  /**
+   * The token to show (docs/protocol.md, "Authentication"). Over WebSocket it is sent as the first
+   * request (`auth`) on every connection; over SSE and long-poll it goes in `?token=`; the HTTP
+   * publish fallback sends it as `Authorization: Bearer`. With a function, the client also
+   * refreshes the token over WebSocket before it expires.
+   */
+  token?: TokenSource;
   /**
    * The transports to try, in order; the default is `['websocket', 'sse', 'poll']`.
    * A transport the browser lacks (no `WebSocket`, no `EventSource`) is skipped.
@@ -138,6 +161,8 @@ export interface ClientEvents {
   leave: PresenceEvent;
   recovered: RecoveryEvent;
   lost: RecoveryEvent;
+  /** The server accepted the token (on connect and on every refresh; WebSocket only). */
+  auth: AuthEvent;
   /** A refused subscription, an unreadable frame, a failed poll, or an exception thrown by a callback. */
   error: Error;
 }
@@ -147,6 +172,8 @@ export interface Client {
   readonly url: string;
   /** This connection's id on the server (from the WebSocket hello; null over SSE and long-poll). */
   readonly id: string | null;
+  /** The user id of the token the server accepted (WebSocket); null before that or without tokens. */
+  readonly user: string | null;
   readonly state: StateEvent['state'];
   /** The transport in use (or being tried); null while waiting to retry and once closed. */
   readonly transport: TransportName | null;
@@ -171,6 +198,14 @@ export interface Client {
    * long-poll it rejects (code 0); there, follow the 'join' and 'leave' events instead.
    */
   presence(topic: string): Promise<Member[]>;
+
+  /**
+   * Send a fresh token now: `token` replaces the one given to `connect` (or, without it, the
+   * current one is asked for again). Over WebSocket it resolves with the server's `{user, expires}`
+   * and rejects with a `PushwireError` (401: refused, 403: a token for another user); over SSE and
+   * long-poll the stream reopens with it and it resolves with null.
+   */
+  refreshToken(token?: TokenSource): Promise<{ user: string; expires: number } | null>;
 
   /** Listen to an event; returns a function that removes the listener. */
   on<E extends keyof ClientEvents>(event: E, listener: (event: ClientEvents[E]) => void): () => void;

@@ -7,6 +7,12 @@
  *   const sub = client.subscribe('news', (message) => console.log(message.offset, message.data));
  *   client.publish('news', { title: 'hello' });
  *
+ * Tokens (servers that require them, see docs/protocol.md): `connect(url, { token })`, where
+ * `token` is a string or a function (sync or async) that returns one. It is called again on every
+ * (re)connect, so a function that fetches a fresh token from your backend keeps the client going:
+ * over WebSocket the client sends `auth` first, over SSE and long-poll it adds `?token=`.
+ * `client.refreshToken(token?)` sends a new one at once.
+ *
  * Transports: WebSocket (/ws) first, then Server-Sent Events (/sse), then long-polling (/poll),
  * or the order in `opts.transports`. On a disconnect the client reconnects with exponential
  * backoff and full jitter and resumes every subscription from the last position it delivered:
@@ -54,17 +60,23 @@
 
   const parse = (text) => JSON.parse(text);
 
+  /** `query` with `token=…` added when there is a token. */
+  const withToken = (query, token) =>
+    token ? `${query}${query ? '&' : ''}token=${encodeURIComponent(token)}` : query;
+
   // ---------------------------------------------------------------------------------------
   // Transports. Each one is a function (ctx) -> { name, add(sub), remove(sub), close(),
-  // request?(op, fields) }, and reports to ctx: opened(), closed(why), subscribed(entry, sub?),
-  // refused(sub, error), deliver(message), presence(event), hello(hello), error(err).
+  // request?(op, fields), refresh?() }, and reports to ctx: opened(), closed(why),
+  // subscribed(entry, sub?), refused(sub, error), deliver(message), presence(event),
+  // hello(hello), authenticated(ok), error(err). ctx.token() resolves the current token (or null).
 
   function webSocketTransport(ctx) {
     const url = ctx.endpoint('/ws').replace(/^http/, 'ws');
     const ws = new global.WebSocket(url);
     const pending = new Map(); // request id -> { ok(result), fail(error) }
     let nextId = 1;
-    let open = false;
+    let open = false; // authenticated (when there is a token) and ready for requests
+    let stopped = false;
 
     function send(op, fields, ok, fail) {
       const id = nextId++;
@@ -85,10 +97,25 @@
       send('sub', fields, (ok) => ctx.subscribed(ok, sub), (err) => { if (err.code) ctx.refused(sub, err); });
     }
 
-    ws.onopen = () => {
+    function ready() {
       open = true;
       for (const sub of ctx.subscriptions()) add(sub); // before 'open' is announced, so later requests queue behind them
       ctx.opened();
+    }
+    function refused(err) {
+      ctx.error(err instanceof PushwireError ? err : fromServer(err));
+      try { ws.close(1000); } catch { /* closing already */ }
+    }
+    ws.onopen = () => {
+      // With a token, `auth` goes first: the server answers anything else before it with 401.
+      ctx.token().then((token) => {
+        if (stopped || ws.readyState !== 1) return;
+        if (!token) return ready();
+        send('auth', { token }, (ok) => { ctx.authenticated(ok); ready(); }, (err) => {
+          if (err.code === 400) return ready(); // a server that needs no tokens
+          if (err.code) refused(err);
+        });
+      }, (err) => refused(new PushwireError('the token function failed: ' + ((err && err.message) || err))));
     };
     ws.onmessage = (event) => {
       let m;
@@ -117,7 +144,14 @@
           send(op, fields, resolve, (err) => reject(fromServer(err, fields.topic)));
         });
       },
+      refresh() {
+        return ctx.token().then((token) => {
+          if (!token) throw new PushwireError('no token to send', 401);
+          return this.request('auth', { token });
+        }).then((ok) => { ctx.authenticated(ok); return ok; });
+      },
       close() {
+        stopped = true;
         ws.onopen = ws.onmessage = ws.onclose = null;
         failAll('client closed the connection');
         try { ws.close(1000); } catch { /* not open yet */ }
@@ -138,6 +172,13 @@
       if (source) { source.close(); source = null; }
       const query = ctx.query();
       if (!query) return opening(); // no topic: nothing to stream until there is one
+      // EventSource cannot send headers: the token goes in the URL. A stream ends when its token
+      // expires; the reconnect asks for the token again.
+      ctx.token().then((token) => { if (!stopped && !restartQueued) open(withToken(query, token)); },
+        (err) => { ctx.error(new PushwireError('the token function failed: ' + ((err && err.message) || err))); ctx.closed('no token'); });
+    }
+    function open(query) {
+      if (source) { source.close(); source = null; }
       const es = source = new global.EventSource(ctx.endpoint('/sse') + '?' + query);
       const guard = (fn) => (event) => {
         if (es !== source) return;
@@ -165,7 +206,7 @@
     }
 
     restart(); // asynchronously: ctx is not called before this function has returned
-    return { name: 'sse', add: restart, remove: restart, close() { stopped = true; if (source) source.close(); source = null; } };
+    return { name: 'sse', add: restart, remove: restart, refresh: restart, close() { stopped = true; if (source) source.close(); source = null; } };
   }
 
   function pollTransport(ctx) {
@@ -190,7 +231,8 @@
         const timer = setTimeout(() => ac.abort(), quick ? ctx.opts.openTimeout : timeout + 10000);
         let body;
         try {
-          const res = await global.fetch(`${ctx.endpoint('/poll')}?${query}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
+          const token = await ctx.token();
+          const res = await global.fetch(`${ctx.endpoint('/poll')}?${withToken(query, token)}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
           body = await res.json().catch(() => null);
           if (!res.ok || !body) {
             const err = body && body.error;
@@ -224,6 +266,7 @@
       name: 'poll',
       add: restart,
       remove: restart,
+      refresh: restart,
       close() { stopped = true; if (controller) controller.abort(); if (wake) wake(); },
     };
   }
@@ -267,6 +310,7 @@
       const base = new URL(String(url || here).replace(/^ws(s?):/, 'http$1:'), here);
       this.url = base.origin;
       this.id = null; // the server's name for this connection (WebSocket hello), used by presence
+      this.user = null; // the user id of the token, once the server accepted it (WebSocket)
       this.state = 'connecting';
       this.transport = null;
       this._opts = Object.assign({}, DEFAULTS, opts);
@@ -284,6 +328,7 @@
       this._failures = 0; // connection attempts since the last open (for backoff)
       this._waiters = []; // { resolve, reject } waiting for an open connection
       this._closed = false;
+      this._refreshTimer = null;
       // Start after the caller's synchronous subscribe() calls, so they share the first request.
       this._timer = setTimeout(() => this._cycle(), 0);
     }
@@ -306,10 +351,13 @@
       if (data === undefined) throw new TypeError('publish(topic, data): data must be a JSON value');
       const conn = await this._whenOpen();
       if (conn.request) return conn.request('pub', { topic, data });
-      // SSE and long-polling are one-way: publish through the HTTP API.
+      // SSE and long-polling are one-way: publish through the HTTP API (with the token, if any).
+      const headers = { 'Content-Type': 'application/json' };
+      const token = await this._token();
+      if (token) headers.Authorization = `Bearer ${token}`;
       const res = await global.fetch(`${this.url}/api/publish/${encodeURIComponent(topic)}`, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
+        headers,
         body: JSON.stringify(data),
       });
       const body = await res.json().catch(() => null);
@@ -322,6 +370,19 @@
       const conn = await this._whenOpen();
       if (!conn.request) throw new PushwireError(`presence queries need the WebSocket transport (using ${conn.name})`, 0, topic);
       return (await conn.request('presence', { topic })).members;
+    }
+
+    /**
+     * Send a new token now: `token` (a string or a function, which replaces the one given to
+     * `connect`), or the current one again. Over WebSocket it resolves with the server's answer
+     * `{user, expires}`; over SSE and long-poll the stream is reopened with it (resolves null).
+     */
+    async refreshToken(token) {
+      if (token !== undefined) this._opts.token = token;
+      const conn = await this._whenOpen();
+      if (conn.request) return conn.refresh();
+      conn.refresh();
+      return null;
     }
 
     on(event, fn) {
@@ -339,6 +400,7 @@
       if (this._closed) return;
       this._closed = true;
       clearTimeout(this._timer);
+      clearTimeout(this._refreshTimer);
       this._drop();
       for (const w of this._waiters.splice(0)) w.reject(new PushwireError('client is closed'));
       for (const sub of this._subs.values()) sub._active = false;
@@ -367,6 +429,28 @@
       this.state = state;
       this.transport = transport;
       this._emit('state', Object.assign({ state, transport }, retry));
+    }
+
+    /** The current token: `opts.token`, called if it is a function; null without one. */
+    _token() {
+      const source = this._opts.token;
+      return Promise.resolve(typeof source === 'function' ? source() : source)
+        .then((token) => (token === undefined || token === null || token === '' ? null : String(token)));
+    }
+
+    /** The server accepted a token: remember the user; with a token function, refresh before expiry. */
+    _authenticated(ok) {
+      this.user = (ok && ok.user) || null;
+      this._emit('auth', { user: this.user, expires: ok && ok.expires });
+      clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
+      if (typeof this._opts.token === 'function' && ok && typeof ok.expires === 'number') {
+        const left = ok.expires * 1000 - Date.now();
+        this._refreshTimer = setTimeout(() => {
+          this._refreshTimer = null;
+          this.refreshToken().catch((err) => this._emit('error', err));
+        }, Math.max(1000, left * 0.8));
+      }
     }
 
     _whenOpen() {
@@ -404,6 +488,8 @@
         endpoint: (path) => this.url + path,
         subscriptions: () => [...this._subs.values()],
         query: () => this._query(),
+        token: () => this._token(),
+        authenticated: (ok) => { if (current()) this._authenticated(ok); },
         opened: () => {
           if (!current() || opened) return;
           opened = true;
@@ -449,6 +535,8 @@
       const conn = this._conn;
       this._conn = null;
       this.id = null;
+      clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
       if (conn) conn.close();
       for (const sub of this._subs.values()) {
         sub._confirmed = false;

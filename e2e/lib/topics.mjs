@@ -614,3 +614,101 @@ export function runClientGuaranteesScenario({ engine }) {
     assert.equal(r.active, false, 'close() ends the subscription');
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// e. Tokens: pushwire.js with `connect(url, { token })` against `pushwire serve --token-secret`
+
+const TOKEN_SECRET = 'e2e-token-secret-0123456789abcdef';
+
+/** `pushwire token …args` with the test secret: the printed token. */
+function mintToken(args) {
+  return new Promise((resolve, reject) => {
+    execFile(pushwireBinary(), ['token', '--secret', TOKEN_SECRET, ...args], { timeout: 10000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`pushwire token failed: ${err.message}\n${stderr}`));
+      else resolve(stdout.trim());
+    });
+  });
+}
+
+/**
+ * Runs in the page: connects over `transport` with a token function that hands out `tokens` in
+ * turn (the last one again once they are used up), subscribes to `topic` and records what happens.
+ */
+function tokenClient({ transport, tokens, topic }) {
+  const t = window.tokenTest = { calls: 0, got: [], errors: [], auths: [], states: [], ids: [] };
+  const client = window.pushwire.connect(location.origin, {
+    transports: [transport],
+    minDelay: 100,
+    maxDelay: 500,
+    token: async () => tokens[Math.min(t.calls++, tokens.length - 1)],
+  });
+  t.client = client;
+  client.on('error', (e) => t.errors.push(`${e.code} ${e.message}`));
+  client.on('auth', (a) => t.auths.push(a));
+  client.on('state', (s) => { t.states.push(`${s.state}/${s.transport}`); if (client.id) t.ids.push(client.id); });
+  client.subscribe(topic, (m) => t.got.push(m.offset));
+}
+
+function readTokenClient() {
+  const t = window.tokenTest;
+  return { calls: t.calls, got: t.got, errors: t.errors, auths: t.auths, states: t.states, user: t.client.user, state: t.client.state };
+}
+
+export function runTokenScenario({ engine, transport }) {
+  return run(`${engine}-topics-token-${transport}`, engine, async ({ server, browser, step, pages }) => {
+    const grants = ['--sub', 'alice', '--topic', 'chat:*=sub,pub,presence'];
+    const short = await mintToken([...grants, '--ttl', '3s']);
+    const long = await mintToken([...grants, '--ttl', '1h']);
+    const page = await browser.newPage();
+    let last = null;
+    pages.push({ page, label: 'alice', last: () => last });
+    await withTimeout(page.goto(server.url, { waitUntil: 'load', timeout: 15000 }), 20000, 'open /');
+    await withTimeout(page.addScriptTag({ url: '/pushwire.js' }), 10000, 'load /pushwire.js');
+    await withTimeout(page.evaluate(tokenClient, { transport, tokens: [short, long], topic: TOPIC }), 10000, 'start the client');
+    const read = async () => { last = await withTimeout(page.evaluate(readTokenClient), PROTOCOL_TIMEOUT_MS, 'read'); return last; };
+    const until = (check, what, timeout = DELIVERY_TIMEOUT_MS) =>
+      waitFor(async () => check(await read()), { timeout, interval: 50, what, describe: () => JSON.stringify(last) });
+
+    await until((s) => s.state === 'open', `connected over ${transport} with a token`, OPEN_TIMEOUT_MS);
+    await publish(server.port, { n: 1 });
+    await until((s) => s.got.includes(1), 'a message published with the API arrives');
+    step(`connected over ${transport} with the 3 s token; message 1 arrived`);
+
+    // Past the first token's expiry: the WebSocket client refreshed it in place (auth again);
+    // an SSE stream ended at expiry and came back with the next token; every poll carries one.
+    await sleep(4000);
+    await publish(server.port, { n: 2 });
+    const published = await withTimeout(page.evaluate(() => window.tokenTest.client.publish('chat:lobby', { n: 3 })), 10000, 'publish from the page');
+    assert.equal(published.offset, 3, 'the token grants pub: the page publishes');
+    await until((s) => s.got.includes(2) && s.got.includes(3), 'messages after the first token expired arrive');
+    const s = await read();
+    assert.deepEqual(s.got, [1, 2, 3], 'every message once, in order');
+    assert.ok(s.calls >= 2, `the token function was asked again (${s.calls} calls)`);
+    assert.deepEqual(s.errors, [], 'no error');
+    if (transport === 'websocket') {
+      assert.ok(s.auths.length >= 2, `auth, then a refresh before expiry: ${JSON.stringify(s.auths)}`);
+      assert.equal(s.user, 'alice');
+      assert.equal(s.states.filter((x) => x === 'open/websocket').length, 1, `one connection throughout: ${JSON.stringify(s.states)}`);
+    }
+    step(`after the first token expired: ${JSON.stringify(s)}`);
+
+    // A page with a token signed with another secret is refused (401) and says so.
+    const forged = await new Promise((resolve, reject) => {
+      execFile(pushwireBinary(), ['token', '--secret', 'not-the-server-secret-0123456789', ...grants], { timeout: 10000 },
+        (err, stdout) => (err ? reject(err) : resolve(stdout.trim())));
+    });
+    await withTimeout(page.evaluate(() => window.tokenTest.client.close()), 5000, 'close the client');
+    await withTimeout(page.evaluate(tokenClient, { transport, tokens: [forged], topic: TOPIC }), 10000, 'start a forged client');
+    if (transport === 'sse') {
+      // EventSource does not show the status of a refused stream: the client just never opens.
+      await sleep(2000);
+      const x = await read();
+      assert.ok(!x.states.includes('open/sse'), `a forged token never opens a stream: ${JSON.stringify(x.states)}`);
+      step('forged token: the stream never opened');
+    } else {
+      await until((x) => x.errors.some((e) => e.startsWith('401')), 'the forged token is refused with 401');
+      step(`forged token refused: ${JSON.stringify(last.errors.slice(0, 2))}`);
+    }
+    await withTimeout(page.evaluate(() => window.tokenTest.client.close()), 5000, 'close the client');
+  }, { serverArgs: ['--token-secret', TOKEN_SECRET, '--token-leeway', '0s'] });
+}

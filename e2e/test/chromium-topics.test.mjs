@@ -1,7 +1,7 @@
 // Topics in Chromium (Debian `chromium`) via puppeteer-core over CDP: the chat page and pushwire.js
 // against the real server (scenarios in lib/topics.mjs; each starts its own server and browser).
 import { test } from 'node:test';
-import { runChatScenario, runClientGuaranteesScenario, runFallbackScenario, runReconnectScenario } from '../lib/topics.mjs';
+import { runChatScenario, runClientGuaranteesScenario, runFallbackScenario, runReconnectScenario, runTokenScenario } from '../lib/topics.mjs';
 
 const engine = 'chromium';
 
@@ -26,3 +26,9 @@ for (const transport of ['websocket', 'sse', 'poll']) {
 test(`${engine}: pushwire.js against a scripted server: drops repeats, reports a gap and an epoch change, resumes with since`, { timeout: 60000 }, async () => {
   await runClientGuaranteesScenario({ engine });
 });
+
+for (const transport of ['websocket', 'sse', 'poll']) {
+  test(`${engine}: pushwire.js with a token function over ${transport}: authenticated, kept past the first token's expiry, a forged token refused`, { timeout: 90000 }, async () => {
+    await runTokenScenario({ engine, transport });
+  });
+}

@@ -737,6 +737,7 @@ impl Broker for RedisBroker {
                         .and_then(|info| Data::json(info).ok());
                     Some(Member {
                         client: Arc::from(client),
+                        user: None,
                         info,
                     })
                 })
@@ -1113,6 +1114,7 @@ impl Dispatcher {
                     .and_then(|info| Data::json(info.as_bytes().to_vec()).ok());
                 let member = Member {
                     client: Arc::from(client),
+                    user: None,
                     info,
                 };
                 self.shared

@@ -4,6 +4,7 @@ mod bench;
 mod config_file;
 mod pubsub;
 mod serve;
+mod token;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     /// Print the messages of topics of a running server.
     #[command(long_about = pubsub::SUB_ABOUT)]
     Sub(pubsub::SubArgs),
+    /// Print a token (JWT) for a client of a server that requires them.
+    #[command(long_about = token::TOKEN_ABOUT)]
+    Token(token::TokenArgs),
 }
 
 /// Parses the command line and runs it; returns the process's exit code.
@@ -50,7 +54,7 @@ pub fn main() -> ExitCode {
     // fail on it.
     let serving = !matches!(
         raw.get(1).and_then(|a| a.to_str()),
-        Some("bench" | "pub" | "sub" | "help")
+        Some("bench" | "pub" | "sub" | "token" | "help")
     );
     if serving && let Some(path) = config_file::path(&raw) {
         match config_file::read(&path, &command) {
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Pub(args)) => return pubsub::publish(args),
         Some(Command::Sub(args)) => return pubsub::subscribe(args),
+        Some(Command::Token(args)) => return token::run(args),
         None => cli.serve,
     };
     let config_file = args.config_file().map(std::path::Path::to_owned);

@@ -90,6 +90,15 @@ pub(crate) struct PubArgs {
     /// reply is printed as JSON.
     #[arg(long)]
     json: bool,
+
+    /// A connection token (see `pushwire token`), for a server that requires them.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
 /// Flags of `pushwire sub`; its manual is [`SUB_ABOUT`].
@@ -118,6 +127,15 @@ pub(crate) struct SubArgs {
     /// Exit (status 0) after printing N messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+
+    /// A connection token (see `pushwire token`), for a server that requires them.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
 fn parse_positions(text: &str) -> Result<Positions, String> {
@@ -149,6 +167,7 @@ pub(crate) fn publish(args: PubArgs) -> ExitCode {
     };
     super::block_on(async move {
         let mut client = Client::connect(&args.url).await.map_err(describe)?;
+        authenticate(&mut client, args.token.as_deref()).await?;
         match data {
             Some(data) => {
                 let position = client
@@ -238,8 +257,20 @@ pub(crate) fn subscribe(args: SubArgs) -> ExitCode {
     super::block_on(follow(args))
 }
 
+/// Sends `auth` first when a token is given.
+async fn authenticate(client: &mut Client, token: Option<&str>) -> Result<(), String> {
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        client
+            .authenticate(token)
+            .await
+            .map_err(|err| format!("the token was refused: {}", describe(err)))?;
+    }
+    Ok(())
+}
+
 async fn follow(args: SubArgs) -> Result<(), String> {
     let mut client = Client::connect(&args.url).await.map_err(describe)?;
+    authenticate(&mut client, args.token.as_deref()).await?;
     for topic in &args.topics {
         let since = Topic::new(topic)
             .ok()

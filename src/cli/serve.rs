@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::{AUTH_TIMEOUT, AuthConfig};
 use crate::broker::RedisConfig;
 use crate::config::{
-    ServeConfig, parse_broker, parse_handshake_timeout, parse_interval, parse_origin,
+    ServeConfig, parse_broker, parse_handshake_timeout, parse_interval, parse_leeway, parse_origin,
     parse_timeout, parse_ttl,
 };
 use crate::http::{ConnectionLimits, HttpLimits, Origins};
@@ -162,6 +163,58 @@ pub(crate) struct ServeArgs {
     /// The private key of --tls-cert, in a PEM file (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "PUSHWIRE_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+
+    /// Require tokens (JWT) on topics, HS256-signed with this shared secret. With no
+    /// token key at all, topics are open to everyone.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    token_secret: Option<String>,
+
+    /// Require tokens signed by this key: a PEM RSA (RS256) or EC P-256 (ES256)
+    /// public key; repeat for several.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN_PUBLIC_KEY",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    token_public_key: Vec<PathBuf>,
+
+    /// Require tokens signed by a key of this JWKS file (RSA and P-256 keys, picked
+    /// by the token's kid); repeat for several.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN_JWKS",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    token_jwks: Vec<PathBuf>,
+
+    /// Tokens must name this audience (aud).
+    #[arg(long, env = "PUSHWIRE_TOKEN_AUDIENCE", value_name = "AUD")]
+    token_audience: Option<String>,
+
+    /// Tokens must come from this issuer (iss).
+    #[arg(long, env = "PUSHWIRE_TOKEN_ISSUER", value_name = "ISS")]
+    token_issuer: Option<String>,
+
+    /// Clock skew allowed on a token's exp and nbf, such as 30s.
+    #[arg(long, env = "PUSHWIRE_TOKEN_LEEWAY", default_value = "30s", value_name = "DURATION", value_parser = parse_leeway)]
+    token_leeway: Duration,
+
+    /// Anyone may subscribe to topics matching this pattern without a token (an
+    /// exact name, or a prefix ending in '*'); repeat for several.
+    #[arg(
+        long,
+        env = "PUSHWIRE_PUBLIC_TOPIC",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    public_topic: Vec<String>,
 }
 
 impl ServeArgs {
@@ -221,6 +274,16 @@ impl ServeArgs {
                 max_header_size: self.max_header_size as usize,
             },
             tls,
+            auth: AuthConfig {
+                secret: self.token_secret.filter(|secret| !secret.is_empty()),
+                public_keys: self.token_public_key,
+                jwks: self.token_jwks,
+                audience: self.token_audience,
+                issuer: self.token_issuer,
+                leeway: self.token_leeway,
+                public_topics: self.public_topic,
+                auth_timeout: AUTH_TIMEOUT,
+            },
         })
     }
 }

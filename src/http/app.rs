@@ -28,6 +28,7 @@ use super::serve::{HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig, TlsReloader};
 use super::upgrade::{Handler, SocketRoute, upgrade};
+use crate::auth::Verifier;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::transport::{self, poll, sse};
@@ -86,6 +87,7 @@ pub struct App {
     connection_limits: ConnectionLimits,
     csp: Option<HeaderValue>,
     tls: Option<TlsConfig>,
+    auth: Option<Arc<Verifier>>,
 }
 
 impl Default for App {
@@ -119,6 +121,7 @@ impl App {
             connection_limits: ConnectionLimits::default(),
             csp: None,
             tls: None,
+            auth: None,
         }
     }
 
@@ -207,6 +210,14 @@ impl App {
     /// API accepts requests from loopback addresses only.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(Arc::from(key.into()));
+        self
+    }
+
+    /// Requires tokens on the topic routes, checked by `verifier` (see
+    /// [`crate::auth`]): `auth` on `/ws`, `?token=` or `Authorization: Bearer` on
+    /// `/sse` and `/poll`; the publish API accepts them besides its API key.
+    pub fn auth(mut self, verifier: Verifier) -> Self {
+        self.auth = Some(Arc::new(verifier));
         self
     }
 
@@ -371,17 +382,16 @@ impl App {
         config.max_message_size = config
             .max_message_size
             .max(hub.config().max_data_size.saturating_add(ENVELOPE));
-        let ws_hub = hub.clone();
-        let handler: Handler =
-            Arc::new(move |socket| crate::session::run(socket, ws_hub.clone()).boxed());
+        let (ws_hub, ws_auth) = (hub.clone(), self.auth.clone());
         let route = Arc::new(SocketRoute::new(
-            handler,
+            session_handler(hub.clone(), self.auth.clone(), None),
             Arc::new(config),
             self.runtime.clone(),
         ));
         let api = PublishApi {
             hub: hub.clone(),
             key: self.api_key.clone(),
+            auth: self.auth.clone(),
         };
         if self.api_key.is_none() {
             tracing::warn!(
@@ -390,6 +400,7 @@ impl App {
         }
         let shutdown = self.runtime.shutdown.clone();
         let (sse_hub, sse_shutdown) = (hub.clone(), shutdown.clone());
+        let (sse_auth, poll_auth) = (self.auth.clone(), self.auth.clone());
         let (single, batch) = (api.clone(), api);
         let sockets = self
             .sockets
@@ -398,7 +409,20 @@ impl App {
                 "/ws",
                 axum::routing::any(
                     move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
-                        upgrade(Arc::clone(&route), peer, request)
+                        // `?token=` authenticates at once (the `auth` request is the
+                        // main way: URLs end up in logs).
+                        let token = ws_auth
+                            .as_ref()
+                            .and_then(|_| transport::query_token(request.uri().query()));
+                        let route = match token {
+                            None => Arc::clone(&route),
+                            Some(token) => Arc::new(SocketRoute::new(
+                                session_handler(ws_hub.clone(), ws_auth.clone(), Some(token)),
+                                Arc::clone(&route.config),
+                                route.runtime.clone(),
+                            )),
+                        };
+                        upgrade(route, peer, request)
                     },
                 ),
             )
@@ -409,6 +433,7 @@ impl App {
                     sse::respond(
                         sse_hub.clone(),
                         sse_shutdown.clone(),
+                        sse_auth.clone(),
                         request.headers().clone(),
                         query,
                     )
@@ -418,7 +443,13 @@ impl App {
                 "/poll",
                 get(move |request: Request| {
                     let query = request.uri().query().map(str::to_owned);
-                    poll::respond(hub.clone(), shutdown.clone(), query)
+                    poll::respond(
+                        hub.clone(),
+                        shutdown.clone(),
+                        poll_auth.clone(),
+                        request.headers().clone(),
+                        query,
+                    )
                 }),
             )
             .route(
@@ -450,6 +481,14 @@ impl App {
 /// and connections from their own origin only, no inline code, no framing.
 pub const BUNDLED_PAGES_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The `/ws` handler: a topic session on `hub`, with tokens checked by `auth`, and
+/// already authenticated with `token` (from `?token=`) if given.
+fn session_handler(hub: Hub, auth: Option<Arc<Verifier>>, token: Option<Box<str>>) -> Handler {
+    Arc::new(move |socket| {
+        crate::session::run(socket, hub.clone(), auth.clone(), token.clone()).boxed()
+    })
+}
 
 /// `/healthz` and `/readyz` answers: 200 `ok`, or 503 `unavailable`.
 fn health(ok: bool) -> axum::response::Response {

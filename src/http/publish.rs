@@ -1,5 +1,9 @@
 //! The publish API: `POST /api/publish/{topic}` (the body is the data) and
 //! `POST /api/publish` (a batch), for any backend that can make an HTTP request.
+//!
+//! Callers show the API key (`--api-key`) or, when tokens are configured, a
+//! connection token (JWT) with `pub` permission on every topic they publish to;
+//! both come as `Authorization: Bearer …`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +15,10 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::auth::{self, Identity, Permission, Verifier};
 use crate::hub::{Data, Hub, PublishError, Topic};
 use crate::protocol;
-use crate::transport::HttpError;
+use crate::transport::{HttpError, bearer};
 
 /// The largest batch body.
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
@@ -26,9 +31,48 @@ pub const MAX_BATCH_ENTRIES: usize = 1000;
 pub(crate) struct PublishApi {
     pub(crate) hub: Hub,
     pub(crate) key: Option<Arc<str>>,
+    /// When set, a JWT with `pub` permission is accepted besides the key.
+    pub(crate) auth: Option<Arc<Verifier>>,
+}
+
+/// Who is publishing: a holder of the key (or a loopback client when there is no
+/// key), or the holder of a token, who may publish where it grants `pub`.
+enum Caller {
+    Trusted,
+    Token(Identity),
+}
+
+impl Caller {
+    fn may_publish(&self, topic: &Topic) -> Result<(), HttpError> {
+        match self {
+            Self::Trusted => Ok(()),
+            Self::Token(identity) if identity.allows(topic.as_str(), Permission::Pub) => Ok(()),
+            Self::Token(_) => Err(HttpError(auth::forbidden(topic, Permission::Pub))),
+        }
+    }
 }
 
 impl PublishApi {
+    /// Who the caller is, or the refusal.
+    fn caller(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+        if let (Some(verifier), Some(given)) = (&self.auth, bearer(headers))
+            && given.split('.').count() == 3
+            && !self
+                .key
+                .as_deref()
+                .is_some_and(|key| same_key(given.as_bytes(), key.as_bytes()))
+        {
+            return verifier
+                .connection(given)
+                .map(Caller::Token)
+                .map_err(|err| Box::new(unauthorized(&err.to_string())));
+        }
+        match self.refusal(peer, headers) {
+            None => Ok(Caller::Trusted),
+            Some(refused) => Err(Box::new(refused)),
+        }
+    }
+
     /// `None` when the request may publish; otherwise the refusal.
     fn refusal(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
         let Some(key) = &self.key else {
@@ -67,13 +111,17 @@ impl PublishApi {
         headers: HeaderMap,
         body: Body,
     ) -> Response {
-        if let Some(refused) = self.refusal(peer, &headers) {
-            return refused;
-        }
+        let caller = match self.caller(peer, &headers) {
+            Ok(caller) => caller,
+            Err(refused) => return *refused,
+        };
         let topic = match Topic::new(topic) {
             Ok(topic) => topic,
             Err(err) => return HttpError(protocol::invalid_topic(topic, &err)).into_response(),
         };
+        if let Err(refused) = caller.may_publish(&topic) {
+            return refused.into_response();
+        }
         let max = self.hub.config().max_data_size;
         let bytes = match read_body(body, &headers, max).await {
             Ok(bytes) => bytes,
@@ -105,9 +153,10 @@ impl PublishApi {
     /// `POST /api/publish`: `[{"topic":…,"data":…},…]`, all checked, then published
     /// in order.
     pub(crate) async fn batch(self, peer: SocketAddr, headers: HeaderMap, body: Body) -> Response {
-        if let Some(refused) = self.refusal(peer, &headers) {
-            return refused;
-        }
+        let caller = match self.caller(peer, &headers) {
+            Ok(caller) => caller,
+            Err(refused) => return *refused,
+        };
         let bytes = match read_body(body, &headers, MAX_BATCH_BYTES).await {
             Ok(bytes) => bytes,
             Err(err) => return err.into_response(),
@@ -146,6 +195,9 @@ impl PublishApi {
                     return HttpError(reply).into_response();
                 }
             };
+            if let Err(refused) = caller.may_publish(&topic) {
+                return refused.into_response();
+            }
             let size = entry.data.get().len();
             if size > max {
                 return HttpError::new(
@@ -280,6 +332,7 @@ mod tests {
         let api = PublishApi {
             hub: Hub::default(),
             key: None,
+            auth: None,
         };
         let headers = HeaderMap::new();
         for peer in ["127.0.0.1:9", "[::1]:9", "[::ffff:127.0.0.1]:9"] {

@@ -131,15 +131,22 @@ impl fmt::Debug for Data {
 pub struct Member {
     /// The client id (from the WebSocket `hello`).
     pub client: Arc<str>,
+    /// The user id of the client's token (`sub`), when authentication is on.
+    pub user: Option<Arc<str>>,
     /// The `info` the client gave when subscribing (JSON), if any.
     pub info: Option<Data>,
 }
 
 impl Member {
-    /// The member as the JSON object `{"client":…,"info":…}`.
+    /// The member as the JSON object `{"client":…,"user":…,"info":…}` (`user` and
+    /// `info` only when present).
     pub fn to_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"client\":");
         let _ = serde_json::to_writer(&mut *out, &*self.client);
+        if let Some(user) = &self.user {
+            out.extend_from_slice(b",\"user\":");
+            let _ = serde_json::to_writer(&mut *out, &**user);
+        }
         if let Some(info) = &self.info {
             out.extend_from_slice(b",\"info\":");
             out.extend_from_slice(info.as_bytes());
@@ -365,6 +372,7 @@ mod tests {
     fn presence_events_name_the_member() {
         let member = Member {
             client: Arc::from("n-1"),
+            user: None,
             info: Some(Data::text("ann")),
         };
         let push = Push::presence(topic("chat:x"), true, member);

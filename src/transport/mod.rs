@@ -15,6 +15,7 @@ use http::StatusCode;
 use percent_encoding::percent_decode_str;
 use tokio::sync::Notify;
 
+use crate::auth::{Permission, Verifier};
 use crate::http::Asset;
 use crate::hub::{Hub, Pending, Positions, Push, Sink, Subscription, Topic};
 use crate::protocol::{self, ErrorReply};
@@ -134,6 +135,56 @@ pub(crate) fn wanted(query: Option<&str>) -> Result<Wanted, HttpError> {
         since,
         rest,
     })
+}
+
+/// The `token=…` parameter of a query, if any.
+pub(crate) fn query_token(query: Option<&str>) -> Option<Box<str>> {
+    query_pairs(query?)
+        .into_iter()
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_boxed_str())
+}
+
+/// The bearer token of `Authorization: Bearer …`, if any.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Checks that an SSE or long-poll request may subscribe to every topic it names:
+/// its token comes from `?token=` or `Authorization: Bearer`. Without `auth`
+/// everything is allowed. Answers when the stream must end (Unix seconds: the
+/// token's expiry plus the allowed clock skew), if a token was given.
+pub(crate) fn authorize(
+    auth: Option<&Verifier>,
+    headers: &http::HeaderMap,
+    wanted: &Wanted,
+) -> Result<Option<u64>, HttpError> {
+    let Some(verifier) = auth else {
+        return Ok(None);
+    };
+    let token = wanted
+        .rest
+        .iter()
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.as_str())
+        .or_else(|| bearer(headers));
+    let identity = match token {
+        Some(token) => Some(verifier.connection(token).map_err(|err| {
+            tracing::debug!(error = %err, "token refused");
+            HttpError(err.reply())
+        })?),
+        None => None,
+    };
+    for topic in &wanted.topics {
+        verifier
+            .decide(identity.as_ref(), topic, Permission::Sub)
+            .map_err(HttpError)?;
+    }
+    Ok(identity.map(|identity| identity.expires.saturating_add(verifier.leeway().as_secs())))
 }
 
 /// A subscriber that keeps its messages until a transport takes them: what SSE

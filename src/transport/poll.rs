@@ -11,7 +11,8 @@ use bytes::{BufMut, BytesMut};
 use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
-use super::{HttpError, Mailbox, go_live, subs_json, subscribe_all, wanted};
+use super::{HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted};
+use crate::auth::Verifier;
 use crate::hub::{Hub, Push, Sink};
 
 /// How long a poll waits for a message unless it says otherwise.
@@ -27,9 +28,11 @@ pub const MAX_MESSAGES: usize = 1000;
 pub(crate) async fn respond(
     hub: Hub,
     shutdown: CancellationToken,
+    auth: Option<Arc<Verifier>>,
+    headers: http::HeaderMap,
     query: Option<String>,
 ) -> Response {
-    match answer(hub, shutdown, query.as_deref()).await {
+    match answer(hub, shutdown, auth.as_deref(), &headers, query.as_deref()).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -38,9 +41,12 @@ pub(crate) async fn respond(
 async fn answer(
     hub: Hub,
     shutdown: CancellationToken,
+    auth: Option<&Verifier>,
+    headers: &http::HeaderMap,
     query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let wanted = wanted(query)?;
+    authorize(auth, headers, &wanted)?;
     let mut timeout = DEFAULT_TIMEOUT;
     for (key, value) in &wanted.rest {
         if key == "timeout" {

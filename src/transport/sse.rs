@@ -3,6 +3,7 @@
 //! browser's automatic reconnect (which sends `Last-Event-ID`) resumes them all.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
 use http::{HeaderMap, HeaderValue, header};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::{HttpError, Mailbox, go_live, subs_json, subscribe_all, wanted};
+use super::{HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted};
+use crate::auth::{self, Verifier};
 use crate::hub::{Hub, Positions, Push, PushKind, Sink, Subscription};
 
 /// A comment line this often keeps proxies from closing an idle stream.
@@ -30,10 +32,11 @@ const BATCH: usize = 256;
 pub(crate) async fn respond(
     hub: Hub,
     shutdown: CancellationToken,
+    auth: Option<Arc<Verifier>>,
     headers: HeaderMap,
     query: Option<String>,
 ) -> Response {
-    match start(hub, shutdown, &headers, query.as_deref()).await {
+    match start(hub, shutdown, auth.as_deref(), &headers, query.as_deref()).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -42,10 +45,15 @@ pub(crate) async fn respond(
 async fn start(
     hub: Hub,
     shutdown: CancellationToken,
+    auth: Option<&Verifier>,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let mut wanted = wanted(query)?;
+    // A stream with a token ends when the token does; the client reconnects with
+    // a fresh one (and resumes from its Last-Event-ID).
+    let expiry =
+        authorize(auth, headers, &wanted)?.map(|at| Box::pin(tokio::time::sleep(auth::until(at))));
     if let Some(last) = headers.get("last-event-id") {
         let last = last
             .to_str()
@@ -84,6 +92,7 @@ async fn start(
             _subscriptions: subscriptions,
             keepalive: keepalive(),
             shutdown,
+            expiry,
         }),
     };
     let body = Body::from_stream(stream::unfold(state, next_chunk));
@@ -116,6 +125,16 @@ struct Live {
     _subscriptions: Vec<Subscription>,
     keepalive: Interval,
     shutdown: CancellationToken,
+    /// The token's expiry, when there is one.
+    expiry: Option<Pin<Box<Sleep>>>,
+}
+
+/// Resolves when `expiry` passes; never without one.
+async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
+    match expiry {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn keepalive() -> Interval {
@@ -141,6 +160,7 @@ async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, Stat
         }
         _ = live.keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
         () = live.shutdown.cancelled() => return None,
+        () = expired(&mut live.expiry) => return None,
     };
     Some((Ok(chunk), state))
 }
