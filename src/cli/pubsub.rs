@@ -69,6 +69,24 @@ make the next `--since` (topic@epoch:offset).
 Exit status: 0 after --count messages or when the server closes the connection, 1 when
 a subscription is refused or the connection fails, 2 for bad arguments.";
 
+/// Where `pub` and `sub` connect, and how they show who they are.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// The server: its WebSocket endpoint (ws://host:port/ws), or http://host:port
+    /// for that server's /ws.
+    #[arg(long, env = "PUSHWIRE_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    url: String,
+
+    /// A connection token (see `pushwire token`), for a server that requires them.
+    #[arg(
+        long,
+        env = "PUSHWIRE_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
 /// Flags of `pushwire pub`; its manual is [`PUB_ABOUT`].
 #[derive(Debug, Args)]
 #[command(after_long_help = PUB_EXAMPLES, allow_negative_numbers = true)]
@@ -81,24 +99,13 @@ pub(crate) struct PubArgs {
     #[arg(value_name = "DATA")]
     data: String,
 
-    /// The server: its WebSocket endpoint (ws://host:port/ws), or http://host:port
-    /// for that server's /ws.
-    #[arg(long, env = "PUSHWIRE_URL", default_value = DEFAULT_URL, value_name = "URL")]
-    url: String,
+    #[command(flatten)]
+    server: ServerArgs,
 
     /// DATA (or each line of standard input) is JSON, published as that value; the
     /// reply is printed as JSON.
     #[arg(long)]
     json: bool,
-
-    /// A connection token (see `pushwire token`), for a server that requires them.
-    #[arg(
-        long,
-        env = "PUSHWIRE_TOKEN",
-        value_name = "JWT",
-        hide_env_values = true
-    )]
-    token: Option<String>,
 }
 
 /// Flags of `pushwire sub`; its manual is [`SUB_ABOUT`].
@@ -109,10 +116,8 @@ pub(crate) struct SubArgs {
     #[arg(value_name = "TOPIC", required = true)]
     topics: Vec<String>,
 
-    /// The server: its WebSocket endpoint (ws://host:port/ws), or http://host:port
-    /// for that server's /ws.
-    #[arg(long, env = "PUSHWIRE_URL", default_value = DEFAULT_URL, value_name = "URL")]
-    url: String,
+    #[command(flatten)]
+    server: ServerArgs,
 
     /// Resume after these positions: topic@epoch:offset, comma-separated for several
     /// topics (as in SSE ids, such as news@k3J9x0a:41,chat:lobby@Qe81:7). Every
@@ -127,15 +132,6 @@ pub(crate) struct SubArgs {
     /// Exit (status 0) after printing N messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-
-    /// A connection token (see `pushwire token`), for a server that requires them.
-    #[arg(
-        long,
-        env = "PUSHWIRE_TOKEN",
-        value_name = "JWT",
-        hide_env_values = true
-    )]
-    token: Option<String>,
 }
 
 fn parse_positions(text: &str) -> Result<Positions, String> {
@@ -154,7 +150,7 @@ fn usage(command: &str, message: &str) -> ExitCode {
 
 /// Runs `pushwire pub`.
 pub(crate) fn publish(args: PubArgs) -> ExitCode {
-    if let Err(err) = client::ws_url(&args.url) {
+    if let Err(err) = client::ws_url(&args.server.url) {
         return usage("pub", &format!("--url: {err}"));
     }
     let data = match (args.data.as_str(), args.json) {
@@ -166,8 +162,8 @@ pub(crate) fn publish(args: PubArgs) -> ExitCode {
         },
     };
     super::block_on(async move {
-        let mut client = Client::connect(&args.url).await.map_err(describe)?;
-        authenticate(&mut client, args.token.as_deref()).await?;
+        let mut client = Client::connect(&args.server.url).await.map_err(describe)?;
+        authenticate(&mut client, args.server.token.as_deref()).await?;
         match data {
             Some(data) => {
                 let position = client
@@ -239,7 +235,7 @@ fn print_line(line: &str) -> Result<(), String> {
 
 /// Runs `pushwire sub`.
 pub(crate) fn subscribe(args: SubArgs) -> ExitCode {
-    if let Err(err) = client::ws_url(&args.url) {
+    if let Err(err) = client::ws_url(&args.server.url) {
         return usage("sub", &format!("--url: {err}"));
     }
     let mut seen = HashSet::new();
@@ -269,8 +265,8 @@ async fn authenticate(client: &mut Client, token: Option<&str>) -> Result<(), St
 }
 
 async fn follow(args: SubArgs) -> Result<(), String> {
-    let mut client = Client::connect(&args.url).await.map_err(describe)?;
-    authenticate(&mut client, args.token.as_deref()).await?;
+    let mut client = Client::connect(&args.server.url).await.map_err(describe)?;
+    authenticate(&mut client, args.server.token.as_deref()).await?;
     for topic in &args.topics {
         let since = Topic::new(topic)
             .ok()

@@ -20,6 +20,23 @@ use super::limits::{Gate, Refusal, Ticket};
 use super::tls::Tls;
 use crate::transport::HttpError;
 
+/// Drives a hyper connection to its end; when `shutdown` fires first, asks it to
+/// finish what it is doing and close (HTTP/1 and HTTP/2 connections have the same
+/// methods but no trait in common, hence a macro).
+macro_rules! until_shutdown {
+    ($connection:expr, $shutdown:expr) => {{
+        let connection = $connection;
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => result,
+            () = $shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    }};
+}
+
 /// Limits on the HTTP side of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -84,14 +101,7 @@ async fn plain_loop(
             .with_upgrades();
         let shutdown = runtime.shutdown.clone();
         runtime.tracker.spawn(async move {
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
+            let result = until_shutdown!(connection, shutdown);
             if let Err(err) = result {
                 log_connection_error(peer, &err);
             }
@@ -150,25 +160,12 @@ async fn tls_loop(
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(stream);
             let result = if h2 {
-                let connection = http2.serve_connection(io, service);
-                tokio::pin!(connection);
-                tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = shutdown.cancelled() => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                }
+                until_shutdown!(http2.serve_connection(io, service), shutdown)
             } else {
-                let connection = http1.serve_connection(io, service).with_upgrades();
-                tokio::pin!(connection);
-                tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = shutdown.cancelled() => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                }
+                until_shutdown!(
+                    http1.serve_connection(io, service).with_upgrades(),
+                    shutdown
+                )
             };
             if let Err(err) = result {
                 log_connection_error(peer, &err);
