@@ -894,6 +894,82 @@ async fn long_poll_and_sse_resume_on_another_node_from_their_offset() {
     }
 }
 
+/// An HS256 token for `user` with `sub` and `presence` on `chat:*`.
+fn chat_token(secret: &str, user: &str) -> String {
+    use pushwire::auth::{Claims, SigningKey, sign};
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let topics = [(
+        String::from("chat:*"),
+        vec![String::from("sub"), String::from("presence")],
+    )];
+    let claims = Claims {
+        sub: Some(user.to_owned()),
+        exp,
+        topics: Some(topics.into_iter().collect()),
+        ..Claims::default()
+    };
+    sign(&claims, &SigningKey::Secret(secret.into()), None).expect("sign")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_across_nodes_names_each_members_token_user() {
+    let redis = RedisServer::start();
+    let secret = "cluster-test-secret";
+    let nodes = nodes(&redis, 2, &["--token-secret", secret]).await;
+    let mut clients = Vec::new();
+    for (node, user) in nodes.iter().zip(["ann", "bob"]) {
+        let mut ws = connect(&node.ws_url()).await.expect("connect");
+        let token = chat_token(secret, user);
+        send(&mut ws, json!({"op": "auth", "id": 1, "token": token})).await;
+        send(
+            &mut ws,
+            json!({"op": "sub", "id": 2, "topic": "chat:room", "info": {"seat": user}}),
+        )
+        .await;
+        clients.push(ws);
+    }
+    // On ann's node, bob's join (from the other node) names bob.
+    let mut bob_joined = false;
+    for _ in 0..10 {
+        let Some(event) = next_json(&mut clients[0], Duration::from_secs(5)).await else {
+            break;
+        };
+        if event["join"]["info"] == json!({"seat": "bob"}) {
+            assert_eq!(event["join"]["user"], "bob", "{event}");
+            bob_joined = true;
+            break;
+        }
+    }
+    assert!(bob_joined, "bob's join reached ann's node");
+    // The member list, read from Redis, names both users.
+    send(
+        &mut clients[0],
+        json!({"op": "presence", "id": 3, "topic": "chat:room"}),
+    )
+    .await;
+    let mut users = Vec::new();
+    for _ in 0..10 {
+        let reply = next_json(&mut clients[0], Duration::from_secs(5))
+            .await
+            .expect("presence reply");
+        if reply["id"] == 3 {
+            users = reply["ok"]["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .filter_map(|m| m["user"].as_str().map(str::to_owned))
+                .collect();
+            break;
+        }
+    }
+    users.sort();
+    assert_eq!(users, ["ann", "bob"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_crosses_nodes_and_a_killed_nodes_members_expire() {
     let redis = RedisServer::start();

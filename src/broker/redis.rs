@@ -369,6 +369,44 @@ struct Read {
     entries: Vec<(u64, Data)>,
 }
 
+/// What Redis keeps of a member besides its client id (in the info hash, and after
+/// the client id in join and leave notices): `{"user":…,"info":…}`, each `null`
+/// when absent.
+fn stored_member(member: &Member) -> String {
+    let user = member
+        .user
+        .as_deref()
+        .and_then(|user| serde_json::to_string(user).ok());
+    let mut out = String::from("{\"user\":");
+    out.push_str(user.as_deref().unwrap_or("null"));
+    out.push_str(",\"info\":");
+    out.push_str(member.info.as_ref().map_or("null", Data::as_str));
+    out.push('}');
+    out
+}
+
+/// The member `client` whose [`stored_member`] text is `stored`. Text in the older
+/// form (the info alone, or nothing) still reads, as a member without a user.
+fn member_of(client: &str, stored: &str) -> Member {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stored<'a> {
+        #[serde(borrow)]
+        user: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        info: Option<&'a serde_json::value::RawValue>,
+    }
+    let (user, info) = match serde_json::from_str::<Stored<'_>>(stored) {
+        Ok(Stored { user, info }) => (user.map(|u| Arc::from(&*u)), info.map(|i| i.get())),
+        Err(_) => (None, Some(stored).filter(|s| !s.is_empty())),
+    };
+    Member {
+        client: Arc::from(client),
+        user,
+        info: info.and_then(|info| Data::json(info.as_bytes().to_vec()).ok()),
+    }
+}
+
 fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
@@ -732,14 +770,7 @@ impl Broker for RedisBroker {
                 .chunks(2)
                 .filter_map(|pair| {
                     let client = text(pair.first()?)?;
-                    let info = text(pair.get(1)?)
-                        .filter(|info| !info.is_empty())
-                        .and_then(|info| Data::json(info).ok());
-                    Some(Member {
-                        client: Arc::from(client),
-                        user: None,
-                        info,
-                    })
+                    Some(member_of(&client, &text(pair.get(1)?)?))
                 })
                 .collect();
             members.sort_by(|a, b| a.client.cmp(&b.client));
@@ -804,14 +835,13 @@ async fn apply(shared: &Shared, op: PresenceOp, ttl: u64, key_ttl: u64) {
     let result = match op {
         PresenceOp::Join(topic, member) => {
             let keys = Keys::of(&topic);
-            let info = member.info.as_ref().map(Data::as_str).unwrap_or_default();
             let mut invocation = shared.scripts.join.key(&keys.members);
             invocation
                 .key(&keys.info)
                 .arg(&keys.channel)
                 .arg(&*member.client)
                 .arg(ttl)
-                .arg(info)
+                .arg(stored_member(&member))
                 .arg(key_ttl);
             shared.run(invocation).await
         }
@@ -849,9 +879,7 @@ async fn refresh_all(shared: &Shared, ttl: u64, key_ttl: u64) {
             .arg(key_ttl)
             .arg(shared.meta_ttl());
         for member in &members {
-            invocation
-                .arg(&*member.client)
-                .arg(member.info.as_ref().map(Data::as_str).unwrap_or_default());
+            invocation.arg(&*member.client).arg(stored_member(member));
         }
         if let Err(err) = shared.run(invocation).await {
             tracing::debug!(error = %err, "redis: presence refresh failed");
@@ -1108,15 +1136,8 @@ impl Dispatcher {
                 if !self.topics.contains_key(topic) {
                     return Ok(());
                 }
-                let (client, info) = rest.split_once(' ').unwrap_or((rest, ""));
-                let info = Some(info)
-                    .filter(|info| !info.is_empty())
-                    .and_then(|info| Data::json(info.as_bytes().to_vec()).ok());
-                let member = Member {
-                    client: Arc::from(client),
-                    user: None,
-                    info,
-                };
+                let (client, stored) = rest.split_once(' ').unwrap_or((rest, ""));
+                let member = member_of(client, stored);
                 self.shared
                     .deliver(Push::presence(topic.clone(), kind == b'j', member));
                 Ok(())
@@ -1223,6 +1244,35 @@ mod tests {
 
     fn data(n: u64) -> (u64, Data) {
         (n, Data::text(&n.to_string()))
+    }
+
+    #[test]
+    fn members_keep_their_user_and_info_in_redis_and_older_entries_still_read() {
+        let member = Member {
+            client: Arc::from("c1"),
+            user: Some(Arc::from("ann \"the\" user")),
+            info: Data::json(&b"{\"seat\":[1,2]}"[..]).ok(),
+        };
+        let back = member_of("c1", &stored_member(&member));
+        assert_eq!(back.user, member.user);
+        assert_eq!(back.info, member.info);
+        let bare = member_of(
+            "c2",
+            &stored_member(&Member {
+                client: Arc::from("c2"),
+                user: None,
+                info: None,
+            }),
+        );
+        assert_eq!((bare.user, bare.info), (None, None));
+        // What nodes stored before users were kept: the info alone, or nothing.
+        let old = member_of("c3", "{\"name\":\"bo\"}");
+        assert_eq!(old.user, None);
+        assert_eq!(
+            old.info.map(|i| i.as_str().to_owned()),
+            Some(String::from("{\"name\":\"bo\"}"))
+        );
+        assert_eq!(member_of("c4", "").info, None);
     }
 
     #[test]
