@@ -95,8 +95,12 @@ export function miniBrowserPath() {
   return p;
 }
 
-/** Start WebKitWebDriver under xvfb-run, open a MiniBrowser session; return an engine adapter. */
-export async function launchWebKit() {
+/**
+ * Start WebKitWebDriver under xvfb-run, open a MiniBrowser session; return an engine adapter.
+ * `trust` (a certificate from lib/tls.mjs) makes the session accept certificates nobody it
+ * trusts signed (`acceptInsecureCerts`): WebKit has no way to trust one key alone.
+ */
+export async function launchWebKit({ trust } = {}) {
   const xvfbRun = requireExecutable('xvfb-run', 'XVFB_RUN');
   const driverBin = requireExecutable('WebKitWebDriver', 'WEBKIT_WEBDRIVER');
   const miniBrowser = miniBrowserPath();
@@ -146,6 +150,7 @@ export async function launchWebKit() {
         browserName: 'MiniBrowser',
         'webkitgtk:browserOptions': { binary: miniBrowser, args: ['--automation'] },
         timeouts: { script: 10000, pageLoad: 20000 },
+        ...(trust ? { acceptInsecureCerts: true } : {}),
       });
     } catch (err) {
       throw new Error(`WebKit new session failed: ${err.message}\n${await output()}`, { cause: err });
