@@ -33,7 +33,7 @@ use slab::Slab;
 
 use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, Recovery};
 
-pub use push::{Data, InvalidJson, Member, PositionReply, Push, PushKind};
+pub use push::{Data, InvalidJson, MAX_DEPTH, Member, PositionReply, Push, PushKind};
 pub use topic::{Epoch, MAX_TOPIC_LEN, NameError, Position, Positions, Topic};
 
 /// How much history each topic keeps.
