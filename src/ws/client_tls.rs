@@ -1,0 +1,241 @@
+//! TLS for the client role (`wss://` URLs): rustls with the *ring* crypto provider,
+//! as on the server, and ALPN `http/1.1`, since the WebSocket upgrade runs on
+//! HTTP/1.1.
+//!
+//! The server's certificate is checked against the operating system's roots (read
+//! once per process by `rustls-native-certs`: `SSL_CERT_FILE` / `SSL_CERT_DIR` when
+//! set, else the usual places, `/etc/ssl/certs` on Debian) plus the certificates the
+//! caller trusts besides them ([`ClientConfig::extra_roots`]), or by the caller's
+//! own rustls configuration ([`ClientConfig::tls`]).
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::pki_types::ServerName;
+use rustls::{CertificateError, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::client::{ClientConfig, ConnectError};
+
+/// The only ALPN protocol the client offers.
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Why a TLS handshake failed, in the words a person fixing it needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// No trusted authority issued the server's certificate: it is self-signed, or
+    /// signed by an authority that is neither among the system's roots nor in
+    /// [`ClientConfig::extra_roots`]. A trusted certificate of the same name but
+    /// another key (an older self-signed certificate of the same server, say) is
+    /// no help either: its signature does not match.
+    #[error(
+        "the server's certificate is not trusted (no trusted authority issued it; \
+         a self-signed certificate must be trusted explicitly)"
+    )]
+    Untrusted,
+    /// The certificate is trusted but names other hosts.
+    #[error("the server's certificate is not valid for {name}{}", presented_names(.presented))]
+    WrongName {
+        /// The host the client connected to.
+        name: String,
+        /// The names the certificate holds (empty when rustls did not say).
+        presented: Vec<String>,
+    },
+    /// Any other problem with the server's certificate (expired, not yet valid,
+    /// revoked, malformed …), in rustls's words.
+    #[error("the server's certificate cannot be used: {0}")]
+    BadCertificate(String),
+    /// Anything else: no protocol version or cipher suite in common, an alert from
+    /// the server, a connection closed during the handshake.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn presented_names(presented: &[String]) -> String {
+    if presented.is_empty() {
+        String::new()
+    } else {
+        format!(" (it is for {})", presented.join(", "))
+    }
+}
+
+/// The name `host` (an IP address or a DNS name, without brackets) is checked
+/// against, and sent as SNI when it is a DNS name.
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_owned())
+        .map_err(|err| format!("{host:?} is not a valid TLS server name: {err}"))
+}
+
+/// Runs the TLS handshake on `tcp` for `name`; `addr` (host:port) names the server
+/// in errors.
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    name: ServerName<'static>,
+    addr: &str,
+    config: &ClientConfig,
+) -> Result<TlsStream<TcpStream>, ConnectError> {
+    let tls = rustls_config(config).await?;
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    connector
+        .connect(name.clone(), tcp)
+        .await
+        .map_err(|err| ConnectError::Tls {
+            host: addr.to_owned(),
+            failure: failure(&err, &name),
+        })
+}
+
+/// The rustls configuration for one connection: the caller's with ALPN
+/// `http/1.1`, or the system's roots plus the extra ones.
+async fn rustls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
+    if let Some(given) = &config.tls {
+        if given.alpn_protocols.len() == 1 && given.alpn_protocols[0] == ALPN_HTTP1 {
+            return Ok(Arc::clone(given));
+        }
+        let mut tls = rustls::ClientConfig::clone(given);
+        tls.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        return Ok(Arc::new(tls));
+    }
+    let system = system_roots().await?;
+    let mut roots = RootCertStore::clone(&system);
+    for (index, cert) in config.extra_roots.iter().enumerate() {
+        roots.add(cert.clone()).map_err(|err| {
+            ConnectError::TlsSetup(format!(
+                "cannot trust extra certificate {}: {err}",
+                index + 1
+            ))
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| ConnectError::TlsSetup(err.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// The operating system's roots, read on a blocking thread the first time and kept
+/// for the life of the process.
+async fn system_roots() -> Result<Arc<RootCertStore>, ConnectError> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    if let Some(roots) = ROOTS.get() {
+        return Ok(Arc::clone(roots));
+    }
+    tokio::task::spawn_blocking(|| Arc::clone(ROOTS.get_or_init(|| Arc::new(load_system_roots()))))
+        .await
+        .map_err(|err| ConnectError::TlsSetup(format!("cannot read the system's roots: {err}")))
+}
+
+fn load_system_roots() -> RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::debug!(%error, "skipped while reading the system's root certificates");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "read the system's root certificates");
+    roots
+}
+
+/// What went wrong in a handshake that failed with `err`.
+fn failure(err: &std::io::Error, name: &ServerName<'_>) -> TlsFailure {
+    let Some(rustls_error) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return TlsFailure::Other(err.to_string());
+    };
+    match rustls_error {
+        // BadSignature: a trusted certificate has the issuer's name, but not its key.
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => TlsFailure::Untrusted,
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
+            TlsFailure::WrongName {
+                name: name.to_str().into_owned(),
+                presented: Vec::new(),
+            }
+        }
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        }) => TlsFailure::WrongName {
+            name: name.to_str().into_owned(),
+            presented: presented.clone(),
+        },
+        rustls::Error::InvalidCertificate(other) => TlsFailure::BadCertificate(other.to_string()),
+        other => TlsFailure::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(err: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, err)
+    }
+
+    #[test]
+    fn certificate_errors_become_failures_a_person_can_act_on() {
+        let name = server_name("127.0.0.1").expect("an IP address is a server name");
+        assert_eq!(
+            failure(
+                &io(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer
+                )),
+                &name
+            ),
+            TlsFailure::Untrusted
+        );
+        assert_eq!(
+            failure(
+                &io(rustls::Error::InvalidCertificate(
+                    CertificateError::BadSignature
+                )),
+                &name
+            ),
+            TlsFailure::Untrusted
+        );
+        let wrong = failure(
+            &io(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForNameContext {
+                    expected: name.clone(),
+                    presented: vec!["DnsName(\"example.com\")".into()],
+                },
+            )),
+            &name,
+        );
+        assert!(
+            matches!(&wrong, TlsFailure::WrongName { name, .. } if name == "127.0.0.1"),
+            "{wrong:?}"
+        );
+        assert!(wrong.to_string().contains("example.com"), "{wrong}");
+        assert!(matches!(
+            failure(
+                &io(rustls::Error::InvalidCertificate(CertificateError::Expired)),
+                &name
+            ),
+            TlsFailure::BadCertificate(_)
+        ));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(failure(&reset, &name), TlsFailure::Other(_)));
+    }
+
+    #[test]
+    fn server_names_may_be_dns_names_or_ip_addresses() {
+        assert!(matches!(
+            server_name("127.0.0.1"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(server_name("::1"), Ok(ServerName::IpAddress(_))));
+        assert!(matches!(
+            server_name("push.example.com"),
+            Ok(ServerName::DnsName(_))
+        ));
+        assert!(server_name("not a name").is_err());
+    }
+}
