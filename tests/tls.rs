@@ -58,6 +58,25 @@ fn make_cert_for(names: &[&str]) -> Cert {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 marked as an authority (`CA:TRUE`), as
+/// `openssl req -x509` makes them (the README's); expired since 2001 if `expired`.
+fn make_authority_cert(expired: bool) -> Cert {
+    let mut params =
+        rcgen::CertificateParams::new(vec![String::from("127.0.0.1")]).expect("parameters");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    }
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = params.self_signed(&key).expect("a certificate");
+    Cert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+    }
+}
+
 /// `cert` written to `cert.pem` and `key.pem` in `dir`.
 fn write_files(dir: &Path, cert: &Cert) -> TlsConfig {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -743,6 +762,57 @@ async fn our_client_refuses_a_trusted_certificate_for_another_name() {
         message.contains("not valid for 127.0.0.1") && message.contains("push.example.com"),
         "{message}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_accepts_a_trusted_self_signed_certificate_marked_as_an_authority() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_authority_cert(false);
+    let server = start_tls(dir.path(), &cert).await;
+    let url = format!("wss://{}/ws", server.addr);
+    let mut client = client_connect(&url, &trusting(&cert))
+        .await
+        .expect("a CA:TRUE certificate trusted by itself is accepted, as OpenSSL does");
+    let position = tokio::time::timeout(STEP, client.publish("news", Data::text("hi")))
+        .await
+        .expect("publish in time")
+        .expect("publish");
+    assert_eq!(position.offset, 1);
+    drop(client);
+    // Not trusted, it is refused as untrusted.
+    let err = client_connect(&url, &ClientOptions::default())
+        .await
+        .expect_err("untrusted");
+    assert!(
+        matches!(
+            &err,
+            ClientError::Connect(ConnectError::Tls {
+                failure: TlsFailure::Untrusted,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_refuses_an_expired_certificate_even_when_trusted_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_authority_cert(true);
+    let server = start_tls(dir.path(), &cert).await;
+    let url = format!("wss://{}/ws", server.addr);
+    let err = client_connect(&url, &trusting(&cert))
+        .await
+        .expect_err("an expired certificate is refused");
+    match &err {
+        ClientError::Connect(ConnectError::Tls {
+            failure: TlsFailure::BadCertificate(reason),
+            ..
+        }) => assert!(reason.contains("expired"), "{reason}"),
+        other => panic!("expected an expired certificate, got {other:?}"),
+    }
     server.stop().await;
 }
 

@@ -7,11 +7,22 @@
 //! set, else the usual places, `/etc/ssl/certs` on Debian) plus the certificates the
 //! caller trusts besides them ([`ClientConfig::extra_roots`]), or by the caller's
 //! own rustls configuration ([`ClientConfig::tls`]).
+//!
+//! One leniency, as OpenSSL (`curl --cacert`) has it: a certificate of
+//! `extra_roots` that the server presents as its own is accepted although it is
+//! marked as an authority (`CA:TRUE`, which `openssl req -x509` writes by default,
+//! so the README's self-signed certificate has it), as long as it is within its
+//! validity period and valid for the host. rustls alone refuses such a certificate
+//! as `CaUsedAsEndEntity`.
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::pki_types::ServerName;
-use rustls::{CertificateError, RootCertStore};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{WebPkiServerVerifier, verify_server_name};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -28,7 +39,9 @@ pub enum TlsFailure {
     /// signed by an authority that is neither among the system's roots nor in
     /// [`ClientConfig::extra_roots`]. A trusted certificate of the same name but
     /// another key (an older self-signed certificate of the same server, say) is
-    /// no help either: its signature does not match.
+    /// no help either: its signature does not match. A self-signed certificate
+    /// marked as an authority (`CA:TRUE`) that is not itself among the extra roots
+    /// is reported so too.
     #[error(
         "the server's certificate is not trusted (no trusted authority issued it; \
          a self-signed certificate must be trusted explicitly)"
@@ -108,13 +121,117 @@ async fn rustls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig
         })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|err| ConnectError::TlsSetup(err.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .map_err(|err| ConnectError::TlsSetup(err.to_string()))?;
+    let mut tls = if config.extra_roots.is_empty() {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let verifier = Verifier::new(roots, &config.extra_roots, provider)?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
     tls.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(Arc::new(tls))
+}
+
+/// rustls's WebPKI verifier over the system's and the extra roots, which also
+/// accepts an extra root presented as the server's own certificate though it is
+/// marked as an authority (see the module's documentation).
+#[derive(Debug)]
+struct Verifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    /// The extra roots, trusted by themselves.
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl Verifier {
+    fn new(
+        roots: RootCertStore,
+        extra: &[CertificateDer<'static>],
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, ConnectError> {
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|err| ConnectError::TlsSetup(err.to_string()))?;
+        Ok(Self {
+            webpki,
+            pinned: extra.to_vec(),
+        })
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(err)
+                if is_ca_used_as_end_entity(&err)
+                    && self
+                        .pinned
+                        .iter()
+                        .any(|pinned| pinned.as_ref() == end_entity.as_ref()) =>
+            {
+                // webpki checks a certificate's validity period before its basic
+                // constraints (`check_issuer_independent_properties`), so this error
+                // means the period is fine (a test keeps an expired one refused).
+                // The certificate itself is trusted; its name is what is left.
+                verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+                tracing::debug!("accepted a trusted certificate marked as an authority");
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Whether rustls refused a certificate because it is an authority's (`CA:TRUE`)
+/// presented as a server's.
+fn is_ca_used_as_end_entity(err: &rustls::Error) -> bool {
+    matches!(
+        err,
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner)))
+            if matches!(
+                inner.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            )
+    )
 }
 
 /// The operating system's roots, read on a blocking thread the first time and kept
@@ -166,6 +283,11 @@ fn failure(err: &std::io::Error, name: &ServerName<'_>) -> TlsFailure {
             name: name.to_str().into_owned(),
             presented: presented.clone(),
         },
+        // A self-signed certificate marked as an authority (`openssl req -x509`)
+        // that is not trusted by itself: rustls says so before looking for its issuer.
+        err @ rustls::Error::InvalidCertificate(_) if is_ca_used_as_end_entity(err) => {
+            TlsFailure::Untrusted
+        }
         rustls::Error::InvalidCertificate(other) => TlsFailure::BadCertificate(other.to_string()),
         other => TlsFailure::Other(other.to_string()),
     }
@@ -200,6 +322,11 @@ mod tests {
             ),
             TlsFailure::Untrusted
         );
+        let authority = rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(
+            Arc::new(webpki::Error::CaUsedAsEndEntity),
+        )));
+        assert!(is_ca_used_as_end_entity(&authority));
+        assert_eq!(failure(&io(authority), &name), TlsFailure::Untrusted);
         let wrong = failure(
             &io(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForNameContext {
