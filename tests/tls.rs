@@ -816,6 +816,33 @@ async fn our_client_refuses_an_expired_certificate_even_when_trusted_by_itself()
     server.stop().await;
 }
 
+#[tokio::test]
+async fn our_client_gives_up_on_a_tls_handshake_after_the_connect_timeout() {
+    // A server that accepts TCP and never answers the ClientHello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let mut options = ClientOptions::default();
+    options.ws.connect_timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = client_connect(&format!("wss://{addr}/ws"), &options)
+        .await
+        .expect_err("no handshake, no connection");
+    assert!(
+        matches!(&err, ClientError::Connect(ConnectError::Timeout(_))),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < STEP, "took {:?}", started.elapsed());
+    silent.abort();
+}
+
 /// `pushwire ARGS` (the client commands), with only the environment the test sets.
 fn pushwire_client() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"));
