@@ -52,7 +52,8 @@ pub enum TlsFailure {
     WrongName {
         /// The host the client connected to.
         name: String,
-        /// The names the certificate holds (empty when rustls did not say).
+        /// The names the certificate holds: DNS names and IP addresses as such,
+        /// other kinds in rustls's notation (empty when rustls did not say).
         presented: Vec<String>,
     },
     /// Any other problem with the server's certificate (expired, not yet valid,
@@ -257,6 +258,21 @@ fn load_system_roots() -> RootCertStore {
     roots
 }
 
+/// A name as webpki shows it (`DnsName("example.com")`, `IpAddress(127.0.0.1)`),
+/// without the notation.
+fn plain_name(shown: &str) -> String {
+    shown
+        .strip_prefix("DnsName(\"")
+        .and_then(|rest| rest.strip_suffix("\")"))
+        .or_else(|| {
+            shown
+                .strip_prefix("IpAddress(")
+                .and_then(|rest| rest.strip_suffix(')'))
+        })
+        .unwrap_or(shown)
+        .to_owned()
+}
+
 /// What went wrong in a handshake that failed with `err`.
 fn failure(err: &std::io::Error, name: &ServerName<'_>) -> TlsFailure {
     let Some(rustls_error) = err
@@ -281,7 +297,7 @@ fn failure(err: &std::io::Error, name: &ServerName<'_>) -> TlsFailure {
             ..
         }) => TlsFailure::WrongName {
             name: name.to_str().into_owned(),
-            presented: presented.clone(),
+            presented: presented.iter().map(|p| plain_name(p)).collect(),
         },
         // A self-signed certificate marked as an authority (`openssl req -x509`)
         // that is not trusted by itself: rustls says so before looking for its issuer.
@@ -331,7 +347,11 @@ mod tests {
             &io(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForNameContext {
                     expected: name.clone(),
-                    presented: vec!["DnsName(\"example.com\")".into()],
+                    presented: vec![
+                        "DnsName(\"example.com\")".into(),
+                        "IpAddress(10.0.0.1)".into(),
+                        "DirectoryName".into(),
+                    ],
                 },
             )),
             &name,
@@ -340,7 +360,11 @@ mod tests {
             matches!(&wrong, TlsFailure::WrongName { name, .. } if name == "127.0.0.1"),
             "{wrong:?}"
         );
-        assert!(wrong.to_string().contains("example.com"), "{wrong}");
+        assert_eq!(
+            wrong.to_string(),
+            "the server's certificate is not valid for 127.0.0.1 \
+             (it is for example.com, 10.0.0.1, DirectoryName)"
+        );
         assert!(matches!(
             failure(
                 &io(rustls::Error::InvalidCertificate(CertificateError::Expired)),
