@@ -34,6 +34,24 @@
 //! # }
 //! ```
 //!
+//! Over TLS, give `wss://host:port/ws` or `https://host:port`. The server's
+//! certificate must be valid for the host and issued by an authority the operating
+//! system trusts; a self-signed one (or a private authority's) is trusted by adding
+//! it to [`ClientConfig::extra_roots`]:
+//!
+//! ```no_run
+//! use pushwire::client::{Client, ClientOptions};
+//! use pushwire::ws::client::read_certificates;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut options = ClientOptions::default();
+//! options.ws.extra_roots = read_certificates("cert.pem")?;
+//! let client = Client::connect_with("https://127.0.0.1:8443", &options).await?;
+//! # drop(client);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! To resume after a disconnection, remember the [`Position`] of the last message of
 //! each topic and pass it as `since` when subscribing again: the reply says whether
 //! every missed message follows ([`SubscribeReply::recovered`]).
@@ -202,8 +220,11 @@ pub struct Client {
 impl Client {
     /// Connects to `url` with the default options and reads the server's hello.
     ///
-    /// `url` is the WebSocket endpoint (`ws://host:port/ws`) or the server
-    /// (`http://host:port`, meaning its `/ws`); see [`ws_url`].
+    /// `url` is the WebSocket endpoint (`ws://host:port/ws`, or `wss://` over TLS)
+    /// or the server (`http://host:port` or `https://host:port`, meaning its
+    /// `/ws`); see [`ws_url`]. Over TLS the server's certificate must be trusted by
+    /// the system, or be among [`ClientConfig::extra_roots`] (through
+    /// [`connect_with`](Self::connect_with) and [`ClientOptions::ws`]).
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         Self::connect_with(url, &ClientOptions::default()).await
     }
@@ -417,11 +438,12 @@ impl Client {
     }
 }
 
-/// The WebSocket URL for `url`: a `ws://` URL as it is; `http://host:port[/prefix]`
-/// becomes `ws://host:port[/prefix]/ws` (the server's topic endpoint), keeping any
-/// query, and an `http://` URL whose path already ends in `/ws` only changes its
-/// scheme. Anything else (`https://`, `wss://`: TLS is not supported yet; no scheme;
-/// no host) is refused.
+/// The WebSocket URL for `url`: a `ws://` or `wss://` URL as it is;
+/// `http://host:port[/prefix]` becomes `ws://host:port[/prefix]/ws` (the server's
+/// topic endpoint), keeping any query, and an `http://` URL whose path already ends
+/// in `/ws` only changes its scheme; `https://` becomes `wss://` the same way (TLS,
+/// port 443 unless given). Anything else (another scheme, no scheme, no host) is
+/// refused.
 pub fn ws_url(url: &str) -> Result<String, ClientError> {
     let bad = |reason: &str| {
         ClientError::Connect(ConnectError::Url {
@@ -429,29 +451,30 @@ pub fn ws_url(url: &str) -> Result<String, ClientError> {
             reason: reason.to_owned(),
         })
     };
-    let uri: Uri = url.parse().map_err(|err: http::uri::InvalidUri| {
-        bad(&format!(
-            "{err}; expected ws://host:port/ws or http://host:port"
-        ))
-    })?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|err: http::uri::InvalidUri| bad(&format!("{err}; expected {EXPECTED_URL}")))?;
     let authority = match uri.authority() {
         Some(authority) if !authority.host().is_empty() => authority.as_str(),
-        _ => return Err(bad("expected ws://host:port/ws or http://host:port")),
+        _ => return Err(bad(&format!("expected {EXPECTED_URL}"))),
     };
-    match uri.scheme_str() {
-        Some("ws") => Ok(url.to_owned()),
-        Some("http") => {
-            let path = uri.path().trim_end_matches('/');
-            let endpoint = if path.ends_with("/ws") { "" } else { "/ws" };
-            let query = uri.query().map_or(String::new(), |q| format!("?{q}"));
-            Ok(format!("ws://{authority}{path}{endpoint}{query}"))
+    let ws_scheme = match uri.scheme_str() {
+        Some("ws" | "wss") => return Ok(url.to_owned()),
+        Some("http") => "ws",
+        Some("https") => "wss",
+        _ => {
+            return Err(bad("the scheme must be ws://, wss://, http:// or https://"));
         }
-        Some("https" | "wss") => Err(bad(
-            "TLS (https://, wss://) is not supported yet; use ws:// or http://",
-        )),
-        _ => Err(bad("the scheme must be ws:// or http://")),
-    }
+    };
+    let path = uri.path().trim_end_matches('/');
+    let endpoint = if path.ends_with("/ws") { "" } else { "/ws" };
+    let query = uri.query().map_or(String::new(), |q| format!("?{q}"));
+    Ok(format!("{ws_scheme}://{authority}{path}{endpoint}{query}"))
 }
+
+/// The forms [`ws_url`] takes, for its errors.
+const EXPECTED_URL: &str =
+    "ws://host:port/ws, wss://host:port/ws, http://host:port or https://host:port";
 
 /// What one frame from the server is.
 enum Incoming {
@@ -668,7 +691,7 @@ mod tests {
     }
 
     #[test]
-    fn http_urls_mean_their_ws_endpoint() {
+    fn http_and_https_urls_mean_their_ws_and_wss_endpoints() {
         let cases = [
             ("ws://127.0.0.1:8888/ws", "ws://127.0.0.1:8888/ws"),
             ("http://127.0.0.1:8888", "ws://127.0.0.1:8888/ws"),
@@ -677,14 +700,22 @@ mod tests {
             ("http://[::1]:80/?k=v", "ws://[::1]:80/ws?k=v"),
             ("http://127.0.0.1:8888/ws", "ws://127.0.0.1:8888/ws"),
             ("http://h/push/ws/?k=v", "ws://h/push/ws?k=v"),
+            ("wss://127.0.0.1:8443/ws", "wss://127.0.0.1:8443/ws"),
+            ("https://127.0.0.1:8443", "wss://127.0.0.1:8443/ws"),
+            ("https://push.example.com/", "wss://push.example.com/ws"),
+            (
+                "https://[::1]:8443/push/?k=v",
+                "wss://[::1]:8443/push/ws?k=v",
+            ),
+            ("https://h/ws", "wss://h/ws"),
         ];
         for (given, expected) in cases {
             assert_eq!(ws_url(given).ok().as_deref(), Some(expected), "{given}");
         }
         for bad in [
-            "https://x",
-            "wss://x/ws",
             "ftp://x",
+            "https://",
+            "wss:///ws",
             "127.0.0.1:8888",
             "",
             "ws:///ws",

@@ -392,11 +392,49 @@ async fn an_unreachable_server_fails_with_status_1() {
 }
 
 #[tokio::test]
+async fn an_unusable_cacert_file_fails_in_one_line_with_status_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.pem");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate in here\n").expect("write");
+    // Nothing listens there: the file is read before connecting.
+    let url = "wss://127.0.0.1:9/ws";
+    for (file, mentions) in [
+        (&missing, "cannot read TLS certificate file"),
+        (&empty, "no certificate"),
+    ] {
+        let file = file.to_str().expect("a UTF-8 path");
+        for args in [
+            &["pub", "news", "x", "--url", url, "--cacert", file][..],
+            &["sub", "news", "--url", url, "--cacert", file][..],
+        ] {
+            let output = run(args).await;
+            assert_failure(&output, 1, mentions);
+            assert!(
+                output.stderr.contains("--cacert") && output.stderr.contains(file),
+                "{output:?}"
+            );
+        }
+    }
+    // From the environment as well.
+    let output = finish(
+        pushwire()
+            .args(["sub", "news", "--url", url])
+            .env("PUSHWIRE_CACERT", &missing)
+            .spawn()
+            .expect("spawn"),
+    )
+    .await;
+    assert_failure(&output, 1, "missing.pem");
+}
+
+#[tokio::test]
 async fn bad_arguments_fail_with_status_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["pub", "news"], "required"),
         (&["pub", "news", "x", "--url", "ftp://host/ws"], "--url"),
-        (&["pub", "news", "x", "--url", "https://host"], "--url"),
+        (&["pub", "news", "x", "--url", "https://"], "--url"),
+        (&["sub", "news", "--url", "gopher://host"], "--url"),
         (&["sub"], "required"),
         (&["sub", "news", "--count", "0"], "--count"),
         (&["sub", "news", "--count", "many"], "--count"),
@@ -450,6 +488,9 @@ async fn help_reads_as_a_manual() {
         "--url",
         "PUSHWIRE_URL",
         "ws://127.0.0.1:8888/ws",
+        "--cacert",
+        "PUSHWIRE_CACERT",
+        "https://127.0.0.1:8888 --cacert cert.pem",
         "Examples:",
         "Exit status",
     ] {
@@ -469,6 +510,8 @@ async fn help_reads_as_a_manual() {
         "--json",
         "recovered: false",
         "PUSHWIRE_URL",
+        "--cacert",
+        "wss://127.0.0.1:8888/ws --cacert cert.pem",
         "Examples:",
         "Exit status",
     ] {

@@ -410,12 +410,14 @@ async fn connecting_to_a_closed_port_or_with_a_bad_url_fails_with_a_connect_erro
         Err(ClientError::Connect(ConnectError::Connect { .. })) => {}
         other => panic!("expected a refused connection, got {other:?}"),
     }
-    for bad in [
-        "https://127.0.0.1:1",
-        "wss://127.0.0.1:1/ws",
-        "127.0.0.1:1",
-        "nonsense",
-    ] {
+    // TLS URLs are connected to like any other.
+    for tls in [format!("wss://{addr}/ws"), format!("https://{addr}")] {
+        match within("connect", Client::connect(&tls)).await {
+            Err(ClientError::Connect(ConnectError::Connect { .. })) => {}
+            other => panic!("{tls}: expected a refused connection, got {other:?}"),
+        }
+    }
+    for bad in ["ftp://127.0.0.1:1", "127.0.0.1:1", "nonsense", "wss:///ws"] {
         match within("connect", Client::connect(bad)).await {
             Err(err @ ClientError::Connect(ConnectError::Url { .. })) => {
                 assert!(err.to_string().contains(bad), "{err}")

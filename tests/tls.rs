@@ -3,7 +3,9 @@
 //! certificate reload on SIGHUP in the real binary.
 //!
 //! Certificates are made at test time (rcgen); every client trusts exactly the
-//! certificates the test made, through its own rustls root store.
+//! certificates the test made, through its own rustls root store, except where a
+//! test checks what our own client (`pushwire::client`, `pushwire pub` / `sub`)
+//! does with the system's roots plus the test's certificate, or without it.
 
 mod common;
 
@@ -18,7 +20,10 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use pushwire::client::{Client, ClientError, ClientOptions, Event};
 use pushwire::config::ServeConfig;
+use pushwire::hub::Data;
+use pushwire::ws::client::{ConnectError, TlsFailure};
 use pushwire::{App, Error, HttpLimits, TlsConfig, TlsError};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -38,15 +43,37 @@ struct Cert {
 }
 
 fn make_cert() -> Cert {
-    let made = rcgen::generate_simple_self_signed(vec![
-        String::from("127.0.0.1"),
-        String::from("localhost"),
-    ])
-    .expect("generate a certificate");
+    make_cert_for(&["127.0.0.1", "localhost"])
+}
+
+/// A self-signed certificate for `names` (DNS names or IP addresses).
+fn make_cert_for(names: &[&str]) -> Cert {
+    let made =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("generate a certificate");
     Cert {
         cert_pem: made.cert.pem(),
         key_pem: made.signing_key.serialize_pem(),
         der: made.cert.der().clone(),
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 marked as an authority (`CA:TRUE`), as
+/// `openssl req -x509` makes them (the README's); expired since 2001 if `expired`.
+fn make_authority_cert(expired: bool) -> Cert {
+    let mut params =
+        rcgen::CertificateParams::new(vec![String::from("127.0.0.1")]).expect("parameters");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    }
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = params.self_signed(&key).expect("a certificate");
+    Cert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
     }
 }
 
@@ -490,11 +517,9 @@ fn sighup(server: &Server) {
     assert!(status.success(), "kill -HUP failed");
 }
 
-#[tokio::test]
-async fn sighup_reloads_the_certificate_without_dropping_connections() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (a, b) = (make_cert(), make_cert());
-    let files = write_files(dir.path(), &a);
+/// `pushwire serve` over TLS with `files`, counting every 100 ms, on a free port:
+/// the process, its address, and the lines of its standard error.
+fn spawn_tls_serve(files: &TlsConfig) -> (Server, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
     for (key, _) in std::env::vars() {
         if key.starts_with("PUSHWIRE_") {
@@ -523,6 +548,15 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
         .trim_end_matches('/')
         .parse()
         .expect("an address in the URL");
+    (server, addr, stderr)
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (make_cert(), make_cert());
+    let files = write_files(dir.path(), &a);
+    let (server, addr, stderr) = spawn_tls_serve(&files);
     let both = [&a.der, &b.der];
 
     let mut old = wss_connect(addr, &both, "/socket").await;
@@ -571,4 +605,337 @@ async fn the_tls_example_serves_the_page_and_counts_over_wss() {
     assert!(body.contains(r#"<h1 id="data">"#), "{body}");
     let mut client = wss_connect(addr, &[&cert.der], "/socket").await;
     assert_eq!(next_text(&mut client).await, "1");
+}
+
+// Our own client (`pushwire::client`, `pushwire pub` / `sub`) over TLS.
+
+/// Client options that trust `cert` besides the system's roots.
+fn trusting(cert: &Cert) -> ClientOptions {
+    let mut options = ClientOptions::default();
+    options.ws.extra_roots = vec![cert.der.clone()];
+    options
+}
+
+/// Connects our client to `url`, bounded by [`STEP`].
+async fn client_connect(url: &str, options: &ClientOptions) -> Result<Client, ClientError> {
+    tokio::time::timeout(STEP, Client::connect_with(url, options))
+        .await
+        .expect("connecting took longer than the time limit")
+}
+
+/// Posts `body` to the publish API of `topic` over https, which must answer 200.
+async fn https_publish(addr: SocketAddr, cert: &Cert, topic: &str, body: &'static str) {
+    let stream = tls_connect(addr, &[&cert.der], &[b"http/1.1"]).await;
+    let request = hyper::Request::post(format!("/api/publish/{topic}"))
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("request");
+    let (status, body) = http1_request(stream, request).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn our_client_trusting_the_certificate_receives_over_wss_what_https_publishes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls(dir.path(), &cert).await;
+    // https://host:port means the server's wss://host:port/ws.
+    let url = format!("https://{}", server.addr);
+    let mut client = client_connect(&url, &trusting(&cert))
+        .await
+        .expect("connect over TLS");
+    tokio::time::timeout(STEP, client.subscribe("news", None))
+        .await
+        .expect("subscribe in time")
+        .expect("subscribe");
+
+    https_publish(server.addr, &cert, "news", r#"{"headline":"over TLS"}"#).await;
+    let event = tokio::time::timeout(STEP, client.next_event())
+        .await
+        .expect("a message in time")
+        .expect("a message, not an error")
+        .expect("the connection is open");
+    let Event::Message { topic, data, .. } = event else {
+        panic!("expected a message, got {event:?}");
+    };
+    assert_eq!(topic.as_str(), "news");
+    assert_eq!(data.as_str(), r#"{"headline":"over TLS"}"#);
+    tokio::time::timeout(STEP, client.close())
+        .await
+        .expect("close in time");
+
+    // A whole rustls configuration trusting exactly this certificate works too
+    // (its ALPN is set to http/1.1 by the client).
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der.clone()).expect("trust the certificate");
+    let exact = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut options = ClientOptions::default();
+    options.ws.tls = Some(Arc::new(exact));
+    let mut client = client_connect(&format!("wss://{}/ws", server.addr), &options)
+        .await
+        .expect("connect with the caller's rustls configuration");
+    let position = tokio::time::timeout(STEP, client.publish("news", Data::text("again")))
+        .await
+        .expect("publish in time")
+        .expect("publish over wss");
+    assert_eq!(position.offset, 2);
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_refuses_a_certificate_it_does_not_trust_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls(dir.path(), &cert).await;
+    let url = format!("wss://{}/ws", server.addr);
+    // The system's roots only: nobody they trust signed this certificate.
+    let err = client_connect(&url, &ClientOptions::default())
+        .await
+        .expect_err("an untrusted certificate is refused");
+    assert!(
+        matches!(
+            &err,
+            ClientError::Connect(ConnectError::Tls {
+                failure: TlsFailure::Untrusted,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&server.addr.to_string()) && message.contains("not trusted"),
+        "{message}"
+    );
+    // Trusting another certificate instead does not help, though it has the same
+    // subject name (rcgen gives every certificate the same one).
+    let other = make_cert();
+    let err = client_connect(&url, &trusting(&other))
+        .await
+        .expect_err("a certificate trusted for nothing");
+    assert!(
+        matches!(
+            &err,
+            ClientError::Connect(ConnectError::Tls {
+                failure: TlsFailure::Untrusted,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // The server goes on serving those who trust it.
+    client_connect(&url, &trusting(&cert))
+        .await
+        .expect("connect when trusted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_refuses_a_trusted_certificate_for_another_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert_for(&["push.example.com"]);
+    let server = start_tls(dir.path(), &cert).await;
+    let url = format!("wss://{}/ws", server.addr);
+    let err = client_connect(&url, &trusting(&cert))
+        .await
+        .expect_err("a certificate for another name is refused");
+    match &err {
+        ClientError::Connect(ConnectError::Tls {
+            host,
+            failure: TlsFailure::WrongName { name, .. },
+        }) => {
+            assert_eq!(host, &server.addr.to_string());
+            assert_eq!(name, "127.0.0.1");
+        }
+        other => panic!("expected a wrong-name TLS error, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("not valid for 127.0.0.1 (it is for push.example.com)"),
+        "{message}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_accepts_a_trusted_self_signed_certificate_marked_as_an_authority() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_authority_cert(false);
+    let server = start_tls(dir.path(), &cert).await;
+    let url = format!("wss://{}/ws", server.addr);
+    let mut client = client_connect(&url, &trusting(&cert))
+        .await
+        .expect("a CA:TRUE certificate trusted by itself is accepted, as OpenSSL does");
+    let position = tokio::time::timeout(STEP, client.publish("news", Data::text("hi")))
+        .await
+        .expect("publish in time")
+        .expect("publish");
+    assert_eq!(position.offset, 1);
+    drop(client);
+    // Not trusted, it is refused as untrusted.
+    let err = client_connect(&url, &ClientOptions::default())
+        .await
+        .expect_err("untrusted");
+    assert!(
+        matches!(
+            &err,
+            ClientError::Connect(ConnectError::Tls {
+                failure: TlsFailure::Untrusted,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_refuses_an_expired_certificate_even_when_trusted_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_authority_cert(true);
+    let server = start_tls(dir.path(), &cert).await;
+    let url = format!("wss://{}/ws", server.addr);
+    let err = client_connect(&url, &trusting(&cert))
+        .await
+        .expect_err("an expired certificate is refused");
+    match &err {
+        ClientError::Connect(ConnectError::Tls {
+            failure: TlsFailure::BadCertificate(reason),
+            ..
+        }) => assert!(reason.contains("expired"), "{reason}"),
+        other => panic!("expected an expired certificate, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_gives_up_on_a_tls_handshake_after_the_connect_timeout() {
+    // A server that accepts TCP and never answers the ClientHello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let mut options = ClientOptions::default();
+    options.ws.connect_timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = client_connect(&format!("wss://{addr}/ws"), &options)
+        .await
+        .expect_err("no handshake, no connection");
+    assert!(
+        matches!(&err, ClientError::Connect(ConnectError::Timeout(_))),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < STEP, "took {:?}", started.elapsed());
+    silent.abort();
+}
+
+/// `pushwire ARGS` (the client commands), with only the environment the test sets.
+fn pushwire_client() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PUSHWIRE_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits (bounded by [`STEP`]) for `child` to exit: (status, stdout, stderr).
+async fn finish(child: tokio::process::Child) -> (Option<i32>, String, String) {
+    let output = tokio::time::timeout(STEP, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("pushwire did not exit within {STEP:?}"))
+        .expect("wait for pushwire");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn run_client(command: &mut tokio::process::Command) -> (Option<i32>, String, String) {
+    finish(command.spawn().expect("spawn pushwire")).await
+}
+
+#[tokio::test]
+async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let files = write_files(dir.path(), &cert);
+    let (server, addr, _stderr) = spawn_tls_serve(&files);
+    let cacert = files.cert_path().to_owned();
+    let https = format!("https://{addr}");
+    let wss = format!("wss://{addr}/ws");
+
+    let (code, first, stderr) = run_client(
+        pushwire_client()
+            .args(["pub", "news", "first", "--url", &https, "--cacert"])
+            .arg(&cacert),
+    )
+    .await;
+    assert_eq!((code, stderr.as_str()), (Some(0), ""), "{first}");
+    let first = first.trim().to_owned();
+    assert!(
+        first.starts_with("news@") && first.ends_with(":1"),
+        "{first}"
+    );
+
+    // Resuming after the first message, the subscriber gets the next one whether it
+    // is published before or after it has subscribed: no race with the publish.
+    let sub = pushwire_client()
+        .args([
+            "sub", "news", "--url", &wss, "--count", "1", "--since", &first,
+        ])
+        .arg("--cacert")
+        .arg(&cacert)
+        .spawn()
+        .expect("spawn pushwire sub");
+    let (code, second, stderr) = run_client(
+        pushwire_client()
+            .args(["pub", "news", "x", "--url", &https])
+            .env("PUSHWIRE_CACERT", &cacert),
+    )
+    .await;
+    assert_eq!((code, stderr.as_str()), (Some(0), ""), "{second}");
+    assert!(second.trim().ends_with(":2"), "{second}");
+    let (code, received, stderr) = finish(sub).await;
+    assert_eq!((code, stderr.as_str()), (Some(0), ""), "{received}");
+    assert_eq!(received, "\"x\"\n");
+
+    // Without --cacert, the self-signed certificate is not trusted: one line, status 1.
+    for args in [
+        &["pub", "news", "y", "--url", &https][..],
+        &["sub", "news", "--url", &wss][..],
+    ] {
+        let (code, stdout, stderr) = run_client(pushwire_client().args(args)).await;
+        assert_eq!(code, Some(1), "{args:?}: {stdout}{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("TLS handshake")
+                && stderr.contains("not trusted")
+                && stderr.contains("--cacert"),
+            "{args:?}: {stderr}"
+        );
+    }
+    drop(server);
 }

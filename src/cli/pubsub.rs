@@ -3,14 +3,16 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::ws::CloseCode;
+use crate::ws::client::{ConnectError, TlsFailure};
 
 use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::client::{self, Client, ClientError, Event};
+use crate::client::{self, Client, ClientError, ClientOptions, Event};
 use crate::hub::{Data, Position, PositionReply, Positions, Topic};
 
 /// The server both commands talk to unless told otherwise.
@@ -39,8 +41,14 @@ Examples:
   tail -f app.log | pushwire pub logs -      one message per line of standard input
   seq 3 | pushwire pub n - --json            publishes the numbers 1, 2 and 3
 
+Over TLS, give the server as https://host:port (or wss://host:port/ws; port 443 when
+none is given). A server whose certificate no authority the system trusts has signed
+(a self-signed one) needs that certificate in --cacert:
+  pushwire pub news 'hello' --url https://127.0.0.1:8888 --cacert cert.pem
+
 Exit status: 0 when everything was published, 1 when a publish failed (the server
-refused it, or the connection failed), 2 for bad arguments.";
+refused it, the connection or its TLS handshake failed, --cacert is unusable), 2 for
+bad arguments.";
 
 /// The manual of `pushwire sub` (its `--help`).
 pub(crate) const SUB_ABOUT: &str = "\
@@ -63,19 +71,31 @@ Examples:
   pushwire sub news --since news@k3J9x0a:41       resume after offset 41
   pushwire sub news --count 1                     wait for one message, print it, exit
 
+Over TLS, give the server as wss://host:port/ws (or https://host:port; port 443 when
+none is given). A server whose certificate no authority the system trusts has signed
+(a self-signed one) needs that certificate in --cacert:
+  pushwire sub news --url wss://127.0.0.1:8888/ws --cacert cert.pem
+
 To resume later, keep the last line of `--json` output: its topic, epoch and offset
 make the next `--since` (topic@epoch:offset).
 
 Exit status: 0 after --count messages or when the server closes the connection, 1 when
-a subscription is refused or the connection fails, 2 for bad arguments.";
+a subscription is refused, the connection or its TLS handshake fails, or --cacert is
+unusable, 2 for bad arguments.";
 
 /// Where `pub` and `sub` connect, and how they show who they are.
 #[derive(Debug, Args)]
 struct ServerArgs {
-    /// The server: its WebSocket endpoint (ws://host:port/ws), or http://host:port
-    /// for that server's /ws.
+    /// The server: its WebSocket endpoint (ws://host:port/ws, or wss://host:port/ws
+    /// over TLS), or http://host:port (https://host:port) for that server's /ws.
     #[arg(long, env = "PUSHWIRE_URL", default_value = DEFAULT_URL, value_name = "URL")]
     url: String,
+
+    /// PEM certificates to trust besides the system's, for a TLS server whose
+    /// certificate no authority the system trusts has signed: its self-signed
+    /// certificate, or a private authority's.
+    #[arg(long, env = "PUSHWIRE_CACERT", value_name = "FILE")]
+    cacert: Option<PathBuf>,
 
     /// A connection token (see `pushwire token`), for a server that requires them.
     #[arg(
@@ -85,6 +105,27 @@ struct ServerArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+}
+
+impl ServerArgs {
+    /// The client's options: the certificates of `--cacert` trusted besides the
+    /// system's.
+    fn options(&self) -> Result<ClientOptions, String> {
+        let mut options = ClientOptions::default();
+        if let Some(path) = &self.cacert {
+            options.ws.extra_roots = crate::ws::client::read_certificates(path)
+                .map_err(|err| format!("--cacert: {err}"))?;
+        }
+        Ok(options)
+    }
+
+    /// Connects to `--url` with [`options`](Self::options).
+    async fn connect(&self) -> Result<Client, String> {
+        let options = self.options()?;
+        Client::connect_with(&self.url, &options)
+            .await
+            .map_err(describe)
+    }
 }
 
 /// Flags of `pushwire pub`; its manual is [`PUB_ABOUT`].
@@ -162,7 +203,7 @@ pub(crate) fn publish(args: PubArgs) -> ExitCode {
         },
     };
     super::block_on(async move {
-        let mut client = Client::connect(&args.server.url).await.map_err(describe)?;
+        let mut client = args.server.connect().await?;
         authenticate(&mut client, args.server.token.as_deref()).await?;
         match data {
             Some(data) => {
@@ -265,7 +306,7 @@ async fn authenticate(client: &mut Client, token: Option<&str>) -> Result<(), St
 }
 
 async fn follow(args: SubArgs) -> Result<(), String> {
-    let mut client = Client::connect(&args.server.url).await.map_err(describe)?;
+    let mut client = args.server.connect().await?;
     authenticate(&mut client, args.server.token.as_deref()).await?;
     for topic in &args.topics {
         let since = Topic::new(topic)
@@ -319,10 +360,17 @@ fn cannot_publish(topic: &str, err: ClientError) -> String {
     format!("cannot publish on {topic:?}: {}", describe(err))
 }
 
-/// One line for a client error: the server's refusals read as such.
+/// One line for a client error: the server's refusals read as such, and an
+/// untrusted certificate says how to trust it.
 fn describe(err: ClientError) -> String {
     match err {
         ClientError::Server { code, message } => format!("the server refused: {code} {message}"),
+        ClientError::Connect(
+            ref connect @ ConnectError::Tls {
+                failure: TlsFailure::Untrusted,
+                ..
+            },
+        ) => format!("{connect}; to trust it, give its certificate with --cacert FILE"),
         other => other.to_string(),
     }
 }

@@ -16,4 +16,5 @@ pub use limits::ConnectionLimits;
 pub use origin::{InvalidOrigin, Origins, Refused};
 pub use serve::HttpLimits;
 pub use static_files::Asset;
+pub(crate) use tls::read_certificates;
 pub use tls::{TlsConfig, TlsError, TlsReloader};

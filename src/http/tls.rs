@@ -240,19 +240,10 @@ impl Tls {
 
 /// Reads and checks the certificate chain and key of `config`.
 fn load(config: &TlsConfig, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    const CERT: &str = "certificate";
     const KEY: &str = "private key";
     let cert_path = &config.cert;
     let key_path = &config.key;
-    let cert_pem = read(CERT, cert_path)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| pem_error(CERT, cert_path, &err))?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: cert_path.clone(),
-        });
-    }
+    let chain = read_certificates(cert_path)?;
     let key_pem = read(KEY, key_path)?;
     let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
         Ok(key) => key,
@@ -288,6 +279,24 @@ fn load(config: &TlsConfig, provider: &CryptoProvider) -> Result<CertifiedKey, T
             reason: err.to_string(),
         }),
     }
+}
+
+/// Reads the PEM `CERTIFICATE` blocks of `path`, in order; a file without any is an
+/// error ([`TlsError::NoCertificate`]). Text outside the blocks is skipped, as in
+/// the bundles operating systems ship. Used for the server's chain and for the
+/// certificates a client trusts (`pushwire pub --cacert`).
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    const CERT: &str = "certificate";
+    let pem = read(CERT, path)?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| pem_error(CERT, path, &err))?;
+    if certificates.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certificates)
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -1,9 +1,16 @@
-//! The client role: open a WebSocket to a server (`ws://` URLs) and get a [`Socket`],
-//! the same type a server handler gets.
+//! The client role: open a WebSocket to a server (`ws://` and `wss://` URLs) and get
+//! a [`Socket`], the same type a server handler gets.
 //!
 //! hyper performs the HTTP/1.1 upgrade; we check the server's answer (status, accept
 //! key, extensions) and then run the same connection task as the server side, with
 //! masking on and the client's rules for the close handshake.
+//!
+//! `wss://` runs the same upgrade inside TLS (rustls with the *ring* provider, ALPN
+//! `http/1.1`, SNI from the URL's host). The server's certificate must be valid for
+//! that host and issued by an authority the operating system trusts, or by one of
+//! [`ClientConfig::extra_roots`] (a self-signed certificate is its own authority);
+//! [`ClientConfig::tls`] replaces that policy with a whole rustls configuration. A
+//! handshake that fails says why in [`ConnectError::Tls`].
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -15,6 +22,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::conn::{Config, drive};
@@ -25,10 +34,12 @@ use super::queue::clock_ms;
 use super::socket::{ConnId, Socket};
 use super::stream::Stream;
 
+pub use super::client_tls::TlsFailure;
+
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The URL is not a usable `ws://` URL.
+    /// The URL is not a usable `ws://` or `wss://` URL.
     #[error("invalid WebSocket URL {url:?}: {reason}")]
     Url {
         /// The URL as given.
@@ -45,6 +56,19 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake of a `wss://` connection failed: the server's certificate
+    /// is not trusted or not valid for the host, or the two sides could not agree.
+    #[error("TLS handshake with {host} failed: {failure}")]
+    Tls {
+        /// Host and port.
+        host: String,
+        /// What went wrong.
+        failure: TlsFailure,
+    },
+    /// The TLS client could not be set up (an extra root certificate that cannot be
+    /// parsed, the system's roots unreadable).
+    #[error("cannot set up TLS: {0}")]
+    TlsSetup(String),
     /// Connecting or the handshake took longer than allowed.
     #[error("timed out connecting to {0}")]
     Timeout(String),
@@ -64,8 +88,17 @@ pub enum ConnectError {
 pub struct ClientConfig {
     /// The connection's limits and compression (offered when enabled).
     pub ws: Config,
-    /// Time allowed for TCP connect plus handshake.
+    /// Time allowed for TCP connect plus handshake (TLS included).
     pub connect_timeout: Duration,
+    /// Certificates trusted for `wss://` besides the operating system's roots: a
+    /// self-signed server certificate, or a private authority's. Read them from a PEM
+    /// file with [`read_certificates`].
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// A whole rustls configuration for `wss://`, used instead of the system's roots
+    /// and [`extra_roots`](Self::extra_roots) (for example to trust exactly one
+    /// authority, or to present a client certificate). Its ALPN protocols are
+    /// replaced by `http/1.1`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -73,16 +106,30 @@ impl Default for ClientConfig {
         Self {
             ws: Config::default(),
             connect_timeout: Duration::from_secs(10),
+            extra_roots: Vec::new(),
+            tls: None,
         }
     }
 }
 
-/// Connects to `url` (`ws://host:port/path?query`) with the default configuration.
+/// Reads the PEM `CERTIFICATE` blocks of `path`, for
+/// [`ClientConfig::extra_roots`]. A missing or unreadable file, broken PEM, or a
+/// file without any certificate is an error that names the file.
+pub fn read_certificates(
+    path: impl AsRef<std::path::Path>,
+) -> Result<Vec<CertificateDer<'static>>, crate::TlsError> {
+    crate::http::read_certificates(path.as_ref())
+}
+
+/// Connects to `url` (`ws://host:port/path?query`, or `wss://` for TLS) with the
+/// default configuration.
 pub async fn connect(url: &str) -> Result<Socket, ConnectError> {
     connect_with(url, &ClientConfig::default()).await
 }
 
-/// Connects to `url` with `config`.
+/// Connects to `url` with `config`. Everything, from the TCP connect through the
+/// TLS and WebSocket handshakes, must finish within
+/// [`connect_timeout`](ClientConfig::connect_timeout).
 pub async fn connect_with(url: &str, config: &ClientConfig) -> Result<Socket, ConnectError> {
     let target = Target::parse(url)?;
     let authority = target.authority.clone();
@@ -96,6 +143,8 @@ struct Target {
     host: String,
     port: u16,
     path: String,
+    /// The name the server's certificate must be valid for, for `wss://`.
+    tls: Option<ServerName<'static>>,
 }
 
 impl Target {
@@ -107,22 +156,33 @@ impl Target {
         let uri: Uri = url
             .parse()
             .map_err(|err: http::uri::InvalidUri| bad(&err.to_string()))?;
-        match uri.scheme_str() {
-            Some("ws") => {}
-            Some("wss") => return Err(bad("wss:// (TLS) is not supported yet; use ws://")),
-            _ => return Err(bad("the scheme must be ws://")),
-        }
+        let secure = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => return Err(bad("the scheme must be ws:// or wss://")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
         let host = authority
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let tls = if secure {
+            Some(super::client_tls::server_name(&host).map_err(|reason| bad(&reason))?)
+        } else {
+            None
+        };
         Ok(Self {
             authority: authority.as_str().to_owned(),
+            port: authority
+                .port_u16()
+                .unwrap_or(if secure { 443 } else { 80 }),
             host,
-            port: authority.port_u16().unwrap_or(80),
             path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            tls,
         })
     }
 }
@@ -136,10 +196,30 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
             source,
         })?;
     let _ = tcp.set_nodelay(true);
-    let peer = tcp
-        .peer_addr()
-        .map_err(|source| ConnectError::Connect { addr, source })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    let peer = tcp.peer_addr().map_err(|source| ConnectError::Connect {
+        addr: addr.clone(),
+        source,
+    })?;
+    match target.tls.clone() {
+        None => upgrade(TokioIo::new(tcp), peer, &target, config).await,
+        Some(name) => {
+            let tls = super::client_tls::handshake(tcp, name, &addr, config).await?;
+            upgrade(TokioIo::new(tls), peer, &target, config).await
+        }
+    }
+}
+
+/// The HTTP/1.1 upgrade on `io` (TCP, or TLS over TCP), and the connection task.
+async fn upgrade<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    target: &Target,
+    config: &ClientConfig,
+) -> Result<Socket, ConnectError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.with_upgrades().await {
             tracing::debug!(error = %err, "client HTTP connection ended");

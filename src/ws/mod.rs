@@ -17,6 +17,7 @@
 //! - [`client`]: opening a connection to a server.
 
 pub mod client;
+mod client_tls;
 mod conn;
 pub mod deflate;
 mod error;
