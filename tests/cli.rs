@@ -203,6 +203,11 @@ async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
 
 /// The first line the server prints (its URL), then the server is stopped.
 fn first_line(command: &mut Command) -> String {
+    spawn_with_first_line(command).1
+}
+
+/// Starts `command` (a server) and answers it with the first line it prints.
+fn spawn_with_first_line(command: &mut Command) -> (Server, String) {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -210,14 +215,14 @@ fn first_line(command: &mut Command) -> String {
         .spawn()
         .expect("spawn pushwire");
     let stdout = child.stdout.take().expect("stdout");
-    let _server = Server(child);
+    let server = Server(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    rx.recv_timeout(STEP).expect("no line printed")
+    (server, rx.recv_timeout(STEP).expect("no line printed"))
 }
 
 fn free_port() -> u16 {
@@ -398,23 +403,7 @@ fn with_tls_the_server_prints_https_and_wss_urls() {
 
 /// A server started with `args` (on a free port) and its `/ws` URL.
 fn serve_with(args: &[&str]) -> (Server, String) {
-    let mut child = pushwire()
-        .args(["--port", "0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pushwire");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(STEP).expect("no line printed");
+    let (server, line) = spawn_with_first_line(pushwire().args(["--port", "0"]).args(args));
     let url = line
         .split_whitespace()
         .find(|word| word.starts_with("http://127.0.0.1:"))

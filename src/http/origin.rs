@@ -101,12 +101,7 @@ impl Origins {
         let Some((scheme, authority)) = split(origin) else {
             return Err(Refused::new(format!("origin {origin:?}")));
         };
-        let normal = format!(
-            "{scheme}://{}:{}",
-            authority.host().to_ascii_lowercase(),
-            port_or_default(&authority, &scheme)
-        );
-        if self.allowed.contains(&normal) {
+        if self.allowed.contains(&key(&scheme, &authority)) {
             return Ok(());
         }
         let host = headers
@@ -170,11 +165,17 @@ fn split(origin: &str) -> Option<(Scheme, Authority)> {
 
 fn normalise(origin: &str) -> Option<String> {
     let (scheme, authority) = split(origin.trim())?;
-    Some(format!(
+    Some(key(&scheme, &authority))
+}
+
+/// An origin as the allow-list keeps it: `scheme://host:port`, host lowercased,
+/// default port written out.
+fn key(scheme: &Scheme, authority: &Authority) -> String {
+    format!(
         "{scheme}://{}:{}",
         authority.host().to_ascii_lowercase(),
-        port_or_default(&authority, &scheme)
-    ))
+        port_or_default(authority, scheme)
+    )
 }
 
 /// The authority's port, or the default port of `scheme` (`ws` as `http`).
