@@ -8,8 +8,11 @@ use common::{
     closed_by_server, connect, masked_frame, next, raw_ws, read_close, read_frame, start,
     write_frame,
 };
+use std::time::Duration;
+
 use futures_util::SinkExt;
 use pushwire::{App, Socket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -104,6 +107,91 @@ async fn invalid_utf8_in_text_closes_with_1007() {
 async fn invalid_utf8_fails_fast_before_the_message_ends() {
     // The first fragment is already invalid; no final fragment ever comes.
     expect_close_for(&[(0x01, &[0x61, 0xc0, 0xaf])], 1007).await;
+}
+
+/// Autobahn|Testsuite 6.4.x's invalid text: valid UTF-8, then U+110000 encoded in
+/// four bytes (`f4 90 80 80`, out of range: invalid at its second byte), then more.
+const SUITE_6_4_TEXT: &[u8] = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited";
+
+/// Where the pieces of [`SUITE_6_4_TEXT`] end: five valid pieces (the fifth ending
+/// inside the four-byte sequence, as in case 6.4.4), then the byte that makes it
+/// invalid, then the rest.
+const SUITE_6_4_CUTS: [usize; 7] = [2, 5, 7, 9, 12, 13, 21];
+
+/// An echo server whose keepalive would ping a connection within the test: a period
+/// of 3 s (each connection draws between 2.25 s and 3 s), swept once a second.
+async fn start_echo_pinging() -> common::Running {
+    let config = pushwire::ws::Config {
+        ping_interval: Some(Duration::from_secs(3)),
+        ..pushwire::ws::Config::default()
+    };
+    start(App::new().ws_config(config).socket("/echo", echo)).await
+}
+
+/// Sends `pieces` one write each, pausing a second after each but the last two, as a
+/// slow sender would (and as Autobahn|Testsuite 6.4.x does). During each pause the
+/// server must send nothing: the text so far is valid and the peer is visibly alive,
+/// so no close and no keepalive ping (the suite records a ping as an event, and
+/// answers it with a pong written into the middle of the frame it is sending). After
+/// the invalid byte, the server closes with 1007 at once, before the message ends.
+async fn feed_slowly_then_expect_1007(pieces: &[Vec<u8>]) {
+    let server = start_echo_pinging().await;
+    let mut tcp = raw_ws(server.addr, "/echo").await;
+    let (valid, rest) = pieces.split_at(pieces.len() - 2);
+    for (i, piece) in valid.iter().enumerate() {
+        tcp.write_all(piece).await.expect("write piece");
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(1), tcp.read(&mut byte)).await {
+            Err(_) => {} // nothing arrived during the pause, as it should
+            Ok(Ok(0)) => panic!("the server closed TCP after valid piece {i}"),
+            Ok(Ok(_)) => panic!(
+                "the server sent a frame (first byte {:#04x}) during the pause after valid \
+                 piece {i}: a peer in the middle of sending is neither failed nor pinged",
+                byte[0]
+            ),
+            Ok(Err(err)) => panic!("read failed after valid piece {i}: {err}"),
+        }
+    }
+    tcp.write_all(&rest[0])
+        .await
+        .expect("write the invalid byte");
+    let (code, reason) = read_close(&mut tcp).await;
+    assert_eq!(code, 1007, "close reason was {reason:?}");
+    // The rest of the message may still be written; the connection is over anyway.
+    let _ = tcp.write_all(&rest[1]).await;
+    assert!(
+        closed_by_server(&mut tcp).await,
+        "the server did not close TCP"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_split_across_slow_reads_of_one_frame_fails_fast_and_is_not_pinged() {
+    // Autobahn 6.4.3/6.4.4: one text frame, its bytes arriving in pieces with pauses.
+    let frame = masked_frame(0x81, SUITE_6_4_TEXT);
+    let head = frame.len() - SUITE_6_4_TEXT.len();
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for cut in SUITE_6_4_CUTS {
+        pieces.push(frame[from..head + cut].to_vec());
+        from = head + cut;
+    }
+    feed_slowly_then_expect_1007(&pieces).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_split_across_slow_fragments_fails_fast_and_is_not_pinged() {
+    // Autobahn 6.4.1/6.4.2: the same text in fragments, one frame per piece.
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for (i, cut) in SUITE_6_4_CUTS.into_iter().enumerate() {
+        let opcode = if i == 0 { 0x01 } else { 0x00 };
+        let fin = if cut == SUITE_6_4_TEXT.len() { 0x80 } else { 0 };
+        pieces.push(masked_frame(fin | opcode, &SUITE_6_4_TEXT[from..cut]));
+        from = cut;
+    }
+    feed_slowly_then_expect_1007(&pieces).await;
 }
 
 #[tokio::test]

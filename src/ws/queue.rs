@@ -11,6 +11,12 @@
 //! a sweeper that visits every connection once a second (`super::registry`) raises
 //! a ping or an idle-timeout event only for those that are due. An idle connection
 //! therefore owns no timer.
+//!
+//! A ping goes only to a peer that has been silent for a ping interval: one that is
+//! sending needs no proof of life, and a ping it answers in the middle of sending
+//! could land where it does harm (Autobahn|Testsuite's fuzzer writes its pong into
+//! the middle of a text frame it is sending in pieces, which then fails as invalid
+//! UTF-8; see `docs/conformance.md`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,7 +125,10 @@ pub(crate) struct Shared {
     writer: AtomicWaker,
     /// The application, waiting in `recv`.
     reader: AtomicWaker,
-    /// Keepalive: ping after this many ms without one (0: never).
+    /// Keepalive: ping a peer silent for this many ms, at most once per this many
+    /// ms (0: never). Each connection draws its own, between three quarters of the
+    /// configured interval and all of it, so connections opened together are not
+    /// pinged together.
     ping_every_ms: u64,
     /// Keepalive: give up after this many ms without hearing from the peer (0: never).
     idle_timeout_ms: u64,
@@ -152,21 +161,20 @@ impl Shared {
         }
     }
 
-    /// Turns keepalive on: a ping every `ping_every`, and an idle event after
-    /// `idle_timeout` without a byte from the peer.
+    /// Turns keepalive on: a ping once the peer has been silent for (a little less
+    /// than) `ping_every`, and an idle event after `idle_timeout` without a byte from
+    /// the peer.
     pub(crate) fn with_keepalive(
         mut self,
         ping_every: Option<Duration>,
         idle_timeout: Duration,
     ) -> Self {
-        self.ping_every_ms = ping_every.map_or(0, |d| d.as_millis().max(1) as u64);
+        let every = ping_every.map_or(0, |d| d.as_millis().max(1) as u64);
+        // A period of its own: connections opened together (a deploy, a reconnect
+        // wave) that stay silent are pinged spread over the last quarter of the
+        // interval, not all in the same sweep.
+        self.ping_every_ms = every - rand::random_range(0..=every / 4);
         self.idle_timeout_ms = idle_timeout.as_millis() as u64;
-        if self.ping_every_ms > 0 {
-            // A random phase: connections opened together (a deploy, a reconnect
-            // wave) are pinged spread over the interval, not all in the same sweep.
-            let phase = rand::random_range(0..self.ping_every_ms);
-            self.last_ping = AtomicU64::new(clock_ms().saturating_sub(phase));
-        }
         self
     }
 
@@ -411,14 +419,16 @@ impl Shared {
         self.writer.wake();
     }
 
-    /// Keepalive check at `now` ([`clock_ms`]): raises an idle or a ping event when
-    /// one is due. Called about once a second.
+    /// Keepalive check at `now` ([`clock_ms`]): raises an idle event when the peer
+    /// has been silent for the idle timeout, or a ping when it has been silent for
+    /// its ping period and was not pinged within it. Called about once a second.
     pub(crate) fn tick(&self, now: u64) {
         let seen = self.last_seen.load(Ordering::Relaxed);
+        let pinged = self.last_ping.load(Ordering::Relaxed);
         if self.idle_timeout_ms > 0 && now.saturating_sub(seen) >= self.idle_timeout_ms {
             self.raise(EVENT_IDLE);
         } else if self.ping_every_ms > 0
-            && now.saturating_sub(self.last_ping.load(Ordering::Relaxed)) >= self.ping_every_ms
+            && now.saturating_sub(seen.max(pinged)) >= self.ping_every_ms
         {
             self.last_ping.store(now, Ordering::Relaxed);
             self.raise(EVENT_PING);
@@ -463,25 +473,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connections_opened_together_are_pinged_spread_over_the_interval() {
+    fn connections_opened_together_are_pinged_spread_over_the_last_quarter() {
         let every = Duration::from_secs(25);
         let due: Vec<u64> = (0..1000)
             .map(|_| {
                 let shared = Shared::new(1024, 512, 4).with_keepalive(Some(every), every * 3);
-                let last = shared.last_ping.load(Ordering::Relaxed);
-                // When its first ping is due, from just after it was made.
-                (last + shared.ping_every_ms).saturating_sub(clock_ms())
+                // A silent peer's first ping is due one period after it was made.
+                shared.ping_every_ms
             })
             .collect();
         assert!(
-            due.iter().all(|&d| d <= 25_000),
-            "no first ping later than the interval"
+            due.iter().all(|&d| (18_750..=25_000).contains(&d)),
+            "every first ping within the last quarter of the interval"
         );
-        // In each fifth of the interval, about 200 of the 1,000; never all in one.
+        // In each fifth of that quarter, about 200 of the 1,000; never all in one.
         for fifth in 0..5u64 {
+            let from = 18_750 + fifth * 1_250;
             let inside = due
                 .iter()
-                .filter(|&&d| d >= fifth * 5_000 && d < (fifth + 1) * 5_000)
+                .filter(|&&d| d >= from && (d < from + 1_250 || (fifth == 4 && d == 25_000)))
                 .count();
             assert!(
                 (100..=300).contains(&inside),
@@ -489,6 +499,46 @@ mod tests {
             );
         }
     }
+
+    /// Raised events, taken as the connection task takes them.
+    fn take_events(shared: &Shared) -> u8 {
+        std::mem::take(&mut shared.lock().events)
+    }
+
+    #[test]
+    fn a_peer_that_keeps_sending_is_never_pinged() {
+        let every = Duration::from_secs(2);
+        let shared = Shared::new(1024, 512, 4).with_keepalive(Some(every), every * 3);
+        let start = clock_ms();
+        // Bytes arrive every half second for a minute of sweeps (simulated clock).
+        for step in 1..=120u64 {
+            let now = start + step * 500;
+            shared.last_seen.store(now, Ordering::Relaxed);
+            shared.tick(now);
+            assert_eq!(take_events(&shared), 0, "pinged at step {step}");
+        }
+    }
+
+    #[test]
+    fn a_silent_peer_is_pinged_once_per_period_until_the_idle_timeout() {
+        let every = Duration::from_secs(2);
+        let shared = Shared::new(1024, 512, 4).with_keepalive(Some(every), every * 5);
+        let start = shared.last_seen.load(Ordering::Relaxed);
+        let period = shared.ping_every_ms;
+        shared.tick(start + period - 1);
+        assert_eq!(take_events(&shared), 0, "pinged before a period of silence");
+        shared.tick(start + period);
+        assert_eq!(take_events(&shared), EVENT_PING);
+        // No answer: the next ping comes a period after the last one, not each sweep.
+        shared.tick(start + period + 1_000);
+        assert_eq!(take_events(&shared), 0, "pinged again within the period");
+        shared.tick(start + 2 * period);
+        assert_eq!(take_events(&shared), EVENT_PING);
+        // Still nothing from the peer at the idle timeout: give up on it.
+        shared.tick(start + 10_000);
+        assert_eq!(take_events(&shared), EVENT_IDLE);
+    }
+
     use futures_util::task::noop_waker_ref;
 
     fn frame(len: usize) -> Bytes {
