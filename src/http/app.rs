@@ -650,8 +650,18 @@ async fn reload_on_sighup(
             () = shutdown.cancelled() => return,
             received = hangups.recv() => if received.is_none() { return },
         }
-        let files = reloader.config();
-        match reloader.reload() {
+        let files = reloader.config().clone();
+        // Reading files may block (a slow disk, a network mount, a FIFO): off the
+        // runtime's threads, so connections keep being served meanwhile.
+        let reloading = reloader.clone();
+        let reloaded = match tokio::task::spawn_blocking(move || reloading.reload()).await {
+            Ok(reloaded) => reloaded,
+            Err(err) => {
+                tracing::error!(error = %err, "SIGHUP: the TLS reload task failed");
+                continue;
+            }
+        };
+        match reloaded {
             Ok(()) => tracing::info!(
                 cert = %files.cert_path().display(),
                 key = %files.key_path().display(),
