@@ -78,6 +78,8 @@ fn help_documents_every_flag_with_its_env_var_and_default() {
         "PUSHWIRE_TLS_CERT",
         "--tls-key",
         "PUSHWIRE_TLS_KEY",
+        "--http2-idle-timeout",
+        "PUSHWIRE_HTTP2_IDLE_TIMEOUT",
     ] {
         assert!(
             stdout.contains(expected),
@@ -90,6 +92,10 @@ fn help_documents_every_flag_with_its_env_var_and_default() {
 fn bad_values_fail_in_one_line() {
     assert_one_line_failure(run(pushwire().args(["--interval", "soon"])), "--interval");
     assert_one_line_failure(run(pushwire().args(["--interval", "0s"])), "--interval");
+    assert_one_line_failure(
+        run(pushwire().args(["--http2-idle-timeout", "0s"])),
+        "--http2-idle-timeout",
+    );
     assert_one_line_failure(run(pushwire().args(["--port", "99999"])), "--port");
     assert_one_line_failure(run(pushwire().args(["--bind", "nowhere"])), "--bind");
     assert_one_line_failure(run(pushwire().env("PUSHWIRE_INTERVAL", "fast")), "fast");
