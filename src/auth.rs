@@ -42,6 +42,13 @@
 //! header's `kid` picks among them (keys without a `kid` are tried when none has
 //! it). `aud` and `iss` are checked when configured; `nbf` is honoured; `exp` and
 //! `nbf` allow the configured clock skew (`--token-leeway`).
+//!
+//! A PEM file given as a public key must hold a `PUBLIC KEY` (or `RSA PUBLIC
+//! KEY`) of RSA, 2048 to 8192 bits, or EC P-256: a private key, a certificate, a
+//! P-384 or Ed25519 key is refused when the server starts, with a reason naming
+//! what the file holds. Signatures are made and checked by *ring* (the library
+//! rustls uses), through a `jsonwebtoken` crypto provider of our own: neither of
+//! that crate's backends is compiled in (see `docs/security.md` for why).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -113,8 +113,9 @@ pub(crate) struct ServeArgs {
     )]
     max_connections: usize,
 
-    /// The most connections one IP address holds at once; more get 429 (0: no
-    /// limit; behind a load balancer every client shares its address).
+    /// The most connections one IP address (IPv6: one /64 network) holds at once;
+    /// more get 429 (0: no limit; behind a load balancer every client shares its
+    /// address).
     #[arg(
         long,
         env = "PUSHWIRE_MAX_CONNECTIONS_PER_IP",
@@ -180,8 +181,9 @@ pub(crate) struct ServeArgs {
     )]
     token_secret: Option<String>,
 
-    /// Require tokens signed by this key: a PEM RSA (RS256) or EC P-256 (ES256)
-    /// public key; repeat for several.
+    /// Require tokens signed by this key: a PEM RSA (RS256, 2048 to 8192 bits) or
+    /// EC P-256 (ES256) public key; repeat for several. A private key, a P-384 key
+    /// or a certificate stops the start with a line saying so.
     #[arg(
         long,
         env = "PUSHWIRE_TOKEN_PUBLIC_KEY",

@@ -584,8 +584,9 @@ impl Server {
     }
 
     /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully. With
-    /// TLS, SIGHUP reloads the certificate and key (on Unix): a reload that fails
-    /// is logged and keeps the certificate in use.
+    /// TLS, SIGHUP reloads the certificate and key (on Unix), reading them on a
+    /// blocking thread: a reload that fails is logged and keeps the certificate in
+    /// use.
     pub async fn run(self) -> Result<(), Error> {
         #[cfg(unix)]
         if let Some(reloader) = self.tls_reloader() {

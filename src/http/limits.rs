@@ -25,10 +25,10 @@ use std::time::Instant;
 pub struct ConnectionLimits {
     /// The most connections this node holds at once.
     pub max_connections: usize,
-    /// The most connections one IP address holds at once.
+    /// The most connections one IP address (an IPv6 /64 network) holds at once.
     pub max_connections_per_ip: usize,
-    /// The most new connections one IP address may open per second (a burst of as
-    /// many is allowed after a quiet second).
+    /// The most new connections one IP address (an IPv6 /64 network) may open per
+    /// second (a burst of as many is allowed after a quiet second).
     pub new_connections_per_ip: u32,
 }
 
