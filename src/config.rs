@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::auth::AuthConfig;
 use crate::broker::RedisConfig;
-use crate::http::{ConnectionLimits, HttpLimits, Origins, TlsConfig};
+use crate::http::{ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, Origins, TlsConfig};
 use crate::hub::HubConfig;
 
 /// The shortest counter interval accepted.
@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub connection_limits: ConnectionLimits,
     /// Request heads: time to send one, largest size.
     pub http_limits: HttpLimits,
+    /// How long an HTTP/2 connection may go without a request in flight.
+    pub http2_idle_timeout: Duration,
     /// Serve https and wss with this certificate and key; `None`: plain http and ws.
     pub tls: Option<TlsConfig>,
     /// Tokens: keys, claims checked, public topics; no key means no tokens needed.
@@ -62,6 +64,7 @@ impl Default for ServeConfig {
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),
             http_limits: HttpLimits::default(),
+            http2_idle_timeout: HTTP2_IDLE_TIMEOUT,
             tls: None,
             auth: AuthConfig::default(),
         }
@@ -136,6 +139,16 @@ pub fn parse_handshake_timeout(text: &str) -> Result<Duration, String> {
         .map_err(|err| format!("{err} (write a duration such as 10s)"))?;
     if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(300) {
         return Err(String::from("must be between 100ms and 5min"));
+    }
+    Ok(timeout)
+}
+
+/// Parses an HTTP/2 idle timeout such as `60s` (1 s to 1 h).
+pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 60s)"))?;
+    if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(3600) {
+        return Err(String::from("must be between 1s and 1h"));
     }
     Ok(timeout)
 }

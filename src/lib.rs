@@ -79,8 +79,8 @@ pub mod ws;
 
 pub use error::Error;
 pub use http::{
-    App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HttpLimits, InvalidOrigin, Origins, Refused,
-    Server, TlsConfig, TlsError, TlsReloader,
+    App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, InvalidOrigin,
+    Origins, Refused, Server, TlsConfig, TlsError, TlsReloader,
 };
 pub use hub::{Data, Hub, HubConfig, Topic};
 pub use ticker::ticker;

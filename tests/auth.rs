@@ -335,6 +335,8 @@ async fn a_token_used_before_nbf_is_refused() {
 #[tokio::test]
 async fn a_token_without_exp_is_refused() {
     let server = start_secret().await;
+    // jsonwebtoken straight, with the crypto provider pushwire installed in this
+    // process when the server read its key.
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": "ivy", "topics": {"*": ["sub"]}}),

@@ -78,6 +78,8 @@ fn help_documents_every_flag_with_its_env_var_and_default() {
         "PUSHWIRE_TLS_CERT",
         "--tls-key",
         "PUSHWIRE_TLS_KEY",
+        "--http2-idle-timeout",
+        "PUSHWIRE_HTTP2_IDLE_TIMEOUT",
     ] {
         assert!(
             stdout.contains(expected),
@@ -90,6 +92,10 @@ fn help_documents_every_flag_with_its_env_var_and_default() {
 fn bad_values_fail_in_one_line() {
     assert_one_line_failure(run(pushwire().args(["--interval", "soon"])), "--interval");
     assert_one_line_failure(run(pushwire().args(["--interval", "0s"])), "--interval");
+    assert_one_line_failure(
+        run(pushwire().args(["--http2-idle-timeout", "0s"])),
+        "--http2-idle-timeout",
+    );
     assert_one_line_failure(run(pushwire().args(["--port", "99999"])), "--port");
     assert_one_line_failure(run(pushwire().args(["--bind", "nowhere"])), "--bind");
     assert_one_line_failure(run(pushwire().env("PUSHWIRE_INTERVAL", "fast")), "fast");
@@ -531,6 +537,45 @@ fn token_without_a_key_or_with_a_bad_grant_fails_in_one_line() {
         run(pushwire().args(["--token-public-key", "/no/such/key.pem", "--port", "0"])),
         "cannot read key file /no/such/key.pem",
     );
+}
+
+/// Writes `text` to `name` in `dir` and returns the path.
+fn write_key(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write key file");
+    path.display().to_string()
+}
+
+#[test]
+fn a_token_public_key_of_the_wrong_kind_fails_the_start_in_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("P-384 key");
+    let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+    let cases = [
+        (
+            write_key(dir.path(), "p384-public.pem", &p384.public_key_pem()),
+            "holds an EC public key on P-384",
+        ),
+        (
+            format!("{keys}/rsa-private.pem"),
+            "holds a private key (BEGIN RSA PRIVATE KEY)",
+        ),
+        (
+            write_key(dir.path(), "p256-private.pem", &p256.serialize_pem()),
+            "holds a private key (BEGIN PRIVATE KEY)",
+        ),
+    ];
+    for (path, what) in cases {
+        let result = run(pushwire().args(["--token-public-key", &path, "--port", "0"]));
+        let stderr = result.2.clone();
+        assert_one_line_failure(result, what);
+        assert!(stderr.contains(&format!("key file {path}: ")), "{stderr}");
+    }
+    // The same P-256 key's public half is accepted: the server starts.
+    let public = write_key(dir.path(), "p256-public.pem", &p256.public_key_pem());
+    let (server, _url) = serve_with(&["--token-public-key", &public]);
+    drop(server);
 }
 
 #[test]

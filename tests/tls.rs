@@ -939,3 +939,208 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
     }
     drop(server);
 }
+
+/// The demo over TLS with `config`'s limits (its port and files set here).
+async fn start_tls_config(dir: &Path, cert: &Cert, config: ServeConfig) -> Running {
+    let config = ServeConfig {
+        port: 0,
+        tls: Some(write_files(dir, cert)),
+        ..config
+    };
+    common::start(pushwire::demo::app(&config).expect("demo app")).await
+}
+
+type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+/// An HTTP/2 connection over TLS: its request sender, and a task that ends when the
+/// connection does.
+async fn h2_connect(
+    addr: SocketAddr,
+    cert: &Cert,
+) -> (H2Sender, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
+    let stream = tls_connect(addr, &[&cert.der], &[b"h2"]).await;
+    assert_eq!(alpn(&stream).as_deref(), Some(&b"h2"[..]));
+    let (sender, connection) = tokio::time::timeout(
+        STEP,
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)),
+    )
+    .await
+    .expect("HTTP/2 handshake timed out")
+    .expect("HTTP/2 handshake failed");
+    (sender, tokio::spawn(connection))
+}
+
+/// `GET path` over `sender`: the response, its body not read yet.
+async fn h2_get(
+    sender: &mut H2Sender,
+    addr: SocketAddr,
+    path: &str,
+) -> hyper::Response<hyper::body::Incoming> {
+    let request = hyper::Request::get(format!("https://{addr}{path}"))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    tokio::time::timeout(STEP, sender.send_request(request))
+        .await
+        .expect("HTTP/2 request timed out")
+        .expect("HTTP/2 request failed")
+}
+
+/// Waits (bounded) until the server has closed the HTTP/2 connection of `task`.
+async fn h2_closed(task: tokio::task::JoinHandle<Result<(), hyper::Error>>, what: &str) {
+    let result = tokio::time::timeout(STEP, task)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the server did not close it within {STEP:?}"))
+        .expect("connection task panicked");
+    assert!(result.is_ok(), "{what}: closed with an error: {result:?}");
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_one_with_a_stream_in_flight_is_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls_config(
+        dir.path(),
+        &cert,
+        ServeConfig {
+            // Long enough that a loaded machine sends a request on a fresh
+            // connection before it runs out.
+            http2_idle_timeout: Duration::from_secs(1),
+            ..ServeConfig::default()
+        },
+    )
+    .await;
+    let addr = server.addr;
+    // An SSE stream, opened first and kept open: a request in flight.
+    let (mut busy, busy_task) = h2_connect(addr, &cert).await;
+    let stream = h2_get(&mut busy, addr, "/sse?topic=idle").await;
+    assert_eq!(stream.status(), 200);
+    // Two idle connections, one after the other, each opened after the busy one:
+    // when both are closed, the busy one has been open longer than either.
+    for round in ["first", "second"] {
+        let (idle, idle_task) = h2_connect(addr, &cert).await;
+        h2_closed(idle_task, &format!("the {round} idle connection")).await;
+        drop(idle);
+    }
+    assert!(
+        !busy_task.is_finished(),
+        "the connection with an open stream was closed"
+    );
+    let response = h2_get(&mut busy, addr, "/healthz").await;
+    assert_eq!(response.status(), 200, "the busy connection still serves");
+    let body = tokio::time::timeout(STEP, response.into_body().collect())
+        .await
+        .expect("body timed out")
+        .expect("body");
+    assert_eq!(body.to_bytes(), "ok\n");
+    // Once its stream is cancelled, it is idle too, and closed.
+    drop(stream);
+    h2_closed(busy_task, "the connection whose stream ended").await;
+    server.stop().await;
+}
+
+/// A request over HTTP/1.1 on `stream`: (status, `Retry-After`, `Connection`,
+/// body), then whether the server closed the connection after it.
+async fn http1_refusal(stream: TlsStream<TcpStream>, addr: SocketAddr) -> (u16, String, bool) {
+    let exchange = async {
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let connection = tokio::spawn(connection);
+        let request = hyper::Request::get("/")
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?.to_bytes();
+        assert_eq!(
+            headers.get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            headers.get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
+        let closed = connection
+            .await
+            .map(|result| result.is_ok())
+            .unwrap_or(false);
+        Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned(), closed))
+    };
+    tokio::time::timeout(STEP, exchange)
+        .await
+        .expect("HTTP/1.1 exchange timed out")
+        .expect("HTTP/1.1 exchange failed")
+}
+
+#[tokio::test]
+async fn a_connection_over_the_limit_gets_503_after_the_tls_handshake_over_http1_and_http2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert();
+    let server = start_tls_config(
+        dir.path(),
+        &cert,
+        ServeConfig {
+            connection_limits: pushwire::ConnectionLimits {
+                max_connections: 1,
+                ..pushwire::ConnectionLimits::default()
+            },
+            ..ServeConfig::default()
+        },
+    )
+    .await;
+    let addr = server.addr;
+    // The one place, held by a finished handshake (admission comes before it).
+    let holder = tls_connect(addr, &[&cert.der], &[b"http/1.1"]).await;
+
+    // HTTP/1.1: the handshake completes, the request gets 503, the connection ends.
+    let refused = tls_connect(addr, &[&cert.der], &[b"http/1.1"]).await;
+    let (status, body, closed) = http1_refusal(refused, addr).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the server holds its most connections (1)"),
+        "{body}"
+    );
+    assert!(
+        closed,
+        "the refused connection was not closed after the answer"
+    );
+
+    // HTTP/2: the same answer, then a GOAWAY ends the connection.
+    let (mut sender, task) = h2_connect(addr, &cert).await;
+    let response = h2_get(&mut sender, addr, "/").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let body = tokio::time::timeout(STEP, response.into_body().collect())
+        .await
+        .expect("body timed out")
+        .expect("body")
+        .to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("the server holds its most connections (1)"),
+        "{body:?}"
+    );
+    h2_closed(task, "the refused HTTP/2 connection").await;
+
+    // The place comes back when its holder leaves.
+    drop(holder);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let stream = tls_connect(addr, &[&cert.der], &[b"http/1.1"]).await;
+        let request = hyper::Request::get("/healthz")
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let (status, _) = http1_request(stream, request).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "the place never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}

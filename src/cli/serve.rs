@@ -9,8 +9,8 @@ use clap::Args;
 use crate::auth::{AUTH_TIMEOUT, AuthConfig};
 use crate::broker::RedisConfig;
 use crate::config::{
-    ServeConfig, parse_broker, parse_handshake_timeout, parse_interval, parse_leeway, parse_origin,
-    parse_timeout, parse_ttl,
+    ServeConfig, parse_broker, parse_handshake_timeout, parse_idle_timeout, parse_interval,
+    parse_leeway, parse_origin, parse_timeout, parse_ttl,
 };
 use crate::http::{ConnectionLimits, HttpLimits, Origins};
 use crate::hub::{HistoryConfig, HubConfig};
@@ -113,8 +113,9 @@ pub(crate) struct ServeArgs {
     )]
     max_connections: usize,
 
-    /// The most connections one IP address holds at once; more get 429 (0: no
-    /// limit; behind a load balancer every client shares its address).
+    /// The most connections one IP address (IPv6: one /64 network) holds at once;
+    /// more get 429 (0: no limit; behind a load balancer every client shares its
+    /// address).
     #[arg(
         long,
         env = "PUSHWIRE_MAX_CONNECTIONS_PER_IP",
@@ -155,6 +156,12 @@ pub(crate) struct ServeArgs {
     /// The largest request head, in bytes (8 KiB at least); larger ones get 431.
     #[arg(long, env = "PUSHWIRE_MAX_HEADER_SIZE", default_value_t = 16384, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8192..=1024 * 1024))]
     max_header_size: u32,
+
+    /// Close an HTTP/2 connection (https) that has had no request in flight for
+    /// this long, such as 60s; an open SSE stream counts as one.
+    #[arg(long, env = "PUSHWIRE_HTTP2_IDLE_TIMEOUT", default_value = "60s", value_name = "DURATION", value_parser = parse_idle_timeout)]
+    http2_idle_timeout: Duration,
+
     /// Serve https and wss with the certificate chain in this PEM file (the
     /// server's certificate first); needs --tls-key. SIGHUP reloads both files.
     #[arg(long, env = "PUSHWIRE_TLS_CERT", value_name = "FILE")]
@@ -174,8 +181,9 @@ pub(crate) struct ServeArgs {
     )]
     token_secret: Option<String>,
 
-    /// Require tokens signed by this key: a PEM RSA (RS256) or EC P-256 (ES256)
-    /// public key; repeat for several.
+    /// Require tokens signed by this key: a PEM RSA (RS256, 2048 to 8192 bits) or
+    /// EC P-256 (ES256) public key; repeat for several. A private key, a P-384 key
+    /// or a certificate stops the start with a line saying so.
     #[arg(
         long,
         env = "PUSHWIRE_TOKEN_PUBLIC_KEY",
@@ -273,6 +281,7 @@ impl ServeArgs {
                 header_timeout: self.handshake_timeout,
                 max_header_size: self.max_header_size as usize,
             },
+            http2_idle_timeout: self.http2_idle_timeout,
             tls,
             auth: AuthConfig {
                 secret: self.token_secret.filter(|secret| !secret.is_empty()),

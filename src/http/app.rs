@@ -24,7 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::limits::{ConnectionLimits, Gate};
 use super::origin::Origins;
 use super::publish::PublishApi;
-use super::serve::{HttpLimits, accept_loop};
+use super::serve::{HTTP2_IDLE_TIMEOUT, HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig, TlsReloader};
 use super::upgrade::{Handler, SocketRoute, upgrade};
@@ -81,6 +81,7 @@ pub struct App {
     runtime: Runtime,
     shutdown_timeout: Duration,
     limits: HttpLimits,
+    http2_idle_timeout: Duration,
     hub: Option<Hub>,
     api_key: Option<Arc<str>>,
     origins: Origins,
@@ -115,6 +116,7 @@ impl App {
             runtime: Runtime::default(),
             shutdown_timeout: Duration::from_secs(10),
             limits: HttpLimits::default(),
+            http2_idle_timeout: HTTP2_IDLE_TIMEOUT,
             hub: None,
             api_key: None,
             origins: Origins::default(),
@@ -240,6 +242,16 @@ impl App {
         self
     }
 
+    /// Sets how long an HTTP/2 connection (over TLS) may go with no request in
+    /// flight before the server closes it with a GOAWAY (default
+    /// [`HTTP2_IDLE_TIMEOUT`], 60 s). A request is in flight from its head until
+    /// its response has been sent, so an open SSE stream keeps its connection.
+    /// HTTP/1.1 connections are not affected.
+    pub fn http2_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.http2_idle_timeout = timeout;
+        self
+    }
+
     /// Sets which web pages may open WebSockets, SSE streams and long-polls and call
     /// the publish API (the `Origin` check; default: pages from the same host only,
     /// and any client that sends no `Origin`). See [`Origins`].
@@ -360,6 +372,7 @@ impl App {
             runtime: self.runtime,
             shutdown_timeout: self.shutdown_timeout,
             limits: self.limits,
+            http2_idle_timeout: self.http2_idle_timeout,
             gate,
             tls,
         })
@@ -544,6 +557,7 @@ pub struct Server {
     runtime: Runtime,
     shutdown_timeout: Duration,
     limits: HttpLimits,
+    http2_idle_timeout: Duration,
     gate: Option<Arc<Gate>>,
     tls: Option<Tls>,
 }
@@ -570,8 +584,9 @@ impl Server {
     }
 
     /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully. With
-    /// TLS, SIGHUP reloads the certificate and key (on Unix): a reload that fails
-    /// is logged and keeps the certificate in use.
+    /// TLS, SIGHUP reloads the certificate and key (on Unix), reading them on a
+    /// blocking thread: a reload that fails is logged and keeps the certificate in
+    /// use.
     pub async fn run(self) -> Result<(), Error> {
         #[cfg(unix)]
         if let Some(reloader) = self.tls_reloader() {
@@ -606,6 +621,7 @@ impl Server {
             self.listener,
             self.router,
             self.limits,
+            self.http2_idle_timeout,
             runtime,
             self.tls,
             self.gate,
@@ -650,8 +666,18 @@ async fn reload_on_sighup(
             () = shutdown.cancelled() => return,
             received = hangups.recv() => if received.is_none() { return },
         }
-        let files = reloader.config();
-        match reloader.reload() {
+        let files = reloader.config().clone();
+        // Reading files may block (a slow disk, a network mount, a FIFO): off the
+        // runtime's threads, so connections keep being served meanwhile.
+        let reloading = reloader.clone();
+        let reloaded = match tokio::task::spawn_blocking(move || reloading.reload()).await {
+            Ok(reloaded) => reloaded,
+            Err(err) => {
+                tracing::error!(error = %err, "SIGHUP: the TLS reload task failed");
+                continue;
+            }
+        };
+        match reloaded {
             Ok(()) => tracing::info!(
                 cert = %files.cert_path().display(),
                 key = %files.key_path().display(),

@@ -8,6 +8,9 @@
 //! per-address limit would refuse them all. Turn them on where clients connect
 //! directly.
 //!
+//! Per-address limits count an IPv6 client by its /64 network, not its single
+//! address: a host usually holds a whole /64 and may pick any address in it.
+//!
 //! An accepted connection holds a [`Ticket`] for as long as it lives (a WebSocket
 //! after its upgrade, an SSE stream until it ends); dropping it gives the place back.
 
@@ -22,10 +25,10 @@ use std::time::Instant;
 pub struct ConnectionLimits {
     /// The most connections this node holds at once.
     pub max_connections: usize,
-    /// The most connections one IP address holds at once.
+    /// The most connections one IP address (an IPv6 /64 network) holds at once.
     pub max_connections_per_ip: usize,
-    /// The most new connections one IP address may open per second (a burst of as
-    /// many is allowed after a quiet second).
+    /// The most new connections one IP address (an IPv6 /64 network) may open per
+    /// second (a burst of as many is allowed after a quiet second).
     pub new_connections_per_ip: u32,
 }
 
@@ -171,10 +174,19 @@ impl Gate {
     }
 }
 
-/// The key an address is counted under: IPv4-mapped IPv6 addresses as IPv4.
+/// The key an address is counted under: an IPv4 address as itself (IPv4-mapped
+/// IPv6 addresses as IPv4), an IPv6 address as its /64 network (the rest of its
+/// bits zeroed). One IPv6 host is usually given a whole /64 and can pick any
+/// address in it, so counting single addresses would let it open one connection
+/// per address.
 fn ip_key(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+        },
         IpAddr::V4(_) => ip,
     }
 }
@@ -189,7 +201,7 @@ fn refill(mut state: IpState, now_ms: u64, rate: f64) -> IpState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
@@ -238,5 +250,37 @@ mod tests {
             Some(Refusal::TooFast(3)),
             "closing does not refill the bucket; time does"
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_network() {
+        let one = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 1));
+        let same_64 = IpAddr::V6(Ipv6Addr::new(
+            0x2001, 0xdb8, 1, 2, 0xffff, 0xffff, 0xffff, 0xfffe,
+        ));
+        let next_64 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert_eq!(ip_key(one), ip_key(same_64));
+        assert_ne!(ip_key(one), ip_key(next_64));
+        assert_eq!(
+            ip_key(one),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 0))
+        );
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(ip_key(mapped), A, "IPv4-mapped addresses count as IPv4");
+
+        let gate = Arc::new(Gate::new(ConnectionLimits {
+            max_connections_per_ip: 1,
+            ..ConnectionLimits::default()
+        }));
+        let held = gate.admit(one);
+        assert!(held.is_ok());
+        assert_eq!(
+            gate.admit(same_64).err(),
+            Some(Refusal::TooManyFromIp(1)),
+            "another address of the same /64 shares the place"
+        );
+        assert!(gate.admit(next_64).is_ok(), "the next /64 has its own");
+        drop(held);
+        assert!(gate.admit(same_64).is_ok());
     }
 }

@@ -14,7 +14,7 @@ mod upgrade;
 pub use app::{App, BUNDLED_PAGES_CSP, Server};
 pub use limits::ConnectionLimits;
 pub use origin::{InvalidOrigin, Origins, Refused};
-pub use serve::HttpLimits;
+pub use serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
 pub use static_files::Asset;
 pub(crate) use tls::read_certificates;
 pub use tls::{TlsConfig, TlsError, TlsReloader};

@@ -2,10 +2,14 @@
 //! limits a server on the open internet needs (time to send the request head, its
 //! size) and graceful shutdown. With TLS, each connection first completes its
 //! handshake (within the same time limit), then speaks HTTP/2 or HTTP/1.1, as
-//! ALPN chose.
+//! ALPN chose. An HTTP/2 connection with no request in flight for the HTTP/2 idle
+//! timeout is closed (GOAWAY); a connection the limits refuse still gets an answer
+//! (503 or 429), over TLS after the handshake.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,6 +17,7 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt as _;
 
 use super::app::Runtime;
@@ -49,6 +54,14 @@ pub struct HttpLimits {
     pub max_header_size: usize,
 }
 
+/// How long an HTTP/2 connection may go with no request in flight before it is
+/// closed, by default.
+pub const HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most refused TLS connections answered at once (each costs a handshake);
+/// past it a refused connection is closed without an answer.
+const REFUSALS_IN_FLIGHT: usize = 64;
+
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
@@ -59,11 +72,14 @@ impl Default for HttpLimits {
 }
 
 /// Accepts connections until shutdown, serving each with `router`, over TLS when
-/// `tls` is set; a connection that `gate` refuses gets the refusal instead.
+/// `tls` is set; a connection that `gate` refuses gets the refusal instead. Over
+/// TLS, an HTTP/2 connection without a request in flight for `http2_idle_timeout`
+/// is closed.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    http2_idle_timeout: Duration,
     runtime: Runtime,
     tls: Option<Tls>,
     gate: Option<Arc<Gate>>,
@@ -75,7 +91,19 @@ pub(crate) async fn accept_loop(
         .max_headers(100);
     match tls {
         None => plain_loop(listener, router, http, runtime, gate).await,
-        Some(tls) => tls_loop(listener, router, http, limits, runtime, tls, gate).await,
+        Some(tls) => {
+            let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            http2
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
+            let tls_http = TlsHttp {
+                http1: http,
+                http2,
+                handshake_timeout: limits.header_timeout,
+                http2_idle_timeout,
+            };
+            tls_loop(listener, router, Arc::new(tls_http), runtime, tls, gate).await;
+        }
     }
 }
 
@@ -92,7 +120,21 @@ async fn plain_loop(
         let ticket = match admit(gate.as_ref(), peer) {
             Ok(ticket) => ticket,
             Err(refusal) => {
-                refuse(&http, tcp, peer, refusal, &runtime);
+                let (status, message) = refusal.answer();
+                tracing::debug!(%peer, status, "{message}");
+                let connection =
+                    http.serve_connection(TokioIo::new(tcp), refusal_service(refusal, false));
+                let shutdown = runtime.shutdown.clone();
+                runtime.tracker.spawn(async move {
+                    tokio::select! {
+                        result = connection => {
+                            if let Err(err) = result {
+                                log_connection_error(peer, &err);
+                            }
+                        }
+                        () = shutdown.cancelled() => {}
+                    }
+                });
                 continue;
             }
         };
@@ -109,61 +151,92 @@ async fn plain_loop(
     }
 }
 
+/// The HTTP side of a TLS listener.
+struct TlsHttp {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    handshake_timeout: Duration,
+    http2_idle_timeout: Duration,
+}
+
 /// TLS: the handshake (bounded by the header timeout), then HTTP/2 when ALPN chose
 /// `h2`, HTTP/1.1 (with upgrades, the same limits) otherwise.
 async fn tls_loop(
     listener: TcpListener,
     router: Router,
-    http1: hyper::server::conn::http1::Builder,
-    limits: HttpLimits,
+    http: Arc<TlsHttp>,
     runtime: Runtime,
     tls: Tls,
     gate: Option<Arc<Gate>>,
 ) {
-    let http1 = Arc::new(http1);
-    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http2
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
-    let http2 = Arc::new(http2);
+    let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
     while let Some((tcp, peer)) = accept(&listener, &runtime).await {
-        // Over TLS a refused connection is closed before the handshake: answering
-        // would cost the handshake the limit is there to save.
         let ticket = match admit(gate.as_ref(), peer) {
             Ok(ticket) => ticket,
             Err(refusal) => {
-                tracing::debug!(%peer, "{}", refusal.answer().1);
+                let (status, message) = refusal.answer();
+                tracing::debug!(%peer, status, "{message}");
+                // Answering costs a handshake: a bounded number at once, so that
+                // a flood of refused connections cannot cost more than that.
+                match Arc::clone(&refusals).try_acquire_owned() {
+                    Ok(permit) => {
+                        let (tls, http) = (tls.clone(), Arc::clone(&http));
+                        let shutdown = runtime.shutdown.clone();
+                        runtime.tracker.spawn(async move {
+                            let _permit = permit;
+                            tokio::select! {
+                                () = refuse_tls(tcp, peer, refusal, &tls, &http) => {}
+                                () = shutdown.cancelled() => {}
+                            }
+                        });
+                    }
+                    Err(_) => tracing::debug!(
+                        %peer,
+                        "{REFUSALS_IN_FLIGHT} refusals already being answered; closed without one"
+                    ),
+                }
                 continue;
             }
         };
         let acceptor = tls.acceptor.clone();
-        let (http1, http2) = (Arc::clone(&http1), Arc::clone(&http2));
+        let http = Arc::clone(&http);
         let service = service(&router, peer, ticket);
         let shutdown = runtime.shutdown.clone();
-        let timeout = limits.header_timeout;
         runtime.tracker.spawn(async move {
             let handshake = tokio::select! {
-                handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)) => handshake,
+                handshake = handshake(&acceptor, tcp, peer, http.handshake_timeout) => handshake,
                 () = shutdown.cancelled() => return,
             };
-            let stream = match handshake {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake not completed in time; disconnected");
-                    return;
-                }
-            };
+            let Some(stream) = handshake else { return };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(stream);
             let result = if h2 {
-                until_shutdown!(http2.serve_connection(io, service), shutdown)
+                let (activity, in_flight) = watch::channel(0usize);
+                let service = InFlight {
+                    inner: service,
+                    activity: Arc::new(activity),
+                };
+                let connection = http.http2.serve_connection(io, service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = shutdown.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                    () = idle(in_flight, http.http2_idle_timeout) => {
+                        tracing::debug!(
+                            %peer,
+                            "HTTP/2 connection idle for {:?}; closing",
+                            http.http2_idle_timeout
+                        );
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                }
             } else {
                 until_shutdown!(
-                    http1.serve_connection(io, service).with_upgrades(),
+                    http.http1.serve_connection(io, service).with_upgrades(),
                     shutdown
                 )
             };
@@ -171,6 +244,171 @@ async fn tls_loop(
                 log_connection_error(peer, &err);
             }
         });
+    }
+}
+
+/// The TLS handshake on `tcp`, bounded by `timeout`; `None` (logged) when it fails
+/// or takes too long.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not completed in time; disconnected");
+            None
+        }
+    }
+}
+
+/// Answers a connection the limits refused, over TLS: the handshake, then the
+/// refusal to its first request (HTTP/1.1 with `Connection: close`; HTTP/2 with a
+/// GOAWAY after the answer), all within the handshake timeout twice over.
+async fn refuse_tls(tcp: TcpStream, peer: SocketAddr, refusal: Refusal, tls: &Tls, http: &TlsHttp) {
+    let answer = async {
+        let Some(stream) = handshake(&tls.acceptor, tcp, peer, http.handshake_timeout).await else {
+            return;
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(stream);
+        let result = if h2 {
+            let answered = Arc::new(Notify::new());
+            let service = refusal_service_notifying(refusal, Arc::clone(&answered));
+            let connection = http.http2.serve_connection(io, service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = answered.notified() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        } else {
+            http.http1
+                .serve_connection(io, refusal_service(refusal, false))
+                .await
+        };
+        if let Err(err) = result {
+            log_connection_error(peer, &err);
+        }
+    };
+    if tokio::time::timeout(http.handshake_timeout * 2, answer)
+        .await
+        .is_err()
+    {
+        tracing::debug!(%peer, "refused connection not done in time; closed");
+    }
+}
+
+/// Resolves once no request has been in flight for `timeout` (the count in
+/// `in_flight` at 0 all that time).
+async fn idle(mut in_flight: watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        let busy = *in_flight.borrow_and_update() > 0;
+        if busy {
+            if in_flight.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(timeout) => {
+                if *in_flight.borrow() == 0 {
+                    return;
+                }
+            }
+            changed = in_flight.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
+/// A hyper service that counts its requests in flight: from the call until the
+/// response body is done (or dropped, when the client resets the stream).
+struct InFlight<S> {
+    inner: S,
+    activity: Arc<watch::Sender<usize>>,
+}
+
+/// One request in flight; dropping it ends it.
+struct InFlightGuard(Arc<watch::Sender<usize>>);
+
+impl InFlightGuard {
+    fn new(activity: &Arc<watch::Sender<usize>>) -> Self {
+        activity.send_modify(|n| *n += 1);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl<S> hyper::service::Service<hyper::Request<hyper::body::Incoming>> for InFlight<S>
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        >,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn call(&self, request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let guard = InFlightGuard::new(&self.activity);
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                axum::body::Body::new(GuardedBody {
+                    body,
+                    _guard: guard,
+                })
+            }))
+        })
+    }
+}
+
+/// A response body that holds its request's [`InFlightGuard`] until it is done.
+struct GuardedBody {
+    body: axum::body::Body,
+    _guard: InFlightGuard,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -205,42 +443,60 @@ fn admit(gate: Option<&Arc<Gate>>, peer: SocketAddr) -> Result<Option<Arc<Ticket
     }
 }
 
-/// Answers every request on a refused connection with the refusal, then closes it.
-fn refuse(
-    http: &hyper::server::conn::http1::Builder,
-    tcp: TcpStream,
-    peer: SocketAddr,
+/// A service that answers every request with `refusal` (and `Retry-After: 1`;
+/// over HTTP/1.1 also `Connection: close`, so the connection ends after it).
+fn refusal_service(
     refusal: Refusal,
-    runtime: &Runtime,
-) {
+    h2: bool,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Send
++ 'static {
+    hyper::service::service_fn(move |_request| {
+        std::future::ready(Ok::<_, std::convert::Infallible>(refusal_response(
+            refusal, h2,
+        )))
+    })
+}
+
+/// [`refusal_service`] over HTTP/2, waking `answered` at each answer.
+fn refusal_service_notifying(
+    refusal: Refusal,
+    answered: Arc<Notify>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Send
++ 'static {
+    hyper::service::service_fn(move |_request| {
+        answered.notify_one();
+        std::future::ready(Ok::<_, std::convert::Infallible>(refusal_response(
+            refusal, true,
+        )))
+    })
+}
+
+fn refusal_response(refusal: Refusal, h2: bool) -> axum::response::Response {
     let (status, message) = refusal.answer();
-    tracing::debug!(%peer, status, "{message}");
-    let service = hyper::service::service_fn(move |_request| {
-        let mut response =
-            axum::response::IntoResponse::into_response(HttpError::new(status, message.clone()));
-        let headers = response.headers_mut();
+    let mut response = axum::response::IntoResponse::into_response(HttpError::new(status, message));
+    let headers = response.headers_mut();
+    if !h2 {
+        // A connection-specific header, which HTTP/2 forbids (GOAWAY ends it there).
         headers.insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
         );
-        headers.insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
-        std::future::ready(Ok::<_, std::convert::Infallible>(response))
-    });
-    let connection = http.serve_connection(TokioIo::new(tcp), service);
-    let shutdown = runtime.shutdown.clone();
-    runtime.tracker.spawn(async move {
-        tokio::select! {
-            result = connection => {
-                if let Err(err) = result {
-                    log_connection_error(peer, &err);
-                }
-            }
-            () = shutdown.cancelled() => {}
-        }
-    });
+    }
+    headers.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// `router` as a hyper service for one connection from `peer` (which handlers
