@@ -28,7 +28,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the counter demo (what pushwire does without a subcommand).
-    Serve(serve::ServeArgs),
+    // Boxed: the serve flags are many, and the other commands should not pay for them.
+    Serve(Box<serve::ServeArgs>),
     /// Measure a running server (see `pushwire bench --help`).
     #[command(subcommand)]
     Bench(bench::Scenario),
@@ -82,7 +83,7 @@ pub fn main() -> ExitCode {
         }
     };
     let args = match cli.command {
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => *args,
         Some(Command::Bench(scenario)) => {
             return block_on(async { bench::run(scenario).await.map_err(|e| e.to_string()) });
         }
