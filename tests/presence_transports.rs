@@ -406,3 +406,105 @@ async fn a_poll_client_on_another_node_is_a_member_until_its_polls_lapse() {
     assert!(!members.contains(&member), "{members:?}");
     assert_eq!(watcher.count(&client), (1, 1));
 }
+
+/// The member ids on [`ROOM`], read from the hub in this process.
+async fn hub_members(hub: &pushwire::Hub) -> Vec<String> {
+    let topic = pushwire::Topic::new(ROOM).expect("topic");
+    hub.members(&topic)
+        .await
+        .expect("members")
+        .into_iter()
+        .map(|m| m.client.to_string())
+        .collect()
+}
+
+/// Waits (bounded) until the hub's members of [`ROOM`] are `count`.
+async fn wait_members(hub: &pushwire::Hub, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + EVENT;
+    loop {
+        let members = hub_members(hub).await;
+        if members.len() == count || Instant::now() > deadline {
+            return members;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_makes_sse_and_poll_members_leave() {
+    let (server, hub) = start_topics(presence_config(Duration::from_secs(600))).await;
+    let (sse, sse_client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}"))).await;
+    let mut poller = Poller::new(server.url(""), "shutdown-poller", None);
+    let poll_client = poller.poll(0).await["client"]
+        .as_str()
+        .expect("client id")
+        .to_owned();
+    let mut members = wait_members(&hub, 2).await;
+    members.sort();
+    let mut expected = vec![sse_client, poll_client];
+    expected.sort();
+    assert_eq!(members, expected);
+    // The poll's lapse (10 minutes) is far off: only the shutdown ends it.
+    server.stop().await;
+    assert_eq!(wait_members(&hub, 0).await, Vec::<String>::new());
+    drop(sse);
+}
+
+#[tokio::test]
+async fn an_sse_stream_whose_token_expires_leaves() {
+    use pushwire::auth::{AuthConfig, Claims, SigningKey, Verifier, now, sign};
+    let config = AuthConfig {
+        secret: Some(SECRET.into()),
+        leeway: Duration::ZERO,
+        ..AuthConfig::default()
+    };
+    let verifier = Verifier::from_config(&config)
+        .expect("usable auth config")
+        .expect("a key is configured");
+    let hub = pushwire::Hub::new(presence_config(Duration::from_secs(15)));
+    let server = common::start(pushwire::App::new().topics(hub).auth(verifier)).await;
+    let mut watcher =
+        Watcher::start(&server.ws_url("/ws"), Some(&chat_token(SECRET, "watcher"))).await;
+    let short = Claims {
+        sub: Some(String::from("eve")),
+        exp: now() + 2,
+        topics: Some(
+            [(String::from("chat:*"), vec![String::from("sub")])]
+                .into_iter()
+                .collect(),
+        ),
+        ..Claims::default()
+    };
+    let token = sign(&short, &SigningKey::Secret(SECRET.into()), None).expect("sign");
+    let (sse, client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}&token={token}"))).await;
+    let member = json!({"client": client, "user": "eve"});
+    assert_eq!(watcher.joined(&client).await, member);
+    // The client keeps the stream open; its token's expiry ends it, and it leaves.
+    assert_eq!(watcher.left(&client).await, member);
+    assert_eq!(watcher.count(&client), (1, 1));
+    drop(sse);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_with_a_bad_client_key_is_refused_with_400() {
+    let (server, hub) = start_topics(presence_config(Duration::from_secs(15))).await;
+    for key in ["short", "has%20space1", &"k".repeat(65)] {
+        let url = server.url(&format!("/poll?topic={ROOM}&timeout=0&client={key}"));
+        let response = tokio::time::timeout(STEP, reqwest::get(url))
+            .await
+            .expect("poll timed out")
+            .expect("poll failed");
+        assert_eq!(response.status(), 400, "{key}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"]["code"], 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("invalid client")),
+            "{body}"
+        );
+    }
+    assert!(hub_members(&hub).await.is_empty());
+    server.stop().await;
+}
