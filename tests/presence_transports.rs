@@ -508,3 +508,63 @@ async fn a_poll_with_a_bad_client_key_is_refused_with_400() {
     assert!(hub_members(&hub).await.is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sse_and_poll_members_show_the_info_they_give() {
+    let (server, _hub) = start_topics(presence_config(Duration::from_secs(15))).await;
+    let mut watcher = Watcher::start(&server.ws_url("/ws"), None).await;
+    let info = |json: Value| utf8_percent_encode(&json.to_string(), NON_ALPHANUMERIC).to_string();
+
+    let sse_info = info(json!({ROOM: {"name": "sse"}}));
+    let url = server.url(&format!("/sse?topic={ROOM}&info={sse_info}"));
+    let (_sse, sse_client) = Sse::open(&url).await;
+    assert_eq!(
+        watcher.joined(&sse_client).await,
+        json!({"client": sse_client, "info": {"name": "sse"}})
+    );
+
+    let poll = |info: &str| {
+        let url = server.url(&format!(
+            "/poll?topic={ROOM}&timeout=0&client=info-poller-1&info={info}"
+        ));
+        async move {
+            let response = tokio::time::timeout(STEP, reqwest::get(url))
+                .await
+                .expect("poll timed out")
+                .expect("poll failed");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = poll(&info(json!({ROOM: "first"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let poll_client = body["client"].as_str().expect("client").to_owned();
+    let first = json!({"client": poll_client, "info": "first"});
+    assert_eq!(watcher.joined(&poll_client).await, first);
+    // A new info: the member leaves and joins again with it, as a /ws client that
+    // subscribes anew.
+    let (status, _) = poll(&info(json!({ROOM: "second"}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(watcher.left(&poll_client).await, first);
+    let second = json!({"client": poll_client, "info": "second"});
+    assert_eq!(watcher.joined(&poll_client).await, second);
+    let members = watcher.members().await;
+    assert!(members.contains(&second), "{members:?}");
+    assert!(
+        members.contains(&json!({"client": sse_client, "info": {"name": "sse"}})),
+        "{members:?}"
+    );
+
+    // Refused: info over 1 KiB (413), not an object or naming another topic (400).
+    let big = info(json!({ROOM: "x".repeat(1100)}));
+    assert_eq!(poll(&big).await.0, 413);
+    assert_eq!(poll(&info(json!(["a"]))).await.0, 400);
+    assert_eq!(poll(&info(json!({"chat:other": 1}))).await.0, 400);
+    let url = server.url(&format!("/sse?topic={ROOM}&info={big}"));
+    let response = tokio::time::timeout(STEP, reqwest::get(url))
+        .await
+        .expect("SSE timed out")
+        .expect("SSE failed");
+    assert_eq!(response.status(), 413);
+    server.stop().await;
+}

@@ -52,8 +52,8 @@ export interface Member {
   client: string;
   /** The user id (`sub`) of that client's token, on a server that requires tokens. */
   user?: string;
-  /** What that client passed as `info` when it subscribed (WebSocket only); null if nothing. */
-  info: Json;
+  /** What that client passed as `info` when it subscribed; absent if nothing. */
+  info?: Json;
 }
 
 /**
@@ -97,7 +97,7 @@ export interface ConnectOptions {
 export interface SubscribeOptions {
   /** Resume after this position: the messages after it are delivered first if history still has them. */
   since?: Position;
-  /** Shown to others in presence (any JSON, at most 1 KiB). Sent over WebSocket only: SSE and long-poll carry no `info`. */
+  /** Shown to others in presence (any JSON, at most 1 KiB), over every transport. */
   info?: Json;
 }
 

@@ -573,15 +573,19 @@
       this._timer = setTimeout(() => this._cycle(), delay);
     }
 
-    /** `topic=a&topic=b&since=a@E:1,b@F:2` for the HTTP transports; '' without topics. */
+    /** `topic=a&topic=b&since=a@E:1,b@F:2[&info={…}]` for the HTTP transports; '' without topics. */
     _query() {
       const params = new URLSearchParams();
       const since = [];
+      const info = {};
+      let hasInfo = false;
       for (const sub of this._subs.values()) {
         params.append('topic', sub.topic);
         if (sub._position) since.push(`${sub.topic}@${sub._position.epoch}:${sub._position.offset}`);
+        if (sub._info !== undefined) { info[sub.topic] = sub._info; hasInfo = true; }
       }
       if (since.length) params.set('since', since.join(','));
+      if (hasInfo) params.set('info', JSON.stringify(info)); // shown in presence, as `sub`'s info on /ws
       return params.toString();
     }
 

@@ -60,6 +60,7 @@ async fn answer(
     let wanted = wanted(query)?;
     authorize(auth, headers, &wanted)?;
     let key = presence::poll_key(&wanted)?;
+    let infos = presence::Infos::of(&wanted)?;
     let mut timeout = DEFAULT_TIMEOUT;
     for (key, value) in &wanted.rest {
         if key == "timeout" {
@@ -81,7 +82,7 @@ async fn answer(
     // Held until the answer is built: the client is present while it polls.
     let lease = key.and_then(|key| {
         let user = presence::token_user(auth, headers, &wanted);
-        members.begin(&hub, &shutdown, key, user, &wanted.topics)
+        members.begin(&hub, &shutdown, key, user, &wanted.topics, &infos)
     });
     let mut positions = subscribed.positions;
     let mut messages = subscribed.messages;

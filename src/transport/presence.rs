@@ -29,9 +29,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio_util::sync::CancellationToken;
 
+use serde_json::value::RawValue;
+
 use super::{HttpError, Wanted, bearer};
 use crate::auth::Verifier;
-use crate::hub::{Hub, Member, Membership, Topic};
+use crate::hub::{Data, Hub, Member, Membership, Topic};
+use crate::protocol::MAX_INFO_SIZE;
 
 /// The most long-poll clients one node keeps as members when the node has no
 /// connection limit (`--max-connections`); with one, that limit is used instead.
@@ -76,12 +79,88 @@ pub(crate) fn token_user(
         .map(|identity| identity.user)
 }
 
-/// Makes `member` present on every topic of `topics` that tracks presence: an SSE
-/// stream holds the answer for as long as it runs.
-pub(crate) fn join_all(hub: &Hub, topics: &[Topic], member: &Member) -> Vec<Membership> {
+/// What an SSE or long-poll client shows as `info` on each topic: the request's
+/// `info={"<topic>": <JSON>, …}` (what `/ws` gives in each `sub`).
+#[derive(Debug, Default)]
+pub(crate) struct Infos(Vec<(Topic, Data)>);
+
+impl Infos {
+    /// The `info` of the request's `info=` parameter, if any: a JSON object whose
+    /// keys are topics of the request, each value any JSON of at most
+    /// [`MAX_INFO_SIZE`] bytes (else 413); anything else is a 400.
+    pub(crate) fn of(wanted: &Wanted) -> Result<Self, HttpError> {
+        let Some(text) = wanted
+            .rest
+            .iter()
+            .find(|(key, _)| key == "info")
+            .map(|(_, value)| value.as_str())
+        else {
+            return Ok(Self::default());
+        };
+        let object: std::collections::BTreeMap<String, Box<RawValue>> = serde_json::from_str(text)
+            .map_err(|err| {
+                HttpError::new(
+                    400,
+                    format!("invalid info: a JSON object of topic: info is expected ({err})"),
+                )
+            })?;
+        let mut infos = Vec::with_capacity(object.len());
+        for (name, value) in object {
+            let Some(topic) = wanted.topics.iter().find(|t| t.as_str() == name) else {
+                return Err(HttpError::new(
+                    400,
+                    format!(
+                        "invalid info: {:?} is not a topic of this request",
+                        name.chars().take(64).collect::<String>()
+                    ),
+                ));
+            };
+            let json = value.get();
+            if json.len() > MAX_INFO_SIZE {
+                return Err(HttpError::new(
+                    413,
+                    format!(
+                        "info is {} bytes; at most {MAX_INFO_SIZE} allowed",
+                        json.len()
+                    ),
+                ));
+            }
+            let data = Data::json(json.as_bytes().to_vec())
+                .map_err(|err| HttpError::new(400, format!("invalid info: {err}")))?;
+            infos.push((topic.clone(), data));
+        }
+        Ok(Self(infos))
+    }
+
+    /// The info for `topic`.
+    fn get(&self, topic: &Topic) -> Option<Data> {
+        self.0
+            .iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, info)| info.clone())
+    }
+}
+
+/// Makes the client `client` (of the token's `user`) present on every topic of
+/// `topics` that tracks presence, with its info there: an SSE stream holds the
+/// answer for as long as it runs.
+pub(crate) fn join_all(
+    hub: &Hub,
+    topics: &[Topic],
+    client: &Arc<str>,
+    user: Option<&Arc<str>>,
+    infos: &Infos,
+) -> Vec<Membership> {
     topics
         .iter()
-        .filter_map(|topic| hub.join(topic, member.clone()))
+        .filter_map(|topic| {
+            let member = Member {
+                client: Arc::clone(client),
+                user: user.cloned(),
+                info: infos.get(topic),
+            };
+            hub.join(topic, member)
+        })
         .collect()
 }
 
@@ -149,8 +228,9 @@ struct PollClient {
     polls: usize,
     /// When its last poll ended.
     ended: Instant,
-    /// Its presence, one per topic of its latest poll that tracks presence.
-    held: Vec<Membership>,
+    /// Its presence, one per topic of its latest poll that tracks presence, with
+    /// the info it joined with.
+    held: Vec<(Membership, Option<Data>)>,
 }
 
 impl Shared {
@@ -175,8 +255,10 @@ impl PollMembers {
     }
 
     /// A poll of the client with `key` begins: it becomes (or stays) present on
-    /// each of `topics` that tracks presence, and leaves those of its earlier polls
-    /// that this one no longer names. Hold the answer while the poll is answered.
+    /// each of `topics` that tracks presence (with its info there), and leaves
+    /// those of its earlier polls that this one no longer names; a topic whose info
+    /// changed is left and joined again, as a `/ws` client does by subscribing
+    /// anew. Hold the answer while the poll is answered.
     /// `None` when the node already keeps its most poll clients: this one is
     /// answered, but is not a member.
     pub(crate) fn begin(
@@ -186,6 +268,7 @@ impl PollMembers {
         key: &str,
         user: Option<Arc<str>>,
         topics: &[Topic],
+        infos: &Infos,
     ) -> Option<PollLease> {
         let client = member_id(key, user.as_deref());
         let mut state = self.shared.lock();
@@ -207,17 +290,22 @@ impl PollMembers {
         entry.polls += 1;
         // Leaves and joins happen under the lock, so that two polls of one client
         // cannot join a topic twice.
-        entry.held.retain(|held| topics.contains(held.topic()));
+        entry.held.retain(|(held, info)| {
+            topics.contains(held.topic()) && *info == infos.get(held.topic())
+        });
         for topic in topics {
-            if entry.held.iter().any(|held| held.topic() == topic) {
+            if entry.held.iter().any(|(held, _)| held.topic() == topic) {
                 continue;
             }
+            let info = infos.get(topic);
             let member = Member {
                 client: Arc::clone(&client),
                 user: user.clone(),
-                info: None,
+                info: info.clone(),
             };
-            entry.held.extend(hub.join(topic, member));
+            entry
+                .held
+                .extend(hub.join(topic, member).map(|held| (held, info)));
         }
         if !state.sweeping {
             state.sweeping = true;
@@ -345,11 +433,25 @@ mod tests {
         let polls = PollMembers::new(Duration::from_millis(200), 10);
         let shutdown = CancellationToken::new();
         let topics = [topic("chat:a"), topic("news")];
-        let lease = polls.begin(&hub, &shutdown, "client-key-1", None, &topics);
+        let lease = polls.begin(
+            &hub,
+            &shutdown,
+            "client-key-1",
+            None,
+            &topics,
+            &Infos::default(),
+        );
         let id = lease.as_ref().map(|l| l.client().to_owned());
         assert_eq!(members(&hub, "chat:a").await, Vec::from_iter(id.clone()));
         drop(lease);
-        let again = polls.begin(&hub, &shutdown, "client-key-1", None, &topics);
+        let again = polls.begin(
+            &hub,
+            &shutdown,
+            "client-key-1",
+            None,
+            &topics,
+            &Infos::default(),
+        );
         assert_eq!(again.as_ref().map(|l| l.client().to_owned()), id);
         drop(again);
         for _ in 0..500 {
@@ -368,9 +470,23 @@ mod tests {
         let polls = PollMembers::new(Duration::from_secs(60), 10);
         let shutdown = CancellationToken::new();
         let both = [topic("chat:a"), topic("chat:b")];
-        let first = polls.begin(&hub, &shutdown, "client-key-1", None, &both);
+        let first = polls.begin(
+            &hub,
+            &shutdown,
+            "client-key-1",
+            None,
+            &both,
+            &Infos::default(),
+        );
         assert_eq!(members(&hub, "chat:b").await.len(), 1);
-        let second = polls.begin(&hub, &shutdown, "client-key-1", None, &both[..1]);
+        let second = polls.begin(
+            &hub,
+            &shutdown,
+            "client-key-1",
+            None,
+            &both[..1],
+            &Infos::default(),
+        );
         assert!(members(&hub, "chat:b").await.is_empty());
         assert_eq!(members(&hub, "chat:a").await.len(), 1);
         drop((first, second));
@@ -393,7 +509,10 @@ mod tests {
         let mut members_made = 0;
         for n in 0..10 {
             let key = format!("flood-key-{n}");
-            if polls.begin(&hub, &shutdown, &key, None, &topics).is_some() {
+            if polls
+                .begin(&hub, &shutdown, &key, None, &topics, &Infos::default())
+                .is_some()
+            {
                 members_made += 1;
             }
         }
@@ -402,11 +521,46 @@ mod tests {
         assert_eq!(members(&hub, "chat:a").await.len(), 3);
         assert!(
             polls
-                .begin(&hub, &shutdown, "flood-key-1", None, &topics)
+                .begin(
+                    &hub,
+                    &shutdown,
+                    "flood-key-1",
+                    None,
+                    &topics,
+                    &Infos::default()
+                )
                 .is_some(),
             "a client already present keeps polling"
         );
         shutdown.cancel();
+    }
+
+    #[test]
+    fn infos_are_an_object_of_the_requests_topics() {
+        let infos = |query: &str| {
+            let wanted = super::super::wanted(Some(query)).unwrap_or_else(|e| panic!("{e:?}"));
+            Infos::of(&wanted).map_err(|e| e.0.code)
+        };
+        let ok = infos("topic=chat:a&topic=b&info=%7B%22chat:a%22:%7B%22n%22:1%7D%7D");
+        assert_eq!(
+            ok.ok()
+                .and_then(|i| i.get(&topic("chat:a")))
+                .map(|d| d.as_str().to_owned()),
+            Some(String::from("{\"n\":1}"))
+        );
+        assert!(infos("topic=a").is_ok_and(|i| i.get(&topic("a")).is_none()));
+        assert_eq!(
+            infos("topic=a&info=%5B1%5D").err(),
+            Some(400),
+            "not an object"
+        );
+        assert_eq!(
+            infos("topic=a&info=%7B%22b%22:1%7D").err(),
+            Some(400),
+            "not a topic of the request"
+        );
+        let big = format!("topic=a&info=%7B%22a%22:%22{}%22%7D", "x".repeat(1100));
+        assert_eq!(infos(&big).err(), Some(413));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{HttpError, Mailbox, authorize, go_live, presence, subs_json, subscribe_all, wanted};
 use crate::auth::{self, Verifier};
-use crate::hub::{Hub, Member, Membership, Positions, Push, PushKind, Sink, Subscription};
+use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription};
 
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -68,13 +68,11 @@ async fn start(
     }
     let mailbox = Arc::new(Mailbox::new(BUFFER));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
+    let infos = presence::Infos::of(&wanted)?;
     let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
     // The stream is a presence member, like a `/ws` connection.
-    let member = Member {
-        client: hub.new_client_id(),
-        user: presence::token_user(auth, headers, &wanted),
-        info: None,
-    };
+    let client = hub.new_client_id();
+    let user = presence::token_user(auth, headers, &wanted);
     let mut positions = subscribed.positions;
     let mut first = BytesMut::with_capacity(256);
     first.put_slice(b"retry: 1000\n\n");
@@ -85,7 +83,7 @@ async fn start(
         format!(
             "{{\"subs\":{},\"client\":\"{}\"}}",
             subs_json(&subscribed.subs),
-            member.client
+            client
         )
         .as_bytes(),
     );
@@ -101,7 +99,7 @@ async fn start(
             mailbox,
             positions,
             _subscriptions: subscriptions,
-            _presence: presence::join_all(&hub, &wanted.topics, &member),
+            _presence: presence::join_all(&hub, &wanted.topics, &client, user.as_ref(), &infos),
             keepalive: keepalive(),
             shutdown,
             expiry,
