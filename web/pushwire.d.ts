@@ -48,12 +48,12 @@ export interface Published extends Position {
 
 /** A client present on a topic of a presence namespace (`--presence chat`). */
 export interface Member {
-  /** The server's id for that connection (the `id` of the client, see `Client.id`). */
+  /** The server's id for that client, whatever its transport (the `id` of the client, see `Client.id`). */
   client: string;
-  /** The user id (`sub`) of that connection's token, on a server that requires tokens. */
+  /** The user id (`sub`) of that client's token, on a server that requires tokens. */
   user?: string;
-  /** What that client passed as `info` when it subscribed (WebSocket only); null if nothing. */
-  info: Json;
+  /** What that client passed as `info` when it subscribed; absent if nothing. */
+  info?: Json;
 }
 
 /**
@@ -97,7 +97,7 @@ export interface ConnectOptions {
 export interface SubscribeOptions {
   /** Resume after this position: the messages after it are delivered first if history still has them. */
   since?: Position;
-  /** Shown to others in presence (any JSON, at most 1 KiB). Sent over WebSocket only: SSE and long-poll carry no `info`. */
+  /** Shown to others in presence (any JSON, at most 1 KiB), over every transport. */
   info?: Json;
 }
 
@@ -170,7 +170,11 @@ export interface ClientEvents {
 export interface Client {
   /** The server's origin (`http:` or `https:`), derived from the `url` given to `connect`. */
   readonly url: string;
-  /** This connection's id on the server (from the WebSocket hello; null over SSE and long-poll). */
+  /**
+   * This client's id on the server, as presence shows it: from the WebSocket hello, the SSE
+   * `subscribed` event or the long-poll answer (a long-poll client keeps one id for its lifetime).
+   * Null until the server said it.
+   */
   readonly id: string | null;
   /** The user id of the token the server accepted (WebSocket); null before that or without tokens. */
   readonly user: string | null;

@@ -60,6 +60,17 @@
 
   const parse = (text) => JSON.parse(text);
 
+  /** A random key of 22 characters of A-Z a-z 0-9 - _: names this client on every long-poll. */
+  function randomKey() {
+    const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const bytes = new Uint8Array(22);
+    if (global.crypto && typeof global.crypto.getRandomValues === 'function') global.crypto.getRandomValues(bytes);
+    else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+    let key = '';
+    for (const b of bytes) key += chars[b & 63];
+    return key;
+  }
+
   /** `query` with `token=…` added when there is a token. */
   const withToken = (query, token) =>
     token ? `${query}${query ? '&' : ''}token=${encodeURIComponent(token)}` : query;
@@ -68,7 +79,8 @@
   // Transports. Each one is a function (ctx) -> { name, add(sub), remove(sub), close(),
   // request?(op, fields), refresh?() }, and reports to ctx: opened(), closed(why),
   // subscribed(entry, sub?), refused(sub, error), deliver(message), presence(event),
-  // hello(hello), authenticated(ok), error(err). ctx.token() resolves the current token (or null).
+  // hello(hello), authenticated(ok), error(err). ctx.token() resolves the current token (or null);
+  // ctx.key names the client on every long-poll.
 
   function webSocketTransport(ctx) {
     const url = ctx.endpoint('/ws').replace(/^http/, 'ws');
@@ -187,7 +199,10 @@
         fn(data);
       };
       es.onopen = () => { if (es === source) opening(); };
-      es.addEventListener('subscribed', guard((d) => { for (const entry of d.subs || []) ctx.subscribed(entry); }));
+      es.addEventListener('subscribed', guard((d) => {
+        if (d.client) ctx.hello({ client: d.client }); // the stream's id: a presence member, as on /ws
+        for (const entry of d.subs || []) ctx.subscribed(entry);
+      }));
       es.addEventListener('presence', guard((d) => ctx.presence(d)));
       es.onmessage = guard((m) => ctx.deliver(m));
       // The browser would reconnect by itself (with Last-Event-ID); we reconnect instead, with our
@@ -232,7 +247,8 @@
         let body;
         try {
           const token = await ctx.token();
-          const res = await global.fetch(`${ctx.endpoint('/poll')}?${withToken(query, token)}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
+          // `client`: the same key on every poll keeps this client a presence member between polls.
+          const res = await global.fetch(`${ctx.endpoint('/poll')}?${withToken(query, token)}&client=${ctx.key}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
           body = await res.json().catch(() => null);
           if (!res.ok || !body) {
             const err = body && body.error;
@@ -247,8 +263,9 @@
           clearTimeout(timer);
         }
         if (stopped) return;
+        if (body.client) ctx.hello({ client: body.client });
         if (!opened) { opened = true; ctx.opened(); }
-        // Each poll carries its own positions (from ctx.query()), so the server keeps no state.
+        // Each poll carries its own positions (from ctx.query()); the server keeps only presence.
         for (const entry of body.subs || []) ctx.subscribed(entry);
         for (const m of body.messages || []) {
           if (m.join || m.leave) ctx.presence(m);
@@ -309,7 +326,8 @@
       const here = global.location && global.location.href;
       const base = new URL(String(url || here).replace(/^ws(s?):/, 'http$1:'), here);
       this.url = base.origin;
-      this.id = null; // the server's name for this connection (WebSocket hello), used by presence
+      this.id = null; // the server's name for this client (WebSocket hello, SSE `subscribed`, poll answer), used by presence
+      this._key = randomKey(); // names this client on every long-poll (`client=`): one presence member
       this.user = null; // the user id of the token, once the server accepted it (WebSocket)
       this.state = 'connecting';
       this.transport = null;
@@ -488,6 +506,7 @@
         endpoint: (path) => this.url + path,
         subscriptions: () => [...this._subs.values()],
         query: () => this._query(),
+        key: this._key,
         token: () => this._token(),
         authenticated: (ok) => { if (current()) this._authenticated(ok); },
         opened: () => {
@@ -554,15 +573,19 @@
       this._timer = setTimeout(() => this._cycle(), delay);
     }
 
-    /** `topic=a&topic=b&since=a@E:1,b@F:2` for the HTTP transports; '' without topics. */
+    /** `topic=a&topic=b&since=a@E:1,b@F:2[&info={…}]` for the HTTP transports; '' without topics. */
     _query() {
       const params = new URLSearchParams();
       const since = [];
+      const info = {};
+      let hasInfo = false;
       for (const sub of this._subs.values()) {
         params.append('topic', sub.topic);
         if (sub._position) since.push(`${sub.topic}@${sub._position.epoch}:${sub._position.offset}`);
+        if (sub._info !== undefined) { info[sub.topic] = sub._info; hasInfo = true; }
       }
       if (since.length) params.set('since', since.join(','));
+      if (hasInfo) params.set('info', JSON.stringify(info)); // shown in presence, as `sub`'s info on /ws
       return params.toString();
     }
 

@@ -5,8 +5,9 @@
 //   chat        two pages chat through /chat: each sees the other's messages (same offsets, same
 //               order on both) and the other in presence; closing one shows its leave on the other
 //   fallback    WebSocket removed from the page (and EventSource too, for long-poll): the page
-//               says it uses SSE (or long-poll); messages published with POST /api/publish arrive,
-//               and so does one sent from the page (which then POSTs)
+//               says it uses SSE (or long-poll) and a second page (WebSocket) sees it in presence;
+//               messages published with POST /api/publish arrive, and so does one sent from the
+//               page (which then POSTs); when it closes, the second page sees it leave
 //   reconnect   the page talks to the server through a TCP relay in this process; the relay is cut
 //               (every socket destroyed, new ones reset) for ~3 s while 20 messages are published
 //               straight to the server, partly before, during and right after the cut; the page
@@ -378,6 +379,14 @@ export function runFallbackScenario({ engine, transport }) {
     assert.ok(!s0.log.some((l) => l === 'Open: websocket'), 'never opened a WebSocket');
     step(`page connected over ${transport}: "${s0.status}"`);
 
+    // Presence: carol, on SSE or long-poll, is a member (with her name as info) as a WebSocket page is.
+    const walt = chatPage(await browser.newPage(), 'walt');
+    pages.push(walt);
+    await walt.open(`${server.url}chat?name=walt`);
+    await walt.connected('websocket');
+    await walt.until((s) => s.members.includes('carol') && s.members.includes('walt'), `walt sees carol (on ${transport}) in presence`);
+    step(`walt (websocket) sees ${JSON.stringify(walt.last().members)}`);
+
     const published = [];
     for (let i = 1; i <= 3; i++) published.push(await publish(server.port, { name: 'api', text: `via ${transport} ${i}` }));
     assert.deepEqual(published.map((p) => p.offset), [1, 2, 3]);
@@ -394,7 +403,13 @@ export function runFallbackScenario({ engine, transport }) {
     assert.equal(s.messages[0].epoch, published[0].epoch, 'the epoch the publish API answered');
     assert.equal(s.transport, transport, `still on ${transport}`);
     step(`4 messages arrived over ${transport}, in order, once each`);
-  });
+
+    // Her page closes: she leaves (a long-poll client once its --poll-lapse of 2 s has passed).
+    await page.page.close();
+    pages.splice(pages.indexOf(page), 1); // the screenshot at the end is walt's
+    await walt.until((s) => !s.members.includes('carol') && s.members.includes('walt'), `carol (on ${transport}) leaves presence when her page closes`, 60000);
+    step('carol left presence after her page closed');
+  }, { serverArgs: ['--poll-lapse', '2s'] });
 }
 
 // ---------------------------------------------------------------------------------------------

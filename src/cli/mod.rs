@@ -28,6 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the counter demo (what pushwire does without a subcommand).
+    // Boxed: the serve flags are many, and the other commands should not pay for them.
     Serve(Box<serve::ServeArgs>),
     /// Measure a running server (see `pushwire bench --help`).
     #[command(subcommand)]

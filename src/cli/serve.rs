@@ -97,6 +97,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "PUSHWIRE_PRESENCE_TTL", default_value = "15s", value_name = "DURATION", value_parser = parse_ttl)]
     presence_ttl: Duration,
 
+    /// How long a long-poll client (one that sends ?client=) stays present on its
+    /// topics after its last poll ended, such as 15s.
+    #[arg(long, env = "PUSHWIRE_POLL_LAPSE", default_value = "15s", value_name = "DURATION", value_parser = parse_ttl)]
+    poll_lapse: Duration,
+
     /// Also let pages from this origin (https://app.example.com) open sockets, SSE
     /// streams and polls and call the publish API; repeat for several, * for any.
     /// Pages from the server's own host always may; clients that send no Origin
@@ -262,6 +267,7 @@ impl ServeArgs {
                 max_data_size: self.max_data_size as usize,
                 max_subscriptions: self.max_subscriptions as usize,
                 max_requests_per_second: self.max_requests_per_second,
+                poll_lapse: self.poll_lapse,
                 ..HubConfig::default()
             },
             api_key: self.api_key.filter(|key| !key.is_empty()),

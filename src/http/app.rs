@@ -415,6 +415,10 @@ impl App {
         let (sse_hub, sse_shutdown) = (hub.clone(), shutdown.clone());
         let (sse_auth, poll_auth) = (self.auth.clone(), self.auth.clone());
         let (single, batch) = (api.clone(), api);
+        let poll_members = transport::presence::poll_members(
+            hub.config().poll_lapse,
+            self.connection_limits.max_connections,
+        );
         let sockets = self
             .sockets
             .clone()
@@ -462,6 +466,7 @@ impl App {
                         poll_auth.clone(),
                         request.headers().clone(),
                         query,
+                        poll_members.clone(),
                     )
                 }),
             )

@@ -76,6 +76,11 @@ pub struct HubConfig {
     /// How many live messages a subscription may buffer while it is still sending
     /// what it recovered; beyond that it is dropped as a slow consumer.
     pub pending_limit: usize,
+    /// How long a long-poll client stays present on its topics after its last poll
+    /// ended (15 s: a client polls again as soon as an answer arrives, and after a
+    /// failed poll within the browser client's longest backoff, 10 s; it is also the
+    /// time a crashed node's members stay with Redis). See `transport::presence`.
+    pub poll_lapse: Duration,
 }
 
 impl Default for HubConfig {
@@ -88,6 +93,7 @@ impl Default for HubConfig {
             max_requests_per_second: 1000,
             client_publish: true,
             pending_limit: 10_000,
+            poll_lapse: Duration::from_secs(15),
         }
     }
 }
@@ -256,6 +262,23 @@ impl Hub {
     /// Who is present on `topic`.
     pub async fn members(&self, topic: &Topic) -> Result<Vec<Member>, BrokerError> {
         self.inner.broker.members(topic).await
+    }
+
+    /// Makes `member` present on `topic` apart from any subscription, until the
+    /// answered [`Membership`] is dropped: for clients whose membership outlives
+    /// each request (long-polls) or is kept beside their subscriptions (SSE
+    /// streams). `None` when `topic`'s namespace does not track presence.
+    pub fn join(&self, topic: &Topic, member: Member) -> Option<Membership> {
+        if !self.presence_enabled(topic) {
+            return None;
+        }
+        let client = Arc::clone(&member.client);
+        self.inner.broker.join(topic, member);
+        Some(Membership {
+            hub: Arc::clone(&self.inner),
+            topic: topic.clone(),
+            client,
+        })
     }
 
     /// Starts a subscription of `sink` to `topic` (step 1 of 2, see the module
@@ -465,6 +488,36 @@ impl Drop for Subscription {
         if last {
             self.hub.broker.unwatch(&self.topic);
         }
+    }
+}
+
+/// A member present on a topic (see [`Hub::join`]). Dropping it announces that the
+/// member left.
+pub struct Membership {
+    hub: Arc<Inner>,
+    topic: Topic,
+    client: Arc<str>,
+}
+
+impl Membership {
+    /// The topic.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+}
+
+impl fmt::Debug for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Membership")
+            .field("topic", &self.topic)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.hub.broker.leave(&self.topic, &self.client);
     }
 }
 

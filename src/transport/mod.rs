@@ -5,6 +5,7 @@
 //! `crate::session` on top of the WebSocket layer.)
 
 pub(crate) mod poll;
+pub(crate) mod presence;
 pub(crate) mod sse;
 
 use std::collections::VecDeque;

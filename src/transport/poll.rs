@@ -11,6 +11,7 @@ use bytes::{BufMut, BytesMut};
 use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
+use super::presence::{self, PollMembers};
 use super::{HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted};
 use crate::auth::Verifier;
 use crate::hub::{Hub, Push, Sink};
@@ -24,15 +25,25 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most messages in one answer; the next poll gets the rest.
 pub const MAX_MESSAGES: usize = 1000;
 
-/// Answers a long-poll.
+/// Answers a long-poll. A poll with `?client=` keeps its client present on its
+/// topics through `members` (see [`presence`]).
 pub(crate) async fn respond(
     hub: Hub,
     shutdown: CancellationToken,
     auth: Option<Arc<Verifier>>,
     headers: http::HeaderMap,
     query: Option<String>,
+    members: PollMembers,
 ) -> Response {
-    match answer(hub, shutdown, auth.as_deref(), &headers, query.as_deref()).await {
+    let answered = answer(
+        hub,
+        shutdown,
+        auth.as_deref(),
+        &headers,
+        query.as_deref(),
+        &members,
+    );
+    match answered.await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -44,9 +55,12 @@ async fn answer(
     auth: Option<&Verifier>,
     headers: &http::HeaderMap,
     query: Option<&str>,
+    members: &PollMembers,
 ) -> Result<Response, HttpError> {
     let wanted = wanted(query)?;
     authorize(auth, headers, &wanted)?;
+    let key = presence::poll_key(&wanted)?;
+    let infos = presence::Infos::of(&wanted)?;
     let mut timeout = DEFAULT_TIMEOUT;
     for (key, value) in &wanted.rest {
         if key == "timeout" {
@@ -65,6 +79,11 @@ async fn answer(
     let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    // Held until the answer is built: the client is present while it polls.
+    let lease = key.and_then(|key| {
+        let user = presence::token_user(auth, headers, &wanted);
+        members.begin(&hub, &shutdown, key, user, &wanted.topics, &infos)
+    });
     let mut positions = subscribed.positions;
     let mut messages = subscribed.messages;
     messages.truncate(MAX_MESSAGES);
@@ -91,7 +110,14 @@ async fn answer(
         }
     }
     let mut body = BytesMut::with_capacity(128 + messages.len() * 96);
-    body.put_slice(b"{\"since\":\"");
+    body.put_u8(b'{');
+    if let Some(lease) = &lease {
+        // The member id: letters, digits, '-' and '_' only.
+        body.put_slice(b"\"client\":\"");
+        body.put_slice(lease.client().as_bytes());
+        body.put_slice(b"\",");
+    }
+    body.put_slice(b"\"since\":\"");
     for push in &messages {
         if let Some(position) = push.position() {
             positions.set(push.topic(), position);

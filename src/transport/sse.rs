@@ -15,9 +15,9 @@ use http::{HeaderMap, HeaderValue, header};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::{HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted};
+use super::{HttpError, Mailbox, authorize, go_live, presence, subs_json, subscribe_all, wanted};
 use crate::auth::{self, Verifier};
-use crate::hub::{Hub, Positions, Push, PushKind, Sink, Subscription};
+use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription};
 
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -68,7 +68,11 @@ async fn start(
     }
     let mailbox = Arc::new(Mailbox::new(BUFFER));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
+    let infos = presence::Infos::of(&wanted)?;
     let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    // The stream is a presence member, like a `/ws` connection.
+    let client = hub.new_client_id();
+    let user = presence::token_user(auth, headers, &wanted);
     let mut positions = subscribed.positions;
     let mut first = BytesMut::with_capacity(256);
     first.put_slice(b"retry: 1000\n\n");
@@ -76,7 +80,12 @@ async fn start(
         &mut first,
         Some(&positions),
         Some("subscribed"),
-        format!("{{\"subs\":{}}}", subs_json(&subscribed.subs)).as_bytes(),
+        format!(
+            "{{\"subs\":{},\"client\":\"{}\"}}",
+            subs_json(&subscribed.subs),
+            client
+        )
+        .as_bytes(),
     );
     for push in &subscribed.messages {
         write_push(&mut first, &mut positions, push);
@@ -90,6 +99,7 @@ async fn start(
             mailbox,
             positions,
             _subscriptions: subscriptions,
+            _presence: presence::join_all(&hub, &wanted.topics, &client, user.as_ref(), &infos),
             keepalive: keepalive(),
             shutdown,
             expiry,
@@ -123,6 +133,9 @@ struct Live {
     positions: Positions,
     /// Held for as long as the stream runs; dropped, they unsubscribe.
     _subscriptions: Vec<Subscription>,
+    /// The stream's presence on its topics; dropped (after the subscriptions, so
+    /// the stream gets no event of its own leave), the member leaves.
+    _presence: Vec<Membership>,
     keepalive: Interval,
     shutdown: CancellationToken,
     /// The token's expiry, when there is one.
