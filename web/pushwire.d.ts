@@ -98,7 +98,8 @@ export interface ConnectOptions {
    * background; when a probe connects, every topic is resubscribed over it from the position last
    * delivered, and once all are answered the WebSocket takes over and the fallback is closed:
    * no message is delivered twice or skipped across the switch. Until then nothing changes
-   * (`state` stays 'open' on the fallback). `false`: stay on the fallback until it fails.
+   * (`state` stays 'open' on the fallback). Each probe asks `token` for a token, as a reconnect
+   * does. `false`: stay on the fallback until it fails.
    */
   probe?: boolean;
   /**

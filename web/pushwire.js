@@ -20,9 +20,9 @@
  * ('lost'), never skipped silently.
  *
  * Back to WebSocket: while it runs on SSE or long-polling because WebSocket failed, the client
- * probes WebSocket in the background (exponential backoff with jitter: the n-th probe waits a
- * random time in [c/2, c], c = min(probeMaxDelay, probeMinDelay * 2^n); `probe: false` turns it
- * off). A probe that connects resubscribes every topic with `since` = the last position
+ * probes WebSocket in the background (exponential backoff with jitter: after n failed probes in
+ * a row the next waits a random time in [c/2, c], c = min(probeMaxDelay, probeMinDelay * 2^n);
+ * `probe: false` turns it off). A probe that connects resubscribes every topic with `since` = the last position
  * delivered; both transports deliver into the same per-topic offset check while the answers
  * come, so nothing is delivered twice or skipped; once every topic is answered the WebSocket
  * takes over and the fallback is closed. `client.transport` names the transport in use, and the
@@ -605,6 +605,7 @@
     _scheduleProbe(reason) {
       clearTimeout(this._probeTimer);
       this._probeTimer = null;
+      if (this.state === 'open' && this.transport === 'websocket') this._probeFailures = 0; // however it got there
       if (this._closed || !this._opts.probe || this._switch || this.state !== 'open' || !this._conn) return;
       const at = this._order.indexOf('websocket');
       if (at < 0 || at >= this._order.indexOf(this.transport) || !OPENERS.websocket.available()) return;
@@ -673,10 +674,9 @@
       const old = this._conn;
       this._switch = null;
       this._conn = probe.conn;
-      this._probeFailures = 0;
       if (old) old.close(); // from now on only the WebSocket delivers
       this.id = probe.id;
-      base.opened(); // state 'open' over websocket, and the 'transport' event
+      base.opened(); // state 'open' over websocket, the 'transport' event; the probe count starts over
       if (probe.auth) this._authenticated(probe.auth);
     }
 
