@@ -32,6 +32,7 @@ const DELIVERY_TIMEOUT_MS = 20000;
 const PUBLISH_EVERY_MS = 25;
 const MAX_MESSAGES = 3000; // bounds the publisher whatever happens
 const AFTER_SWITCH = 20; // messages published after the page is on WebSocket
+const OVERLAP = 3; // messages delivered over the fallback after the probe subscribed
 
 // The test page (served with --static-dir). With ?topic=… it connects through pushwire.js with
 // `transports: ['websocket', <fallback>]` and short probe delays, and keeps what happens in
@@ -46,12 +47,25 @@ const PAGE = `<!doctype html>
 <script>
   const q = new URLSearchParams(location.search);
   if (q.get('topic')) {
-    const t = window.e2e = { got: [], transports: [], probes: [], states: [], lost: [], recovered: [], errors: [] };
+    const t = window.e2e = { got: [], transports: [], probes: [], states: [], lost: [], recovered: [], errors: [], replayed: 0 };
     const status = document.getElementById('status');
+    // For the report only: count messages that reached the page over WebSocket after the
+    // fallback had delivered them (the client drops those). This listener runs before the client's.
+    const NativeWebSocket = window.WebSocket;
+    window.WebSocket = function (url, protocols) {
+      const ws = new NativeWebSocket(url, protocols);
+      ws.addEventListener('message', (event) => {
+        let m = null;
+        try { m = JSON.parse(event.data); } catch { return; }
+        if (m && typeof m.offset === 'number' && t.got.some((g) => g[1] === m.offset)) t.replayed += 1;
+      });
+      return ws;
+    };
     const client = t.client = pushwire.connect(location.origin, {
       transports: ['websocket', q.get('fallback')],
       minDelay: 100,
       maxDelay: 1000,
+      openTimeout: 30000, // also bounds a switch: longer than the test holds the WebSocket back
       probeMinDelay: Number(q.get('probeMin')),
       probeMaxDelay: Number(q.get('probeMax')),
     });
@@ -81,7 +95,7 @@ const READ = `() => {
   return {
     state: t.client.state, transport: t.client.transport, position: t.sub.position,
     got: t.got, transports: t.transports, probes: t.probes, states: t.states.slice(-20),
-    lost: t.lost, recovered: t.recovered, errors: t.errors,
+    lost: t.lost, recovered: t.recovered, errors: t.errors, replayed: t.replayed,
   };
 }`;
 
@@ -166,9 +180,20 @@ export function runBackToWebSocketScenario({ engine, fallback }) {
       assert.equal(last.transport, fallback, `still on ${fallback} while upgrades are refused`);
       step(`on ${fallback}: ${last.got.length} messages, ${proxy.stats().upgradesRefused} upgrades refused, probes ${JSON.stringify(last.probes.map((p) => p.retryIn))}`);
 
-      proxy.allowUpgrades();
+      // The next WebSocket opens, but what the server sends on it is held back until the page has
+      // received 3 more messages over the fallback after the probe sent its `sub`: those come
+      // again over the WebSocket (recovered from the `since` sent), so the switch overlaps.
+      proxy.allowUpgrades({ hold: true });
       const allowedAt = published.length;
-      step(`upgrades allowed after ${allowedAt} messages were published`);
+      step(`upgrades allowed after ${allowedAt} messages were published; the server's side of the next one is held`);
+      await waitFor(() => proxy.held()?.clientBytes > 0, {
+        timeout: SWITCH_TIMEOUT_MS, interval: 20, what: 'a probe through the proxy to send its sub', describe: () => JSON.stringify(proxy.stats()),
+      });
+      const sentAt = (await read()).got.length;
+      await until((s) => s.got.length >= sentAt + OVERLAP, `${OVERLAP} more messages over ${fallback} while the WebSocket's answers are held`);
+      assert.equal(last.transport, fallback, `on ${fallback} until the WebSocket has answered`);
+      proxy.release();
+      step(`released the WebSocket after ${last.got.length - sentAt} more messages over ${fallback}; ${JSON.stringify(proxy.held())}`);
       await until((s) => s.transport === 'websocket', 'the page to switch to WebSocket', SWITCH_TIMEOUT_MS);
       const switchedAt = published.length;
       step(`on websocket; ${switchedAt - allowedAt} messages were published between the allow and the switch`);
@@ -200,8 +225,10 @@ export function runBackToWebSocketScenario({ engine, fallback }) {
     assert.ok(stats.upgradesRelayed >= 1 && stats.tunnels >= 1, `a WebSocket goes through the proxy: ${JSON.stringify(stats)}`);
     assert.equal(stats.requests[`/${fallback}`], fallbackRequests, `no ${fallback} request after the switch`);
     assert.ok(!stats.inFlight[`/${fallback}`], `no ${fallback} request open: ${JSON.stringify(stats)}`);
+    assert.ok(s.replayed >= OVERLAP, `the ${OVERLAP}+ messages delivered over ${fallback} after the probe's sub came again over the WebSocket (and were dropped): ${s.replayed}`);
     report.published = total;
-    step(`${total} messages, each once and in order; ends on websocket; proxy ${JSON.stringify(stats)}`);
+    report.replayed = s.replayed;
+    step(`${total} messages, each once and in order; ends on websocket; ${s.replayed} of them came over the WebSocket after the ${fallback} had delivered them; proxy ${JSON.stringify(stats)}`);
   });
 }
 

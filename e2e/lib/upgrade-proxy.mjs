@@ -8,6 +8,9 @@
 //   - an `Upgrade: websocket` request is answered `403 Forbidden` (and the connection closed)
 //     while upgrades are refused; once `allowUpgrades()` is called, it is relayed byte for byte
 //     to the server (the request head as received, then both directions piped).
+//   - `allowUpgrades({ hold: true })`: the next relayed WebSocket gets the server's `101` head at
+//     once, but what the server sends after it is held back until `release()` (what the client
+//     sends goes through, and is counted): a slow path, to make a switch overlap on purpose.
 //
 // `stats()` counts requests per path, what is in flight per path, and upgrades refused/relayed.
 
@@ -27,6 +30,8 @@ const endToEnd = (headers) => Object.fromEntries(Object.entries(headers).filter(
  */
 export async function startUpgradeProxy(targetPort, { upgrades = false } = {}) {
   let allow = upgrades;
+  let holdNext = false;
+  let held = null; // { clientBytes, chunks, headDone, released, socket } of the held tunnel
   const stats = { requests: {}, inFlight: {}, upgradesRefused: 0, upgradesRelayed: 0, errors: 0 };
   const tunnels = new Set(); // sockets of relayed upgrades
   const count = (table, key, delta) => { table[key] = (table[key] || 0) + delta; };
@@ -73,6 +78,8 @@ export async function startUpgradeProxy(targetPort, { upgrades = false } = {}) {
       return;
     }
     stats.upgradesRelayed += 1;
+    const hold = holdNext ? (held = { clientBytes: 0, chunks: [], head: Buffer.alloc(0), headDone: false, released: false, socket }) : null;
+    holdNext = false;
     const upstream = net.connect(targetPort, '127.0.0.1');
     for (const s of [socket, upstream]) {
       tunnels.add(s);
@@ -85,7 +92,19 @@ export async function startUpgradeProxy(targetPort, { upgrades = false } = {}) {
       upstream.write(`${lines}\r\n`);
       if (head.length) upstream.write(head);
       socket.pipe(upstream);
-      upstream.pipe(socket);
+      if (!hold) return upstream.pipe(socket);
+      socket.on('data', (chunk) => { hold.clientBytes += chunk.length; });
+      upstream.on('data', (chunk) => {
+        if (hold.released) return socket.write(chunk);
+        if (hold.headDone) return hold.chunks.push(chunk);
+        hold.head = Buffer.concat([hold.head, chunk]);
+        const end = hold.head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        hold.headDone = true;
+        socket.write(hold.head.subarray(0, end + 4)); // the 101: the browser's WebSocket opens
+        if (hold.head.length > end + 4) hold.chunks.push(hold.head.subarray(end + 4));
+      });
+      upstream.on('end', () => { if (hold.released) socket.end(); else hold.ended = true; });
     });
   });
 
@@ -93,8 +112,18 @@ export async function startUpgradeProxy(targetPort, { upgrades = false } = {}) {
   await withTimeout(once(server, 'listening'), 5000, 'upgrade proxy to listen');
   return {
     port: server.address().port,
-    allowUpgrades() { allow = true; },
+    /** Relay upgrades from now on; with `hold`, hold back what the server sends on the next one. */
+    allowUpgrades({ hold = false } = {}) { allow = true; holdNext = hold; },
     refuseUpgrades() { allow = false; },
+    /** The held tunnel: bytes the client sent after the upgrade, bytes held; null if none. */
+    held: () => (held ? { clientBytes: held.clientBytes, heldBytes: held.chunks.reduce((n, c) => n + c.length, 0), released: held.released } : null),
+    /** Send what was held, and everything after it as it comes. */
+    release() {
+      if (!held || held.released) return;
+      held.released = true;
+      for (const chunk of held.chunks.splice(0)) held.socket.write(chunk);
+      if (held.ended) held.socket.end();
+    },
     stats: () => ({ ...stats, requests: { ...stats.requests }, inFlight: { ...stats.inFlight }, tunnels: tunnels.size, upgrades: allow }),
     async close() {
       allow = false;
