@@ -4,7 +4,9 @@
 //   real     the page is loaded through lib/upgrade-proxy.mjs in front of the real pushwire,
 //            which refuses WebSocket upgrades at first: the page opens over the fallback; messages
 //            are published steadily straight to the server; after probes were refused, the proxy
-//            allows upgrades; the page must end on WebSocket (the 'transport' event says
+//            allows upgrades, holding the server's side of the next WebSocket until the page has
+//            received 3 more messages over the fallback after the probe's `sub` (so they come
+//            twice); the page must end on WebSocket (the 'transport' event says
 //            sse -> websocket, or poll -> websocket), with every message exactly once, in order,
 //            the fallback's requests closed, and no 'lost' event. Runs with any engine adapter
 //            (lib/engines.mjs): Chromium, Firefox and WebKit.
