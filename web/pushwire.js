@@ -590,6 +590,70 @@
       this._timer = setTimeout(() => this._cycle(), delay);
     }
 
+    /** `topic=a&topic=b&since=a@E:1,b@F:2` for the HTTP transports; '' without topics. */
+    _query() {
+      const params = new URLSearchParams();
+      const since = [];
+      for (const sub of this._subs.values()) {
+        params.append('topic', sub.topic);
+        if (sub._position) since.push(`${sub.topic}@${sub._position.epoch}:${sub._position.offset}`);
+      }
+      if (since.length) params.set('since', since.join(','));
+      return params.toString();
+    }
+
+    /** A sub reply (or SSE/poll `subs` entry): where the stream continues, and whether it recovered. */
+    _subscribed(entry, sub) {
+      sub = sub || this._subs.get(entry.topic);
+      if (!sub || this._subs.get(entry.topic) !== sub || !sub._active) return;
+      const since = sub._position;
+      sub._confirmed = true;
+      if (entry.recovered === true) {
+        // The missed messages (since.offset+1 ..= entry.offset) follow: keep the position.
+        if (sub._resume) this._emit('recovered', { topic: sub.topic, epoch: entry.epoch, offset: entry.offset, since });
+      } else {
+        sub._position = { epoch: entry.epoch, offset: entry.offset };
+        if (entry.recovered === false) {
+          this._emit('lost', { topic: sub.topic, epoch: entry.epoch, offset: entry.offset, since });
+        }
+      }
+      sub._resume = false;
+      const result = { topic: entry.topic, epoch: entry.epoch, offset: entry.offset };
+      if (typeof entry.recovered === 'boolean') result.recovered = entry.recovered;
+      sub._settle.resolve(result); // only the first answer counts: later calls do nothing
+    }
+
+    _refused(sub, err) {
+      const error = fromServer(err, sub.topic);
+      if (error.code === 503) {
+        // The broker (or the connection) is unavailable: reconnect with backoff, then retry.
+        this._emit('error', error);
+        if (this._conn) { this._drop(); this._retry(error.message); }
+        return;
+      }
+      if (this._subs.get(sub.topic) === sub) this._subs.delete(sub.topic);
+      sub._active = false;
+      sub._settle.reject(error);
+      this._emit('error', error);
+    }
+
+    /** Deliver a message exactly once and in order; report a gap instead of hiding it. */
+    _deliver(m) {
+      const sub = this._subs.get(m.topic);
+      if (!sub || !sub._confirmed || typeof m.offset !== 'number') return;
+      const p = sub._position;
+      if (p && p.epoch === m.epoch && m.offset <= p.offset) return; // already delivered
+      if (p && (p.epoch !== m.epoch || m.offset > p.offset + 1)) {
+        this._emit('lost', { topic: m.topic, epoch: m.epoch, offset: m.offset - 1, since: { epoch: p.epoch, offset: p.offset } });
+      }
+      sub._position = { epoch: m.epoch, offset: m.offset };
+      try {
+        sub._onMessage({ topic: m.topic, epoch: m.epoch, offset: m.offset, data: m.data });
+      } catch (err) {
+        this._emit('error', err);
+      }
+    }
+
     // --- back to WebSocket ---------------------------------------------------------------------
     //
     // On a fallback (SSE or long-poll) that WebSocket precedes in the order, a timer opens a
@@ -695,70 +759,6 @@
       const probe = this._switch;
       this._switch = null;
       if (probe && probe.conn) probe.conn.close();
-    }
-
-    /** `topic=a&topic=b&since=a@E:1,b@F:2` for the HTTP transports; '' without topics. */
-    _query() {
-      const params = new URLSearchParams();
-      const since = [];
-      for (const sub of this._subs.values()) {
-        params.append('topic', sub.topic);
-        if (sub._position) since.push(`${sub.topic}@${sub._position.epoch}:${sub._position.offset}`);
-      }
-      if (since.length) params.set('since', since.join(','));
-      return params.toString();
-    }
-
-    /** A sub reply (or SSE/poll `subs` entry): where the stream continues, and whether it recovered. */
-    _subscribed(entry, sub) {
-      sub = sub || this._subs.get(entry.topic);
-      if (!sub || this._subs.get(entry.topic) !== sub || !sub._active) return;
-      const since = sub._position;
-      sub._confirmed = true;
-      if (entry.recovered === true) {
-        // The missed messages (since.offset+1 ..= entry.offset) follow: keep the position.
-        if (sub._resume) this._emit('recovered', { topic: sub.topic, epoch: entry.epoch, offset: entry.offset, since });
-      } else {
-        sub._position = { epoch: entry.epoch, offset: entry.offset };
-        if (entry.recovered === false) {
-          this._emit('lost', { topic: sub.topic, epoch: entry.epoch, offset: entry.offset, since });
-        }
-      }
-      sub._resume = false;
-      const result = { topic: entry.topic, epoch: entry.epoch, offset: entry.offset };
-      if (typeof entry.recovered === 'boolean') result.recovered = entry.recovered;
-      sub._settle.resolve(result); // only the first answer counts: later calls do nothing
-    }
-
-    _refused(sub, err) {
-      const error = fromServer(err, sub.topic);
-      if (error.code === 503) {
-        // The broker (or the connection) is unavailable: reconnect with backoff, then retry.
-        this._emit('error', error);
-        if (this._conn) { this._drop(); this._retry(error.message); }
-        return;
-      }
-      if (this._subs.get(sub.topic) === sub) this._subs.delete(sub.topic);
-      sub._active = false;
-      sub._settle.reject(error);
-      this._emit('error', error);
-    }
-
-    /** Deliver a message exactly once and in order; report a gap instead of hiding it. */
-    _deliver(m) {
-      const sub = this._subs.get(m.topic);
-      if (!sub || !sub._confirmed || typeof m.offset !== 'number') return;
-      const p = sub._position;
-      if (p && p.epoch === m.epoch && m.offset <= p.offset) return; // already delivered
-      if (p && (p.epoch !== m.epoch || m.offset > p.offset + 1)) {
-        this._emit('lost', { topic: m.topic, epoch: m.epoch, offset: m.offset - 1, since: { epoch: p.epoch, offset: p.offset } });
-      }
-      sub._position = { epoch: m.epoch, offset: m.offset };
-      try {
-        sub._onMessage({ topic: m.topic, epoch: m.epoch, offset: m.offset, data: m.data });
-      } catch (err) {
-        this._emit('error', err);
-      }
     }
   }
 
