@@ -670,11 +670,14 @@
       clearTimeout(this._probeTimer);
       this._probeTimer = null;
       if (this.state === 'open' && this.transport === 'websocket') this._probeFailures = 0; // however it got there
-      if (this._closed || !this._opts.probe || this._switch || this.state !== 'open' || !this._conn) return;
+      if (this._closed || this._opts.probe === false || this._switch || this.state !== 'open' || !this._conn) return;
       const at = this._order.indexOf('websocket');
       if (at < 0 || at >= this._order.indexOf(this.transport) || !OPENERS.websocket.available()) return;
       // Equal jitter: a random wait in [c/2, c], c = min(probeMaxDelay, probeMinDelay * 2^failures).
-      const ceiling = Math.min(this._opts.probeMaxDelay, this._opts.probeMinDelay * 2 ** Math.min(this._probeFailures, 30));
+      // A missing or unusable delay takes its default, so that probes never come back to back.
+      const ms = (value, fallback) => (Number(value) > 0 ? Number(value) : fallback);
+      const min = ms(this._opts.probeMinDelay, DEFAULTS.probeMinDelay);
+      const ceiling = Math.min(ms(this._opts.probeMaxDelay, DEFAULTS.probeMaxDelay), min * 2 ** Math.min(this._probeFailures, 30));
       const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
       const event = { transport: 'websocket', attempt: this._probeFailures + 1, retryIn: delay };
       if (reason) event.reason = reason;

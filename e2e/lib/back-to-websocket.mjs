@@ -350,7 +350,23 @@ async function scriptedSwitch() {
   await pause(100);
   const end = { transport: client.transport, sse3Closed: sse3.closedByClient, sockets: sockets.length };
   client.close();
+
+  // `probe: false` keeps a client on its fallback.
+  const before = sockets.length;
+  const quiet = window.pushwire.connect(location.origin, { probe: false, probeMinDelay: 10, probeMaxDelay: 20 });
+  const quietProbes = [];
+  quiet.on('probe', (e) => quietProbes.push(e));
+  quiet.subscribe('t', () => {});
+  await until(() => sockets.length === before + 1, 'the quiet client to try WebSocket');
+  sockets[before].refuse();
+  await until(() => sources.length === 4, 'the quiet client to fall back');
+  sources[3].open();
+  sources[3].emit('subscribed', { subs: [{ topic: 't', epoch: 'E', offset: 0 }] });
+  await pause(300); // probes 10 to 20 ms apart would have come by now
+  const quietEnd = { transport: quiet.transport, sockets: sockets.length - before, probes: quietProbes.length };
+  quiet.close();
   return {
+    quietEnd,
     socketsAfterSwitch,
     secondSse: sources[1].url,
     interrupted,
@@ -413,5 +429,6 @@ export function runScriptedSwitchScenario({ engine }) {
     ], 'the next probe resubscribes all three, the new one from its first position');
     assert.deepEqual(r.end, { transport: 'websocket', sse3Closed: true, sockets: 6 }, 'and takes over');
     assert.deepEqual(r.delivered.slice(12), ['t10', 'v1'], 'nothing twice after the drop either');
+    assert.deepEqual(r.quietEnd, { transport: 'sse', sockets: 1, probes: 0 }, 'probe: false stays on the fallback');
   });
 }
