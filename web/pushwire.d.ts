@@ -92,6 +92,24 @@ export interface ConnectOptions {
   openTimeout?: number;
   /** The server-side wait of one long-poll, in ms (default 25000, at most 60000). */
   pollTimeout?: number;
+  /**
+   * Back to WebSocket (default true). While the client runs on SSE or long-polling and
+   * `'websocket'` comes before that transport in `transports`, it probes WebSocket in the
+   * background; when a probe connects, every topic is resubscribed over it from the position last
+   * delivered, and once all are answered the WebSocket takes over and the fallback is closed:
+   * no message is delivered twice or skipped across the switch. Until then nothing changes
+   * (`state` stays 'open' on the fallback). Each probe asks `token` for a token, as a reconnect
+   * does. `false`: stay on the fallback until it fails.
+   */
+  probe?: boolean;
+  /**
+   * Probe backoff base in ms (default 5000): after n failed probes in a row, the next waits a
+   * random time in [c/2, c], where c = min(probeMaxDelay, probeMinDelay·2ⁿ). The count starts
+   * again once the client is on WebSocket.
+   */
+  probeMinDelay?: number;
+  /** Probe backoff ceiling in ms (default 60000). */
+  probeMaxDelay?: number;
 }
 
 export interface SubscribeOptions {
@@ -135,6 +153,25 @@ export interface StateEvent {
   reason?: string;
 }
 
+/** The 'transport' event: the client is open on another transport than the last time it was open. */
+export interface TransportEvent {
+  /** The transport now in use (also `client.transport`). */
+  transport: TransportName;
+  /** The transport used before; null on the first open. */
+  previous: TransportName | null;
+}
+
+/** The 'probe' event: a WebSocket probe is scheduled while the client runs on a fallback. */
+export interface ProbeEvent {
+  transport: 'websocket';
+  /** Which probe in a row this will be (1 for the first after falling back). */
+  attempt: number;
+  /** Milliseconds until it starts. */
+  retryIn: number;
+  /** Why the previous probe failed (or was put off); absent before the first one. */
+  reason?: string;
+}
+
 /** A presence event: `client` joined or left `topic`. */
 export interface PresenceEvent extends Member {
   topic: string;
@@ -157,6 +194,10 @@ export interface RecoveryEvent extends Position {
 
 export interface ClientEvents {
   state: StateEvent;
+  /** The transport in use changed: the first open, a fallback, or back to WebSocket. */
+  transport: TransportEvent;
+  /** The next WebSocket probe is scheduled (see `ConnectOptions.probe`). */
+  probe: ProbeEvent;
   join: PresenceEvent;
   leave: PresenceEvent;
   recovered: RecoveryEvent;
@@ -179,7 +220,11 @@ export interface Client {
   /** The user id of the token the server accepted (WebSocket); null before that or without tokens. */
   readonly user: string | null;
   readonly state: StateEvent['state'];
-  /** The transport in use (or being tried); null while waiting to retry and once closed. */
+  /**
+   * The transport in use (or being tried); null while waiting to retry and once closed. A
+   * WebSocket probe under way beside a fallback does not show here until it has taken over
+   * (then the 'transport' event fires).
+   */
   readonly transport: TransportName | null;
 
   /**

@@ -19,6 +19,15 @@
  * each message is delivered once, in offset order; what cannot be recovered is reported
  * ('lost'), never skipped silently.
  *
+ * Back to WebSocket: while it runs on SSE or long-polling because WebSocket failed, the client
+ * probes WebSocket in the background (exponential backoff with jitter: after n failed probes in
+ * a row the next waits a random time in [c/2, c], c = min(probeMaxDelay, probeMinDelay * 2^n);
+ * `probe: false` turns it off). A probe that connects resubscribes every topic with `since` = the last position
+ * delivered; both transports deliver into the same per-topic offset check while the answers
+ * come, so nothing is delivered twice or skipped; once every topic is answered the WebSocket
+ * takes over and the fallback is closed. `client.transport` names the transport in use, and the
+ * 'transport' event fires when it changes.
+ *
  * This file is a classic script (no `export`), so one file serves both <script> and, through
  * pushwire.mjs, `import`.
  */
@@ -29,7 +38,10 @@
   const ALIASES = { ws: 'websocket', websocket: 'websocket', sse: 'sse', eventsource: 'sse', poll: 'poll', 'long-poll': 'poll' };
   const TOPIC = /^[A-Za-z0-9_.:/-]{1,128}$/;
   const EPOCH = /^[A-Za-z0-9]{1,32}$/;
-  const DEFAULTS = { minDelay: 500, maxDelay: 10000, openTimeout: 10000, pollTimeout: 25000 };
+  const DEFAULTS = {
+    minDelay: 500, maxDelay: 10000, openTimeout: 10000, pollTimeout: 25000,
+    probe: true, probeMinDelay: 5000, probeMaxDelay: 60000,
+  };
 
   /** An error from the server (`code` as in docs/protocol.md) or from the client (`code` 0). */
   class PushwireError extends Error {
@@ -347,6 +359,10 @@
       this._waiters = []; // { resolve, reject } waiting for an open connection
       this._closed = false;
       this._refreshTimer = null;
+      this._switch = null; // a WebSocket probe under way while on a fallback (see _probe)
+      this._probeTimer = null;
+      this._probeFailures = 0; // probes failed since the client last ran on WebSocket
+      this._openTransport = null; // the transport of the last 'open' (for the 'transport' event)
       // Start after the caller's synchronous subscribe() calls, so they share the first request.
       this._timer = setTimeout(() => this._cycle(), 0);
     }
@@ -361,6 +377,7 @@
       const sub = new Subscription(this, topic, onMessage, options || {});
       this._subs.set(topic, sub);
       if (this._conn) this._conn.add(sub); // WebSocket: sent now if open, else on open; SSE/poll: reopen
+      if (this._switch) this._probeEnd(this._switch, 'the subscriptions changed', false);
       return sub;
     }
 
@@ -447,6 +464,11 @@
       this.state = state;
       this.transport = transport;
       this._emit('state', Object.assign({ state, transport }, retry));
+      if (state === 'open' && transport !== this._openTransport) {
+        const previous = this._openTransport;
+        this._openTransport = transport;
+        this._emit('transport', { transport, previous });
+      }
     }
 
     /** The current token: `opts.token`, called if it is a function; null without one. */
@@ -483,6 +505,7 @@
       if (this._subs.get(sub.topic) === sub) this._subs.delete(sub.topic);
       sub._settle.reject(new PushwireError('unsubscribed', 0, sub.topic));
       if (this._conn) this._conn.remove(sub);
+      if (this._switch) this._probeEnd(this._switch, 'the subscriptions changed', false);
     }
 
     /** One round: try each transport in order (the last one that worked first). */
@@ -492,15 +515,23 @@
       this._try(order, 0);
     }
 
-    _try(order, i) {
+    /**
+     * Open `order[i]` (or the next one that works). With `probe` (see _probe), the connection
+     * opens beside the current one: the client's state stays as it is until the probe takes over.
+     */
+    _try(order, i, probe) {
       if (this._closed) return;
-      if (i >= order.length) return this._retry(`no transport could connect (tried ${order.join(', ')})`);
+      if (i >= order.length) {
+        if (probe) return this._probeEnd(probe, `${order.join(', ')} could not be opened`, true);
+        return this._retry(`no transport could connect (tried ${order.join(', ')})`);
+      }
       const name = order[i];
-      if (!OPENERS[name].available()) return this._try(order, i + 1);
-      this._setState('connecting', name);
+      if (!OPENERS[name].available()) return this._try(order, i + 1, probe);
+      if (!probe) this._setState('connecting', name);
       let opened = false;
       let conn = null;
-      const current = () => conn !== null && this._conn === conn;
+      // A probe's connection delivers too (deduplicated by offset) while it is under way.
+      const current = () => conn !== null && (this._conn === conn || (!!probe && this._switch === probe && probe.conn === conn));
       const ctx = {
         opts: this._opts,
         endpoint: (path) => this.url + path,
@@ -517,6 +548,7 @@
           this._lastGood = name;
           this._setState('open', name);
           for (const w of this._waiters.splice(0)) w.resolve(conn);
+          this._scheduleProbe();
         },
         closed: (why) => {
           if (!current()) return;
@@ -539,18 +571,22 @@
         hello: (h) => { if (current()) this.id = h.client; },
         error: (err) => { if (current()) this._emit('error', err); },
       };
+      if (probe) Object.assign(ctx, this._probeContext(probe, Object.assign({}, ctx), () => conn));
+      // For a probe this also bounds the switch: every topic must be answered within openTimeout.
       const openTimer = setTimeout(() => { if (!opened) ctx.closed(`${name} did not open within ${this._opts.openTimeout} ms`); }, this._opts.openTimeout);
       try {
         conn = OPENERS[name].open(ctx);
       } catch (err) {
         clearTimeout(openTimer);
-        return this._try(order, i + 1); // e.g. a constructor that throws (blocked URL)
+        return this._try(order, i + 1, probe); // e.g. a constructor that throws (blocked URL)
       }
-      this._conn = conn;
+      if (probe) probe.conn = conn;
+      else this._conn = conn;
     }
 
     /** Forget the current connection: every subscription must be confirmed again. */
     _drop() {
+      this._stopProbe();
       const conn = this._conn;
       this._conn = null;
       this.id = null;
@@ -639,6 +675,116 @@
       } catch (err) {
         this._emit('error', err);
       }
+    }
+
+    // --- back to WebSocket ---------------------------------------------------------------------
+    //
+    // On a fallback (SSE or long-poll) that WebSocket precedes in the order, a timer opens a
+    // WebSocket beside it now and then (_probe). That probe authenticates and sends `sub` with
+    // `since` = the position last delivered for every topic. Until every topic is answered, both
+    // connections deliver into _deliver, whose per-topic offset check drops whatever one of them
+    // already delivered; each connection's stream is gapless from a position at or before the
+    // one delivered, so merging them skips nothing. Then the WebSocket becomes the connection
+    // and the fallback is closed. A probe that fails (refused upgrade, closed, a topic refused,
+    // not done within openTimeout) leaves the fallback alone and the next one waits longer.
+
+    /** If the client is open on a fallback that WebSocket precedes: probe after a backoff with jitter. */
+    _scheduleProbe(reason) {
+      clearTimeout(this._probeTimer);
+      this._probeTimer = null;
+      if (this.state === 'open' && this.transport === 'websocket') this._probeFailures = 0; // however it got there
+      if (this._closed || this._opts.probe === false || this._switch || this.state !== 'open' || !this._conn) return;
+      const at = this._order.indexOf('websocket');
+      if (at < 0 || at >= this._order.indexOf(this.transport) || !OPENERS.websocket.available()) return;
+      // Equal jitter: a random wait in [c/2, c], c = min(probeMaxDelay, probeMinDelay * 2^failures).
+      // A missing or unusable delay takes its default, so that probes never come back to back.
+      const ms = (value, fallback) => (Number(value) > 0 ? Number(value) : fallback);
+      const min = ms(this._opts.probeMinDelay, DEFAULTS.probeMinDelay);
+      const ceiling = Math.min(ms(this._opts.probeMaxDelay, DEFAULTS.probeMaxDelay), min * 2 ** Math.min(this._probeFailures, 30));
+      const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+      const event = { transport: 'websocket', attempt: this._probeFailures + 1, retryIn: delay };
+      if (reason) event.reason = reason;
+      this._emit('probe', event);
+      this._probeTimer = setTimeout(() => this._probe(), delay);
+    }
+
+    _probe() {
+      this._probeTimer = null;
+      if (this._closed || this._switch || this.state !== 'open' || !this._conn) return;
+      // Every topic must have a position to resume from (a new one gets it with its first answer).
+      if ([...this._subs.values()].some((sub) => !sub._confirmed || !sub._position)) {
+        return this._scheduleProbe('waiting for every subscription to have a position');
+      }
+      const probe = this._switch = { conn: null, open: false, answered: new Set(), id: null, auth: null, reason: null };
+      this._try(['websocket'], 0, probe);
+    }
+
+    /** What a probe's connection reports, while it is one; `base` is _try's ctx (used after the take-over). */
+    _probeContext(probe, base, conn) {
+      const probing = () => this._switch === probe && probe.conn !== null && probe.conn === conn();
+      return {
+        opened: () => {
+          if (!probing()) return base.opened();
+          probe.open = true; // every topic's `sub` has been sent
+          this._probeReady(probe, base);
+        },
+        closed: (why) => (probing() ? this._probeEnd(probe, why, true) : base.closed(why)),
+        subscribed: (entry, sub) => {
+          if (!probing()) return base.subscribed(entry, sub);
+          sub = sub || this._subs.get(entry.topic);
+          if (!sub) return;
+          const p = sub._position;
+          if (entry.recovered === false) {
+            // The WebSocket cannot resume from the position it was sent. If the fallback has
+            // delivered up to the reply's position meanwhile, nothing is missing; otherwise keep
+            // the fallback (which reports what it cannot deliver) and try again later.
+            if (!(p && p.epoch === entry.epoch && entry.offset <= p.offset)) {
+              return this._probeEnd(probe, `could not resume ${entry.topic} over websocket`, true);
+            }
+          } else if (entry.recovered !== true) {
+            return this._probeEnd(probe, `${entry.topic} had no position`, false);
+          } else {
+            base.subscribed(entry, sub); // recovered: the position stays, the missed messages follow
+          }
+          probe.answered.add(sub);
+          this._probeReady(probe, base);
+        },
+        refused: (sub, err) => (probing() ? this._probeEnd(probe, `${sub.topic} refused over websocket: ${err.message}`, true) : base.refused(sub, err)),
+        authenticated: (ok) => { if (probing()) probe.auth = ok; else base.authenticated(ok); },
+        hello: (h) => { if (probing()) probe.id = h.client; else base.hello(h); },
+        // The fallback still works: a probe's errors are its reason to fail, not the application's.
+        error: (err) => { if (probing()) probe.reason = err.message; else base.error(err); },
+      };
+    }
+
+    /** Every topic answered on the probe: the WebSocket becomes the connection, the fallback closes. */
+    _probeReady(probe, base) {
+      if (!probe.open || this._switch !== probe) return;
+      for (const sub of this._subs.values()) if (!probe.answered.has(sub)) return;
+      const old = this._conn;
+      this._switch = null;
+      this._conn = probe.conn;
+      if (old) old.close(); // from now on only the WebSocket delivers
+      this.id = probe.id;
+      base.opened(); // state 'open' over websocket, the 'transport' event; the probe count starts over
+      if (probe.auth) this._authenticated(probe.auth);
+    }
+
+    /** The probe stops (closed, refused, or given up); `failed` makes the next one wait longer. */
+    _probeEnd(probe, reason, failed) {
+      if (this._switch !== probe) return;
+      this._switch = null;
+      if (probe.conn) probe.conn.close();
+      if (failed) this._probeFailures += 1;
+      this._scheduleProbe((failed && probe.reason) || reason);
+    }
+
+    _stopProbe() {
+      clearTimeout(this._probeTimer);
+      this._probeTimer = null;
+      const probe = this._switch;
+      this._switch = null;
+      if (probe && probe.conn) probe.conn.close();
     }
   }
 
