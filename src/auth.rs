@@ -515,6 +515,12 @@ impl Verifier {
         })
     }
 
+    /// Whether a client with `identity` may go on receiving `topic` without a
+    /// subscription token: the topic is public or the connection token grants `sub`.
+    pub fn allows_sub(&self, identity: Option<&Identity>, topic: &str) -> bool {
+        self.is_public(topic) || identity.is_some_and(|i| i.allows(topic, Permission::Sub))
+    }
+
     /// The decision for a request on `topic` that needs `permission`, by a client
     /// with `identity` (`None`: no token): `Ok`, 401 or 403.
     pub fn decide(
