@@ -422,6 +422,11 @@ impl Verifier {
 
     /// Verifies a token's signature and standard claims, and reads its claims.
     pub fn claims(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify(token, true)
+    }
+
+    /// [`Self::claims`], checking `exp` only when `check_exp` is set.
+    fn verify(&self, token: &str, check_exp: bool) -> Result<Claims, TokenError> {
         let (alg, kid) = peek_header(token)?;
         let algorithm = match alg.as_str() {
             "HS256" => Algorithm::HS256,
@@ -450,6 +455,7 @@ impl Verifier {
         };
         let mut validation = self.validation.clone();
         validation.algorithms = vec![algorithm];
+        validation.validate_exp = check_exp;
         let mut refusal = TokenError::Signature;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
@@ -500,7 +506,22 @@ impl Verifier {
 
     /// Verifies a subscription token.
     pub fn subscription(&self, token: &str) -> Result<SubscriptionGrant, TokenError> {
-        let claims = self.claims(token)?;
+        self.grant(self.claims(token)?)
+    }
+
+    /// Verifies a subscription token, except that an expired one is answered too,
+    /// with `true`: which topic a client held with it matters when it comes back
+    /// late (SSE and long-poll end that topic with "subscription token expired").
+    pub fn subscription_even_expired(
+        &self,
+        token: &str,
+    ) -> Result<(SubscriptionGrant, bool), TokenError> {
+        let grant = self.grant(self.verify(token, false)?)?;
+        let expired = grant.expires.saturating_add(self.leeway.as_secs()) < now();
+        Ok((grant, expired))
+    }
+
+    fn grant(&self, claims: Claims) -> Result<SubscriptionGrant, TokenError> {
         let topic = claims.topic.ok_or_else(|| {
             TokenError::Claims(String::from("not a subscription token: missing \"topic\""))
         })?;

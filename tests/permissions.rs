@@ -38,11 +38,18 @@ fn connection(user: &str, ttl: u64, topics: &[(&str, &[&str])]) -> String {
     })
 }
 
-/// A subscription token: `user` may subscribe to `topic` for `ttl` seconds.
+/// A subscription token: `user` may subscribe to `topic` for `ttl` seconds (it
+/// ends at the start of the second `now() + ttl`: less than `ttl` from now, more
+/// than `ttl - 1`).
 fn subscription(user: &str, topic: &str, ttl: u64) -> String {
+    subscription_until(user, topic, now() + ttl)
+}
+
+/// A subscription token with `exp: at`.
+fn subscription_until(user: &str, topic: &str, at: u64) -> String {
     sign_claims(&Claims {
         sub: Some(user.to_owned()),
-        exp: now() + ttl,
+        exp: at,
         topic: Some(topic.to_owned()),
         ..Claims::default()
     })
@@ -119,7 +126,7 @@ async fn messages_before_unsub(client: &mut Client, topic: &str) -> (Vec<Value>,
 async fn an_expired_subscription_token_ends_the_subscription_with_an_unsub_push() {
     let (server, hub) = start_strict().await;
     let mut client = authed(&server, &connection("ann", 60, &[("open", &["sub"])])).await;
-    let token = subscription("ann", "room:1", 1);
+    let token = subscription("ann", "room:1", 2);
     let reply = request(
         &mut client,
         json!({"op": "sub", "id": 1, "topic": "room:1", "token": token}),
@@ -173,7 +180,7 @@ async fn a_fresh_subscription_token_in_time_keeps_the_subscription_and_its_posit
     let mut client = authed(&server, &connection("cy", 60, &[])).await;
     let first = request(
         &mut client,
-        json!({"op": "sub", "id": 1, "topic": "room:3", "token": subscription("cy", "room:3", 1)}),
+        json!({"op": "sub", "id": 1, "topic": "room:3", "token": subscription("cy", "room:3", 3)}),
     )
     .await;
     let first_expiry = first["ok"]["expires"].as_u64().expect("expires");
@@ -279,5 +286,270 @@ async fn a_narrower_connection_token_refresh_drops_exactly_the_topics_it_no_long
     server.stop().await;
 }
 
-/// Keeps `STEP` in use for the SSE and long-poll tests below.
-const _: Duration = STEP;
+/// `GET path` (a long-poll): the status and the JSON body.
+async fn poll(server: &Running, path: &str) -> (u16, Value) {
+    let response = tokio::time::timeout(STEP, reqwest::get(server.url(path)))
+        .await
+        .expect("poll timed out")
+        .expect("poll failed");
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(STEP, response.json::<Value>())
+        .await
+        .expect("poll body timed out")
+        .expect("poll body is JSON");
+    (status, body)
+}
+
+/// An SSE stream being read.
+struct Sse {
+    response: reqwest::Response,
+    text: String,
+}
+
+impl Sse {
+    async fn open(server: &Running, path: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = reqwest::Client::new().get(server.url(path));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = tokio::time::timeout(STEP, request.send())
+            .await
+            .expect("SSE request timed out")
+            .expect("SSE request failed");
+        assert_eq!(response.status(), 200, "{path}");
+        Self {
+            response,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until the text read so far holds `needle` (failing after [`STEP`]);
+    /// `false` if the stream ended first.
+    async fn until(&mut self, needle: &str) -> bool {
+        self.until_read(|text| text.contains(needle), needle).await
+    }
+
+    /// Reads until a message of `topic` at `offset` has come.
+    async fn until_message(&mut self, topic: &str, offset: u64) -> bool {
+        let wanted = json!({"topic": topic, "offset": offset});
+        self.until_read(
+            |text| {
+                Self::blocks(text, None)
+                    .any(|m| m["topic"] == wanted["topic"] && m["offset"] == wanted["offset"])
+            },
+            &wanted.to_string(),
+        )
+        .await
+    }
+
+    async fn until_read(&mut self, done: impl Fn(&str) -> bool, what: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while !done(&self.text) {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} in time; read: {}", self.text))
+                .expect("stream failed");
+            match chunk {
+                Some(bytes) => self.text.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// The `data:` of each complete event of `text` named `event` (`None`: the
+    /// unnamed events, messages).
+    fn blocks<'a>(text: &'a str, event: Option<&'a str>) -> impl Iterator<Item = Value> + 'a {
+        let complete = text.rfind("\n\n").map_or("", |end| &text[..end]);
+        complete
+            .split("\n\n")
+            .filter(move |block| {
+                let name = block.lines().find_map(|l| l.strip_prefix("event: "));
+                name == event
+            })
+            .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|data| serde_json::from_str(data).expect("event data is JSON"))
+    }
+
+    /// The `data:` of each event named `event` read so far.
+    fn events(&self, event: &str) -> Vec<Value> {
+        Self::blocks(&self.text, Some(event)).collect()
+    }
+
+    /// The `data:` of each message (unnamed event) read so far.
+    fn messages(&self) -> Vec<Value> {
+        Self::blocks(&self.text, None).collect()
+    }
+
+    /// The last `id:` read so far.
+    fn last_id(&self) -> String {
+        self.text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("id: "))
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn over_sse_an_expired_subscription_token_ends_its_topic_with_an_unsub_event() {
+    let (server, hub) = start_strict().await;
+    let token = connection("fay", 60, &[("open", &["sub"])]);
+    let held = subscription("fay", "room:5", 2);
+    let mut stream = Sse::open(
+        &server,
+        &format!("/sse?topic=room:5&topic=open&token={token}&sub_token={held}"),
+        None,
+    )
+    .await;
+    assert!(stream.until("event: subscribed").await);
+    let subs = &stream.events("subscribed")[0]["subs"];
+    assert!(subs[0]["expires"].is_u64(), "held by a token: {subs}");
+    assert!(
+        subs[1].get("expires").is_none(),
+        "the connection allows it: {subs}"
+    );
+    publish(&hub, "room:5", json!("before")).await;
+    assert!(stream.until("\"before\"").await);
+    assert!(stream.until("event: unsub").await, "the stream goes on");
+    assert_eq!(
+        stream.events("unsub"),
+        vec![unsub_push("room:5", 401, "subscription token expired")]
+    );
+    publish(&hub, "room:5", json!("after")).await;
+    publish(&hub, "open", json!("still open")).await;
+    assert!(stream.until("still open").await);
+    let topics: Vec<Value> = stream
+        .messages()
+        .iter()
+        .map(|m| m["topic"].clone())
+        .collect();
+    assert_eq!(topics, vec![json!("room:5"), json!("open")]);
+    assert!(
+        !stream.last_id().contains("room:5"),
+        "an ended topic leaves the positions: {}",
+        stream.last_id()
+    );
+    drop(stream);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn over_sse_a_reconnect_resumes_what_its_new_tokens_allow_and_ends_the_rest_with_unsub_events()
+ {
+    let (server, hub) = start_strict().await;
+    let wide = connection("gus", 60, &[("news", &["sub"]), ("chat:b", &["sub"])]);
+    let first6 = subscription("gus", "room:6", 60);
+    let first7 = subscription("gus", "room:7", 60);
+    // Positions for every topic, from a first stream.
+    let mut first = Sse::open(
+        &server,
+        &format!("/sse?topic=news&topic=chat:b&topic=room:6&topic=room:7&token={wide}&sub_token={first6}&sub_token={first7}"),
+        None,
+    )
+    .await;
+    assert!(first.until("event: subscribed").await);
+    for topic in ["news", "chat:b", "room:6", "room:7"] {
+        publish(&hub, topic, json!(1)).await;
+    }
+    assert!(first.until_message("room:7", 1).await);
+    let last = first.last_id();
+    drop(first);
+    // Published while away.
+    for topic in ["news", "chat:b", "room:6", "room:7"] {
+        publish(&hub, topic, json!(2)).await;
+    }
+    // Back with a narrower connection token (no chat:b), an expired token for
+    // room:6 and a fresh one for room:7.
+    let narrow = connection("gus", 60, &[("news", &["sub"])]);
+    let expired = subscription_until("gus", "room:6", now() - 5);
+    let fresh = subscription("gus", "room:7", 60);
+    let mut back = Sse::open(
+        &server,
+        &format!("/sse?topic=news&topic=chat:b&topic=room:6&topic=room:7&token={narrow}&sub_token={expired}&sub_token={fresh}"),
+        Some(&last),
+    )
+    .await;
+    assert!(back.until_message("room:7", 2).await);
+    let mut unsubs = back.events("unsub");
+    unsubs.sort_by_key(|u| u["topic"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        unsubs,
+        vec![
+            unsub_push("chat:b", 403, "permission withdrawn"),
+            unsub_push("room:6", 401, "subscription token expired"),
+        ]
+    );
+    let subs = &back.events("subscribed")[0]["subs"];
+    assert_eq!(subs.as_array().map(Vec::len), Some(2), "{subs}");
+    let resumed: Vec<(Value, Value)> = back
+        .messages()
+        .iter()
+        .map(|m| (m["topic"].clone(), m["offset"].clone()))
+        .collect();
+    assert_eq!(
+        resumed,
+        vec![(json!("news"), json!(2)), (json!("room:7"), json!(2))],
+        "the missed messages of what is still allowed, no more"
+    );
+    // Without a position, a topic not allowed refuses the request as before.
+    let (status, _) = poll(
+        &server,
+        &format!("/poll?topic=news&topic=chat:b&token={narrow}&timeout=0"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    drop(back);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn over_long_poll_an_ended_permission_is_an_unsub_entry_among_the_messages() {
+    let (server, hub) = start_strict().await;
+    let wide = connection("hal", 60, &[("news", &["sub"]), ("chat:b", &["sub"])]);
+    let held = subscription("hal", "room:8", 2);
+    let (status, body) = poll(
+        &server,
+        &format!(
+            "/poll?topic=news&topic=chat:b&topic=room:8&token={wide}&sub_token={held}&timeout=0"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["subs"][2]["expires"].is_u64(), "{body}");
+    let since = body["since"].as_str().expect("since").to_owned();
+    // A poll that waits ends when room:8's token does, with an unsub entry.
+    let (status, body) = poll(
+        &server,
+        &format!("/poll?topic=news&topic=chat:b&topic=room:8&token={wide}&sub_token={held}&since={since}&timeout=20000"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["messages"],
+        json!([unsub_push("room:8", 401, "subscription token expired")]),
+        "{body}"
+    );
+    let since = body["since"].as_str().expect("since").to_owned();
+    assert!(!since.contains("room:8"), "{since}");
+    // With a narrower connection token, chat:b ends; news goes on from its position.
+    publish(&hub, "news", json!("n")).await;
+    publish(&hub, "chat:b", json!("c")).await;
+    let narrow = connection("hal", 60, &[("news", &["sub"])]);
+    let (status, body) = poll(
+        &server,
+        &format!("/poll?topic=news&topic=chat:b&token={narrow}&since={since}&timeout=20000"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["messages"][1],
+        unsub_push("chat:b", 403, "permission withdrawn"),
+        "{body}"
+    );
+    assert_eq!(body["messages"][0]["topic"], "news", "{body}");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(2), "{body}");
+    drop(hub);
+    server.stop().await;
+}
