@@ -27,8 +27,12 @@
 //!
 //! A **subscription token** grants `sub` and `presence` on one topic to one
 //! user: `{"sub": "alice", "topic": "chat:room-42", "exp": …}`, passed in the
-//! `sub` request. It lets a backend decide per topic, at the moment of
-//! subscribing, without listing every topic in the connection token.
+//! `sub` request (`?sub_token=` over SSE and long-poll). It lets a backend decide
+//! per topic without listing every topic in the connection token. It holds the
+//! subscription until it expires: then the subscription ends (an `unsub` push,
+//! code 401) unless the client sent a fresh one in time (`sub` again; the
+//! subscription keeps its position). Likewise a connection-token refresh ends the
+//! subscriptions the new token no longer allows (code 403).
 //!
 //! **Public topics** (`--public-topic PATTERN`) may be subscribed to by anyone,
 //! with or without a token; publishing on them still needs the permission.
