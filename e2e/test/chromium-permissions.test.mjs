@@ -3,6 +3,8 @@
 import { test } from 'node:test';
 import { runTokenLifetimesScenario } from '../lib/permissions.mjs';
 
-test('chromium: a page outlives three lifetimes of its connection and subscription tokens with every message once, in order', { timeout: 120000 }, async () => {
-  await runTokenLifetimesScenario({ engine: 'chromium' });
-});
+for (const transport of ['websocket', 'sse', 'poll']) {
+  test(`chromium: over ${transport}, a page outlives three lifetimes of its connection and subscription tokens with every message once, in order`, { timeout: 120000 }, async () => {
+    await runTokenLifetimesScenario({ engine: 'chromium', transport });
+  });
+}

@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import { runTokenLifetimesScenario } from '../lib/permissions.mjs';
 
-test('firefox: a page outlives three lifetimes of its connection and subscription tokens with every message once, in order', { timeout: 120000 }, async () => {
-  await runTokenLifetimesScenario({ engine: 'firefox' });
-});
+for (const transport of ['websocket', 'sse', 'poll']) {
+  test(`firefox: over ${transport}, a page outlives three lifetimes of its connection and subscription tokens with every message once, in order`, { timeout: 120000 }, async () => {
+    await runTokenLifetimesScenario({ engine: 'firefox', transport });
+  });
+}
