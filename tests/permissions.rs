@@ -493,6 +493,14 @@ async fn over_sse_a_reconnect_resumes_what_its_new_tokens_allow_and_ends_the_res
         vec![(json!("news"), json!(2)), (json!("room:7"), json!(2))],
         "the missed messages of what is still allowed, no more"
     );
+    // More subscription tokens than a request may name topics: refused at once.
+    let many = vec![format!("sub_token={fresh}"); 101].join("&");
+    let (status, body) = poll(
+        &server,
+        &format!("/poll?topic=news&token={narrow}&{many}&timeout=0"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
     // Without a position, a topic not allowed refuses the request as before.
     let (status, _) = poll(
         &server,

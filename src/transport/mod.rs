@@ -182,7 +182,19 @@ pub(crate) fn authorize(
         })?),
         None => None,
     };
-    // Subscription tokens, by topic: (`exp`, expired).
+    // Subscription tokens, by topic: (`exp`, expired). Each costs a signature
+    // check: no more of them than topics.
+    let given = wanted
+        .rest
+        .iter()
+        .filter(|(key, _)| key == "sub_token")
+        .count();
+    if given > MAX_TOPICS {
+        return Err(HttpError::new(
+            400,
+            format!("at most {MAX_TOPICS} subscription tokens per request, not {given}"),
+        ));
+    }
     let mut held: Vec<(String, u64, bool)> = Vec::new();
     for (_, token) in wanted.rest.iter().filter(|(key, _)| key == "sub_token") {
         let (grant, expired) = verifier
