@@ -27,8 +27,12 @@
 //!
 //! A **subscription token** grants `sub` and `presence` on one topic to one
 //! user: `{"sub": "alice", "topic": "chat:room-42", "exp": …}`, passed in the
-//! `sub` request. It lets a backend decide per topic, at the moment of
-//! subscribing, without listing every topic in the connection token.
+//! `sub` request (`?sub_token=` over SSE and long-poll). It lets a backend decide
+//! per topic without listing every topic in the connection token. It holds the
+//! subscription until it expires: then the subscription ends (an `unsub` push,
+//! code 401) unless the client sent a fresh one in time (`sub` again; the
+//! subscription keeps its position). Likewise a connection-token refresh ends the
+//! subscriptions the new token no longer allows (code 403).
 //!
 //! **Public topics** (`--public-topic PATTERN`) may be subscribed to by anyone,
 //! with or without a token; publishing on them still needs the permission.
@@ -433,6 +437,11 @@ impl Verifier {
 
     /// Verifies a token's signature and standard claims, and reads its claims.
     pub fn claims(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify(token, true)
+    }
+
+    /// [`Self::claims`], checking `exp` only when `check_exp` is set.
+    fn verify(&self, token: &str, check_exp: bool) -> Result<Claims, TokenError> {
         let (alg, kid) = peek_header(token)?;
         let algorithm = match alg.as_str() {
             "HS256" => Algorithm::HS256,
@@ -461,6 +470,7 @@ impl Verifier {
         };
         let mut validation = self.validation.clone();
         validation.algorithms = vec![algorithm];
+        validation.validate_exp = check_exp;
         let mut refusal = TokenError::Signature;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
@@ -511,7 +521,22 @@ impl Verifier {
 
     /// Verifies a subscription token.
     pub fn subscription(&self, token: &str) -> Result<SubscriptionGrant, TokenError> {
-        let claims = self.claims(token)?;
+        self.grant(self.claims(token)?)
+    }
+
+    /// Verifies a subscription token, except that an expired one is answered too,
+    /// with `true`: which topic a client held with it matters when it comes back
+    /// late (SSE and long-poll end that topic with "subscription token expired").
+    pub fn subscription_even_expired(
+        &self,
+        token: &str,
+    ) -> Result<(SubscriptionGrant, bool), TokenError> {
+        let grant = self.grant(self.verify(token, false)?)?;
+        let expired = grant.expires.saturating_add(self.leeway.as_secs()) < now();
+        Ok((grant, expired))
+    }
+
+    fn grant(&self, claims: Claims) -> Result<SubscriptionGrant, TokenError> {
         let topic = claims.topic.ok_or_else(|| {
             TokenError::Claims(String::from("not a subscription token: missing \"topic\""))
         })?;
@@ -524,6 +549,12 @@ impl Verifier {
             topic,
             expires: claims.exp,
         })
+    }
+
+    /// Whether a client with `identity` may go on receiving `topic` without a
+    /// subscription token: the topic is public or the connection token grants `sub`.
+    pub fn allows_sub(&self, identity: Option<&Identity>, topic: &str) -> bool {
+        self.is_public(topic) || identity.is_some_and(|i| i.allows(topic, Permission::Sub))
     }
 
     /// The decision for a request on `topic` that needs `permission`, by a client

@@ -52,6 +52,37 @@ pub enum Request {
     },
 }
 
+/// Why the server ended a subscription: the code and reason of an `unsub` push
+/// (`{"topic":…,"unsub":{"code":…,"reason":…}}`, an SSE `unsub` event, an entry in a
+/// long-poll's `messages`), listed in `docs/protocol.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// 401: the subscription token expired (past `exp` plus the leeway) and no
+    /// fresh one came in time.
+    Expired,
+    /// 403: the connection's token no longer allows the topic (a refresh with
+    /// narrower permissions).
+    Withdrawn,
+}
+
+impl Ended {
+    /// The code: 401 or 403, as the error replies of the same causes.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Expired => 401,
+            Self::Withdrawn => 403,
+        }
+    }
+
+    /// The reason, for people.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Expired => "subscription token expired",
+            Self::Withdrawn => "permission withdrawn",
+        }
+    }
+}
+
 /// An error reply's code and message (the codes are listed in `docs/protocol.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorReply {
@@ -311,6 +342,19 @@ pub fn position(topic: &Topic, position: &Position, recovered: Option<bool>) -> 
             ",\"recovered\":false}"
         });
     }
+    out
+}
+
+/// `{"topic":…,"unsub":{"code":…,"reason":…}}`: the server ended a subscription.
+pub fn unsub(topic: &Topic, ended: Ended) -> String {
+    let mut out = String::from("{\"topic\":");
+    push_json_str(&mut out, topic.as_str());
+    out.push_str(&format!(
+        ",\"unsub\":{{\"code\":{},\"reason\":",
+        ended.code()
+    ));
+    push_json_str(&mut out, ended.reason());
+    out.push_str("}}");
     out
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::auth::{self, Identity, Permission, Verifier};
 use crate::hub::{Hub, Member, PublishError, Push, Sink, Subscription, Topic};
-use crate::protocol::{self, ErrorReply, Request};
+use crate::protocol::{self, Ended, ErrorReply, Request};
 use crate::ws::{CloseCode, Message, Sender, Socket, TrySendError};
 
 /// The reason sent with 1008 to a client that does not read fast enough.
@@ -93,7 +93,35 @@ pub(crate) fn run(
                 truncate_reason(&err.message),
             );
         }
-        while let Some(message) = socket.recv().await {
+        loop {
+            let message = match &session.auth {
+                // Boxed, and only with tokens: the wait for a subscription token's
+                // expiry costs a session without tokens nothing.
+                Some(auth) => {
+                    let watchdog = Arc::clone(&auth.watchdog);
+                    let recv = socket.recv();
+                    let next = Box::pin(async move {
+                        tokio::select! {
+                            message = recv => Some(message),
+                            () = watchdog.expired.notified() => None,
+                        }
+                    })
+                    .await;
+                    match next {
+                        Some(message) => message,
+                        None => {
+                            if !Box::pin(session.expire_grants(&socket)).await {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                None => socket.recv().await,
+            };
+            let Some(message) = message else {
+                return;
+            };
             let keep_going = match message {
                 // Boxed: the idle state of this future (what every quiet connection
                 // holds) stays small; only a request being handled needs the space.
@@ -129,17 +157,27 @@ struct AuthState {
     verifier: Arc<Verifier>,
     /// The connection token's identity, once `auth` succeeded.
     identity: Option<Identity>,
-    /// Topics subscribed with a subscription token (which also grants presence).
-    granted: Vec<Topic>,
+    /// Topics subscribed with a subscription token (which also grants presence),
+    /// each with the moment it ends without a fresh one (Unix milliseconds: the
+    /// token's `exp` plus the allowed clock skew).
+    granted: Vec<(Topic, u64)>,
     watchdog: Arc<Watchdog>,
 }
 
-/// The deadline of a connection, watched by a task of its own (so the idle session
+/// The deadlines of a connection, watched by a task of its own (so the idle session
 /// holds no timer): first the time to authenticate, then the token's expiry (plus
 /// the allowed clock skew). At the deadline the connection is closed with 3000.
+/// The same task watches the earliest subscription-token expiry and wakes the
+/// session (`expired`) when it passes, so that the session ends those
+/// subscriptions: one timer per connection, however many subscriptions it has.
 struct Watchdog {
     /// Unix milliseconds; 0: none.
     deadline: AtomicU64,
+    /// The earliest end of a subscription granted by a subscription token (Unix
+    /// milliseconds; 0: none).
+    sub_deadline: AtomicU64,
+    /// Wakes the session when `sub_deadline` passed.
+    expired: Notify,
     authenticated: AtomicBool,
     stopped: AtomicBool,
     wake: Notify,
@@ -149,6 +187,11 @@ impl Watchdog {
     fn set(&self, deadline: u64, authenticated: bool) {
         self.authenticated.store(authenticated, Ordering::Release);
         self.deadline.store(deadline, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn set_sub_deadline(&self, deadline: u64) {
+        self.sub_deadline.store(deadline, Ordering::Release);
         self.wake.notify_one();
     }
 }
@@ -164,6 +207,8 @@ impl AuthState {
         let timeout = u64::try_from(verifier.auth_timeout().as_millis()).unwrap_or(u64::MAX);
         let watchdog = Arc::new(Watchdog {
             deadline: AtomicU64::new(unix_millis().saturating_add(timeout)),
+            sub_deadline: AtomicU64::new(0),
+            expired: Notify::new(),
             authenticated: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             wake: Notify::new(),
@@ -181,10 +226,11 @@ impl AuthState {
         self.identity.as_ref().map(|identity| &identity.user)
     }
 
-    /// Whether `request` may go ahead (`auth` itself always may).
-    fn authorize(&mut self, request: &Request) -> Result<(), ErrorReply> {
+    /// Whether `request` may go ahead (`auth` itself always may). A `sub` with a
+    /// valid subscription token answers the grant it makes.
+    fn authorize(&mut self, request: &Request) -> Result<Option<Grant>, ErrorReply> {
         let decision = match request {
-            Request::Auth { .. } | Request::Unsub { .. } => return Ok(()),
+            Request::Auth { .. } | Request::Unsub { .. } => return Ok(None),
             Request::Sub {
                 topic,
                 token: Some(token),
@@ -213,10 +259,13 @@ impl AuthState {
                         ),
                     ));
                 }
-                if !self.granted.contains(topic) {
-                    self.granted.push(topic.clone());
-                }
-                return Ok(());
+                return Ok(Some(Grant {
+                    expires: grant.expires,
+                    ends_at: grant
+                        .expires
+                        .saturating_add(self.verifier.leeway().as_secs())
+                        .saturating_mul(1000),
+                }));
             }
             Request::Sub { topic, .. } => {
                 let decision = self
@@ -233,20 +282,53 @@ impl AuthState {
                     .decide(self.identity.as_ref(), topic, Permission::Pub)
             }
             Request::Presence { topic } => {
-                if self.identity.is_some() && self.granted.contains(topic) {
-                    return Ok(());
+                if self.identity.is_some() && self.granted.iter().any(|(t, _)| t == topic) {
+                    return Ok(None);
                 }
                 self.verifier
                     .decide(self.identity.as_ref(), topic, Permission::Presence)
             }
         };
-        decision.map_err(|err| {
+        decision.map(|()| None).map_err(|err| {
             if self.identity.is_none() && err.code == 401 {
                 not_authenticated()
             } else {
                 err
             }
         })
+    }
+
+    /// Records (or renews) the grant of a subscription token for `topic`.
+    fn grant(&mut self, topic: &Topic, grant: Grant) {
+        match self.granted.iter_mut().find(|(t, _)| t == topic) {
+            Some(entry) => entry.1 = grant.ends_at,
+            None => self.granted.push((topic.clone(), grant.ends_at)),
+        }
+        self.arm();
+    }
+
+    /// Forgets the grant for `topic` (unsubscribed or ended).
+    fn forget(&mut self, topic: &Topic) {
+        let before = self.granted.len();
+        self.granted.retain(|(t, _)| t != topic);
+        if self.granted.len() != before {
+            self.arm();
+        }
+    }
+
+    /// Tells the watchdog the earliest grant's end.
+    fn arm(&self) {
+        let next = self.granted.iter().map(|(_, at)| *at).min().unwrap_or(0);
+        self.watchdog.set_sub_deadline(next);
+    }
+
+    /// Whether the client may go on receiving `topic`: under a subscription token
+    /// that has not ended, or by its connection token (or the topic is public).
+    fn still_allows(&self, topic: &Topic) -> bool {
+        self.granted.iter().any(|(t, _)| t == topic)
+            || self
+                .verifier
+                .allows_sub(self.identity.as_ref(), topic.as_str())
     }
 
     /// `auth`: checks the token and (re)arms the expiry.
@@ -276,6 +358,15 @@ impl AuthState {
     }
 }
 
+/// What a verified subscription token grants: its `exp` (Unix seconds, as the
+/// reply says) and the moment the subscription ends without a fresh one (Unix
+/// milliseconds, the leeway included).
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    expires: u64,
+    ends_at: u64,
+}
+
 impl Drop for AuthState {
     fn drop(&mut self) {
         self.watchdog.stopped.store(true, Ordering::Release);
@@ -299,15 +390,43 @@ fn not_authenticated() -> ErrorReply {
     )
 }
 
-/// Closes the connection with 3000 when its deadline passes without a refresh.
+/// Closes the connection with 3000 when its deadline passes without a refresh, and
+/// wakes the session when a subscription token's grant ends.
 async fn watch(sender: Sender, watchdog: Arc<Watchdog>) {
     loop {
         if watchdog.stopped.load(Ordering::Acquire) {
             return;
         }
         let deadline = watchdog.deadline.load(Ordering::Acquire);
-        let wait =
-            (deadline != 0).then(|| Duration::from_millis(deadline.saturating_sub(unix_millis())));
+        let sub_deadline = watchdog.sub_deadline.load(Ordering::Acquire);
+        let now = unix_millis();
+        if deadline != 0 && now >= deadline {
+            let reason = if watchdog.authenticated.load(Ordering::Acquire) {
+                auth::TOKEN_EXPIRED
+            } else {
+                auth::AUTH_TIMED_OUT
+            };
+            tracing::info!("{}: closing: {reason}", sender.id());
+            sender.close(CloseCode(auth::CLOSE_UNAUTHORIZED), reason);
+            return;
+        }
+        if sub_deadline != 0 && now >= sub_deadline {
+            // Cleared unless the session set a new one meanwhile; the session sets
+            // the next one when it has ended the expired subscriptions.
+            let _ = watchdog.sub_deadline.compare_exchange(
+                sub_deadline,
+                0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            watchdog.expired.notify_one();
+            continue;
+        }
+        let next = [deadline, sub_deadline]
+            .into_iter()
+            .filter(|&at| at != 0)
+            .min();
+        let wait = next.map(|at| Duration::from_millis(at.saturating_sub(now)));
         tokio::select! {
             () = sender.closed() => return,
             () = watchdog.wake.notified() => {}
@@ -316,20 +435,7 @@ async fn watch(sender: Sender, watchdog: Arc<Watchdog>) {
                     Some(wait) => tokio::time::sleep(wait).await,
                     None => std::future::pending().await,
                 }
-            } => {
-                if watchdog.deadline.load(Ordering::Acquire) == deadline
-                    && !watchdog.stopped.load(Ordering::Acquire)
-                {
-                    let reason = if watchdog.authenticated.load(Ordering::Acquire) {
-                        auth::TOKEN_EXPIRED
-                    } else {
-                        auth::AUTH_TIMED_OUT
-                    };
-                    tracing::info!("{}: closing: {reason}", sender.id());
-                    sender.close(CloseCode(auth::CLOSE_UNAUTHORIZED), reason);
-                    return;
-                }
-            }
+            } => {}
         }
     }
 }
@@ -398,19 +504,31 @@ impl Session {
             );
             return socket.send(protocol::error(&id, &err)).await.is_ok();
         }
-        if let (Some(auth), Ok(checked)) = (&mut self.auth, &request)
-            && let Err(err) = auth.authorize(checked)
-        {
-            request = Err(err);
+        let mut grant = None;
+        if let (Some(auth), Ok(checked)) = (&mut self.auth, &request) {
+            match auth.authorize(checked) {
+                Ok(granted) => grant = granted,
+                Err(err) => request = Err(err),
+            }
         }
         let reply = match request {
             Ok(Request::Sub {
                 topic, since, info, ..
             }) => {
-                return self.subscribe(socket, &id, topic, since, info).await;
+                return self.subscribe(socket, &id, topic, since, info, grant).await;
             }
             Ok(Request::Auth { token }) => match &mut self.auth {
-                Some(auth) => auth.authenticate(&token),
+                Some(auth) => match auth.authenticate(&token) {
+                    Ok(ok) => {
+                        // The reply first, then the end of every subscription the
+                        // new token no longer allows.
+                        if socket.send(protocol::ok(&id, &ok)).await.is_err() {
+                            return false;
+                        }
+                        return self.withdraw(socket).await;
+                    }
+                    Err(err) => Err(err),
+                },
                 None => Err(ErrorReply::new(
                     400,
                     "authentication is not enabled on this server",
@@ -419,6 +537,9 @@ impl Session {
             Ok(Request::Unsub { topic }) => match self.subscriptions.remove(&topic) {
                 Some(subscription) => {
                     drop(subscription);
+                    if let Some(auth) = &mut self.auth {
+                        auth.forget(&topic);
+                    }
                     Ok(format!("{{\"topic\":\"{topic}\"}}"))
                 }
                 None => Err(ErrorReply::new(404, format!("not subscribed to {topic:?}"))),
@@ -463,6 +584,60 @@ impl Session {
         socket.send(text).await.is_ok()
     }
 
+    /// Ends the subscriptions a refreshed connection token no longer allows, each
+    /// with an `unsub` push (403); `false` when the connection is gone.
+    async fn withdraw(&mut self, socket: &Socket) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        let gone: Vec<Topic> = self
+            .subscriptions
+            .keys()
+            .filter(|topic| !auth.still_allows(topic))
+            .cloned()
+            .collect();
+        self.end(socket, gone, Ended::Withdrawn).await
+    }
+
+    /// Ends the subscriptions whose subscription token expired without a fresh
+    /// one, each with an `unsub` push (401), unless the connection token allows the
+    /// topic by itself; then tells the watchdog the next expiry.
+    async fn expire_grants(&mut self, socket: &Socket) -> bool {
+        let Some(auth) = &mut self.auth else {
+            return true;
+        };
+        let now = unix_millis();
+        let (ended, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut auth.granted)
+            .into_iter()
+            .partition(|(_, ends_at)| *ends_at <= now);
+        auth.granted = kept;
+        auth.arm();
+        let gone: Vec<Topic> = ended
+            .into_iter()
+            .map(|(topic, _)| topic)
+            .filter(|topic| !auth.still_allows(topic))
+            .collect();
+        self.end(socket, gone, Ended::Expired).await
+    }
+
+    /// Drops the subscriptions to `topics` and tells the client why.
+    async fn end(&mut self, socket: &Socket, topics: Vec<Topic>, why: Ended) -> bool {
+        for topic in topics {
+            let Some(subscription) = self.subscriptions.remove(&topic) else {
+                continue;
+            };
+            drop(subscription);
+            if let Some(auth) = &mut self.auth {
+                auth.forget(&topic);
+            }
+            tracing::debug!("{}: ended {topic:?}: {}", socket.id(), why.reason());
+            if socket.send(protocol::unsub(&topic, why)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     async fn subscribe(
         &mut self,
         socket: &Socket,
@@ -470,7 +645,22 @@ impl Session {
         topic: Topic,
         since: Option<crate::hub::Position>,
         info: Option<crate::hub::Data>,
+        grant: Option<Grant>,
     ) -> bool {
+        if let (Some(grant), Some(auth)) = (grant, &mut self.auth)
+            && self.subscriptions.contains_key(&topic)
+        {
+            // A fresh subscription token for a subscription that goes on: it keeps
+            // its position; nothing is sent again.
+            auth.grant(&topic, grant);
+            let mut ok = String::from("{\"topic\":");
+            ok.push_str(&serde_json::to_string(topic.as_str()).unwrap_or_default());
+            ok.push_str(&format!(
+                ",\"expires\":{},\"refreshed\":true}}",
+                grant.expires
+            ));
+            return socket.send(protocol::ok(id, &ok)).await.is_ok();
+        }
         let refusal = if self.subscriptions.contains_key(&topic) {
             Some(ErrorReply::new(
                 409,
@@ -507,7 +697,12 @@ impl Session {
             }
         };
         let recovery = pending.recovery();
-        let ok = protocol::position(&topic, &recovery.position, recovery.recovered);
+        let mut ok = protocol::position(&topic, &recovery.position, recovery.recovered);
+        if let (Some(grant), Some(auth)) = (grant, &mut self.auth) {
+            auth.grant(&topic, grant);
+            ok.pop();
+            ok.push_str(&format!(",\"expires\":{}}}", grant.expires));
+        }
         if socket.send(protocol::ok(id, &ok)).await.is_err() {
             return false;
         }

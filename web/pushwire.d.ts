@@ -39,6 +39,8 @@ export interface Subscribed extends Position {
    * stream continues after `offset`.
    */
   recovered?: boolean;
+  /** When the subscription token it was made with expires (Unix seconds), if it was made with one. */
+  expires?: number;
 }
 
 /** What `publish` resolves to: the position the message got. */
@@ -62,6 +64,24 @@ export interface Member {
  */
 export type TokenSource = string | (() => string | null | undefined | Promise<string | null | undefined>);
 
+/**
+ * A function returning a subscription token for `topic` (sync or async), or null/undefined when
+ * the topic needs none (it is public, or the connection token allows it).
+ */
+export type SubscriptionTokenSource = (topic: string) => string | null | undefined | Promise<string | null | undefined>;
+
+/**
+ * The 'unsubscribed' event: the server ended a subscription (docs/protocol.md, "Authentication").
+ * The subscription is inactive from then on; its `ready` rejects if it had not resolved.
+ */
+export interface UnsubscribedEvent {
+  topic: string;
+  /** 401: its subscription token expired without a fresh one; 403: the connection token no longer allows it. */
+  code: number;
+  /** `subscription token expired` or `permission withdrawn`. */
+  reason: string;
+}
+
 /** The 'auth' event: the server accepted the token (WebSocket). */
 export interface AuthEvent {
   /** The token's user id (`sub`). */
@@ -78,6 +98,14 @@ export interface ConnectOptions {
    * refreshes the token over WebSocket before it expires.
    */
   token?: TokenSource;
+  /**
+   * Subscription tokens (docs/protocol.md, "Authentication"): called for each topic on every
+   * subscribe and resubscribe, and again at 80% of each token's life, so that the subscription
+   * outlives its tokens. Over WebSocket the token goes in the `sub` request (a renewal is `sub`
+   * again, which keeps the subscription and its position); over SSE and long-poll in
+   * `?sub_token=`, and a renewal reopens the stream from the current positions.
+   */
+  subscriptionToken?: SubscriptionTokenSource;
   /**
    * The transports to try, in order; the default is `['websocket', 'sse', 'poll']`.
    * A transport the browser lacks (no `WebSocket`, no `EventSource`) is skipped.
@@ -127,7 +155,7 @@ export interface Subscription {
    * subscription to continue where this one stopped.
    */
   readonly position: Position | null;
-  /** False once unsubscribed, refused by the server, or after `client.close()`. */
+  /** False once unsubscribed, refused or ended by the server, or after `client.close()`. */
   readonly active: boolean;
   /**
    * Resolves with the server's first answer to this subscription; rejects with a `PushwireError`
@@ -204,6 +232,8 @@ export interface ClientEvents {
   lost: RecoveryEvent;
   /** The server accepted the token (on connect and on every refresh; WebSocket only). */
   auth: AuthEvent;
+  /** The server ended a subscription: its token expired, or the permission was withdrawn. */
+  unsubscribed: UnsubscribedEvent;
   /** A refused subscription, an unreadable frame, a failed poll, or an exception thrown by a callback. */
   error: Error;
 }

@@ -12,6 +12,13 @@
  * (re)connect, so a function that fetches a fresh token from your backend keeps the client going:
  * over WebSocket the client sends `auth` first, over SSE and long-poll it adds `?token=`.
  * `client.refreshToken(token?)` sends a new one at once.
+ * Subscription tokens: `connect(url, { subscriptionToken: (topic) => … })`, a function (sync or
+ * async) that returns a subscription token for `topic` (or null when the topic needs none). It is
+ * called on every subscribe (and resubscribe after a reconnect), and again at 80% of each token's
+ * life: over WebSocket the client sends `sub` again with the fresh token (the subscription keeps
+ * its position), over SSE and long-poll it reopens the stream with it (`?sub_token=`). A
+ * subscription the server ends (its token expired, or the connection token no longer allows it)
+ * is reported as 'unsubscribed' ({topic, code, reason}) and becomes inactive.
  *
  * Transports: WebSocket (/ws) first, then Server-Sent Events (/sse), then long-polling (/poll),
  * or the order in `opts.transports`. On a disconnect the client reconnects with exponential
@@ -83,16 +90,20 @@
     return key;
   }
 
-  /** `query` with `token=…` added when there is a token. */
-  const withToken = (query, token) =>
-    token ? `${query}${query ? '&' : ''}token=${encodeURIComponent(token)}` : query;
+  /** `query` with `token=…` added when there is a token, and a `sub_token=…` per subscription token. */
+  const withToken = (query, token, subTokens) => {
+    let out = token ? `${query}${query ? '&' : ''}token=${encodeURIComponent(token)}` : query;
+    for (const t of subTokens || []) out += `&sub_token=${encodeURIComponent(t)}`;
+    return out;
+  };
 
   // ---------------------------------------------------------------------------------------
   // Transports. Each one is a function (ctx) -> { name, add(sub), remove(sub), close(),
   // request?(op, fields), refresh?() }, and reports to ctx: opened(), closed(why),
   // subscribed(entry, sub?), refused(sub, error), deliver(message), presence(event),
-  // hello(hello), authenticated(ok), error(err). ctx.token() resolves the current token (or null);
-  // ctx.key names the client on every long-poll.
+  // hello(hello), authenticated(ok), ended(unsub push), error(err). ctx.token() resolves the
+  // current token (or null); ctx.subToken(topic) a subscription token for topic (or null), and
+  // ctx.subTokens() those of every subscription; ctx.key names the client on every long-poll.
 
   function webSocketTransport(ctx) {
     const url = ctx.endpoint('/ws').replace(/^http/, 'ws');
@@ -114,11 +125,29 @@
     }
     function add(sub) {
       if (!open) return; // every subscription is sent when the socket opens
+      if (!ctx.opts.subscriptionToken) return sendSub(sub, null);
+      ctx.subToken(sub.topic).then((token) => {
+        if (open && !stopped && sub._active) sendSub(sub, token);
+      }, (err) => ctx.refused(sub, { code: 0, message: 'the subscription token function failed: ' + ((err && err.message) || err) }));
+    }
+    function sendSub(sub, token) {
       const fields = { topic: sub.topic };
       if (sub._position) fields.since = sub._position;
       if (sub._info !== undefined) fields.info = sub._info;
+      if (token) fields.token = token;
       // A sub lost with the connection (code 0) is sent again on the next one.
       send('sub', fields, (ok) => ctx.subscribed(ok, sub), (err) => { if (err.code) ctx.refused(sub, err); });
+    }
+    /** A fresh subscription token for a live subscription: `sub` again; it keeps its position. */
+    function renew(sub) {
+      if (!open) return;
+      ctx.subToken(sub.topic).then((token) => {
+        if (!open || stopped || !sub._active || !token) return;
+        const fields = { topic: sub.topic, token };
+        // If the server ended the subscription meanwhile, this resubscribes from the position.
+        if (sub._position) fields.since = sub._position;
+        send('sub', fields, (ok) => ctx.subscribed(ok, sub), (err) => { if (err.code) ctx.error(fromServer(err, sub.topic)); });
+      }, (err) => ctx.error(new PushwireError('the subscription token function failed: ' + ((err && err.message) || err), 0, sub.topic)));
     }
 
     function ready() {
@@ -150,7 +179,8 @@
         const p = pending.get(m.id);
         if (p) { pending.delete(m.id); if (m.error) p.fail(m.error); else p.ok(m.ok); }
         else if (m.error) ctx.error(fromServer(m.error));
-      } else if (m.join || m.leave) ctx.presence(m);
+      } else if (m.unsub) ctx.ended(m);
+      else if (m.join || m.leave) ctx.presence(m);
       else if (typeof m.offset === 'number') ctx.deliver(m);
     };
     ws.onclose = (event) => {
@@ -161,6 +191,7 @@
     return {
       name: 'websocket',
       add,
+      renew,
       remove(sub) { if (open) send('unsub', { topic: sub.topic }, () => {}, () => {}); },
       request(op, fields) {
         return new Promise((resolve, reject) => {
@@ -198,7 +229,7 @@
       if (!query) return opening(); // no topic: nothing to stream until there is one
       // EventSource cannot send headers: the token goes in the URL. A stream ends when its token
       // expires; the reconnect asks for the token again.
-      ctx.token().then((token) => { if (!stopped && !restartQueued) open(withToken(query, token)); },
+      Promise.all([ctx.token(), ctx.subTokens()]).then(([token, subTokens]) => { if (!stopped && !restartQueued) open(withToken(query, token, subTokens)); },
         (err) => { ctx.error(new PushwireError('the token function failed: ' + ((err && err.message) || err))); ctx.closed('no token'); });
     }
     function open(query) {
@@ -216,6 +247,7 @@
         for (const entry of d.subs || []) ctx.subscribed(entry);
       }));
       es.addEventListener('presence', guard((d) => ctx.presence(d)));
+      es.addEventListener('unsub', guard((d) => ctx.ended(d)));
       es.onmessage = guard((m) => ctx.deliver(m));
       // The browser would reconnect by itself (with Last-Event-ID); we reconnect instead, with our
       // backoff and our own positions, like every other transport.
@@ -233,7 +265,7 @@
     }
 
     restart(); // asynchronously: ctx is not called before this function has returned
-    return { name: 'sse', add: restart, remove: restart, refresh: restart, close() { stopped = true; if (source) source.close(); source = null; } };
+    return { name: 'sse', add: restart, remove: restart, refresh: restart, renew: restart, close() { stopped = true; if (source) source.close(); source = null; } };
   }
 
   function pollTransport(ctx) {
@@ -258,9 +290,9 @@
         const timer = setTimeout(() => ac.abort(), quick ? ctx.opts.openTimeout : timeout + 10000);
         let body;
         try {
-          const token = await ctx.token();
+          const [token, subTokens] = await Promise.all([ctx.token(), ctx.subTokens()]);
           // `client`: the same key on every poll keeps this client a presence member between polls.
-          const res = await global.fetch(`${ctx.endpoint('/poll')}?${withToken(query, token)}&client=${ctx.key}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
+          const res = await global.fetch(`${ctx.endpoint('/poll')}?${withToken(query, token, subTokens)}&client=${ctx.key}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
           body = await res.json().catch(() => null);
           if (!res.ok || !body) {
             const err = body && body.error;
@@ -280,7 +312,8 @@
         // Each poll carries its own positions (from ctx.query()); the server keeps only presence.
         for (const entry of body.subs || []) ctx.subscribed(entry);
         for (const m of body.messages || []) {
-          if (m.join || m.leave) ctx.presence(m);
+          if (m.unsub) ctx.ended(m);
+          else if (m.join || m.leave) ctx.presence(m);
           else ctx.deliver(m);
         }
       }
@@ -296,6 +329,7 @@
       add: restart,
       remove: restart,
       refresh: restart,
+      renew: restart,
       close() { stopped = true; if (controller) controller.abort(); if (wake) wake(); },
     };
   }
@@ -319,6 +353,7 @@
       this._confirmed = false; // the server answered the sub on the current connection
       this._resume = !!this._position; // a position to resume from: report 'recovered'/'lost'
       this._active = true;
+      this._renewTimer = null; // renews the subscription token before it expires
       this.ready = new Promise((resolve, reject) => { this._settle = { resolve, reject }; });
       this.ready.catch(() => {}); // a refusal is also reported as 'error'; no unhandled rejection
     }
@@ -439,6 +474,7 @@
       this._drop();
       for (const w of this._waiters.splice(0)) w.reject(new PushwireError('client is closed'));
       for (const sub of this._subs.values()) sub._active = false;
+      for (const sub of this._subs.values()) clearTimeout(sub._renewTimer);
       this._subs.clear();
       this._setState('closed', null);
     }
@@ -478,6 +514,40 @@
         .then((token) => (token === undefined || token === null || token === '' ? null : String(token)));
     }
 
+    /** A subscription token for `topic` from `opts.subscriptionToken`; null without one. */
+    _subToken(topic) {
+      const source = this._opts.subscriptionToken;
+      if (typeof source !== 'function') return Promise.resolve(null);
+      return Promise.resolve(source(topic))
+        .then((token) => (token === undefined || token === null || token === '' ? null : String(token)));
+    }
+
+    /** Renew `sub`'s subscription token at 80% of its life (`expires`: Unix seconds). */
+    _scheduleRenewal(sub, expires) {
+      clearTimeout(sub._renewTimer);
+      sub._renewTimer = null;
+      if (typeof expires !== 'number' || typeof this._opts.subscriptionToken !== 'function') return;
+      const left = expires * 1000 - Date.now();
+      sub._renewTimer = setTimeout(() => {
+        sub._renewTimer = null;
+        if (sub._active && this._conn && this._conn.renew) this._conn.renew(sub);
+      }, Math.max(1000, left * 0.8));
+    }
+
+    /** The server ended a subscription (`{topic, unsub: {code, reason}}`). */
+    _ended(m) {
+      const sub = this._subs.get(m.topic);
+      if (!sub) return;
+      const code = (m.unsub && m.unsub.code) || 0;
+      const reason = (m.unsub && m.unsub.reason) || 'ended by the server';
+      this._subs.delete(m.topic);
+      sub._active = false;
+      clearTimeout(sub._renewTimer);
+      sub._settle.reject(new PushwireError(reason, code, sub.topic));
+      // The server has dropped it already; over SSE and long-poll it leaves the next query.
+      this._emit('unsubscribed', { topic: m.topic, code, reason });
+    }
+
     /** The server accepted a token: remember the user; with a token function, refresh before expiry. */
     _authenticated(ok) {
       this.user = (ok && ok.user) || null;
@@ -502,6 +572,7 @@
     _unsubscribe(sub) {
       if (!sub._active) return;
       sub._active = false;
+      clearTimeout(sub._renewTimer);
       if (this._subs.get(sub.topic) === sub) this._subs.delete(sub.topic);
       sub._settle.reject(new PushwireError('unsubscribed', 0, sub.topic));
       if (this._conn) this._conn.remove(sub);
@@ -539,6 +610,10 @@
         query: () => this._query(),
         key: this._key,
         token: () => this._token(),
+        subToken: (topic) => this._subToken(topic),
+        subTokens: () => Promise.all([...this._subs.values()].map((s) => this._subToken(s.topic)))
+          .then((tokens) => tokens.filter((t) => t !== null)),
+        ended: (m) => { if (current()) this._ended(m); },
         authenticated: (ok) => { if (current()) this._authenticated(ok); },
         opened: () => {
           if (!current() || opened) return;
@@ -595,6 +670,8 @@
       if (conn) conn.close();
       for (const sub of this._subs.values()) {
         sub._confirmed = false;
+        clearTimeout(sub._renewTimer); // the next connection's answer schedules it again
+        sub._renewTimer = null;
         if (sub._position) sub._resume = true;
       }
     }
@@ -628,7 +705,15 @@
     /** A sub reply (or SSE/poll `subs` entry): where the stream continues, and whether it recovered. */
     _subscribed(entry, sub) {
       sub = sub || this._subs.get(entry.topic);
-      if (!sub || this._subs.get(entry.topic) !== sub || !sub._active) return;
+      if (!sub || this._subs.get(entry.topic) !== sub || !sub._active) {
+        // A renewal that the server took as a new subscription of a topic given up meanwhile.
+        if (sub && !sub._active && this._conn && this._conn.name === 'websocket' && !this._subs.has(entry.topic)) {
+          this._conn.remove(sub);
+        }
+        return;
+      }
+      this._scheduleRenewal(sub, entry.expires);
+      if (entry.refreshed) return; // a fresh subscription token: nothing else changes
       const since = sub._position;
       sub._confirmed = true;
       if (entry.recovered === true) {
@@ -643,6 +728,7 @@
       sub._resume = false;
       const result = { topic: entry.topic, epoch: entry.epoch, offset: entry.offset };
       if (typeof entry.recovered === 'boolean') result.recovered = entry.recovered;
+      if (typeof entry.expires === 'number') result.expires = entry.expires;
       sub._settle.resolve(result); // only the first answer counts: later calls do nothing
     }
 

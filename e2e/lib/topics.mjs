@@ -271,7 +271,7 @@ function chatPage(page, label) {
 // ---------------------------------------------------------------------------------------------
 // Running a scenario: server, browser, artifacts and clean-up
 
-async function run(name, engine, body, { serverArgs = [] } = {}) {
+export async function run(name, engine, body, { serverArgs = [] } = {}) {
   const log = (msg) => console.log(`[${name}] ${msg}`);
   const t0 = now();
   const report = { scenario: name, engine, steps: [] };

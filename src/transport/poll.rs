@@ -12,9 +12,13 @@ use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
 use super::presence::{self, PollMembers};
-use super::{HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted};
+use super::{
+    HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, unix_millis, until_millis,
+    wanted,
+};
 use crate::auth::Verifier;
-use crate::hub::{Hub, Push, Sink};
+use crate::hub::{Hub, Push, Sink, Topic};
+use crate::protocol::{self, Ended};
 
 /// How long a poll waits for a message unless it says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
@@ -57,8 +61,8 @@ async fn answer(
     query: Option<&str>,
     members: &PollMembers,
 ) -> Result<Response, HttpError> {
-    let wanted = wanted(query)?;
-    authorize(auth, headers, &wanted)?;
+    let mut wanted = wanted(query)?;
+    let mut access = authorize(auth, headers, &mut wanted)?;
     let key = presence::poll_key(&wanted)?;
     let infos = presence::Infos::of(&wanted)?;
     let mut timeout = DEFAULT_TIMEOUT;
@@ -78,7 +82,8 @@ async fn answer(
     }
     let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
-    let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    access.annotate(&wanted.topics, &mut subscribed.subs);
     // Held until the answer is built: the client is present while it polls.
     let lease = key.and_then(|key| {
         let user = presence::token_user(auth, headers, &wanted);
@@ -87,19 +92,33 @@ async fn answer(
     let mut positions = subscribed.positions;
     let mut messages = subscribed.messages;
     messages.truncate(MAX_MESSAGES);
+    // Topics resumed but no longer allowed end now, and so do those whose
+    // subscription token ends while the poll waits.
+    let mut ended: Vec<(Topic, Ended)> = std::mem::take(&mut access.ended);
     // A topic without a position (the first poll, or a topic added since) needs
     // one at once: answer without waiting, with whatever the others recovered.
-    let must_answer_now = wanted.topics.iter().any(|t| wanted.since.get(t).is_none());
+    let must_answer_now = !ended.is_empty()
+        || wanted.topics.is_empty()
+        || wanted.topics.iter().any(|t| wanted.since.get(t).is_none());
     if !must_answer_now {
         // Held until the answer is built; then dropped, they unsubscribe.
         let _subscriptions = go_live(subscribed.pending);
         let room = MAX_MESSAGES - messages.len();
         if room > 0 {
             let more = if messages.is_empty() {
+                // A token's end answers the poll, so that the next one carries a
+                // fresh token (or learns that a topic ended).
+                let deadline = access.next_deadline();
                 tokio::select! {
                     taken = mailbox.take(room) => taken,
                     () = tokio::time::sleep(timeout) => Some(Vec::new()),
                     () = shutdown.cancelled() => Some(Vec::new()),
+                    () = async {
+                        match deadline {
+                            Some(at) => tokio::time::sleep(until_millis(at)).await,
+                            None => std::future::pending().await,
+                        }
+                    } => Some(Vec::new()),
                 }
             } else {
                 mailbox.try_take(room).unwrap_or(Some(Vec::new()))
@@ -107,6 +126,9 @@ async fn answer(
             // `None`: more arrived than one answer holds; what was taken stands,
             // and the next poll continues from it.
             messages.extend(more.unwrap_or_default());
+        }
+        for topic in access.take_expired(unix_millis()) {
+            ended.push((topic, Ended::Expired));
         }
     }
     let mut body = BytesMut::with_capacity(128 + messages.len() * 96);
@@ -123,11 +145,20 @@ async fn answer(
             positions.set(push.topic(), position);
         }
     }
+    positions
+        .0
+        .retain(|(t, _)| !ended.iter().any(|(gone, _)| gone == t));
     body.put_slice(positions.to_string().as_bytes());
     body.put_slice(b"\",\"subs\":");
     body.put_slice(subs_json(&subscribed.subs).as_bytes());
     body.put_slice(b",\"messages\":[");
     write_messages(&mut body, &messages);
+    for (i, (topic, why)) in ended.iter().enumerate() {
+        if i > 0 || !messages.is_empty() {
+            body.put_u8(b',');
+        }
+        body.put_slice(protocol::unsub(topic, *why).as_bytes());
+    }
     body.put_slice(b"]}");
     Ok((
         [

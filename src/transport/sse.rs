@@ -15,9 +15,13 @@ use http::{HeaderMap, HeaderValue, header};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::{HttpError, Mailbox, authorize, go_live, presence, subs_json, subscribe_all, wanted};
-use crate::auth::{self, Verifier};
-use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription};
+use super::{
+    Access, HttpError, Mailbox, authorize, go_live, presence, subs_json, subscribe_all,
+    unix_millis, until_millis, wanted,
+};
+use crate::auth::Verifier;
+use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription, Topic};
+use crate::protocol::{self, Ended};
 
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -50,10 +54,6 @@ async fn start(
     query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let mut wanted = wanted(query)?;
-    // A stream with a token ends when the token does; the client reconnects with
-    // a fresh one (and resumes from its Last-Event-ID).
-    let expiry =
-        authorize(auth, headers, &wanted)?.map(|at| Box::pin(tokio::time::sleep(auth::until(at))));
     if let Some(last) = headers.get("last-event-id") {
         let last = last
             .to_str()
@@ -66,10 +66,18 @@ async fn start(
             wanted.since.set(&topic, position);
         }
     }
+    // A stream with a token ends when the token does; the client reconnects with
+    // a fresh one (and resumes from its Last-Event-ID). A topic held by a
+    // subscription token ends alone, with an `unsub` event.
+    let access = authorize(auth, headers, &mut wanted)?;
+    let expiry = access
+        .next_deadline()
+        .map(|at| Box::pin(tokio::time::sleep(until_millis(at))));
     let mailbox = Arc::new(Mailbox::new(BUFFER));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let infos = presence::Infos::of(&wanted)?;
-    let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    access.annotate(&wanted.topics, &mut subscribed.subs);
     // The stream is a presence member, like a `/ws` connection.
     let client = hub.new_client_id();
     let user = presence::token_user(auth, headers, &wanted);
@@ -87,10 +95,14 @@ async fn start(
         )
         .as_bytes(),
     );
+    for (topic, why) in &access.ended {
+        write_unsub(&mut first, topic, *why);
+    }
     for push in &subscribed.messages {
         write_push(&mut first, &mut positions, push);
     }
-    let subscriptions = go_live(subscribed.pending);
+    // Nothing left to stream (every topic ended): send what there is, then end.
+    let subscriptions = go_live(subscribed.pending).filter(|subs| !subs.is_empty());
     let state = State {
         first: Some(first.freeze()),
         // Fell behind before the stream began: send what there is, then end; the
@@ -98,10 +110,11 @@ async fn start(
         live: subscriptions.map(|subscriptions| Live {
             mailbox,
             positions,
-            _subscriptions: subscriptions,
-            _presence: presence::join_all(&hub, &wanted.topics, &client, user.as_ref(), &infos),
+            subscriptions,
+            presence: presence::join_all(&hub, &wanted.topics, &client, user.as_ref(), &infos),
             keepalive: keepalive(),
             shutdown,
+            access,
             expiry,
         }),
     };
@@ -132,14 +145,40 @@ struct Live {
     mailbox: Arc<Mailbox>,
     positions: Positions,
     /// Held for as long as the stream runs; dropped, they unsubscribe.
-    _subscriptions: Vec<Subscription>,
+    subscriptions: Vec<Subscription>,
     /// The stream's presence on its topics; dropped (after the subscriptions, so
     /// the stream gets no event of its own leave), the member leaves.
-    _presence: Vec<Membership>,
+    presence: Vec<Membership>,
     keepalive: Interval,
     shutdown: CancellationToken,
-    /// The token's expiry, when there is one.
+    /// The tokens' deadlines.
+    access: Access,
+    /// The next deadline of `access`, when there is one.
     expiry: Option<Pin<Box<Sleep>>>,
+}
+
+impl Live {
+    /// A deadline passed: `None` when the connection token ended (the stream ends);
+    /// else the `unsub` events of the topics whose subscription token ended, which
+    /// are dropped (and the stream ends after them when none is left).
+    fn expire(&mut self) -> Option<Bytes> {
+        let now = unix_millis();
+        if self.access.connection_ended(now) {
+            return None;
+        }
+        let mut chunk = BytesMut::new();
+        for topic in self.access.take_expired(now) {
+            self.subscriptions.retain(|s| s.topic() != &topic);
+            self.presence.retain(|m| m.topic() != &topic);
+            self.positions.0.retain(|(t, _)| *t != topic);
+            write_unsub(&mut chunk, &topic, Ended::Expired);
+        }
+        self.expiry = self
+            .access
+            .next_deadline()
+            .map(|at| Box::pin(tokio::time::sleep(until_millis(at))));
+        Some(chunk.freeze())
+    }
 }
 
 /// Resolves when `expiry` passes; never without one.
@@ -161,6 +200,9 @@ async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, Stat
         return Some((Ok(first), state));
     }
     let live = state.live.as_mut()?;
+    if live.subscriptions.is_empty() {
+        return None;
+    }
     let chunk = tokio::select! {
         taken = live.mailbox.take(BATCH) => {
             // `None`: the client fell too far behind; end the stream.
@@ -173,7 +215,7 @@ async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, Stat
         }
         _ = live.keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
         () = live.shutdown.cancelled() => return None,
-        () = expired(&mut live.expiry) => return None,
+        () = expired(&mut live.expiry) => live.expire()?,
     };
     Some((Ok(chunk), state))
 }
@@ -191,6 +233,16 @@ fn write_push(out: &mut BytesMut, positions: &mut Positions, push: &Arc<Push>) {
             write_event(out, None, Some("presence"), push.json().as_bytes());
         }
     }
+}
+
+/// Appends an `unsub` event: the server ended the subscription to `topic`.
+fn write_unsub(out: &mut BytesMut, topic: &Topic, why: Ended) {
+    write_event(
+        out,
+        None,
+        Some("unsub"),
+        protocol::unsub(topic, why).as_bytes(),
+    );
 }
 
 /// Appends `id:`, `event:` and `data:` lines and the blank line that ends an event.
