@@ -272,6 +272,7 @@ impl ServeArgs {
             http_limits: HttpLimits {
                 header_timeout: self.handshake_timeout,
                 max_header_size: self.max_header_size as usize,
+                ..HttpLimits::default()
             },
             tls,
             auth: AuthConfig {

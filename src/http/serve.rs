@@ -17,6 +17,7 @@ use tower::ServiceExt as _;
 
 use super::app::Runtime;
 use super::limits::{Gate, Refusal, Ticket};
+use super::stall::WriteTimeout;
 use super::tls::Tls;
 use crate::transport::HttpError;
 
@@ -47,6 +48,11 @@ pub struct HttpLimits {
     /// Largest request head accepted, in bytes (at least 8192: smaller values count
     /// as 8192); larger ones are refused (431).
     pub max_header_size: usize,
+    /// How long a write to a client may make no progress before the connection is
+    /// dropped: a client that stops reading an answer, an SSE stream or a file does
+    /// not hold its connection for ever. (WebSockets have their own, in
+    /// [`ws::Config`](crate::ws::Config).)
+    pub write_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -54,6 +60,7 @@ impl Default for HttpLimits {
         Self {
             header_timeout: Duration::from_secs(10),
             max_header_size: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -74,17 +81,18 @@ pub(crate) async fn accept_loop(
         .max_buf_size(limits.max_header_size.max(8192))
         .max_headers(100);
     match tls {
-        None => plain_loop(listener, router, http, runtime, gate).await,
+        None => plain_loop(listener, router, http, limits, runtime, gate).await,
         Some(tls) => tls_loop(listener, router, http, limits, runtime, tls, gate).await,
     }
 }
 
-/// Plain TCP: hyper's HTTP/1.1 straight on the socket, so that the WebSocket layer
-/// gets the `TcpStream` itself back after an upgrade.
+/// Plain TCP: hyper's HTTP/1.1 on the socket (behind only the write timeout), so
+/// that the WebSocket layer gets the `TcpStream` itself back after an upgrade.
 async fn plain_loop(
     listener: TcpListener,
     router: Router,
     http: hyper::server::conn::http1::Builder,
+    limits: HttpLimits,
     runtime: Runtime,
     gate: Option<Arc<Gate>>,
 ) {
@@ -97,7 +105,10 @@ async fn plain_loop(
             }
         };
         let connection = http
-            .serve_connection(TokioIo::new(tcp), service(&router, peer, ticket))
+            .serve_connection(
+                TokioIo::new(WriteTimeout::new(tcp, limits.write_timeout)),
+                service(&router, peer, ticket),
+            )
             .with_upgrades();
         let shutdown = runtime.shutdown.clone();
         runtime.tracker.spawn(async move {
@@ -141,6 +152,7 @@ async fn tls_loop(
         let service = service(&router, peer, ticket);
         let shutdown = runtime.shutdown.clone();
         let timeout = limits.header_timeout;
+        let tcp = WriteTimeout::new(tcp, limits.write_timeout);
         runtime.tracker.spawn(async move {
             let handshake = tokio::select! {
                 handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)) => handshake,

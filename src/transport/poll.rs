@@ -11,7 +11,9 @@ use bytes::{BufMut, BytesMut};
 use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
-use super::{HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted};
+use super::{
+    HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted,
+};
 use crate::auth::Verifier;
 use crate::hub::{Hub, Push, Sink};
 
@@ -21,7 +23,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
 /// The longest wait a poll may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The most messages in one answer; the next poll gets the rest.
+/// The most messages in one answer (and at most [`MAX_BUFFERED_BYTES`] of them,
+/// or one larger message); the next poll gets the rest.
 pub const MAX_MESSAGES: usize = 1000;
 
 /// Answers a long-poll.
@@ -62,7 +65,7 @@ async fn answer(
             }
         }
     }
-    let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES));
+    let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES, MAX_BUFFERED_BYTES));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
     let mut positions = subscribed.positions;
@@ -90,6 +93,18 @@ async fn answer(
             messages.extend(more.unwrap_or_default());
         }
     }
+    // At most MAX_BUFFERED_BYTES of messages (at least one): the answer is built
+    // in memory, for a client that may be slow to read it.
+    let mut bytes = 0;
+    let fits = messages
+        .iter()
+        .position(|push| {
+            bytes += push.json().as_bytes().len();
+            bytes > MAX_BUFFERED_BYTES
+        })
+        .unwrap_or(messages.len())
+        .max(1);
+    messages.truncate(fits);
     let mut body = BytesMut::with_capacity(128 + messages.len() * 96);
     body.put_slice(b"{\"since\":\"");
     for push in &messages {

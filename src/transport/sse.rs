@@ -15,14 +15,17 @@ use http::{HeaderMap, HeaderValue, header};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::{HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted};
+use super::{
+    HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted,
+};
 use crate::auth::{self, Verifier};
 use crate::hub::{Hub, Positions, Push, PushKind, Sink, Subscription};
 
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// How many messages may wait for a slow SSE client before it is disconnected.
+/// How many messages may wait for a slow SSE client before it is disconnected
+/// (and at most [`MAX_BUFFERED_BYTES`] of them).
 const BUFFER: usize = 4096;
 
 /// The most messages written in one chunk.
@@ -66,7 +69,7 @@ async fn start(
             wanted.since.set(&topic, position);
         }
     }
-    let mailbox = Arc::new(Mailbox::new(BUFFER));
+    let mailbox = Arc::new(Mailbox::new(BUFFER, MAX_BUFFERED_BYTES));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let subscribed = subscribe_all(&hub, &wanted, &sink).await?;
     let mut positions = subscribed.positions;

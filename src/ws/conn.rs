@@ -155,6 +155,11 @@ const FAIL_GRACE: Duration = Duration::from_millis(500);
 /// How much a read asks for when no frame is in progress.
 const READ_CHUNK: usize = 4096;
 
+/// The most room reserved ahead for a frame still arriving. A frame header alone
+/// does not buy its whole payload's memory: a peer that announces a large frame and
+/// trickles it holds only what it has sent, plus this.
+const MAX_READ_AHEAD: usize = 4 * READ_CHUNK;
+
 /// The close frame a draining connection sends once the application is done.
 enum AfterDrain {
     /// Fail the connection for this violation (RFC 6455 §7.1.7).
@@ -317,10 +322,7 @@ impl<S: Transport> Driver<S> {
                 read = poll_fn(|cx| driver.poll_read(cx)), if reading => {
                     match read {
                         Ok(0) => driver.peer_eof(),
-                        Ok(_) => {
-                            shared.touch();
-                            driver.process_buffered(shared);
-                        }
+                        Ok(_) => driver.process_buffered(shared),
                         Err(err) => driver.transport_failed(format!("read failed: {err}")),
                     }
                 }
@@ -398,7 +400,16 @@ impl<S: Transport> Driver<S> {
         while self.pending_in.is_none()
             && matches!(self.state, State::Open | State::CloseSent { .. })
         {
-            match self.next_frame() {
+            let buffered = self.rbuf.len();
+            let next = self.next_frame();
+            if self.rbuf.len() < buffered && self.assembly.is_none() {
+                // A whole frame arrived, and no message is left half done: the peer
+                // is alive. Bytes alone do not count, so a peer that trickles a
+                // frame, or a message in endless fragments, is closed by the idle
+                // check (see `on_events`).
+                shared.touch();
+            }
+            match next {
                 // After our close the application can take nothing more: what the
                 // peer sent before answering it is read (to find the answer) and
                 // dropped (RFC 6455 §1.4).
@@ -523,7 +534,8 @@ impl<S: Transport> Driver<S> {
             self.frame_fed = available;
         }
         if self.rbuf.len() < frame_len {
-            self.rbuf.reserve(frame_len - self.rbuf.len());
+            self.rbuf
+                .reserve((frame_len - self.rbuf.len()).min(MAX_READ_AHEAD));
             return Ok(None);
         }
         let fed = std::mem::take(&mut self.frame_fed);
@@ -803,14 +815,23 @@ impl<S: Transport> Driver<S> {
                 shared,
             );
         } else if events & EVENT_IDLE != 0 {
-            let idle = self.config.idle_timeout;
-            self.start_close(
+            let idle = self.config.idle_timeout.as_secs();
+            let stalled_message =
+                self.pending_in.is_none() && (!self.rbuf.is_empty() || self.assembly.is_some());
+            let frame = if !stalled_message {
                 CloseFrame::new(
                     CloseCode::GOING_AWAY,
-                    format!("nothing received for {} s", idle.as_secs()),
-                ),
-                shared,
-            );
+                    format!("nothing received for {idle} s"),
+                )
+            } else {
+                // Bytes came, but no whole message (or frame between messages):
+                // a slowloris on frames.
+                CloseFrame::new(
+                    CloseCode::POLICY,
+                    format!("no complete message in {idle} s"),
+                )
+            };
+            self.start_close(frame, shared);
             // An unresponsive peer will not answer: do not wait for it.
             self.state = State::Done;
         } else if events & EVENT_PING != 0 && matches!(self.state, State::Open) {
