@@ -37,8 +37,8 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn new(server: &Running, topic: &str) -> Self {
-        let (mut client, _) = common::topics::ws(server).await;
+    async fn new(addr: SocketAddr, topic: &str) -> Self {
+        let mut client = ws_client(addr).await;
         send(&mut client, json!({"op":"sub","id":1,"topic":topic})).await;
         let reply = next_json(&mut client).await;
         assert!(reply["ok"].is_object(), "subscribe: {reply}");
@@ -77,10 +77,18 @@ impl Watcher {
     }
 }
 
+/// A `/ws` client past its hello.
+async fn ws_client(addr: SocketAddr) -> common::Client {
+    let mut client = common::connect(&format!("ws://{addr}/ws")).await;
+    let hello = next_json(&mut client).await;
+    assert!(hello["hello"].is_object(), "{hello}");
+    client
+}
+
 /// Publishes `{"n": n}` on `topic` through the HTTP API.
-async fn publish(server: &Running, topic: &str, n: u64) {
+async fn publish(addr: SocketAddr, topic: &str, n: u64) {
     let response = reqwest::Client::new()
-        .post(server.url(&format!("/api/publish/{topic}")))
+        .post(format!("http://{addr}/api/publish/{topic}"))
         .json(&json!({ "n": n }))
         .timeout(STEP)
         .send()
@@ -91,8 +99,8 @@ async fn publish(server: &Running, topic: &str, n: u64) {
 
 /// A normal client can still connect, subscribe, publish and receive, and `/`
 /// still answers.
-async fn a_normal_client_is_served(server: &Running) {
-    let (mut client, _) = common::topics::ws(server).await;
+async fn a_normal_client_is_served(addr: SocketAddr) {
+    let mut client = ws_client(addr).await;
     send(&mut client, json!({"op":"sub","id":"a","topic":"after"})).await;
     assert!(next_json(&mut client).await["ok"].is_object());
     send(
@@ -108,7 +116,7 @@ async fn a_normal_client_is_served(server: &Running) {
         got.iter().any(|m| m["data"] == "still here"),
         "the message came back: {got:?}"
     );
-    let (status, body) = common::raw_get(server.addr, "/").await;
+    let (status, body) = common::raw_get(addr, "/").await;
     assert_eq!(status, 200);
     assert!(body.contains("id=\"data\""));
 }
@@ -175,8 +183,8 @@ async fn error_code(client: &mut common::Client, text: &str) -> u64 {
 }
 
 /// A raw `/ws` connection past its hello.
-async fn raw_ws_past_hello(server: &Running) -> TcpStream {
-    let mut tcp = common::raw_ws(server.addr, "/ws").await;
+async fn raw_ws_past_hello(addr: SocketAddr) -> TcpStream {
+    let mut tcp = common::raw_ws(addr, "/ws").await;
     let (_, hello) = read_frame(&mut tcp).await;
     assert!(hello.starts_with(b"{\"hello\""));
     tcp
@@ -197,8 +205,8 @@ async fn write_until_closed(tcp: &mut TcpStream, bytes: &[u8]) {
 #[tokio::test]
 async fn a_message_in_100000_empty_fragments_is_answered_like_any_other() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
-    let mut tcp = raw_ws_past_hello(&server).await;
+    let watcher = Watcher::new(server.addr, "news").await;
+    let mut tcp = raw_ws_past_hello(server.addr).await;
     let request = json!({"op":"sub","id":"frag","topic":"fragments"}).to_string();
     let (head, tail) = request.split_at(10);
     let mut bytes = common::masked_frame(0x01, head.as_bytes());
@@ -214,17 +222,17 @@ async fn a_message_in_100000_empty_fragments_is_answered_like_any_other() {
     let reply: Value = serde_json::from_slice(&reply).expect("JSON");
     assert_eq!(reply["id"], "frag");
     assert!(reply["ok"].is_object(), "{reply}");
-    publish(&server, "news", 0).await;
+    publish(server.addr, "news", 0).await;
     watcher.expect_all(1).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_message_in_100000_one_byte_fragments_is_closed_with_1009_at_the_limit() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
-    let mut tcp = raw_ws_past_hello(&server).await;
+    let watcher = Watcher::new(server.addr, "news").await;
+    let mut tcp = raw_ws_past_hello(server.addr).await;
     // 100,000 bytes of one request (more than the 64 KiB + envelope a message may
     // hold), one byte per frame.
     let request = format!(
@@ -243,9 +251,9 @@ async fn a_message_in_100000_one_byte_fragments_is_closed_with_1009_at_the_limit
     write_until_closed(&mut tcp, &bytes).await;
     let (code, reason) = read_close(&mut tcp).await;
     assert_eq!(code, 1009, "{reason}");
-    publish(&server, "news", 0).await;
+    publish(server.addr, "news", 0).await;
     watcher.expect_all(1).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
@@ -275,7 +283,7 @@ fn deflate_message(payload: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn a_deflate_bomb_is_closed_with_1009_and_never_inflated() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     // 100 MB of spaces inflate from about 100 KB: one frame, and the same bomb
     // spread over fragments.
     let bomb = deflate_message(&vec![b' '; 100 * 1024 * 1024]);
@@ -309,17 +317,17 @@ async fn a_deflate_bomb_is_closed_with_1009_and_never_inflated() {
         write_until_closed(&mut tcp, &bytes).await;
         let (code, reason) = read_close(&mut tcp).await;
         assert_eq!(code, 1009, "{fragments} fragments: {reason}");
-        publish(&server, "news", n as u64).await;
+        publish(server.addr, "news", n as u64).await;
     }
     watcher.expect_all(2).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn header_floods_are_refused_with_431() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let addr = server.addr;
     // Many small headers (more than 100), on a page and on a WebSocket upgrade.
     let many: String = (0..101).map(|i| format!("X-Flood-{i}: {i}\r\n")).collect();
@@ -331,7 +339,7 @@ async fn header_floods_are_refused_with_431() {
         );
         let (status, head, _) = raw_request(addr, request.as_bytes()).await;
         assert_eq!(status, 431, "{path}: {head}");
-        publish(&server, "news", n as u64).await;
+        publish(server.addr, "news", n as u64).await;
     }
     // A few huge ones: past the head limit.
     let huge: String = (0..4)
@@ -346,9 +354,9 @@ async fn header_floods_are_refused_with_431() {
         format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n{hundred}Connection: close\r\n\r\n");
     let (status, head, _) = raw_request(addr, request.as_bytes()).await;
     assert_eq!(status, 200, "{head}");
-    publish(&server, "news", 3).await;
+    publish(server.addr, "news", 3).await;
     watcher.expect_all(4).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
@@ -366,12 +374,12 @@ async fn start_with_idle_timeout(idle: Duration) -> Running {
 #[tokio::test]
 async fn a_slowloris_on_frames_is_closed_with_1008_after_the_idle_timeout() {
     let server = start_with_idle_timeout(Duration::from_secs(2)).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     // (what the slow client keeps sending, a byte every 200 ms or so)
     // 1. one frame, announced at 1,000 bytes, trickled a byte at a time;
     // 2. a message in empty fragments, with pings between them, forever.
     for (n, fragments) in [false, true].into_iter().enumerate() {
-        let mut tcp = raw_ws_past_hello(&server).await;
+        let mut tcp = raw_ws_past_hello(server.addr).await;
         let started = tokio::time::Instant::now();
         let frame = common::masked_frame(0x81, &[b' '; 1000]);
         let mut sent = 0;
@@ -419,10 +427,10 @@ async fn a_slowloris_on_frames_is_closed_with_1008_after_the_idle_timeout() {
         );
         // Closed after the idle timeout (the sweeper looks once a second).
         assert!(started.elapsed() >= Duration::from_secs(2));
-        publish(&server, "news", n as u64).await;
+        publish(server.addr, "news", n as u64).await;
     }
     // A client that sends whole frames now and then is not cut off.
-    let mut patient = raw_ws_past_hello(&server).await;
+    let mut patient = raw_ws_past_hello(server.addr).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(700)).await;
         write_frame(&mut patient, 0x89, b"ping").await;
@@ -436,7 +444,7 @@ async fn a_slowloris_on_frames_is_closed_with_1008_after_the_idle_timeout() {
         assert_eq!(pong, (0x8A, b"ping".to_vec()));
     }
     watcher.expect_all(2).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
@@ -487,12 +495,12 @@ async fn wait_until_server_drops(server: SocketAddr, client: SocketAddr) {
 }
 
 /// Publishes `count` messages of 60 KB on `topic` through the API.
-async fn publish_bulk(server: &Running, topic: &str, count: usize) {
+async fn publish_bulk(addr: SocketAddr, topic: &str, count: usize) {
     let big = "x".repeat(60_000);
     let client = reqwest::Client::new();
     for _ in 0..count {
         let response = client
-            .post(server.url(&format!("/api/publish/{topic}")))
+            .post(format!("http://{addr}/api/publish/{topic}"))
             .body(big.clone())
             .timeout(STEP)
             .send()
@@ -505,7 +513,7 @@ async fn publish_bulk(server: &Running, topic: &str, count: usize) {
 #[tokio::test]
 async fn an_sse_client_that_never_reads_is_dropped_and_the_rest_get_everything() {
     let server = start_with_write_timeout(Duration::from_secs(1)).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
     let request = format!(
         "GET /sse?topic=bulk HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
@@ -514,20 +522,20 @@ async fn an_sse_client_that_never_reads_is_dropped_and_the_rest_get_everything()
     stalled.write_all(request.as_bytes()).await.expect("write");
     // 18 MB: more than the socket buffers and the stream's own buffer hold.
     for n in 0..3 {
-        publish_bulk(&server, "bulk", 100).await;
-        publish(&server, "news", n).await;
+        publish_bulk(server.addr, "bulk", 100).await;
+        publish(server.addr, "news", n).await;
     }
     wait_until_server_drops(server.addr, stalled.local_addr().expect("addr")).await;
     watcher.expect_all(3).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_long_poll_client_that_never_reads_is_dropped_and_the_rest_get_everything() {
     let server = start_with_write_timeout(Duration::from_secs(1)).await;
-    let watcher = Watcher::new(&server, "news").await;
-    publish_bulk(&server, "bulk", 100).await;
+    let watcher = Watcher::new(server.addr, "news").await;
+    publish_bulk(server.addr, "bulk", 100).await;
     // The topic's epoch, from a poll that is read.
     let (status, _, body) = raw_request(
         server.addr,
@@ -554,17 +562,17 @@ async fn a_long_poll_client_that_never_reads_is_dropped_and_the_rest_get_everyth
     for _ in 0..30 {
         stalled.write_all(poll.as_bytes()).await.expect("write");
     }
-    publish(&server, "news", 0).await;
+    publish(server.addr, "news", 0).await;
     wait_until_server_drops(server.addr, stalled.local_addr().expect("addr")).await;
     watcher.expect_all(1).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_long_poll_answer_holds_at_most_a_mebibyte_and_the_next_poll_continues() {
     let server = start_with(ServeConfig::default()).await;
-    publish_bulk(&server, "bulk", 40).await;
+    publish_bulk(server.addr, "bulk", 40).await;
     let poll = |since: String| {
         let addr = server.addr;
         async move {
@@ -623,7 +631,7 @@ fn pct(text: &str) -> String {
 #[tokio::test]
 async fn invalid_and_non_ascii_topic_names_get_422_on_every_transport() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let (mut client, _) = common::topics::ws(&server).await;
     let names = [
         "café",
@@ -690,7 +698,7 @@ async fn invalid_and_non_ascii_topic_names_get_422_on_every_transport() {
                 .expect("publish");
             assert_eq!(response.status(), 422, "publish {name:?}");
         }
-        publish(&server, "news", n as u64).await;
+        publish(server.addr, "news", n as u64).await;
     }
     // Bytes that are not UTF-8 at all.
     let (status, _, _) = raw_request(
@@ -717,14 +725,14 @@ async fn invalid_and_non_ascii_topic_names_get_422_on_every_transport() {
         assert_eq!(status, 422, "{path}");
     }
     watcher.expect_all(names.len() as u64).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn deeply_nested_and_huge_json_is_refused_on_every_way_in() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: String| {
         http.post(server.url(path))
@@ -758,7 +766,7 @@ async fn deeply_nested_and_huge_json_is_refused_on_every_way_in() {
             _ => assert_eq!(reply["error"]["code"], 400, "{reply}"),
         }
     }
-    publish(&server, "news", 0).await;
+    publish(server.addr, "news", 0).await;
     // A 100,000-deep request on /ws is past the size limit anyway: 1009.
     // Huge: over the data limit (413), the batch limit (413), the message limit (1009).
     let huge = format!("[{}0]", "0,".repeat(40_000));
@@ -782,7 +790,7 @@ async fn deeply_nested_and_huge_json_is_refused_on_every_way_in() {
         matches!(response, Ok(413) | Err(_)),
         "a 100 MB body: {response:?}"
     );
-    let mut tcp = raw_ws_past_hello(&server).await;
+    let mut tcp = raw_ws_past_hello(server.addr).await;
     write_until_closed(
         &mut tcp,
         &common::masked_frame(
@@ -792,13 +800,372 @@ async fn deeply_nested_and_huge_json_is_refused_on_every_way_in() {
     )
     .await;
     assert_eq!(read_close(&mut tcp).await.0, 1009);
-    publish(&server, "news", 1).await;
+    publish(server.addr, "news", 1).await;
     // Many small values within the limits are fine.
     let wide = format!("[{}0]", "0,".repeat(15_000));
     let response = post("/api/publish/wide", wide).await.expect("post");
     assert_eq!(response.status(), 200);
-    publish(&server, "news", 2).await;
+    publish(server.addr, "news", 2).await;
     watcher.expect_all(3).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
+}
+
+#[tokio::test]
+async fn content_length_with_chunked_is_read_as_chunked_and_the_connection_closed() {
+    let server = start_with(ServeConfig::default()).await;
+    let watcher = Watcher::new(server.addr, "news").await;
+    let (mut smuggled, _) = common::topics::ws(&server).await;
+    send(&mut smuggled, json!({"op":"sub","id":1,"topic":"smuggle"})).await;
+    assert!(next_json(&mut smuggled).await["ok"].is_object());
+    let addr = server.addr;
+    // Both headers, in either order: the chunked body wins (RFC 9112 §6.3), the
+    // request behind it is never answered, and the connection is closed.
+    for (n, headers) in [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 40\r\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let request = format!(
+            "POST /api/publish/smuggle HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
+             {headers}\r\n5\r\nhello\r\n0\r\n\r\n\
+             POST /api/publish/smuggle HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 8\r\n\r\nsmuggled"
+        );
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let (status, head, _) = read_response(&mut tcp).await;
+        assert_eq!(status, 200, "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let mut rest = Vec::new();
+        tokio::time::timeout(STEP, tcp.read_to_end(&mut rest))
+            .await
+            .expect("the connection stays open")
+            .ok();
+        assert!(
+            rest.is_empty(),
+            "a second answer: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        let push = next_json(&mut smuggled).await;
+        assert_eq!(push["data"], "hello", "{push}");
+        publish(server.addr, "news", n as u64).await;
+    }
+    // What hyper refuses outright: 400, nothing published.
+    let bad = [
+        "Transfer-Encoding: gzip\r\n",
+        "Transfer-Encoding: chunked, gzip\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: 5, 6\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length: -1\r\n",
+        "Transfer-Encoding : chunked\r\n",
+    ];
+    for headers in bad {
+        let request = format!(
+            "POST /api/publish/smuggle HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
+             {headers}\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let (status, head, _) = raw_request(addr, request.as_bytes()).await;
+        assert_eq!(status, 400, "{headers:?}: {head}");
+    }
+    // Chunked in HTTP/1.0 does not exist.
+    let request = format!(
+        "POST /api/publish/smuggle HTTP/1.0\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\n\r\n"
+    );
+    let (status, head, _) = raw_request(addr, request.as_bytes()).await;
+    assert_eq!(status, 400, "{head}");
+    // Nothing of the refused requests was published: the next message is this one.
+    publish(server.addr, "smuggle", 99).await;
+    assert_eq!(next_json(&mut smuggled).await["data"], json!({"n": 99}));
+    watcher.expect_all(2).await;
+    a_normal_client_is_served(server.addr).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_topics_on_sse_and_long_poll_get_400() {
+    let server = start_with(ServeConfig::default()).await;
+    let watcher = Watcher::new(server.addr, "news").await;
+    let topics = |n: usize| {
+        (0..n)
+            .map(|i| format!("topic=t{i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    for (n, path) in ["/sse", "/poll"].into_iter().enumerate() {
+        let request = format!(
+            "GET {path}?{}&timeout=0 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            topics(101),
+            server.addr
+        );
+        let (status, _, body) = raw_request(server.addr, request.as_bytes()).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("at most 100 topics per request"),
+            "{path}"
+        );
+        // 100 are fine.
+        let request = format!(
+            "GET /poll?{}&timeout=0 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            topics(100),
+            server.addr
+        );
+        let (status, _, _) = raw_request(server.addr, request.as_bytes()).await;
+        assert_eq!(status, 200);
+        publish(server.addr, "news", n as u64).await;
+    }
+    watcher.expect_all(2).await;
+    a_normal_client_is_served(server.addr).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_publish_flood_on_the_api_is_answered_in_order_and_a_stalled_subscriber_is_dropped() {
+    let server = start_with(ServeConfig::default()).await;
+    let watcher = Watcher::new(server.addr, "news").await;
+    // A subscriber of the flooded topic that reads everything, and one that never
+    // reads.
+    let (mut reader, _) = common::topics::ws(&server).await;
+    send(&mut reader, json!({"op":"sub","id":1,"topic":"flood"})).await;
+    assert!(next_json(&mut reader).await["ok"].is_object());
+    let mut stalled = raw_ws_past_hello(server.addr).await;
+    write_frame(
+        &mut stalled,
+        0x81,
+        json!({"op":"sub","id":1,"topic":"flood"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    // Eight publishers at once, 400 publishes of 4 KB each: 12.8 MB.
+    let (publishers, each) = (8u64, 400u64);
+    let reading = tokio::spawn(async move {
+        let mut offsets = Vec::new();
+        while offsets.len() < (publishers * each) as usize {
+            let push = next_json(&mut reader).await;
+            offsets.push(push["offset"].as_u64().expect("offset"));
+        }
+        offsets
+    });
+    let flood = (0..publishers).map(|p| {
+        let url = server.url("/api/publish/flood");
+        async move {
+            let http = reqwest::Client::new();
+            let data = "f".repeat(4096);
+            for _ in 0..each {
+                let response = http
+                    .post(&url)
+                    .body(data.clone())
+                    .timeout(STEP)
+                    .send()
+                    .await
+                    .expect("publish");
+                assert_eq!(response.status(), 200, "publisher {p}");
+            }
+        }
+    });
+    futures_util::future::join_all(flood).await;
+    publish(server.addr, "news", 0).await;
+    let offsets = tokio::time::timeout(STEP * 3, reading)
+        .await
+        .expect("the reader waited in vain")
+        .expect("reader");
+    let first = offsets[0];
+    assert_eq!(
+        offsets,
+        (first..first + publishers * each).collect::<Vec<_>>(),
+        "every publish reached the reader once, in order"
+    );
+    // The one that never read was closed as a slow consumer.
+    let (code, reason) = read_close(&mut stalled).await;
+    assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
+    watcher.expect_all(1).await;
+    a_normal_client_is_served(server.addr).await;
+    server.stop().await;
+}
+
+/// The real `pushwire` binary, killed (and reaped) when dropped.
+struct Binary(std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Binary {
+    /// `pushwire serve` with its defaults on a free port; answers it and its address.
+    fn start() -> (Self, SocketAddr) {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PUSHWIRE_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
+            .env_remove("RUST_LOG")
+            .env("PUSHWIRE_PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pushwire");
+        let stdout = child.stdout.take().expect("stdout");
+        let binary = Self(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(STEP).expect("no URL printed");
+        let addr = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("http://"))
+            .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        (binary, addr)
+    }
+
+    /// Resident memory, in KiB (`VmRSS` in `/proc/PID/status`).
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+    }
+}
+
+/// Opens `count` raw `/ws` connections, each announcing a 60,000-byte frame and
+/// sending 100 bytes of it; they stay open until dropped.
+async fn trickling_frames(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let frame = common::masked_frame(0x81, &[b' '; 60_000]);
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut tcp = raw_ws_past_hello(addr).await;
+        tcp.write_all(&frame[..108]).await.expect("write");
+        held.push(tcp);
+    }
+    held
+}
+
+#[tokio::test]
+async fn memory_stays_bounded_under_hostile_input() {
+    let (server, addr) = Binary::start();
+    let watcher = Watcher::new(addr, "news").await;
+    // Warm up every way in, then take the baseline.
+    for n in 0..5 {
+        publish(addr, "news", n).await;
+        a_normal_client_is_served(addr).await;
+    }
+    publish_bulk(addr, "bulk", 100).await;
+    let baseline = server.rss_kib();
+    let mut report = vec![format!("baseline {baseline} KiB")];
+    let mut published = 5;
+
+    // 1. Held open: 400 connections trickling a frame each.
+    let held = trickling_frames(addr, 400).await;
+    a_normal_client_is_served(addr).await;
+    let trickling = server.rss_kib();
+    report.push(format!("400 trickled frames held: {trickling} KiB"));
+    drop(held);
+    publish(addr, "news", published).await;
+    published += 1;
+
+    // 2. Deflate bombs (10 MB each, inflated at most to the message limit) and
+    //    messages in 100,000 fragments.
+    let bomb = deflate_message(&vec![b' '; 10 * 1024 * 1024]);
+    for _ in 0..100 {
+        let (mut tcp, _) = common::raw_ws_with(
+            addr,
+            "/ws",
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+        )
+        .await;
+        let _hello = read_frame(&mut tcp).await;
+        write_until_closed(&mut tcp, &common::masked_frame(0xC1, &bomb)).await;
+        assert_eq!(read_close(&mut tcp).await.0, 1009);
+    }
+    let mut fragments = common::masked_frame(0x01, b"[");
+    for _ in 0..99_998 {
+        fragments.extend_from_slice(&common::masked_frame(0x00, b""));
+    }
+    fragments.extend_from_slice(&common::masked_frame(0x80, b"]"));
+    for _ in 0..10 {
+        let mut tcp = raw_ws_past_hello(addr).await;
+        write_until_closed(&mut tcp, &fragments).await;
+        let (op, _reply) = read_frame(&mut tcp).await;
+        assert_eq!(op, 0x81);
+    }
+    let bombs = server.rss_kib();
+    report.push(format!(
+        "after 100 bombs, 10 x 100,000 fragments: {bombs} KiB"
+    ));
+    publish(addr, "news", published).await;
+    published += 1;
+
+    // 3. Clients that never read: 50 SSE streams during 6 MB of publishes, and 50
+    //    connections with 5 pipelined long-polls for the whole history each.
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET /sse?topic=bulk HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        stalled.push(tcp);
+    }
+    publish_bulk(addr, "bulk", 100).await;
+    let (_, _, body) = raw_request(
+        addr,
+        format!(
+            "GET /poll?topic=bulk&timeout=0 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    let epoch = answer["subs"][0]["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    let first = answer["subs"][0]["offset"].as_u64().expect("offset") - 100;
+    let poll = format!(
+        "GET /poll?topic=bulk&since=bulk%40{epoch}%3A{first} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    );
+    for _ in 0..50 {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        for _ in 0..5 {
+            tcp.write_all(poll.as_bytes()).await.expect("write");
+        }
+        stalled.push(tcp);
+    }
+    a_normal_client_is_served(addr).await;
+    let readers = server.rss_kib();
+    report.push(format!(
+        "50 SSE + 50 long-poll clients not reading: {readers} KiB"
+    ));
+    drop(stalled);
+    publish(addr, "news", published).await;
+    published += 1;
+    watcher.expect_all(published).await;
+    a_normal_client_is_served(addr).await;
+    let end = server.rss_kib();
+    report.push(format!("end {end} KiB"));
+    eprintln!("{}", report.join("\n"));
+    // Generous bounds that a leak or an unbounded buffer would break (a frame
+    // header reserving its whole payload: 400 x 60 KB; a long-poll answer of the
+    // whole history: 50 x 6 MB).
+    let grown = |now: u64| now.saturating_sub(baseline) / 1024;
+    assert!(grown(trickling) < 16, "{}", report.join("; "));
+    assert!(grown(bombs) < 64, "{}", report.join("; "));
+    assert!(grown(readers) < 160, "{}", report.join("; "));
+    assert!(grown(end) < 160, "{}", report.join("; "));
 }
