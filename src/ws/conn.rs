@@ -48,7 +48,11 @@ pub struct Config {
     pub inbound_capacity: usize,
     /// Send a ping after this long without one; `None` turns keepalive off.
     pub ping_interval: Option<Duration>,
-    /// Close a connection from which nothing (not even a pong) arrived for this long.
+    /// Close a connection from which nothing arrived for this long: no whole
+    /// message, and no whole frame between messages (a pong counts). Bytes of a
+    /// frame or message still arriving do not: a peer that trickles a frame or
+    /// sends a message in endless fragments is closed with 1008 `no complete
+    /// message in N s`; a silent one with 1001 `nothing received for N s`.
     pub idle_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours.
     pub close_timeout: Duration,
@@ -154,11 +158,6 @@ const FAIL_GRACE: Duration = Duration::from_millis(500);
 
 /// How much a read asks for when no frame is in progress.
 const READ_CHUNK: usize = 4096;
-
-/// The most room reserved ahead for a frame still arriving. A frame header alone
-/// does not buy its whole payload's memory: a peer that announces a large frame and
-/// trickles it holds only what it has sent, plus this.
-const MAX_READ_AHEAD: usize = 4 * READ_CHUNK;
 
 /// The close frame a draining connection sends once the application is done.
 enum AfterDrain {
@@ -534,8 +533,7 @@ impl<S: Transport> Driver<S> {
             self.frame_fed = available;
         }
         if self.rbuf.len() < frame_len {
-            self.rbuf
-                .reserve((frame_len - self.rbuf.len()).min(MAX_READ_AHEAD));
+            self.rbuf.reserve(frame_len - self.rbuf.len());
             return Ok(None);
         }
         let fed = std::mem::take(&mut self.frame_fed);
