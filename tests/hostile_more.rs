@@ -1169,3 +1169,77 @@ async fn memory_stays_bounded_under_hostile_input() {
     assert!(grown(readers) < 160, "{}", report.join("; "));
     assert!(grown(end) < 160, "{}", report.join("; "));
 }
+
+/// Reads an SSE response until its chunked body ends (or the connection does);
+/// answers the offsets of its messages.
+async fn read_sse_to_end(tcp: &mut TcpStream) -> Vec<u64> {
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(STEP * 3, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+            if raw.ends_with(b"\r\n0\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream went on");
+    let text = String::from_utf8_lossy(&raw);
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|event| event["offset"].as_u64())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_sse_client_that_falls_a_mebibyte_behind_gets_a_gapless_prefix_then_the_end() {
+    let server = start_with(ServeConfig::default()).await;
+    let watcher = Watcher::new(server.addr, "news").await;
+    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
+    let request = format!(
+        "GET /sse?topic=burst HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.addr
+    );
+    slow.write_all(request.as_bytes()).await.expect("write");
+    // Wait for the stream to start (its `subscribed` event), then read nothing
+    // while 3,000 messages of 4 KB (12 MB; fewer than the 4096 messages a stream
+    // may hold) are published.
+    let mut first = [0u8; 1];
+    tokio::time::timeout(STEP, slow.peek(&mut first))
+        .await
+        .expect("no answer")
+        .expect("peek");
+    let http = reqwest::Client::new();
+    let data = "b".repeat(4000);
+    for n in 0..3000u64 {
+        let response = http
+            .post(server.url("/api/publish/burst"))
+            .body(data.clone())
+            .timeout(STEP)
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(response.status(), 200);
+        if n % 1000 == 0 {
+            publish(server.addr, "news", n / 1000).await;
+        }
+    }
+    // Now it reads: what the stream held, gapless from the first message, and
+    // then the end of the stream (its reconnect recovers from history).
+    let offsets = read_sse_to_end(&mut slow).await;
+    assert!(!offsets.is_empty());
+    assert_eq!(
+        offsets,
+        (1..=offsets.len() as u64).collect::<Vec<_>>(),
+        "a gapless prefix"
+    );
+    assert!(offsets.len() < 3000, "the whole burst was buffered for it");
+    watcher.expect_all(3).await;
+    a_normal_client_is_served(server.addr).await;
+    server.stop().await;
+}
