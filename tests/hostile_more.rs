@@ -429,10 +429,11 @@ async fn a_slowloris_on_frames_is_closed_with_1008_after_the_idle_timeout() {
         assert!(started.elapsed() >= Duration::from_secs(2));
         publish(server.addr, "news", n as u64).await;
     }
-    // A client that sends whole frames now and then is not cut off.
+    // A client that sends a whole frame every 400 ms is not cut off, for longer
+    // than the idle timeout.
     let mut patient = raw_ws_past_hello(server.addr).await;
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
         write_frame(&mut patient, 0x89, b"ping").await;
         // The server's own pings may come first.
         let pong = loop {
