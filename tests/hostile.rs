@@ -517,6 +517,7 @@ async fn slow_and_oversized_request_heads_are_cut_off() {
         http_limits: HttpLimits {
             header_timeout: Duration::from_millis(500),
             max_header_size: 8192,
+            ..HttpLimits::default()
         },
         ..ServeConfig::default()
     })

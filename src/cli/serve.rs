@@ -286,6 +286,7 @@ impl ServeArgs {
             http_limits: HttpLimits {
                 header_timeout: self.handshake_timeout,
                 max_header_size: self.max_header_size as usize,
+                ..HttpLimits::default()
             },
             http2_idle_timeout: self.http2_idle_timeout,
             tls,

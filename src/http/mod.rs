@@ -7,6 +7,7 @@ mod limits;
 mod origin;
 mod publish;
 mod serve;
+mod stall;
 mod static_files;
 mod tls;
 mod upgrade;

@@ -16,12 +16,14 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt as _;
 
 use super::app::Runtime;
 use super::limits::{Gate, Refusal, Ticket};
+use super::stall::WriteTimeout;
 use super::tls::Tls;
 use crate::transport::HttpError;
 
@@ -52,6 +54,11 @@ pub struct HttpLimits {
     /// Largest request head accepted, in bytes (at least 8192: smaller values count
     /// as 8192); larger ones are refused (431).
     pub max_header_size: usize,
+    /// How long a write to a client may make no progress before the connection is
+    /// dropped: a client that stops reading an answer, an SSE stream or a file does
+    /// not hold its connection for ever. (WebSockets have their own, in
+    /// [`ws::Config`](crate::ws::Config).)
+    pub write_timeout: Duration,
 }
 
 /// How long an HTTP/2 connection may go with no request in flight before it is
@@ -67,6 +74,7 @@ impl Default for HttpLimits {
         Self {
             header_timeout: Duration::from_secs(10),
             max_header_size: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -90,7 +98,7 @@ pub(crate) async fn accept_loop(
         .max_buf_size(limits.max_header_size.max(8192))
         .max_headers(100);
     match tls {
-        None => plain_loop(listener, router, http, runtime, gate).await,
+        None => plain_loop(listener, router, http, limits, runtime, gate).await,
         Some(tls) => {
             let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             http2
@@ -100,6 +108,7 @@ pub(crate) async fn accept_loop(
                 http1: http,
                 http2,
                 handshake_timeout: limits.header_timeout,
+                write_timeout: limits.write_timeout,
                 http2_idle_timeout,
             };
             tls_loop(listener, router, Arc::new(tls_http), runtime, tls, gate).await;
@@ -107,12 +116,13 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Plain TCP: hyper's HTTP/1.1 straight on the socket, so that the WebSocket layer
-/// gets the `TcpStream` itself back after an upgrade.
+/// Plain TCP: hyper's HTTP/1.1 on the socket (behind only the write timeout), so
+/// that the WebSocket layer gets the `TcpStream` itself back after an upgrade.
 async fn plain_loop(
     listener: TcpListener,
     router: Router,
     http: hyper::server::conn::http1::Builder,
+    limits: HttpLimits,
     runtime: Runtime,
     gate: Option<Arc<Gate>>,
 ) {
@@ -139,7 +149,10 @@ async fn plain_loop(
             }
         };
         let connection = http
-            .serve_connection(TokioIo::new(tcp), service(&router, peer, ticket))
+            .serve_connection(
+                TokioIo::new(WriteTimeout::new(tcp, limits.write_timeout)),
+                service(&router, peer, ticket),
+            )
             .with_upgrades();
         let shutdown = runtime.shutdown.clone();
         runtime.tracker.spawn(async move {
@@ -156,6 +169,8 @@ struct TlsHttp {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     handshake_timeout: Duration,
+    /// How long a write may make no progress ([`HttpLimits::write_timeout`]).
+    write_timeout: Duration,
     http2_idle_timeout: Duration,
 }
 
@@ -202,6 +217,8 @@ async fn tls_loop(
         let http = Arc::clone(&http);
         let service = service(&router, peer, ticket);
         let shutdown = runtime.shutdown.clone();
+        // Under TLS: a client that stops reading cannot hold its connection.
+        let tcp = WriteTimeout::new(tcp, http.write_timeout);
         runtime.tracker.spawn(async move {
             let handshake = tokio::select! {
                 handshake = handshake(&acceptor, tcp, peer, http.handshake_timeout) => handshake,
@@ -249,12 +266,12 @@ async fn tls_loop(
 
 /// The TLS handshake on `tcp`, bounded by `timeout`; `None` (logged) when it fails
 /// or takes too long.
-async fn handshake(
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     acceptor: &tokio_rustls::TlsAcceptor,
-    tcp: TcpStream,
+    tcp: S,
     peer: SocketAddr,
     timeout: Duration,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<tokio_rustls::server::TlsStream<S>> {
     match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(err)) => {

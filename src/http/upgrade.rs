@@ -10,9 +10,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use futures_util::future::{self, BoxFuture};
 use http::{HeaderValue, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::app::Runtime;
 use super::limits::Ticket;
+use super::stall::WriteTimeout;
 use crate::ws::deflate;
 use crate::ws::handshake::{self, HandshakeError};
 use crate::ws::{self, ConnId, Encoder, Role, Socket, Stream};
@@ -163,7 +166,14 @@ fn connection(
     let handler = (route.handler)(socket);
     // With the plain TCP stream in hand the frame layer waits for readability itself
     // and holds no read buffer while the connection is idle.
-    let (stream, prefix) = Stream::from_upgraded(upgraded);
+    let (stream, prefix) = match upgraded.downcast::<TokioIo<WriteTimeout<TcpStream>>>() {
+        // The frame layer has its own write timeout.
+        Ok(parts) => (
+            Stream::Tcp(parts.io.into_inner().into_inner()),
+            parts.read_buf,
+        ),
+        Err(upgraded) => Stream::from_upgraded(upgraded),
+    };
     route.runtime.registry.add(&shared);
     let frames = ws::drive(stream, prefix, Arc::clone(&route.config), encoder, shared);
     // Combinators, not an async block: an async block would keep a second copy of

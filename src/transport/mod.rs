@@ -332,27 +332,38 @@ pub(crate) fn until_millis(at: u64) -> std::time::Duration {
     std::time::Duration::from_millis(at.saturating_sub(unix_millis()))
 }
 
+/// The most bytes of messages one SSE stream or long-poll holds for its client,
+/// as a `/ws` connection's outbound queue does (1 MiB).
+pub(crate) const MAX_BUFFERED_BYTES: usize = 1024 * 1024;
+
 /// A subscriber that keeps its messages until a transport takes them: what SSE
-/// streams and long-polls give the hub. Bounded: past `limit` messages it refuses
-/// more, and the transport ends (the client recovers when it comes back).
+/// streams and long-polls give the hub. Bounded: past `limit` messages or
+/// `max_bytes` bytes of them it refuses more, and the transport ends (the client
+/// recovers when it comes back).
 pub(crate) struct Mailbox {
     state: Mutex<MailboxState>,
     notify: Notify,
     limit: usize,
+    max_bytes: usize,
 }
 
 #[derive(Default)]
 struct MailboxState {
     queue: VecDeque<Arc<Push>>,
+    /// The JSON bytes of the messages in `queue`.
+    bytes: usize,
     overflowed: bool,
 }
 
 impl Mailbox {
-    pub(crate) fn new(limit: usize) -> Self {
+    /// A mailbox for at most `limit` messages and `max_bytes` bytes of them (one
+    /// message is always let in, however large).
+    pub(crate) fn new(limit: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(MailboxState::default()),
             notify: Notify::new(),
             limit,
+            max_bytes,
         }
     }
 
@@ -382,7 +393,12 @@ impl Mailbox {
             return state.overflowed.then_some(None);
         }
         let n = state.queue.len().min(max);
-        Some(Some(state.queue.drain(..n).collect()))
+        let taken: Vec<Arc<Push>> = state.queue.drain(..n).collect();
+        state.bytes -= taken
+            .iter()
+            .map(|push| push.json().as_bytes().len())
+            .sum::<usize>();
+        Some(Some(taken))
     }
 }
 
@@ -392,12 +408,15 @@ impl Sink for Mailbox {
         if state.overflowed {
             return false;
         }
-        if state.queue.len() >= self.limit {
+        let size = push.json().as_bytes().len();
+        let too_many_bytes = !state.queue.is_empty() && state.bytes + size > self.max_bytes;
+        if state.queue.len() >= self.limit || too_many_bytes {
             state.overflowed = true;
             drop(state);
             self.notify.notify_one();
             return false;
         }
+        state.bytes += size;
         state.queue.push_back(Arc::clone(push));
         drop(state);
         self.notify.notify_one();
@@ -487,7 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_mailbox_hands_out_its_prefix_then_reports_the_overflow() {
-        let mailbox = Mailbox::new(3);
+        let mailbox = Mailbox::new(3, MAX_BUFFERED_BYTES);
         for offset in 1..=3 {
             assert!(mailbox.push(&push(offset)));
         }
@@ -510,8 +529,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mailbox_overflows_at_its_byte_limit_but_takes_one_large_message() {
+        let json = |offset: u64| push(offset).json().as_bytes().len();
+        // Room for two messages' bytes.
+        let mailbox = Mailbox::new(100, json(1) + json(2));
+        assert!(mailbox.push(&push(1)));
+        assert!(mailbox.push(&push(2)));
+        assert!(!mailbox.push(&push(3)), "past the bytes: refused");
+        assert_eq!(mailbox.take(10).await.map(|taken| taken.len()), Some(2));
+        assert!(
+            mailbox.take(10).await.is_none(),
+            "then the overflow ends it"
+        );
+        // A single message larger than the limit still gets through.
+        let tiny = Mailbox::new(100, 1);
+        assert!(tiny.push(&push(1)));
+        assert!(!tiny.push(&push(2)));
+    }
+
+    #[tokio::test]
     async fn take_waits_for_a_push() {
-        let mailbox = Arc::new(Mailbox::new(3));
+        let mailbox = Arc::new(Mailbox::new(3, MAX_BUFFERED_BYTES));
         let waiter = tokio::spawn({
             let mailbox = Arc::clone(&mailbox);
             async move { mailbox.take(10).await }

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::presence::{self, PollMembers};
 use super::{
-    HttpError, Mailbox, authorize, go_live, subs_json, subscribe_all, unix_millis, until_millis,
-    wanted,
+    HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, subs_json, subscribe_all,
+    unix_millis, until_millis, wanted,
 };
 use crate::auth::Verifier;
 use crate::hub::{Hub, Push, Sink, Topic};
@@ -26,7 +26,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
 /// The longest wait a poll may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The most messages in one answer; the next poll gets the rest.
+/// The most messages in one answer (and at most [`MAX_BUFFERED_BYTES`] of them,
+/// or one larger message); the next poll gets the rest.
 pub const MAX_MESSAGES: usize = 1000;
 
 /// Answers a long-poll. A poll with `?client=` keeps its client present on its
@@ -80,7 +81,7 @@ async fn answer(
             }
         }
     }
-    let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES));
+    let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES, MAX_BUFFERED_BYTES));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
     access.annotate(&wanted.topics, &mut subscribed.subs);
@@ -131,6 +132,18 @@ async fn answer(
             ended.push((topic, Ended::Expired));
         }
     }
+    // At most MAX_BUFFERED_BYTES of messages (at least one): the answer is built
+    // in memory, for a client that may be slow to read it.
+    let mut bytes = 0;
+    let fits = messages
+        .iter()
+        .position(|push| {
+            bytes += push.json().as_bytes().len();
+            bytes > MAX_BUFFERED_BYTES
+        })
+        .unwrap_or(messages.len())
+        .max(1);
+    messages.truncate(fits);
     let mut body = BytesMut::with_capacity(128 + messages.len() * 96);
     body.put_u8(b'{');
     if let Some(lease) = &lease {

@@ -16,8 +16,8 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Access, HttpError, Mailbox, authorize, go_live, presence, subs_json, subscribe_all,
-    unix_millis, until_millis, wanted,
+    Access, HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, presence, subs_json,
+    subscribe_all, unix_millis, until_millis, wanted,
 };
 use crate::auth::Verifier;
 use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription, Topic};
@@ -26,7 +26,8 @@ use crate::protocol::{self, Ended};
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// How many messages may wait for a slow SSE client before it is disconnected.
+/// How many messages may wait for a slow SSE client before it is disconnected
+/// (and at most [`MAX_BUFFERED_BYTES`] of them).
 const BUFFER: usize = 4096;
 
 /// The most messages written in one chunk.
@@ -73,7 +74,7 @@ async fn start(
     let expiry = access
         .next_deadline()
         .map(|at| Box::pin(tokio::time::sleep(until_millis(at))));
-    let mailbox = Arc::new(Mailbox::new(BUFFER));
+    let mailbox = Arc::new(Mailbox::new(BUFFER, MAX_BUFFERED_BYTES));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let infos = presence::Infos::of(&wanted)?;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;

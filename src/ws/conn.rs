@@ -48,7 +48,11 @@ pub struct Config {
     pub inbound_capacity: usize,
     /// Send a ping after this long without one; `None` turns keepalive off.
     pub ping_interval: Option<Duration>,
-    /// Close a connection from which nothing (not even a pong) arrived for this long.
+    /// Close a connection from which nothing arrived for this long: no whole
+    /// message, and no whole frame between messages (a pong counts). Bytes of a
+    /// frame or message still arriving do not: a peer that trickles a frame or
+    /// sends a message in endless fragments is closed with 1008 `no complete
+    /// message in N s`; a silent one with 1001 `nothing received for N s`.
     pub idle_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours.
     pub close_timeout: Duration,
@@ -318,7 +322,9 @@ impl<S: Transport> Driver<S> {
                     match read {
                         Ok(0) => driver.peer_eof(),
                         Ok(_) => {
-                            shared.touch();
+                            // Sending, if only part of a frame: no ping for this peer
+                            // (the idle timeout counts whole frames, see below).
+                            shared.heard();
                             driver.process_buffered(shared);
                         }
                         Err(err) => driver.transport_failed(format!("read failed: {err}")),
@@ -398,7 +404,16 @@ impl<S: Transport> Driver<S> {
         while self.pending_in.is_none()
             && matches!(self.state, State::Open | State::CloseSent { .. })
         {
-            match self.next_frame() {
+            let buffered = self.rbuf.len();
+            let next = self.next_frame();
+            if self.rbuf.len() < buffered && self.assembly.is_none() {
+                // A whole frame arrived, and no message is left half done: the peer
+                // is alive. Bytes alone do not count, so a peer that trickles a
+                // frame, or a message in endless fragments, is closed by the idle
+                // check (see `on_events`).
+                shared.touch();
+            }
+            match next {
                 // After our close the application can take nothing more: what the
                 // peer sent before answering it is read (to find the answer) and
                 // dropped (RFC 6455 §1.4).
@@ -803,14 +818,23 @@ impl<S: Transport> Driver<S> {
                 shared,
             );
         } else if events & EVENT_IDLE != 0 {
-            let idle = self.config.idle_timeout;
-            self.start_close(
+            let idle = self.config.idle_timeout.as_secs();
+            let stalled_message =
+                self.pending_in.is_none() && (!self.rbuf.is_empty() || self.assembly.is_some());
+            let frame = if !stalled_message {
                 CloseFrame::new(
                     CloseCode::GOING_AWAY,
-                    format!("nothing received for {} s", idle.as_secs()),
-                ),
-                shared,
-            );
+                    format!("nothing received for {idle} s"),
+                )
+            } else {
+                // Bytes came, but no whole message (or frame between messages):
+                // a slowloris on frames.
+                CloseFrame::new(
+                    CloseCode::POLICY,
+                    format!("no complete message in {idle} s"),
+                )
+            };
+            self.start_close(frame, shared);
             // An unresponsive peer will not answer: do not wait for it.
             self.state = State::Done;
         } else if events & EVENT_PING != 0 && matches!(self.state, State::Open) {

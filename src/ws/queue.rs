@@ -132,8 +132,13 @@ pub(crate) struct Shared {
     ping_every_ms: u64,
     /// Keepalive: give up after this many ms without hearing from the peer (0: never).
     idle_timeout_ms: u64,
-    /// [`clock_ms`] of the last read from the peer.
+    /// [`clock_ms`] of the peer's last sign of life that counts against the idle
+    /// timeout: a whole frame between messages, or a whole message (see
+    /// `conn.rs`; bytes of a frame still arriving do not count).
     last_seen: AtomicU64,
+    /// [`clock_ms`] of the last bytes read from the peer: a peer that is sending,
+    /// even a frame in pieces, is not pinged.
+    last_heard: AtomicU64,
     /// [`clock_ms`] of the last ping raised.
     last_ping: AtomicU64,
 }
@@ -157,6 +162,7 @@ impl Shared {
             ping_every_ms: 0,
             idle_timeout_ms: 0,
             last_seen: AtomicU64::new(clock_ms()),
+            last_heard: AtomicU64::new(clock_ms()),
             last_ping: AtomicU64::new(clock_ms()),
         }
     }
@@ -403,9 +409,16 @@ impl Shared {
         }
     }
 
-    /// The peer sent something: it is alive.
+    /// A whole frame between messages, or a whole message, arrived: the peer is
+    /// alive and making progress (what the idle timeout counts).
     pub(crate) fn touch(&self) {
         self.last_seen.store(clock_ms(), Ordering::Relaxed);
+    }
+
+    /// Bytes arrived from the peer (perhaps only part of a frame): it is sending,
+    /// so it needs no ping.
+    pub(crate) fn heard(&self) {
+        self.last_heard.store(clock_ms(), Ordering::Relaxed);
     }
 
     /// Raises `event` for the connection task.
@@ -420,15 +433,17 @@ impl Shared {
     }
 
     /// Keepalive check at `now` ([`clock_ms`]): raises an idle event when the peer
-    /// has been silent for the idle timeout, or a ping when it has been silent for
-    /// its ping period and was not pinged within it. Called about once a second.
+    /// has made no progress for the idle timeout, or a ping when no byte came from
+    /// it for its ping period and it was not pinged within it. Called about once a
+    /// second.
     pub(crate) fn tick(&self, now: u64) {
         let seen = self.last_seen.load(Ordering::Relaxed);
+        let heard = self.last_heard.load(Ordering::Relaxed).max(seen);
         let pinged = self.last_ping.load(Ordering::Relaxed);
         if self.idle_timeout_ms > 0 && now.saturating_sub(seen) >= self.idle_timeout_ms {
             self.raise(EVENT_IDLE);
         } else if self.ping_every_ms > 0
-            && now.saturating_sub(seen.max(pinged)) >= self.ping_every_ms
+            && now.saturating_sub(heard.max(pinged)) >= self.ping_every_ms
         {
             self.last_ping.store(now, Ordering::Relaxed);
             self.raise(EVENT_PING);
@@ -510,13 +525,31 @@ mod tests {
         let every = Duration::from_secs(2);
         let shared = Shared::new(1024, 512, 4).with_keepalive(Some(every), every * 3);
         let start = clock_ms();
-        // Bytes arrive every half second for a minute of sweeps (simulated clock).
+        // Whole frames arrive every half second for a minute of sweeps (simulated clock).
         for step in 1..=120u64 {
             let now = start + step * 500;
             shared.last_seen.store(now, Ordering::Relaxed);
             shared.tick(now);
             assert_eq!(take_events(&shared), 0, "pinged at step {step}");
         }
+    }
+
+    #[test]
+    fn a_peer_trickling_a_frame_is_not_pinged_but_meets_the_idle_timeout() {
+        let every = Duration::from_secs(2);
+        let shared = Shared::new(1024, 512, 4).with_keepalive(Some(every), every * 5);
+        let start = clock_ms();
+        // A byte every half second, never a whole frame: heard, not seen.
+        for step in 1..20u64 {
+            let now = start + step * 500;
+            shared.last_heard.store(now, Ordering::Relaxed);
+            shared.tick(now);
+            assert_eq!(take_events(&shared), 0, "an event at step {step}");
+        }
+        let now = start + 20 * 500;
+        shared.last_heard.store(now, Ordering::Relaxed);
+        shared.tick(now);
+        assert_eq!(take_events(&shared), EVENT_IDLE);
     }
 
     #[test]
