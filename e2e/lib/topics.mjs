@@ -669,16 +669,22 @@ function readTokenClient() {
   return { calls: t.calls, got: t.got, errors: t.errors, auths: t.auths, states: t.states, user: t.client.user, state: t.client.state };
 }
 
+/** The life of the first token of the token scenario, in seconds. */
+const SHORT_TTL_S = 4;
+
 export function runTokenScenario({ engine, transport }) {
   return run(`${engine}-topics-token-${transport}`, engine, async ({ server, browser, step, pages }) => {
     const grants = ['--sub', 'alice', '--topic', 'chat:*=sub,pub,presence'];
-    const short = await mintToken([...grants, '--ttl', '3s']);
     const long = await mintToken([...grants, '--ttl', '1h']);
     const page = await browser.newPage();
     let last = null;
     pages.push({ page, label: 'alice', last: () => last });
     await withTimeout(page.goto(server.url, { waitUntil: 'load', timeout: 15000 }), 20000, 'open /');
     await withTimeout(page.addScriptTag({ url: '/pushwire.js' }), 10000, 'load /pushwire.js');
+    // The short token is minted just before the client starts, so that a slow page load on a
+    // loaded machine does not eat its life; the test then waits for its real expiry.
+    const short = await mintToken([...grants, '--ttl', `${SHORT_TTL_S}s`]);
+    const shortExpires = Date.now() + SHORT_TTL_S * 1000;
     await withTimeout(page.evaluate(tokenClient, { transport, tokens: [short, long], topic: TOPIC }), 10000, 'start the client');
     const read = async () => { last = await withTimeout(page.evaluate(readTokenClient), PROTOCOL_TIMEOUT_MS, 'read'); return last; };
     const until = (check, what, timeout = DELIVERY_TIMEOUT_MS) =>
@@ -687,11 +693,11 @@ export function runTokenScenario({ engine, transport }) {
     await until((s) => s.state === 'open', `connected over ${transport} with a token`, OPEN_TIMEOUT_MS);
     await publish(server.port, { n: 1 });
     await until((s) => s.got.includes(1), 'a message published with the API arrives');
-    step(`connected over ${transport} with the 3 s token; message 1 arrived`);
+    step(`connected over ${transport} with the ${SHORT_TTL_S} s token; message 1 arrived`);
 
     // Past the first token's expiry: the WebSocket client refreshed it in place (auth again);
     // an SSE stream ended at expiry and came back with the next token; every poll carries one.
-    await sleep(4000);
+    await sleep(Math.max(0, shortExpires + 1000 - Date.now()));
     await publish(server.port, { n: 2 });
     const published = await withTimeout(page.evaluate(() => window.tokenTest.client.publish('chat:lobby', { n: 3 })), 10000, 'publish from the page');
     assert.equal(published.offset, 3, 'the token grants pub: the page publishes');
