@@ -167,11 +167,12 @@ impl Track {
         Ok(())
     }
 
-    /// Whether this track reached `offset` in `epoch`.
+    /// Whether this track reached `offset` in `epoch` (a position in another
+    /// epoch has not: it must subscribe again and learn the new one).
     pub(crate) fn reached(&self, epoch: &str, offset: u64) -> bool {
         self.position
             .as_ref()
-            .is_some_and(|p| p.epoch != epoch || p.offset >= offset)
+            .is_some_and(|p| p.epoch == epoch && p.offset >= offset)
     }
 }
 
@@ -276,6 +277,16 @@ mod tests {
         let mut track = Track::default();
         let _ = track.subscribed(None, &reply("E", 3, None));
         assert!(track.message("F", 4).is_err());
+    }
+
+    #[test]
+    fn reaching_the_last_offset_needs_the_same_epoch() {
+        let mut track = Track::default();
+        assert!(!track.reached("E", 0));
+        let _ = track.subscribed(None, &reply("E", 5, None));
+        assert!(track.reached("E", 5));
+        assert!(!track.reached("E", 6));
+        assert!(!track.reached("F", 1), "another epoch is not reached");
     }
 
     #[test]
