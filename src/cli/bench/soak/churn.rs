@@ -26,7 +26,14 @@ pub(crate) struct Churner {
     deflate: bool,
     /// The topics (indices into `shared.topics`) and what is known of each.
     slots: Vec<(usize, Track)>,
+    /// Per slot, since when its live stream runs in this connection (`/ws` and
+    /// `/sse` only).
+    live_from: Vec<Option<Instant>>,
 }
+
+/// A live stream that lacks a message acknowledged this long before its
+/// connection closed counts as a stall (reported, not a failure: it is timing).
+pub(crate) const STALL_GRACE: Duration = Duration::from_secs(5);
 
 /// When a session ends.
 #[derive(Clone, Copy)]
@@ -91,6 +98,7 @@ impl Churner {
             transport,
             deflate,
             slots: Vec::new(),
+            live_from: Vec::new(),
         }
     }
 
@@ -106,6 +114,7 @@ impl Churner {
             }
         }
         self.slots = chosen.into_iter().map(|t| (t, Track::default())).collect();
+        self.live_from = vec![None; self.slots.len()];
     }
 
     /// Churns until `stop`, then catches up once `finals` says where the
@@ -208,13 +217,47 @@ impl Churner {
             Transport::Poll => self.poll_session(until, stop).await,
         };
         counters.open[self.transport as usize].fetch_sub(1, Ordering::Relaxed);
+        if result.is_ok() {
+            self.report_stalls();
+        }
         for (_, track) in &mut self.slots {
             track.end();
         }
+        self.live_from.fill(None);
         if let Err(reason) = result {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared
                 .note_error(format!("{} session: {reason}", self.transport.name()));
+        }
+    }
+
+    /// Reports every live stream of this connection that lacks a message
+    /// acknowledged more than [`STALL_GRACE`] ago.
+    fn report_stalls(&self) {
+        let Some(cutoff) = Instant::now().checked_sub(STALL_GRACE) else {
+            return;
+        };
+        for (slot, (topic, track)) in self.slots.iter().enumerate() {
+            let Some(from) = self.live_from[slot] else {
+                continue;
+            };
+            let state = &self.shared.topics[*topic];
+            let (Some((epoch, due)), Some(position)) =
+                (state.acked_between(from, cutoff), track.position())
+            else {
+                continue;
+            };
+            if position.epoch == epoch && position.offset < due {
+                self.shared.counters.stalls.fetch_add(1, Ordering::Relaxed);
+                self.shared.note_error(format!(
+                    "{} {}: stalled at offset {} although {due} was acknowledged more than {} \
+                     before the connection closed",
+                    self.transport.name(),
+                    state.name,
+                    position.offset,
+                    humantime::format_duration(STALL_GRACE)
+                ));
+            }
         }
     }
 
@@ -231,6 +274,9 @@ impl Churner {
     /// Applies a subscription answer for `slot`, sent with `since`.
     fn subscribed(&mut self, slot: usize, since: Option<&Position>, reply: &Reply) {
         let result = self.slots[slot].1.subscribed(since, reply);
+        if self.transport != Transport::Poll {
+            self.live_from[slot] = Some(Instant::now());
+        }
         let counters = &self.shared.counters;
         match result {
             Ok(Subscribed::Fresh) => counters.fresh.fetch_add(1, Ordering::Relaxed),
@@ -443,6 +489,7 @@ impl Churner {
                             ));
                         }
                         self.slots[slot].1.end();
+                        self.live_from[slot] = None;
                         resub_at = Some(
                             Instant::now()
                                 + rand_duration(Duration::ZERO, Duration::from_millis(500)),

@@ -18,6 +18,8 @@
 //!   long-poll `since` is a failure, reported with its details.
 //! - **At the end** the publishers stop and every subscriber reconnects once more
 //!   and must catch up to the last offset of each of its topics.
+//! - **Stalls** are reported, not judged: a `/ws` or `/sse` stream that lacks a
+//!   message acknowledged more than 5 s before its connection closed.
 //! - **Samples**: with `--pid`, the server's resident memory and open files every
 //!   `--sample`, one table row each, with the counters at that time.
 //!
@@ -144,11 +146,39 @@ pub(crate) struct TopicState {
     unclean_from: AtomicU64,
     /// The last acknowledged position.
     last: Mutex<Option<(String, u64)>>,
+    /// When the recent publishes were acknowledged: (time, epoch, offset), the
+    /// newest last, at most [`ACKS_KEPT`].
+    acks: Mutex<std::collections::VecDeque<(tokio::time::Instant, String, u64)>>,
 }
+
+/// How many acknowledgements each topic remembers, for the stall report.
+const ACKS_KEPT: usize = 512;
 
 impl TopicState {
     fn last(&self) -> Option<(String, u64)> {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Remembers that `epoch:offset` was acknowledged now.
+    fn acked(&self, epoch: &str, offset: u64) {
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        if acks.len() == ACKS_KEPT {
+            acks.pop_front();
+        }
+        acks.push_back((tokio::time::Instant::now(), epoch.to_owned(), offset));
+    }
+
+    /// The newest position acknowledged between `from` and `to`.
+    fn acked_between(
+        &self,
+        from: tokio::time::Instant,
+        to: tokio::time::Instant,
+    ) -> Option<(String, u64)> {
+        let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        acks.iter()
+            .rev()
+            .find(|(at, _, _)| *at >= from && *at <= to)
+            .map(|(_, epoch, offset)| (epoch.clone(), *offset))
     }
 }
 
@@ -167,6 +197,7 @@ pub(crate) struct Counters {
     dropped: AtomicU64,
     long_pauses: AtomicU64,
     caught_up: AtomicU64,
+    stalls: AtomicU64,
     violations: AtomicU64,
 }
 
@@ -239,6 +270,7 @@ pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
                 name: format!("soak-{run_id}-{i}"),
                 unclean_from: AtomicU64::new(u64::MAX),
                 last: Mutex::new(None),
+                acks: Mutex::new(std::collections::VecDeque::new()),
             })
             .collect(),
         counters: Counters::default(),
@@ -447,6 +479,12 @@ fn summarize(args: &SoakArgs, shared: &Shared, samples: &[Sample]) -> Result<(),
         load(&c.caught_up),
         args.connections,
         load(&c.dropped)
+    );
+    println!(
+        "live delivery: {} stalls (a /ws or /sse stream without a message that was \
+         acknowledged more than {} before its connection closed; reported, not judged)",
+        load(&c.stalls),
+        humantime::format_duration(churn::STALL_GRACE)
     );
     if let (Some(first), Some(last)) = (samples.first(), samples.last())
         && args.pid.is_some()

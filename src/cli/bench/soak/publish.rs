@@ -89,6 +89,7 @@ fn acknowledged(shared: &Shared, topic: &TopicState, n: u64, epoch: &str, offset
         }
         *last = Some((epoch.to_owned(), offset));
     }
+    topic.acked(epoch, offset);
     if topic.unclean_from.load(Ordering::SeqCst) > n && offset != n {
         shared.violation(format!(
             "publisher of {}: message #{n} got offset {offset} (every earlier publish succeeded)",
