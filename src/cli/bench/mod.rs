@@ -10,6 +10,8 @@
 //! - `echo`: C connections, each sending a message and waiting for it to come back:
 //!   round trips per second and their latency;
 //! - `idle`: N connections held open: the server's memory per connection.
+//! - `soak`: connections churn on every transport while publishers run; every
+//!   stream is checked for gaps and duplicates (see `scripts/soak`).
 //!
 //! With `--raw`, fanout speaks no protocol: subscribers connect to a `/broadcast`
 //! endpoint and the publisher sends plain text to it, which is what the peers in
@@ -20,6 +22,7 @@ mod counter;
 mod echo;
 mod fanout;
 mod idle;
+mod soak;
 mod stats;
 mod wire;
 mod workers;
@@ -45,6 +48,9 @@ pub(crate) enum Scenario {
     Echo(echo::EchoArgs),
     /// Hold N idle WebSockets open and report the server's memory per connection.
     Idle(idle::IdleArgs),
+    /// Churn connections on every transport while publishers run; check every
+    /// stream for gaps and duplicates; sample the server's memory.
+    Soak(soak::SoakArgs),
 }
 
 /// Flags every scenario shares.
@@ -137,6 +143,7 @@ pub(crate) async fn run(scenario: Scenario) -> Result<(), BenchError> {
         Scenario::Fanout(args) => fanout::run(args).await,
         Scenario::Echo(args) => echo::run(args).await,
         Scenario::Idle(args) => idle::run(args).await,
+        Scenario::Soak(args) => soak::run(args).await,
     }
 }
 
