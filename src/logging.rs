@@ -14,5 +14,10 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A write that fails (a full disk, a log reader that went away) is
+        // dropped. With internal errors logged, tracing-subscriber reports it with
+        // `eprintln!`, which panics when stderr itself fails: the task that logged
+        // (a WebSocket upgrade logs "Opened") would die with its connection.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -207,6 +207,53 @@ async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
     );
 }
 
+/// A log that can no longer be written (a full disk, a log reader that went away)
+/// must not cost clients anything. Found by the soak (`scripts/soak`): on a full
+/// disk every new WebSocket was closed right after its handshake (the upgrade logs
+/// "Opened", and a failed log write panicked the task) while SSE and long-poll,
+/// which log nothing per request, went on.
+#[tokio::test]
+async fn websockets_keep_working_when_the_log_cannot_be_written() {
+    let mut child = pushwire()
+        .env("PUSHWIRE_PORT", "0")
+        .args(["--interval", "100ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushwire");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut server = Server(child);
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(STEP, first_line)
+        .await
+        .expect("no URL printed")
+        .expect("reader")
+        .expect("read stdout");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    // Whoever read the log is gone: from now on every write to stderr fails.
+    drop(stderr);
+    let ws_url = format!("{}/socket", url.replacen("http://", "ws://", 1));
+    for _ in 0..3 {
+        let mut client = connect(&ws_url).await;
+        assert_eq!(next_text(&mut client).await, "1");
+        assert_eq!(next_text(&mut client).await, "2");
+    }
+    assert!(
+        server.0.try_wait().expect("wait").is_none(),
+        "the server exited"
+    );
+}
+
 /// The first line the server prints (its URL), then the server is stopped.
 fn first_line(command: &mut Command) -> String {
     spawn_with_first_line(command).1

@@ -351,17 +351,25 @@ impl Churner {
             host: self.shared.addr.to_string(),
             path: "/ws".into(),
         };
-        let mut conn = Conn::open(&target, None, self.deflate).await?;
-        match conn.next().await? {
-            Frame::Data(hello) if hello.starts_with(b"{\"hello\"") => {}
-            Frame::Data(other) => {
-                return Err(format!(
+        let opening = async {
+            let mut conn = Conn::open(&target, None, self.deflate).await?;
+            match conn.next().await? {
+                Frame::Data(hello) if hello.starts_with(b"{\"hello\"") => Ok(conn),
+                Frame::Data(other) => Err(format!(
                     "expected a hello, got {}",
                     String::from_utf8_lossy(other)
-                ));
+                )),
+                Frame::Closed(code) => Err(format!("closed with {code} before the hello")),
             }
-            Frame::Closed(code) => return Err(format!("closed with {code} before the hello")),
-        }
+        };
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, opening)
+            .await
+            .map_err(|_| {
+                format!(
+                    "no hello within {}",
+                    humantime::format_duration(CONNECT_TIMEOUT)
+                )
+            })??;
         // The `since` each pending `sub` was sent with.
         let mut pending: Vec<Option<Option<Position>>> = vec![None; self.slots.len()];
         for (slot, waiting) in pending.iter_mut().enumerate() {
@@ -525,7 +533,7 @@ impl Churner {
     }
 
     async fn sse_session(&mut self, until: Until, stop: &CancellationToken) -> Result<(), String> {
-        let mut client = Client::connect(self.shared.addr).await?;
+        let mut client = connect_http(self.shared.addr).await?;
         let since_sent: Vec<Option<Position>> = self
             .slots
             .iter()
@@ -651,7 +659,7 @@ impl Churner {
     }
 
     async fn poll_session(&mut self, until: Until, stop: &CancellationToken) -> Result<(), String> {
-        let mut client = Client::connect(self.shared.addr).await?;
+        let mut client = connect_http(self.shared.addr).await?;
         loop {
             if self.done(until) {
                 return Ok(());
@@ -737,6 +745,21 @@ async fn send_sub(
         None => format!(r#"{{"op":"sub","id":{id},"topic":"{topic}"}}"#),
     };
     conn.send_text(request.as_bytes()).await
+}
+
+/// How long opening a connection (and, over `/ws`, getting the hello) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens an HTTP connection within [`CONNECT_TIMEOUT`].
+async fn connect_http(addr: std::net::SocketAddr) -> Result<Client, String> {
+    tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(addr))
+        .await
+        .map_err(|_| {
+            format!(
+                "no connection within {}",
+                humantime::format_duration(CONNECT_TIMEOUT)
+            )
+        })?
 }
 
 /// Sleeps until `at`, or forever without one.

@@ -210,6 +210,8 @@ pub(crate) struct Shared {
     violations: Mutex<Vec<String>>,
     /// The first errors that are not violations (refused connections, …).
     errors: Mutex<Vec<String>>,
+    /// When the run started.
+    started: Instant,
 }
 
 /// How many violations and errors are kept with their details.
@@ -219,18 +221,25 @@ impl Shared {
     /// Records a failure of the protocol's promise.
     fn violation(&self, what: String) {
         self.counters.violations.fetch_add(1, Ordering::Relaxed);
-        tracing::error!("soak: {what}");
         let mut kept = self.violations.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() < KEPT {
+            // At once too, so that a run that is cut short still tells.
+            eprintln!(
+                "soak: {:.0}s: FAULT: {what}",
+                self.started.elapsed().as_secs_f64()
+            );
             kept.push(what);
         }
     }
 
     /// Records something that went wrong without breaking a promise.
     fn note_error(&self, what: String) {
-        tracing::warn!("soak: {what}");
         let mut kept = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() < KEPT {
+            eprintln!(
+                "soak: {:.0}s: error: {what}",
+                self.started.elapsed().as_secs_f64()
+            );
             kept.push(what);
         }
     }
@@ -276,6 +285,7 @@ pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
         counters: Counters::default(),
         violations: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
+        started: Instant::now(),
     });
     let settings = Arc::new(Settings {
         topics_per_subscriber: args.topics_per_subscriber,
