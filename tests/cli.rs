@@ -133,8 +133,9 @@ impl Drop for Server {
     }
 }
 
-#[tokio::test]
-async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
+/// Starts `pushwire` (the counter demo, 100 ms ticks) on a free port with piped
+/// output, and returns it, the URL it printed first, and its stderr.
+async fn start_counter_demo() -> (Server, String, std::process::ChildStderr) {
     let mut child = pushwire()
         .env("PUSHWIRE_PORT", "0")
         .args(["--interval", "100ms"])
@@ -145,7 +146,7 @@ async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
         .expect("spawn pushwire");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let mut server = Server(child);
+    let server = Server(child);
     let first_line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map(|_| line)
@@ -161,6 +162,12 @@ async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .trim_end_matches('/')
         .to_owned();
+    (server, url, stderr)
+}
+
+#[tokio::test]
+async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
+    let (mut server, url, stderr) = start_counter_demo().await;
     let ws_url = format!("{}/socket", url.replacen("http://", "ws://", 1));
     let mut client = connect(&ws_url).await;
     assert_eq!(next_text(&mut client).await, "1");
@@ -214,32 +221,7 @@ async fn serves_prints_its_url_logs_and_stops_on_sigterm_with_1001() {
 /// which log nothing per request, went on.
 #[tokio::test]
 async fn websockets_keep_working_when_the_log_cannot_be_written() {
-    let mut child = pushwire()
-        .env("PUSHWIRE_PORT", "0")
-        .args(["--interval", "100ms"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pushwire");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut server = Server(child);
-    let first_line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = tokio::time::timeout(STEP, first_line)
-        .await
-        .expect("no URL printed")
-        .expect("reader")
-        .expect("read stdout");
-    let url = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let (mut server, url, stderr) = start_counter_demo().await;
     // Whoever read the log is gone: from now on every write to stderr fails.
     drop(stderr);
     let ws_url = format!("{}/socket", url.replacen("http://", "ws://", 1));
