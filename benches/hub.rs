@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use pushwire::hub::{Data, Epoch, Hub, HubConfig, Push, Sink, Subscription, Topic};
+use pushwire::hub::{Hub, HubConfig, Sink, Subscription};
+use pushwire::protocol::PushJson;
+use pushwire::topic::{Data, Epoch, Push, Topic};
 
 /// A subscriber that only counts: the hub's own cost, nothing else.
 struct Counting(AtomicU64);
@@ -33,7 +35,10 @@ fn encode(c: &mut Criterion) {
     let epoch = Epoch::new("k3J9x0aB").unwrap_or_else(|e| panic!("{e}"));
     let news = topic("market:ACME");
     group.bench_function("push JSON (64 B data)", |b| {
-        b.iter(|| Push::message(news.clone(), epoch.clone(), black_box(42), data.clone()))
+        b.iter(|| {
+            let push = Push::message(news.clone(), epoch.clone(), black_box(42), data.clone());
+            black_box(push.json().as_str().len());
+        })
     });
     group.bench_function("push JSON + WebSocket frame", |b| {
         b.iter(|| {
@@ -68,7 +73,7 @@ fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
     for subscribers in [1usize, 100, 10_000] {
         let hub = Hub::new(HubConfig {
-            history: pushwire::hub::HistoryConfig {
+            history: pushwire::topic::HistoryConfig {
                 size: 0,
                 ..Default::default()
             },

@@ -69,8 +69,7 @@ use serde::{Deserialize, Serialize};
 mod der;
 mod ring_crypto;
 
-use crate::hub::Topic;
-use crate::protocol::ErrorReply;
+use crate::topic::{ErrorReply, Topic};
 
 /// How long a `/ws` client may take to authenticate by default.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);

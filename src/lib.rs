@@ -74,6 +74,7 @@ pub mod logging;
 pub mod protocol;
 mod session;
 mod ticker;
+pub mod topic;
 mod transport;
 pub mod ws;
 
@@ -82,6 +83,7 @@ pub use http::{
     App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, InvalidOrigin,
     Origins, Refused, Server, TlsConfig, TlsError, TlsReloader,
 };
-pub use hub::{Data, Hub, HubConfig, Topic};
+pub use hub::{Hub, HubConfig};
 pub use ticker::ticker;
+pub use topic::{Data, Topic};
 pub use ws::{CloseCode, Message, Socket};

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use common::{Running, STEP};
 use pushwire::App;
 use pushwire::client::Client;
-use pushwire::hub::{Data, Hub, HubConfig, Topic};
+use pushwire::hub::{Hub, HubConfig};
+use pushwire::topic::{Data, Topic};
 use tokio::io::AsyncWriteExt as _;
 use tokio::process::{Child, Command};
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{Running, STEP};
 use pushwire::client::{Client, ClientError, ClientOptions, Event};
-use pushwire::hub::{Data, Epoch, Hub, HubConfig, Position};
+use pushwire::hub::{Hub, HubConfig};
+use pushwire::topic::{Data, Epoch, Position};
 use pushwire::ws::client::ConnectError;
 use pushwire::{App, Socket};
 

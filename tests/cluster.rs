@@ -1290,7 +1290,7 @@ async fn history_size_bounds_recovery_on_every_node() {
 struct Recorder(Mutex<Vec<u64>>);
 
 impl pushwire::broker::Deliver for Recorder {
-    fn deliver(&self, push: Arc<pushwire::hub::Push>) {
+    fn deliver(&self, push: Arc<pushwire::topic::Push>) {
         self.0.lock().expect("lock").extend(push.offset());
     }
     fn lost(&self, _topic: &pushwire::Topic) {}
@@ -1301,7 +1301,7 @@ async fn a_topic_watched_again_before_its_last_unwatch_stays_subscribed() {
     use pushwire::broker::{Broker, Deliver, RedisBroker, RedisConfig};
     let redis = RedisServer::start();
     let broker = RedisBroker::new(
-        pushwire::hub::HistoryConfig::default(),
+        pushwire::topic::HistoryConfig::default(),
         RedisConfig::new(redis.url()),
     )
     .expect("broker");

@@ -22,7 +22,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pushwire::client::{Client, ClientError, ClientOptions, Event};
 use pushwire::config::ServeConfig;
-use pushwire::hub::Data;
+use pushwire::topic::Data;
 use pushwire::ws::client::{ConnectError, TlsFailure};
 use pushwire::{App, Error, HttpLimits, TlsConfig, TlsError};
 use rustls::pki_types::{CertificateDer, ServerName};

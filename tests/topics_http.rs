@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::topics::*;
 use common::{Running, STEP, raw_http};
-use pushwire::hub::HistoryConfig;
+use pushwire::topic::HistoryConfig;
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
 

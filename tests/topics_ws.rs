@@ -11,7 +11,7 @@ use common::{STEP, next_close};
 use futures_util::StreamExt;
 use pushwire::HubConfig;
 use pushwire::broker::{Broker, BrokerError, Deliver, Recovery};
-use pushwire::hub::{Data, HistoryConfig, Member, Position, Topic};
+use pushwire::topic::{Data, HistoryConfig, Member, Position, Topic};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 
 use futures_util::future::BoxFuture;
 
-use crate::hub::{Data, Member, Position, Push, Topic};
+use crate::topic::{Data, Member, Position, Push, Topic};
 
 pub use self::redis::{RedisBroker, RedisConfig};
 pub use memory::MemoryBroker;

@@ -62,7 +62,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{Broker, BrokerError, Deliver, Recovery};
-use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic, lock};
+use crate::hub::lock;
+use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
 
 /// How often the pub/sub connection is pinged.
 const PING_EVERY: Duration = Duration::from_secs(1);

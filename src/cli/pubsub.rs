@@ -13,7 +13,8 @@ use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::client::{self, Client, ClientError, ClientOptions, Event};
-use crate::hub::{Data, Position, PositionReply, Positions, Topic};
+use crate::protocol::PositionReply;
+use crate::topic::{Data, Position, Positions, Topic};
 
 /// The server both commands talk to unless told otherwise.
 const DEFAULT_URL: &str = "ws://127.0.0.1:8888/ws";

@@ -13,7 +13,8 @@ use crate::config::{
     parse_leeway, parse_origin, parse_timeout, parse_ttl,
 };
 use crate::http::{ConnectionLimits, HttpLimits, Origins};
-use crate::hub::{HistoryConfig, HubConfig};
+use crate::hub::HubConfig;
+use crate::topic::HistoryConfig;
 use crate::{Error, TlsConfig, demo};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.

@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::auth::{self, Identity, Permission, Verifier};
-use crate::hub::{Data, Hub, PublishError, Topic};
+use crate::hub::{Hub, PublishError};
 use crate::protocol;
+use crate::topic::{Data, Topic};
 use crate::transport::{HttpError, bearer};
 
 /// The largest batch body.

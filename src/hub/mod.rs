@@ -20,9 +20,6 @@
 //!    the last recovered one and switches the sink to live delivery, under the
 //!    topic's lock so no live message can overtake them.
 
-mod push;
-mod topic;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,27 +29,7 @@ use std::time::Duration;
 use slab::Slab;
 
 use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, Recovery};
-
-pub use push::{Data, InvalidJson, MAX_DEPTH, Member, PositionReply, Push, PushKind};
-pub use topic::{Epoch, MAX_TOPIC_LEN, NameError, Position, Positions, Topic};
-
-/// How much history each topic keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryConfig {
-    /// At most this many messages (0: no history, so no recovery).
-    pub size: usize,
-    /// Messages older than this are dropped.
-    pub ttl: Duration,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        Self {
-            size: 100,
-            ttl: Duration::from_secs(300),
-        }
-    }
-}
+use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
 
 /// The hub's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

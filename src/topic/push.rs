@@ -1,159 +1,15 @@
-//! What the hub delivers: [`Push`], one published message or presence event,
-//! encoded once as JSON and, on first use, once as a WebSocket frame shared by every
-//! subscriber; and [`Data`], a validated JSON value.
+//! [`Push`]: one delivery the hub offers every subscriber of a topic (a published
+//! message or a presence event), with room for the forms it is sent in, so that it
+//! is encoded once per wire format however many subscribers it reaches.
 
+use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use serde::Serialize;
-
-use super::topic::{Epoch, Position, Topic};
-use crate::ws::{Message, Prepared, Utf8Bytes};
-
-/// Whether arrays and objects in `json` (valid JSON) nest deeper than `max`.
-fn nesting_exceeds(json: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in json {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
-/// A published value: the bytes of one valid JSON value, without line breaks.
-///
-/// Line breaks can only be insignificant whitespace in valid JSON; they are removed
-/// so that a message is always one line (one SSE `data:` line, one line of
-/// `pushwire sub`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Data(Bytes);
-
-/// How deeply arrays and objects may nest in published data. Subscribers parse
-/// what they get, and common parsers stop at 128 levels (serde_json) or run out of
-/// stack; a message every subscriber can read is kept well below that.
-pub const MAX_DEPTH: usize = 64;
-
-/// The published bytes are not one JSON value that subscribers can read.
-#[derive(Debug, thiserror::Error)]
-pub enum InvalidJson {
-    /// Not JSON.
-    #[error("not valid JSON: {0}")]
-    Syntax(#[from] serde_json::Error),
-    /// Arrays and objects nested deeper than [`MAX_DEPTH`].
-    #[error("nested deeper than {MAX_DEPTH} levels")]
-    TooDeep,
-}
-
-impl Data {
-    /// Checks that `bytes` hold exactly one JSON value (surrounding whitespace
-    /// allowed), nested at most [`MAX_DEPTH`] levels.
-    pub fn json(bytes: impl Into<Bytes>) -> Result<Self, InvalidJson> {
-        let bytes = bytes.into();
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
-        if nesting_exceeds(&bytes, MAX_DEPTH) {
-            return Err(InvalidJson::TooDeep);
-        }
-        let trimmed = bytes.trim_ascii();
-        let start = trimmed.as_ptr() as usize - bytes.as_ptr() as usize;
-        let bytes = bytes.slice(start..start + trimmed.len());
-        if memchr_newline(&bytes) {
-            let one_line: Vec<u8> = bytes
-                .iter()
-                .copied()
-                .filter(|&b| b != b'\n' && b != b'\r')
-                .collect();
-            return Ok(Self(Bytes::from(one_line)));
-        }
-        Ok(Self(bytes))
-    }
-
-    /// A JSON string holding `text`.
-    pub fn text(text: &str) -> Self {
-        let mut out = Vec::with_capacity(text.len() + 2);
-        // Serializing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, text);
-        Self(Bytes::from(out))
-    }
-
-    /// The JSON text.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    /// The JSON text as a string slice.
-    pub fn as_str(&self) -> &str {
-        // Validated as JSON, so valid UTF-8.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// Its size in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it is empty (never, for a valid value).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-fn memchr_newline(bytes: &[u8]) -> bool {
-    bytes.iter().any(|&b| b == b'\n' || b == b'\r')
-}
-
-impl fmt::Debug for Data {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One client present on a topic: its id and what it said about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// The client id (from the WebSocket `hello`).
-    pub client: Arc<str>,
-    /// The user id of the client's token (`sub`), when authentication is on.
-    pub user: Option<Arc<str>>,
-    /// The `info` the client gave when subscribing (JSON), if any.
-    pub info: Option<Data>,
-}
-
-impl Member {
-    /// The member as the JSON object `{"client":…,"user":…,"info":…}` (`user` and
-    /// `info` only when present).
-    pub fn to_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"client\":");
-        let _ = serde_json::to_writer(&mut *out, &*self.client);
-        if let Some(user) = &self.user {
-            out.extend_from_slice(b",\"user\":");
-            let _ = serde_json::to_writer(&mut *out, &**user);
-        }
-        if let Some(info) = &self.info {
-            out.extend_from_slice(b",\"info\":");
-            out.extend_from_slice(info.as_bytes());
-        }
-        out.push(b'}');
-    }
-}
+use super::data::Data;
+use super::member::Member;
+use super::name::{Epoch, Topic};
+use super::position::Position;
 
 /// What a push carries.
 #[derive(Debug, Clone)]
@@ -173,66 +29,56 @@ pub enum PushKind {
     Leave(Member),
 }
 
-/// One delivery: a published message or a presence event, encoded once as JSON and
-/// (when first sent over a WebSocket) once as a frame, then shared by every
-/// subscriber.
+/// One delivery: a published message or a presence event, shared (behind an
+/// `Arc`) by every subscriber it reaches.
+///
+/// A push knows no wire format. Each protocol that sends it keeps its encoded form
+/// here ([`encoded`](Self::encoded)): the first subscriber of that protocol encodes
+/// it, every other one shares the result. This is how a publish to 10,000 `/ws`
+/// subscribers writes its JSON and its WebSocket frame once.
 pub struct Push {
     topic: Topic,
     kind: PushKind,
-    json: Utf8Bytes,
-    frame: OnceLock<Prepared>,
+    encodings: Encodings,
+}
+
+/// Encoded forms of a push, one per type: a chain of once-filled slots, lock-free
+/// to read. Almost always one slot (one wire format) is used.
+#[derive(Default)]
+struct Encodings {
+    value: OnceLock<Box<dyn Any + Send + Sync>>,
+    next: OnceLock<Box<Encodings>>,
 }
 
 impl Push {
-    /// A published message: `{"topic":…,"epoch":…,"offset":…,"data":…}`.
+    /// A published message.
     pub fn message(topic: Topic, epoch: Epoch, offset: u64, data: Data) -> Self {
-        let mut out = BytesMut::with_capacity(64 + topic.as_str().len() + data.len());
-        out.put_slice(b"{\"topic\":\"");
-        // Topic names and epochs need no escaping: their grammar excludes it.
-        out.put_slice(topic.as_str().as_bytes());
-        out.put_slice(b"\",\"epoch\":\"");
-        out.put_slice(epoch.as_str().as_bytes());
-        out.put_slice(b"\",\"offset\":");
-        out.put_slice(itoa(offset).as_bytes());
-        out.put_slice(b",\"data\":");
-        out.put_slice(data.as_bytes());
-        out.put_u8(b'}');
-        let json = Utf8Bytes::from_validated(out.freeze());
-        Self {
+        Self::new(
             topic,
-            kind: PushKind::Message {
+            PushKind::Message {
                 epoch,
                 offset,
                 data,
             },
-            json,
-            frame: OnceLock::new(),
-        }
+        )
     }
 
-    /// A presence event: `{"topic":…,"join":{…}}` or `{"topic":…,"leave":{…}}`.
+    /// A presence event: `member` joined (or, with `joined` false, left) `topic`.
     pub fn presence(topic: Topic, joined: bool, member: Member) -> Self {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(b"{\"topic\":\"");
-        out.extend_from_slice(topic.as_str().as_bytes());
-        out.extend_from_slice(if joined {
-            b"\",\"join\":"
-        } else {
-            b"\",\"leave\":"
-        });
-        member.to_json(&mut out);
-        out.push(b'}');
-        let json = Utf8Bytes::from_validated(Bytes::from(out));
         let kind = if joined {
             PushKind::Join(member)
         } else {
             PushKind::Leave(member)
         };
+        Self::new(topic, kind)
+    }
+
+    /// A push of `kind` on `topic`.
+    pub fn new(topic: Topic, kind: PushKind) -> Self {
         Self {
             topic,
             kind,
-            json,
-            frame: OnceLock::new(),
+            encodings: Encodings::default(),
         }
     }
 
@@ -265,128 +111,69 @@ impl Push {
         }
     }
 
-    /// The JSON object every transport delivers.
-    pub fn json(&self) -> &Utf8Bytes {
-        &self.json
-    }
-
-    /// The WebSocket frame, built on first use and shared after that.
-    pub fn frame(&self) -> &Prepared {
-        self.frame
-            .get_or_init(|| Prepared::new(Message::Text(self.json.clone())))
+    /// The push encoded as a `T` (one type per wire format): made by `encode` on
+    /// first use, once even when several threads ask at the same moment, and shared
+    /// after that.
+    pub fn encoded<T: Any + Send + Sync>(&self, encode: impl Fn(&Push) -> T) -> &T {
+        let mut slot = &self.encodings;
+        loop {
+            let value = slot.value.get_or_init(|| Box::new(encode(self)));
+            if let Some(value) = value.downcast_ref::<T>() {
+                return value;
+            }
+            slot = slot.next.get_or_init(Box::default);
+        }
     }
 }
 
 impl fmt::Debug for Push {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Push")
-            .field("json", &self.json)
+            .field("topic", &self.topic)
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
 
-/// Formats an integer without allocating through `fmt`.
-fn itoa(mut n: u64) -> ItoaBuf {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    ItoaBuf { buf, start: i }
-}
-
-struct ItoaBuf {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl ItoaBuf {
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-/// A position as it appears in replies: `{"topic":…,"epoch":…,"offset":…}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PositionReply<'a> {
-    /// The topic.
-    pub topic: &'a str,
-    /// Its epoch.
-    pub epoch: &'a str,
-    /// The offset.
-    pub offset: u64,
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
-    fn topic(name: &str) -> Topic {
-        Topic::new(name).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn data_may_nest_64_levels_and_no_more() {
-        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(Data::json(nested(64)).is_ok());
-        assert!(matches!(Data::json(nested(65)), Err(InvalidJson::TooDeep)));
-        let objects = format!("{}1{}", r#"{"a":"#.repeat(65), "}".repeat(65));
-        assert!(matches!(Data::json(objects), Err(InvalidJson::TooDeep)));
-        // Brackets inside strings (escaped quotes included) are not nesting.
-        let in_string = format!(r#"["\"{}"]"#, "[".repeat(100));
-        assert!(Data::json(in_string).is_ok());
-    }
-
-    #[test]
-    fn a_message_is_encoded_as_one_json_object() {
-        let data = Data::json(&b" {\"a\": [1,\n 2]}\n"[..]).unwrap_or_else(|e| panic!("{e}"));
+    fn push() -> Push {
+        let topic = Topic::new("news").unwrap_or_else(|e| panic!("{e}"));
         let epoch = Epoch::new("E1").unwrap_or_else(|e| panic!("{e}"));
-        let push = Push::message(topic("news"), epoch, 42, data);
-        assert_eq!(
-            push.json().as_str(),
-            r#"{"topic":"news","epoch":"E1","offset":42,"data":{"a": [1, 2]}}"#
-        );
-        let parsed: serde_json::Value =
-            serde_json::from_str(push.json().as_str()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(parsed["data"]["a"][1], 2);
+        Push::message(topic, epoch, 42, Data::text("x"))
     }
 
     #[test]
-    fn text_becomes_a_json_string() {
-        assert_eq!(Data::text("a \"b\"\n").as_str(), r#""a \"b\"\n""#);
-    }
-
-    #[test]
-    fn invalid_json_is_refused() {
-        for bad in [&b""[..], b"{", b"1 2", b"\xff", b"nul"] {
-            assert!(Data::json(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn presence_events_name_the_member() {
-        let member = Member {
-            client: Arc::from("n-1"),
-            user: None,
-            info: Some(Data::text("ann")),
+    fn each_form_is_encoded_once_and_forms_of_other_types_sit_beside_it() {
+        let push = push();
+        let calls = AtomicUsize::new(0);
+        let text = |p: &Push| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            format!("{}@{:?}", p.topic(), p.offset())
         };
-        let push = Push::presence(topic("chat:x"), true, member);
-        assert_eq!(
-            push.json().as_str(),
-            r#"{"topic":"chat:x","join":{"client":"n-1","info":"ann"}}"#
-        );
-        assert_eq!(push.offset(), None);
+        assert_eq!(push.encoded(text), "news@Some(42)");
+        assert_eq!(push.encoded(text), "news@Some(42)");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(*push.encoded(|p| p.offset().unwrap_or(0) + 1), 43u64);
+        assert_eq!(push.encoded(text), "news@Some(42)");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 
     #[test]
-    fn integers_format_like_display() {
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
-            assert_eq!(itoa(n).as_bytes(), n.to_string().as_bytes());
-        }
+    fn a_presence_event_has_no_position() {
+        let topic = Topic::new("chat:x").unwrap_or_else(|e| panic!("{e}"));
+        let member = Member {
+            client: "n-1".into(),
+            user: None,
+            info: None,
+        };
+        let push = Push::presence(topic, false, member);
+        assert!(matches!(push.kind(), PushKind::Leave(_)));
+        assert_eq!(push.offset(), None);
+        assert_eq!(push.position(), None);
     }
 }

@@ -18,8 +18,9 @@ use tokio::sync::Notify;
 
 use crate::auth::{Permission, TokenError, Verifier};
 use crate::http::Asset;
-use crate::hub::{Hub, Pending, Positions, Push, Sink, Subscription, Topic};
-use crate::protocol::{self, Ended, ErrorReply};
+use crate::hub::{Hub, Pending, Sink, Subscription};
+use crate::protocol::{self, Ended, ErrorReply, PushJson};
+use crate::topic::{Positions, Push, Topic};
 
 /// The browser client, served by [`App::topics`](crate::App::topics).
 pub(crate) const CLIENT_SCRIPTS: &[Asset] = &[
@@ -495,12 +496,12 @@ mod tests {
 
     fn push(offset: u64) -> Arc<Push> {
         let topic = Topic::new("t").unwrap_or_else(|e| panic!("{e}"));
-        let epoch = crate::hub::Epoch::new("E").unwrap_or_else(|e| panic!("{e}"));
+        let epoch = crate::topic::Epoch::new("E").unwrap_or_else(|e| panic!("{e}"));
         Arc::new(Push::message(
             topic,
             epoch,
             offset,
-            crate::hub::Data::text("x"),
+            crate::topic::Data::text("x"),
         ))
     }
 

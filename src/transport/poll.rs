@@ -17,8 +17,9 @@ use super::{
     unix_millis, until_millis, wanted,
 };
 use crate::auth::Verifier;
-use crate::hub::{Hub, Push, Sink, Topic};
-use crate::protocol::{self, Ended};
+use crate::hub::{Hub, Sink};
+use crate::protocol::{self, Ended, PushJson};
+use crate::topic::{Push, Topic};
 
 /// How long a poll waits for a message unless it says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);

@@ -33,8 +33,9 @@ use serde_json::value::RawValue;
 
 use super::{HttpError, Wanted, bearer};
 use crate::auth::Verifier;
-use crate::hub::{Data, Hub, Member, Membership, Topic};
+use crate::hub::{Hub, Membership};
 use crate::protocol::MAX_INFO_SIZE;
+use crate::topic::{Data, Member, Topic};
 
 /// The most long-poll clients one node keeps as members when the node has no
 /// connection limit (`--max-connections`); with one, that limit is used instead.

@@ -20,8 +20,9 @@ use super::{
     subscribe_all, unix_millis, until_millis, wanted,
 };
 use crate::auth::Verifier;
-use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription, Topic};
-use crate::protocol::{self, Ended};
+use crate::hub::{Hub, Membership, Sink, Subscription};
+use crate::protocol::{self, Ended, PushJson};
+use crate::topic::{Positions, Push, PushKind, Topic};
 
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
