@@ -37,6 +37,32 @@
 //! it out again in `Unsubscribe` when the subscription ends: dropping it is what
 //! unsubscribes.
 //!
+//! A driver in a few lines (a real one sends the frames and calls the hub):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pushwire::HubConfig;
+//! use pushwire::protocol::session::{Action, Session, SessionConfig};
+//!
+//! let config = SessionConfig::from_hub(&HubConfig::default());
+//! // `()` stands for the driver's subscription handle.
+//! let mut session: Session<()> = Session::open(Arc::from("n-1"), None, None, 0);
+//! session.receive_text(r#"{"op":"unsub","id":1,"topic":"news"}"#, &config);
+//! let mut sent = Vec::new();
+//! while let Some(action) = session.poll_action() {
+//!     match action {
+//!         Action::Send(text) => sent.push(text),
+//!         other => unreachable!("{other:?}"),
+//!     }
+//! }
+//! assert!(sent[0].starts_with(r#"{"hello":"#));
+//! assert_eq!(sent[1], r#"{"id":1,"error":{"code":404,"message":"not subscribed to \"news\""}}"#);
+//! ```
+//!
+//! Another protocol spoken over a WebSocket (Pusher's, say) would be another
+//! machine beside this one, with its own events and actions, driven the same way
+//! and onto the same hub.
+//!
 //! # What does not pass through it
 //!
 //! Live pushes go from the hub straight into the connection's outbound queue,
