@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::auth::{AUTH_TIMEOUT, AuthConfig};
-use crate::broker::RedisConfig;
-use crate::config::{
+use pushwire::auth::{AUTH_TIMEOUT, AuthConfig};
+use pushwire::broker::RedisConfig;
+use pushwire::config::{
     ServeConfig, parse_broker, parse_handshake_timeout, parse_idle_timeout, parse_interval,
     parse_leeway, parse_origin, parse_timeout, parse_ttl,
 };
-use crate::http::{ConnectionLimits, HttpLimits, Origins};
-use crate::hub::{HistoryConfig, HubConfig};
-use crate::{Error, TlsConfig, demo};
+use pushwire::hub::{HistoryConfig, HubConfig};
+use pushwire::{ConnectionLimits, HttpLimits, Origins};
+use pushwire::{Error, TlsConfig, demo};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.
 #[derive(Debug, Args)]

@@ -17,5 +17,4 @@ pub use limits::ConnectionLimits;
 pub use origin::{InvalidOrigin, Origins, Refused};
 pub use serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
 pub use static_files::Asset;
-pub(crate) use tls::read_certificates;
-pub use tls::{TlsConfig, TlsError, TlsReloader};
+pub use tls::{TlsConfig, TlsReloader};

@@ -224,6 +224,11 @@ impl Socket {
         self.sender.id
     }
 
+    /// The state this socket shares with its connection's task.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.sender.shared
+    }
+
     /// The peer's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer

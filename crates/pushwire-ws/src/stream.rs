@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use super::conn::Transport;
 
 /// An upgraded connection's stream.
-pub(crate) enum Stream {
+pub enum Stream {
     /// The TCP stream itself: readiness-based reads, no buffer while idle.
     Tcp(TcpStream),
     /// Anything else hyper upgraded (for example a TLS stream).
@@ -24,7 +24,7 @@ pub(crate) enum Stream {
 impl Stream {
     /// Takes the stream out of hyper's `Upgraded`, with the bytes hyper had already
     /// read past the handshake.
-    pub(crate) fn from_upgraded(upgraded: Upgraded) -> (Self, Bytes) {
+    pub fn from_upgraded(upgraded: Upgraded) -> (Self, Bytes) {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => (Self::Tcp(parts.io.into_inner()), parts.read_buf),
             Err(upgraded) => (Self::Upgraded(TokioIo::new(upgraded)), Bytes::new()),

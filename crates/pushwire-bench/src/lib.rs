@@ -1,4 +1,5 @@
-//! `pushwire bench`: load scenarios against a running server — ours, or any peer
+//! pushwire-bench, the load generator behind `pushwire bench` (also installed as
+//! the `pushwire-bench` binary): load scenarios against a running server — ours, or any peer
 //! that offers the same endpoints — measured by the same tool.
 //!
 //! - `counter`: N connections, each expecting its own counter ("1", "2", … every
@@ -39,7 +40,7 @@ use self::wire::{Conn, Target};
 
 /// Scenarios of `pushwire bench`.
 #[derive(Debug, Subcommand)]
-pub(crate) enum Scenario {
+pub enum Scenario {
     /// N connections each expecting its own 1 Hz counter (the demo's /socket).
     Counter(counter::CounterArgs),
     /// N subscribers on a topic, a publisher at R msg/s: delivery and latency.
@@ -109,7 +110,7 @@ impl Common {
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum BenchError {
+pub enum BenchError {
     /// A flag's value cannot work.
     #[error("{0}")]
     Usage(String),
@@ -137,7 +138,7 @@ pub(crate) enum BenchError {
     Run(String),
 }
 
-pub(crate) async fn run(scenario: Scenario) -> Result<(), BenchError> {
+pub async fn run(scenario: Scenario) -> Result<(), BenchError> {
     match scenario {
         Scenario::Counter(args) => counter::run(args).await,
         Scenario::Fanout(args) => fanout::run(args).await,

@@ -26,53 +26,11 @@ use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore,
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::client::{ClientConfig, ConnectError};
+use super::config::ClientConfig;
+use super::error::{ConnectError, TlsFailure};
 
 /// The only ALPN protocol the client offers.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
-
-/// Why a TLS handshake failed, in the words a person fixing it needs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsFailure {
-    /// No trusted authority issued the server's certificate: it is self-signed, or
-    /// signed by an authority that is neither among the system's roots nor in
-    /// [`ClientConfig::extra_roots`]. A trusted certificate of the same name but
-    /// another key (an older self-signed certificate of the same server, say) is
-    /// no help either: its signature does not match. A self-signed certificate
-    /// marked as an authority (`CA:TRUE`) that is not itself among the extra roots
-    /// is reported so too.
-    #[error(
-        "the server's certificate is not trusted (no trusted authority issued it; \
-         a self-signed certificate must be trusted explicitly)"
-    )]
-    Untrusted,
-    /// The certificate is trusted but names other hosts.
-    #[error("the server's certificate is not valid for {name}{}", presented_names(.presented))]
-    WrongName {
-        /// The host the client connected to.
-        name: String,
-        /// The names the certificate holds: DNS names and IP addresses as such,
-        /// other kinds in rustls's notation (empty when rustls did not say).
-        presented: Vec<String>,
-    },
-    /// Any other problem with the server's certificate (expired, not yet valid,
-    /// revoked, malformed …), in rustls's words.
-    #[error("the server's certificate cannot be used: {0}")]
-    BadCertificate(String),
-    /// Anything else: no protocol version or cipher suite in common, an alert from
-    /// the server, a connection closed during the handshake.
-    #[error("{0}")]
-    Other(String),
-}
-
-fn presented_names(presented: &[String]) -> String {
-    if presented.is_empty() {
-        String::new()
-    } else {
-        format!(" (it is for {})", presented.join(", "))
-    }
-}
 
 /// The name `host` (an IP address or a DNS name, without brackets) is checked
 /// against, and sent as SNI when it is a DNS name.

@@ -17,8 +17,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::ws::deflate::Inflater;
-use crate::ws::frame::{FrameHeader, OpCode, apply_mask};
+use pushwire_ws::deflate::Inflater;
+use pushwire_ws::frame::{FrameHeader, OpCode, apply_mask};
 
 /// The largest message the generator accepts (inflated).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -368,7 +368,7 @@ pub(crate) fn encode_client_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[
         mask: Some(rand::random::<[u8; 4]>()),
         payload_len: payload.len() as u64,
     };
-    let mut head = [0u8; crate::ws::frame::MAX_HEADER_LEN];
+    let mut head = [0u8; pushwire_ws::frame::MAX_HEADER_LEN];
     let head_len = header.encode(&mut head);
     out.extend_from_slice(&head[..head_len]);
     let start = out.len();

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::Client;
 use super::{Shared, TopicState};
-use crate::cli::bench::wire::{Conn, Frame, Target};
+use crate::wire::{Conn, Frame, Target};
 
 /// Publishes on topic `index` until `stop`; answers nothing: the topic's state
 /// holds what was published.

@@ -16,7 +16,7 @@ use super::{BenchError, Common, Role, Stop, hold, open_all, role};
 
 /// Flags of `pushwire bench counter`.
 #[derive(Debug, Args)]
-pub(crate) struct CounterArgs {
+pub struct CounterArgs {
     #[command(flatten)]
     common: Common,
     /// How many connections.

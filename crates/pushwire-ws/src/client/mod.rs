@@ -17,109 +17,31 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
+use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::conn::{Config, drive};
-use super::deflate;
-use super::handshake::{VERSION, accept_key, has_token};
-use super::message::{Encoder, Role};
-use super::queue::clock_ms;
-use super::socket::{ConnId, Socket};
-use super::stream::Stream;
+use crate::conn::Config;
+use crate::deflate;
+use crate::handshake::{VERSION, accept_key, has_token};
+use crate::message::{Encoder, Role};
+use crate::open::{Negotiation, open_connection};
+use crate::queue::clock_ms;
+use crate::socket::Socket;
+use crate::stream::Stream;
 
-pub use super::client_tls::TlsFailure;
+mod config;
+mod error;
+mod tls;
 
-/// Why a connection could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The URL is not a usable `ws://` or `wss://` URL.
-    #[error("invalid WebSocket URL {url:?}: {reason}")]
-    Url {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The TCP connection failed.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// Host and port.
-        addr: String,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The TLS handshake of a `wss://` connection failed: the server's certificate
-    /// is not trusted or not valid for the host, or the two sides could not agree.
-    #[error("TLS handshake with {host} failed: {failure}")]
-    Tls {
-        /// Host and port.
-        host: String,
-        /// What went wrong.
-        failure: TlsFailure,
-    },
-    /// The TLS client could not be set up (an extra root certificate that cannot be
-    /// parsed, the system's roots unreadable).
-    #[error("cannot set up TLS: {0}")]
-    TlsSetup(String),
-    /// Connecting or the handshake took longer than allowed.
-    #[error("timed out connecting to {0}")]
-    Timeout(String),
-    /// The HTTP exchange failed.
-    #[error("HTTP error during the handshake: {0}")]
-    Http(#[from] hyper::Error),
-    /// The server answered, but not with `101 Switching Protocols`.
-    #[error("the server refused the WebSocket upgrade with {0}")]
-    Refused(StatusCode),
-    /// The server's 101 answer breaks RFC 6455 or RFC 7692.
-    #[error("invalid handshake response: {0}")]
-    Handshake(String),
-}
-
-/// How a client connects.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// The connection's limits and compression (offered when enabled).
-    pub ws: Config,
-    /// Time allowed for TCP connect plus handshake (TLS included).
-    pub connect_timeout: Duration,
-    /// Certificates trusted for `wss://` besides the operating system's roots: a
-    /// self-signed server certificate, or a private authority's. Read them from a PEM
-    /// file with [`read_certificates`].
-    pub extra_roots: Vec<CertificateDer<'static>>,
-    /// A whole rustls configuration for `wss://`, used instead of the system's roots
-    /// and [`extra_roots`](Self::extra_roots) (for example to trust exactly one
-    /// authority, or to present a client certificate). Its ALPN protocols are
-    /// replaced by `http/1.1`.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        Self {
-            ws: Config::default(),
-            connect_timeout: Duration::from_secs(10),
-            extra_roots: Vec::new(),
-            tls: None,
-        }
-    }
-}
-
-/// Reads the PEM `CERTIFICATE` blocks of `path`, for
-/// [`ClientConfig::extra_roots`]. A missing or unreadable file, broken PEM, or a
-/// file without any certificate is an error that names the file.
-pub fn read_certificates(
-    path: impl AsRef<std::path::Path>,
-) -> Result<Vec<CertificateDer<'static>>, crate::TlsError> {
-    crate::http::read_certificates(path.as_ref())
-}
+pub use config::ClientConfig;
+pub use error::{ConnectError, TlsFailure};
 
 /// Connects to `url` (`ws://host:port/path?query`, or `wss://` for TLS) with the
 /// default configuration.
@@ -171,7 +93,7 @@ impl Target {
             return Err(bad("no host"));
         }
         let tls = if secure {
-            Some(super::client_tls::server_name(&host).map_err(|reason| bad(&reason))?)
+            Some(tls::server_name(&host).map_err(|reason| bad(&reason))?)
         } else {
             None
         };
@@ -203,7 +125,7 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
     match target.tls.clone() {
         None => upgrade(TokioIo::new(tcp), peer, &target, config).await,
         Some(name) => {
-            let tls = super::client_tls::handshake(tcp, name, &addr, config).await?;
+            let tls = tls::handshake(tcp, name, &addr, config).await?;
             upgrade(TokioIo::new(tls), peer, &target, config).await
         }
     }
@@ -244,7 +166,7 @@ where
         );
     }
     let request = request
-        .body(Body::empty())
+        .body(Empty::<Bytes>::new())
         .map_err(|err| ConnectError::Handshake(format!("cannot build the request: {err}")))?;
     let response = sender.send_request(request).await?;
 
@@ -307,40 +229,38 @@ where
         level: config.ws.deflate.level,
         min_size: config.ws.deflate.min_size,
     };
-    Ok(spawn_connection(
-        upgraded, peer, &config.ws, encoder, extensions, protocol,
-    ))
+    let negotiation = Negotiation {
+        encoder,
+        extensions,
+        protocol,
+    };
+    Ok(spawn_connection(upgraded, peer, &config.ws, negotiation))
 }
 
 fn spawn_connection(
     upgraded: hyper::upgrade::Upgraded,
     peer: SocketAddr,
     config: &Config,
-    encoder: Encoder,
-    extensions: Option<Cow<'static, str>>,
-    protocol: Option<Arc<str>>,
+    negotiation: Negotiation,
 ) -> Socket {
-    let id = ConnId::next();
-    let shared = config.shared();
-    let socket = Socket::new(id, peer, shared.clone(), encoder, extensions, protocol);
-    let config = std::sync::Arc::new(config.clone());
+    let (stream, prefix) = Stream::from_upgraded(upgraded);
+    let (socket, frames) =
+        open_connection(stream, prefix, peer, Arc::new(config.clone()), negotiation);
+    let shared = Arc::clone(socket.shared());
+    let id = socket.id();
     tokio::spawn(async move {
-        let (stream, prefix) = Stream::from_upgraded(upgraded);
         // A client connection ends when its Socket is dropped or the server closes
         // it; its keepalive ticks beside it (servers use a shared sweeper instead).
-        let keepalive = {
-            let shared = Arc::clone(&shared);
-            async move {
-                let mut ticks = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => shared.tick(clock_ms()),
-                        () = std::future::poll_fn(|cx| shared.poll_closed(cx)) => return,
-                    }
+        let keepalive = async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => shared.tick(clock_ms()),
+                    () = std::future::poll_fn(|cx| shared.poll_closed(cx)) => return,
                 }
             }
         };
-        let (outcome, ()) = tokio::join!(drive(stream, prefix, config, encoder, shared), keepalive);
+        let (outcome, ()) = tokio::join!(frames, keepalive);
         tracing::debug!(
             "client {id} closed: {} {:?} after {} messages",
             outcome.code,

@@ -298,7 +298,7 @@ impl Inflater {
     }
 
     /// An inflater kept by one connection for its whole life (the peer keeps context).
-    pub(crate) fn for_connection() -> Self {
+    pub fn for_connection() -> Self {
         Self {
             inner: Box::new(Decompress::new_with_window_bits(false, 15)),
             pooled: false,
@@ -382,7 +382,7 @@ impl Inflater {
     }
 
     /// Whether this inflater lives as long as its connection.
-    pub(crate) fn is_persistent(&self) -> bool {
+    pub fn is_persistent(&self) -> bool {
         !self.pooled
     }
 }

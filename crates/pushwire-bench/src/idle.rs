@@ -11,7 +11,7 @@ use super::{BenchError, Common, Role, hold, open_all, role};
 
 /// Flags of `pushwire bench idle`.
 #[derive(Debug, Args)]
-pub(crate) struct IdleArgs {
+pub struct IdleArgs {
     #[command(flatten)]
     common: Common,
     /// How many connections to open and hold.

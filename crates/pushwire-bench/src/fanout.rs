@@ -18,11 +18,11 @@ use super::stats::{self, Latencies, Report, now_micros};
 use super::wire::{Conn, Frame, Target, encode_client_frame};
 use super::workers::{self, Workers};
 use super::{BenchError, Common, Role, Stop, open_all, role};
-use crate::ws::frame::OpCode;
+use pushwire_ws::frame::OpCode;
 
 /// Flags of `pushwire bench fanout`.
 #[derive(Debug, Args)]
-pub(crate) struct FanoutArgs {
+pub struct FanoutArgs {
     #[command(flatten)]
     common: Common,
     /// How many subscribers.

@@ -2,6 +2,10 @@
 //! keepalive (a sweeper visits each connection once a second and raises a ping or an
 //! idle timeout only where one is due) and shutdown (every connection is told at
 //! once). A connection costs the registry one weak pointer, and owns no timer.
+//!
+//! A server keeps one [`Registry`], adds every [`Socket`] it opens, runs
+//! [`Registry::sweep_until`] beside its accept loop, and calls
+//! [`Registry::shutdown`] when it stops.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -10,10 +14,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{EVENT_SHUTDOWN, Shared, clock_ms};
+use super::socket::Socket;
 
 /// The open connections of one server.
 #[derive(Default)]
-pub(crate) struct Registry {
+pub struct Registry {
     connections: Mutex<Vec<Weak<Shared>>>,
     shutting_down: AtomicBool,
 }
@@ -26,7 +31,8 @@ impl Registry {
     }
 
     /// Registers a new connection (told to close at once if shutdown has begun).
-    pub(crate) fn add(&self, shared: &Arc<Shared>) {
+    pub fn add(&self, socket: &Socket) {
+        let shared = socket.shared();
         self.lock().push(Arc::downgrade(shared));
         if self.shutting_down.load(Ordering::Acquire) {
             shared.raise(EVENT_SHUTDOWN);
@@ -35,7 +41,7 @@ impl Registry {
 
     /// Visits every connection: keepalive checks for the live ones, and the ended
     /// ones are forgotten. Returns how many are live.
-    pub(crate) fn sweep(&self) -> usize {
+    pub fn sweep(&self) -> usize {
         let now = clock_ms();
         let mut connections = self.lock();
         let mut i = 0;
@@ -58,7 +64,7 @@ impl Registry {
     }
 
     /// Tells every connection, present and future, to close with 1001.
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         for shared in self.lock().iter().filter_map(Weak::upgrade) {
             shared.raise(EVENT_SHUTDOWN);
@@ -66,7 +72,7 @@ impl Registry {
     }
 
     /// Sweeps every `period` until `stop` is cancelled.
-    pub(crate) async fn sweep_until(self: Arc<Self>, period: Duration, stop: CancellationToken) {
+    pub async fn sweep_until(self: Arc<Self>, period: Duration, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -25,8 +25,15 @@ impl Utf8Bytes {
         Ok(Self(bytes))
     }
 
-    /// Wraps bytes whose UTF-8 the caller has already checked.
-    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+    /// Wraps bytes whose UTF-8 the caller has already checked, without checking
+    /// again (a text built from `str` pieces, a payload whose every byte a streaming
+    /// validator saw).
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be valid UTF-8: [`as_str`](Self::as_str) hands them out as a
+    /// `str` unchecked. Debug builds assert it.
+    pub unsafe fn from_validated(bytes: Bytes) -> Self {
         debug_assert!(std::str::from_utf8(&bytes).is_ok());
         Self(bytes)
     }

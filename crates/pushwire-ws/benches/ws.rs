@@ -8,9 +8,9 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pushwire::ws::deflate::{Inflater, compress};
-use pushwire::ws::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, apply_mask};
-use pushwire::ws::{Prepared, Utf8Bytes};
+use pushwire_ws::deflate::{Inflater, compress};
+use pushwire_ws::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, apply_mask};
+use pushwire_ws::{Prepared, Utf8Bytes};
 
 fn frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("frame");

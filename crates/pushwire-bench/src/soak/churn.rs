@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::check::{Position, Reply, Subscribed, Track, positions_text, same_positions};
 use super::http::Client;
 use super::{Settings, Shared, Transport};
-use crate::cli::bench::wire::{Conn, Frame, Target};
+use crate::wire::{Conn, Frame, Target};
 
 /// One subscriber, across all its connections.
 pub(crate) struct Churner {

@@ -44,7 +44,7 @@ use super::stats;
 
 /// Flags of `pushwire bench soak`.
 #[derive(Debug, Args)]
-pub(crate) struct SoakArgs {
+pub struct SoakArgs {
     /// The server's base URL (`http://127.0.0.1:8080`).
     #[arg(long)]
     url: String,

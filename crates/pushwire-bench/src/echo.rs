@@ -15,7 +15,7 @@ use super::{BenchError, Common, Stop, check_file_limit, hold, open_all};
 
 /// Flags of `pushwire bench echo`.
 #[derive(Debug, Args)]
-pub(crate) struct EchoArgs {
+pub struct EchoArgs {
     #[command(flatten)]
     common: Common,
     /// How many connections ping-pong at once.
