@@ -66,6 +66,7 @@ pub mod auth;
 pub mod broker;
 pub mod certs;
 pub mod client;
+mod clock;
 pub mod config;
 pub mod demo;
 mod error;
@@ -75,7 +76,6 @@ pub mod logging;
 pub mod protocol;
 mod session;
 mod ticker;
-mod transport;
 
 pub use certs::TlsError;
 pub use error::Error;

@@ -5,16 +5,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use futures_util::future::{self, BoxFuture};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::app::Runtime;
 use super::limits::Ticket;
+use super::query::query_token;
+use super::runtime::Runtime;
 use super::stall::WriteTimeout;
+use super::state::TopicsState;
 use crate::ws::server::{self, Accept};
 use crate::ws::{self, Socket, Stream};
 
@@ -36,6 +38,40 @@ impl SocketRoute {
             runtime,
         }
     }
+}
+
+/// `GET /ws`: a topic session (our protocol, `docs/protocol.md`) on each
+/// connection. `?token=` authenticates at once (the `auth` request is the main way:
+/// URLs end up in logs).
+pub(crate) async fn topics(
+    State(state): State<TopicsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let TopicsState {
+        hub,
+        auth,
+        ws_config,
+        runtime,
+        ..
+    } = state;
+    let token = auth
+        .as_ref()
+        .and_then(|_| query_token(request.uri().query()));
+    let handler: Handler = Arc::new(move |socket| {
+        crate::session::run(socket, hub.clone(), auth.clone(), token.clone()).boxed()
+    });
+    let route = SocketRoute::new(handler, ws_config, runtime);
+    upgrade(Arc::new(route), peer, request).await
+}
+
+/// The handler of an application's socket route ([`App::socket`](crate::App::socket)).
+pub(crate) async fn socket(
+    State(route): State<Arc<SocketRoute>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    upgrade(route, peer, request).await
 }
 
 /// Answers an upgrade request on a socket route.

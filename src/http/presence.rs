@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use serde_json::value::RawValue;
 
-use super::{HttpError, Wanted, bearer};
+use super::error::HttpError;
+use super::query::{Wanted, bearer};
 use crate::auth::Verifier;
 use crate::hub::{Data, Hub, Member, Membership, Topic};
 use crate::protocol::MAX_INFO_SIZE;
@@ -538,8 +539,9 @@ mod tests {
     #[test]
     fn infos_are_an_object_of_the_requests_topics() {
         let infos = |query: &str| {
-            let wanted = super::super::wanted(Some(query)).unwrap_or_else(|e| panic!("{e:?}"));
-            Infos::of(&wanted).map_err(|e| e.0.code)
+            let wanted =
+                super::super::query::wanted(Some(query)).unwrap_or_else(|e| panic!("{e:?}"));
+            Infos::of(&wanted).map_err(|e| e.reply.code)
         };
         let ok = infos("topic=chat:a&topic=b&info=%7B%22chat:a%22:%7B%22n%22:1%7D%7D");
         assert_eq!(
@@ -565,14 +567,19 @@ mod tests {
 
     #[test]
     fn keys_are_checked() {
-        let wanted =
-            |query: &str| super::super::wanted(Some(query)).unwrap_or_else(|e| panic!("{e:?}"));
+        let wanted = |query: &str| {
+            super::super::query::wanted(Some(query)).unwrap_or_else(|e| panic!("{e:?}"))
+        };
         let w = wanted("topic=a&client=abcdefgh");
         assert_eq!(poll_key(&w).ok().flatten(), Some("abcdefgh"));
         assert!(poll_key(&wanted("topic=a")).is_ok_and(|k| k.is_none()));
         for bad in ["short", "has+space0", "x%2Fyyyyyyyyy"] {
             let w = wanted(&format!("topic=a&client={bad}"));
-            assert_eq!(poll_key(&w).map_err(|e| e.0.code).err(), Some(400), "{bad}");
+            assert_eq!(
+                poll_key(&w).map_err(|e| e.reply.code).err(),
+                Some(400),
+                "{bad}"
+            );
         }
         let long = "k".repeat(65);
         let w = wanted(&format!("topic=a&client={long}"));

@@ -6,17 +6,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
+use super::access::authorize;
+use super::error::HttpError;
+use super::mailbox::{MAX_BUFFERED_BYTES, Mailbox, go_live, subs_json, subscribe_all};
 use super::presence::{self, PollMembers};
-use super::{
-    HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, subs_json, subscribe_all,
-    unix_millis, until_millis, wanted,
-};
+use super::query::wanted;
+use super::state::TopicsState;
 use crate::auth::Verifier;
+use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Push, Sink, Topic};
 use crate::protocol::{self, Ended};
 
@@ -30,28 +33,30 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// or one larger message); the next poll gets the rest.
 pub const MAX_MESSAGES: usize = 1000;
 
-/// Answers a long-poll. A poll with `?client=` keeps its client present on its
-/// topics through `members` (see [`presence`]).
-pub(crate) async fn respond(
-    hub: Hub,
-    shutdown: CancellationToken,
-    auth: Option<Arc<Verifier>>,
-    headers: http::HeaderMap,
-    query: Option<String>,
-    members: PollMembers,
-) -> Response {
-    let answered = answer(
+/// `GET /poll`. A poll with `?client=` keeps its client present on its topics
+/// through the state's poll members (see [`presence`]).
+pub(crate) async fn handle(
+    State(state): State<TopicsState>,
+    request: Request,
+) -> Result<Response, HttpError> {
+    // The body of a GET is not read.
+    let (parts, _body) = request.into_parts();
+    let TopicsState {
+        hub,
+        shutdown,
+        auth,
+        poll_members,
+        ..
+    } = state;
+    answer(
         hub,
         shutdown,
         auth.as_deref(),
-        &headers,
-        query.as_deref(),
-        &members,
-    );
-    match answered.await {
-        Ok(response) => response,
-        Err(err) => err.into_response(),
-    }
+        &parts.headers,
+        parts.uri.query(),
+        &poll_members,
+    )
+    .await
 }
 
 async fn answer(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::{self, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
@@ -15,11 +16,14 @@ use http::{HeaderMap, HeaderValue, header};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Access, HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, presence, subs_json,
-    subscribe_all, unix_millis, until_millis, wanted,
-};
+use super::access::{Access, authorize};
+use super::error::HttpError;
+use super::mailbox::{MAX_BUFFERED_BYTES, Mailbox, go_live, subs_json, subscribe_all};
+use super::presence;
+use super::query::wanted;
+use super::state::TopicsState;
 use crate::auth::Verifier;
+use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription, Topic};
 use crate::protocol::{self, Ended};
 
@@ -33,18 +37,27 @@ const BUFFER: usize = 4096;
 /// The most messages written in one chunk.
 const BATCH: usize = 256;
 
-/// Answers an SSE request: errors as JSON before the stream starts, then the stream.
-pub(crate) async fn respond(
-    hub: Hub,
-    shutdown: CancellationToken,
-    auth: Option<Arc<Verifier>>,
-    headers: HeaderMap,
-    query: Option<String>,
-) -> Response {
-    match start(hub, shutdown, auth.as_deref(), &headers, query.as_deref()).await {
-        Ok(response) => response,
-        Err(err) => err.into_response(),
-    }
+/// `GET /sse`: errors as JSON before the stream starts, then the stream.
+pub(crate) async fn handle(
+    extract::State(state): extract::State<TopicsState>,
+    request: Request,
+) -> Result<Response, HttpError> {
+    // The body of a GET is not read.
+    let (parts, _body) = request.into_parts();
+    let TopicsState {
+        hub,
+        shutdown,
+        auth,
+        ..
+    } = state;
+    start(
+        hub,
+        shutdown,
+        auth.as_deref(),
+        &parts.headers,
+        parts.uri.query(),
+    )
+    .await
 }
 
 async fn start(
