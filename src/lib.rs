@@ -54,8 +54,8 @@
 //!
 //! The layers: [`ws`] is the WebSocket protocol (frames, handshakes, the connection
 //! task: the `pushwire-ws` crate); [`App`] puts pages, static files and sockets on
-//! one HTTP server (hyper and axum underneath); [`demo`] is the counter app the
-//! `pushwire` binary serves; [`client`] is the Rust client of the topic protocol
+//! one HTTP server (hyper and axum underneath); [`demo`] is the counter app, and
+//! [`node`] assembles the server the `pushwire` binary runs; [`client`] is the Rust client of the topic protocol
 //! (what `pushwire pub` and `pushwire sub` use). The binary's command line is not
 //! part of the library: with `default-features = false` a library user compiles
 //! neither clap nor the load generator.
@@ -73,6 +73,7 @@ mod error;
 mod http;
 pub mod hub;
 pub mod logging;
+pub mod node;
 pub mod protocol;
 mod session;
 mod ticker;

@@ -14,7 +14,7 @@ use pushwire::config::{
 };
 use pushwire::hub::{HistoryConfig, HubConfig};
 use pushwire::{ConnectionLimits, HttpLimits, Origins};
-use pushwire::{Error, TlsConfig, demo};
+use pushwire::{Error, TlsConfig, node};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.
 #[derive(Debug, Args)]
@@ -315,7 +315,7 @@ fn origins(allowed: &[String]) -> Origins {
 
 /// Binds, says where to look, and serves until SIGINT or SIGTERM.
 pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
-    let server = demo::app(&config)?.bind(config.addr()).await?;
+    let server = node::app(&config)?.bind(config.addr()).await?;
     let addr = browsable(server.local_addr());
     let (http, ws) = if config.tls.is_some() {
         ("https", "wss")
