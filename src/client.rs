@@ -41,7 +41,7 @@
 //!
 //! ```no_run
 //! use pushwire::client::{Client, ClientOptions};
-//! use pushwire::ws::client::read_certificates;
+//! use pushwire::certs::read_certificates;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut options = ClientOptions::default();

@@ -40,7 +40,7 @@ pub enum Error {
     Config(String),
     /// The TLS certificate or key cannot be used (see [`TlsError`](crate::TlsError)).
     #[error(transparent)]
-    Tls(#[from] crate::http::TlsError),
+    Tls(#[from] crate::certs::TlsError),
     /// The token settings cannot be used (an unreadable or malformed key file).
     #[error("tokens: {0}")]
     Auth(#[from] crate::auth::AuthConfigError),

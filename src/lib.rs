@@ -52,38 +52,42 @@
 //! # }
 //! ```
 //!
-//! The layers, each its own module: [`ws`] is the WebSocket protocol (frames,
-//! handshakes, the connection task); [`App`] puts pages, static files and sockets
-//! on one HTTP server (hyper and axum underneath); [`demo`] is the counter app the
-//! `pushwire` binary serves; [`client`] is the Rust client of the topic protocol
-//! (what `pushwire pub` and `pushwire sub` use); [`cli`] is that binary's command
-//! line.
+//! The layers: [`ws`] is the WebSocket protocol (frames, handshakes, the connection
+//! task: the `pushwire-ws` crate); [`App`] puts pages, static files and sockets on
+//! one HTTP server (hyper and axum underneath); [`demo`] is the counter app, and
+//! [`node`] assembles the server the `pushwire` binary runs; [`client`] is the Rust client of the topic protocol
+//! (what `pushwire pub` and `pushwire sub` use). The binary's command line is not
+//! part of the library: with `default-features = false` a library user compiles
+//! neither clap nor the load generator.
 
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod broker;
-pub mod cli;
+pub mod certs;
 pub mod client;
+mod clock;
 pub mod config;
 pub mod demo;
 mod error;
 mod http;
 pub mod hub;
 pub mod logging;
+pub mod node;
 pub mod protocol;
 mod session;
 mod ticker;
 pub mod topic;
-mod transport;
-pub mod ws;
 
+pub use certs::TlsError;
 pub use error::Error;
 pub use http::{
     App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, InvalidOrigin,
-    Origins, Refused, Server, TlsConfig, TlsError, TlsReloader,
+    Origins, Refused, Server, TlsConfig, TlsReloader,
 };
 pub use hub::{Hub, HubConfig};
+/// The WebSocket layer: the `pushwire-ws` crate.
+pub use pushwire_ws as ws;
 pub use ticker::ticker;
 pub use topic::{Data, Topic};
 pub use ws::{CloseCode, Message, Socket};

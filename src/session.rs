@@ -10,10 +10,10 @@
 //! them straight to [`SocketSink`], which queues the push's shared frame.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::auth::Verifier;
 use crate::broker::Recovery;
+use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Lagged, Pending, Sink, Subscription};
 use crate::protocol::PushJson;
 use crate::protocol::session::{
@@ -84,7 +84,7 @@ pub(crate) fn run(
                 // without them nothing.
                 Some(deadline) => {
                     let recv = socket.recv();
-                    let wait = Duration::from_millis(deadline.saturating_sub(unix_millis()));
+                    let wait = until_millis(deadline);
                     let next = Box::pin(async move {
                         tokio::select! {
                             message = recv => Some(message),
@@ -189,13 +189,6 @@ async fn act(
         }
     }
     true
-}
-
-/// Unix milliseconds, the session's clock for token deadlines.
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

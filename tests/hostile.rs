@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 /// The demo server (pages, counter, topics) with `config`, on a free port.
 async fn start_with(config: ServeConfig) -> Running {
     let config = ServeConfig { port: 0, ..config };
-    start(pushwire::demo::app(&config).expect("demo app")).await
+    start(pushwire::node::app(&config).expect("demo app")).await
 }
 
 /// A subscriber that reads everything, and checks at the end that it got exactly

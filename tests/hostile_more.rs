@@ -25,7 +25,7 @@ async fn start_with(config: ServeConfig) -> Running {
 
 fn demo(config: ServeConfig) -> pushwire::App {
     let config = ServeConfig { port: 0, ..config };
-    pushwire::demo::app(&config).expect("demo app")
+    pushwire::node::app(&config).expect("demo app")
 }
 
 /// A subscriber that reads everything (in a task of its own, so that it answers

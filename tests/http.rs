@@ -160,7 +160,7 @@ async fn traversal_in_every_form_answers_404_and_never_the_file() {
         static_dir: Some(site.www.clone()),
         ..ServeConfig::default()
     };
-    let server = start(pushwire::demo::app(&config).expect("demo app")).await;
+    let server = start(pushwire::node::app(&config).expect("demo app")).await;
     let attempts = [
         "/static/../secret.txt".to_owned(),
         "/static/js/../../secret.txt".to_owned(),

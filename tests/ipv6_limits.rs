@@ -45,7 +45,7 @@ async fn an_ipv6_client_is_held_to_the_per_address_limit() {
         },
         ..ServeConfig::default()
     };
-    let server = pushwire::demo::app(&config)
+    let server = pushwire::node::app(&config)
         .expect("demo app")
         .bind("[::1]:0")
         .await

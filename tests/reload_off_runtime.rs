@@ -134,7 +134,7 @@ async fn a_sighup_reload_blocked_on_its_files_does_not_stop_the_server_and_still
         tls: Some(pushwire::TlsConfig::pem_files(&cert_path, &key_path)),
         ..ServeConfig::default()
     };
-    let server = pushwire::demo::app(&config)
+    let server = pushwire::node::app(&config)
         .expect("demo app")
         .bind("127.0.0.1:0")
         .await

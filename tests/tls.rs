@@ -97,7 +97,7 @@ async fn start_tls_with(dir: &Path, cert: &Cert, limits: HttpLimits) -> Running 
         tls: Some(write_files(dir, cert)),
         ..ServeConfig::default()
     };
-    let app = pushwire::demo::app(&config)
+    let app = pushwire::node::app(&config)
         .expect("demo app")
         .http_limits(limits);
     common::start(app).await
@@ -947,7 +947,7 @@ async fn start_tls_config(dir: &Path, cert: &Cert, config: ServeConfig) -> Runni
         tls: Some(write_files(dir, cert)),
         ..config
     };
-    common::start(pushwire::demo::app(&config).expect("demo app")).await
+    common::start(pushwire::node::app(&config).expect("demo app")).await
 }
 
 type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;

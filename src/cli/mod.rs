@@ -1,6 +1,5 @@
 //! The `pushwire` command line: a thin layer that parses flags and runs the library.
 
-mod bench;
 mod config_file;
 mod pubsub;
 mod serve;
@@ -32,7 +31,7 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Measure a running server (see `pushwire bench --help`).
     #[command(subcommand)]
-    Bench(bench::Scenario),
+    Bench(pushwire_bench::Scenario),
     /// Publish a message on a topic of a running server.
     #[command(long_about = pubsub::PUB_ABOUT)]
     Pub(pubsub::PubArgs),
@@ -85,7 +84,11 @@ pub fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => *args,
         Some(Command::Bench(scenario)) => {
-            return block_on(async { bench::run(scenario).await.map_err(|e| e.to_string()) });
+            return block_on(async {
+                pushwire_bench::run(scenario)
+                    .await
+                    .map_err(|e| e.to_string())
+            });
         }
         Some(Command::Pub(args)) => return pubsub::publish(args),
         Some(Command::Sub(args)) => return pubsub::subscribe(args),
@@ -100,7 +103,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::logging::init();
+    pushwire::logging::init();
     if let Some(file) = config_file {
         tracing::info!("settings from {}", file.display());
     }

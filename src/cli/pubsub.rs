@@ -1,20 +1,20 @@
 //! `pushwire pub` and `pushwire sub`: publish to and follow topics of a running server
-//! from a shell, over its `/ws` endpoint ([`crate::client`]).
+//! from a shell, over its `/ws` endpoint ([`pushwire::client`]).
 
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::ws::CloseCode;
-use crate::ws::client::{ConnectError, TlsFailure};
+use pushwire::ws::CloseCode;
+use pushwire::ws::client::{ConnectError, TlsFailure};
 
 use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::client::{self, Client, ClientError, ClientOptions, Event};
-use crate::protocol::PositionReply;
-use crate::topic::{Data, Position, Positions, Topic};
+use pushwire::client::{self, Client, ClientError, ClientOptions, Event};
+use pushwire::protocol::PositionReply;
+use pushwire::topic::{Data, Position, Positions, Topic};
 
 /// The server both commands talk to unless told otherwise.
 const DEFAULT_URL: &str = "ws://127.0.0.1:8888/ws";
@@ -114,7 +114,7 @@ impl ServerArgs {
     fn options(&self) -> Result<ClientOptions, String> {
         let mut options = ClientOptions::default();
         if let Some(path) = &self.cacert {
-            options.ws.extra_roots = crate::ws::client::read_certificates(path)
+            options.ws.extra_roots = pushwire::certs::read_certificates(path)
                 .map_err(|err| format!("--cacert: {err}"))?;
         }
         Ok(options)

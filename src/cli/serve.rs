@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::auth::{AUTH_TIMEOUT, AuthConfig};
-use crate::broker::RedisConfig;
-use crate::config::{
+use pushwire::auth::{AUTH_TIMEOUT, AuthConfig};
+use pushwire::broker::RedisConfig;
+use pushwire::config::{
     ServeConfig, parse_broker, parse_handshake_timeout, parse_idle_timeout, parse_interval,
     parse_leeway, parse_origin, parse_timeout, parse_ttl,
 };
-use crate::http::{ConnectionLimits, HttpLimits, Origins};
-use crate::hub::HubConfig;
-use crate::topic::HistoryConfig;
-use crate::{Error, TlsConfig, demo};
+use pushwire::hub::HubConfig;
+use pushwire::topic::HistoryConfig;
+use pushwire::{ConnectionLimits, HttpLimits, Origins};
+use pushwire::{Error, TlsConfig, node};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.
 #[derive(Debug, Args)]
@@ -316,7 +316,7 @@ fn origins(allowed: &[String]) -> Origins {
 
 /// Binds, says where to look, and serves until SIGINT or SIGTERM.
 pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
-    let server = demo::app(&config)?.bind(config.addr()).await?;
+    let server = node::app(&config)?.bind(config.addr()).await?;
     let addr = browsable(server.local_addr());
     let (http, ws) = if config.tls.is_some() {
         ("https", "wss")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::auth::{self, Claims, Pattern, SigningKey};
+use pushwire::auth::{self, Claims, Pattern, SigningKey};
 
 /// What `pushwire token --help` explains.
 pub(crate) const TOKEN_ABOUT: &str = "\

@@ -3,52 +3,37 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
-use axum::response::IntoResponse as _;
 use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{HeaderValue, header};
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::assets::CLIENT_SCRIPTS;
 use super::limits::{ConnectionLimits, Gate};
 use super::origin::Origins;
-use super::publish::PublishApi;
-use super::serve::{HTTP2_IDLE_TIMEOUT, HttpLimits, accept_loop};
-use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
-use super::tls::{Tls, TlsConfig, TlsReloader};
-use super::upgrade::{Handler, SocketRoute, upgrade};
+use super::runtime::Runtime;
+use super::serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
+use super::server::Server;
+use super::state::TopicsState;
+use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
+use super::tls::{Tls, TlsConfig};
+use super::upgrade::{self, Handler, SocketRoute};
+use super::{health, origin, poll, presence, publish, sse};
 use crate::auth::Verifier;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::transport::{self, poll, sse};
-use crate::ws::{self, Registry, Socket};
+use crate::ws::{self, Socket};
 
 /// Bytes a `/ws` request may add around its data (op, id, topic, …).
 const ENVELOPE: usize = 4096;
-
-/// How often keepalive visits every connection.
-const KEEPALIVE_SWEEP: Duration = Duration::from_secs(1);
-
-/// What every connection task shares with the server: the shutdown signal and the
-/// tracker that lets shutdown wait for them.
-#[derive(Clone, Default)]
-pub(crate) struct Runtime {
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    /// Every open WebSocket: keepalive and shutdown.
-    pub(crate) registry: Arc<Registry>,
-}
 
 /// Builds a pushwire server: HTML pages, static files and WebSocket routes.
 ///
@@ -184,14 +169,10 @@ impl App {
             Arc::clone(&self.ws_config),
             self.runtime.clone(),
         ));
-        self.sockets = self.sockets.route(
-            path,
-            axum::routing::any(
-                move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
-                    upgrade(Arc::clone(&route), peer, request)
-                },
-            ),
-        );
+        let routes = Router::new()
+            .route(path, axum::routing::any(upgrade::socket))
+            .with_state(route);
+        self.sockets = self.sockets.merge(routes);
         self
     }
 
@@ -324,35 +305,16 @@ impl App {
             sockets
         } else {
             let origins = Arc::new(self.origins.clone());
-            sockets.route_layer(axum::middleware::from_fn(
-                move |request: Request, next: axum::middleware::Next| {
-                    let origins = Arc::clone(&origins);
-                    async move {
-                        match origins.check(request.headers(), request.uri()) {
-                            Ok(()) => next.run(request).await,
-                            Err(refused) => {
-                                tracing::info!("refused a request: {refused}");
-                                refused.into_response()
-                            }
-                        }
-                    }
-                },
+            sockets.route_layer(axum::middleware::from_fn_with_state(
+                origins,
+                origin::check_origin,
             ))
         };
-        let sockets = sockets
-            .route("/healthz", get(|| async { health(true) }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let hub = ready_hub.clone();
-                    async move {
-                        match hub {
-                            Some(hub) => health(hub.ready().await),
-                            None => health(true),
-                        }
-                    }
-                }),
-            );
+        let health = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .with_state(ready_hub);
+        let sockets = sockets.merge(health);
         let router = files
             .layer(CompressionLayer::new())
             .merge(sockets)
@@ -384,7 +346,7 @@ impl App {
     /// sockets into `sockets` (never compressed, never buffered).
     fn mount_topics(&self, hub: Hub) -> (Router, Router) {
         let mut files = self.files.clone();
-        for asset in transport::CLIENT_SCRIPTS {
+        for asset in CLIENT_SCRIPTS {
             files = add_page(
                 files,
                 &format!("/{}", asset.path),
@@ -395,102 +357,31 @@ impl App {
         config.max_message_size = config
             .max_message_size
             .max(hub.config().max_data_size.saturating_add(ENVELOPE));
-        let (ws_hub, ws_auth) = (hub.clone(), self.auth.clone());
-        let route = Arc::new(SocketRoute::new(
-            session_handler(hub.clone(), self.auth.clone(), None),
-            Arc::new(config),
-            self.runtime.clone(),
-        ));
-        let api = PublishApi {
-            hub: hub.clone(),
-            key: self.api_key.clone(),
-            auth: self.auth.clone(),
-        };
         if self.api_key.is_none() {
             tracing::warn!(
                 "publish API: no API key configured; accepting publishes from loopback addresses only"
             );
         }
-        let shutdown = self.runtime.shutdown.clone();
-        let (sse_hub, sse_shutdown) = (hub.clone(), shutdown.clone());
-        let (sse_auth, poll_auth) = (self.auth.clone(), self.auth.clone());
-        let (single, batch) = (api.clone(), api);
-        let poll_members = transport::presence::poll_members(
-            hub.config().poll_lapse,
-            self.connection_limits.max_connections,
-        );
-        let sockets = self
-            .sockets
-            .clone()
-            .route(
-                "/ws",
-                axum::routing::any(
-                    move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
-                        // `?token=` authenticates at once (the `auth` request is the
-                        // main way: URLs end up in logs).
-                        let token = ws_auth
-                            .as_ref()
-                            .and_then(|_| transport::query_token(request.uri().query()));
-                        let route = match token {
-                            None => Arc::clone(&route),
-                            Some(token) => Arc::new(SocketRoute::new(
-                                session_handler(ws_hub.clone(), ws_auth.clone(), Some(token)),
-                                Arc::clone(&route.config),
-                                route.runtime.clone(),
-                            )),
-                        };
-                        upgrade(route, peer, request)
-                    },
-                ),
-            )
-            .route(
-                "/sse",
-                get(move |request: Request| {
-                    let query = request.uri().query().map(str::to_owned);
-                    sse::respond(
-                        sse_hub.clone(),
-                        sse_shutdown.clone(),
-                        sse_auth.clone(),
-                        request.headers().clone(),
-                        query,
-                    )
-                }),
-            )
-            .route(
-                "/poll",
-                get(move |request: Request| {
-                    let query = request.uri().query().map(str::to_owned);
-                    poll::respond(
-                        hub.clone(),
-                        shutdown.clone(),
-                        poll_auth.clone(),
-                        request.headers().clone(),
-                        query,
-                        poll_members.clone(),
-                    )
-                }),
-            )
-            .route(
-                "/api/publish",
-                post(
-                    move |ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request| {
-                        let (parts, body) = request.into_parts();
-                        batch.clone().batch(peer, parts.headers, body)
-                    },
-                ),
-            )
-            .route(
-                "/api/publish/{*topic}",
-                post(
-                    move |ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                          axum::extract::Path(topic): axum::extract::Path<String>,
-                          request: Request| {
-                        let (parts, body) = request.into_parts();
-                        let api = single.clone();
-                        async move { api.single(peer, &topic, parts.headers, body).await }
-                    },
-                ),
-            );
+        let state = TopicsState {
+            poll_members: presence::poll_members(
+                hub.config().poll_lapse,
+                self.connection_limits.max_connections,
+            ),
+            hub,
+            auth: self.auth.clone(),
+            api_key: self.api_key.clone(),
+            shutdown: self.runtime.shutdown.clone(),
+            ws_config: Arc::new(config),
+            runtime: self.runtime.clone(),
+        };
+        let topics = Router::new()
+            .route("/ws", axum::routing::any(upgrade::topics))
+            .route("/sse", get(sse::handle))
+            .route("/poll", get(poll::handle))
+            .route("/api/publish", post(publish::batch))
+            .route("/api/publish/{*topic}", post(publish::single))
+            .with_state(state);
+        let sockets = self.sockets.clone().merge(topics);
         (files, sockets)
     }
 }
@@ -500,226 +391,23 @@ impl App {
 pub const BUNDLED_PAGES_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The `/ws` handler: a topic session on `hub`, with tokens checked by `auth`, and
-/// already authenticated with `token` (from `?token=`) if given.
-fn session_handler(hub: Hub, auth: Option<Arc<Verifier>>, token: Option<Box<str>>) -> Handler {
-    Arc::new(move |socket| {
-        crate::session::run(socket, hub.clone(), auth.clone(), token.clone()).boxed()
-    })
-}
-
-/// `/healthz` and `/readyz` answers: 200 `ok`, or 503 `unavailable`.
-fn health(ok: bool) -> axum::response::Response {
-    let headers = [
-        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-        (header::CACHE_CONTROL, "no-store"),
-    ];
-    if ok {
-        (http::StatusCode::OK, headers, "ok\n").into_response()
-    } else {
-        (
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            headers,
-            "broker unavailable\n",
-        )
-            .into_response()
-    }
-}
-
 fn add_page(router: Router, path: &str, file: MemoryFile) -> Router {
-    router.route(
-        path,
-        get(move |request: Request| async move { file.respond(&request) }),
+    router.merge(
+        Router::new()
+            .route(path, get(static_files::page))
+            .with_state(Arc::new(file)),
     )
 }
 
 fn add_static(router: Router, mount: &str, files: StaticFiles) -> Router {
-    let mount = mount.trim_end_matches('/').to_owned();
-    let prefix = format!("{mount}/");
-    router.route(
-        &format!("{mount}/{{*path}}"),
-        get(move |request: Request| {
-            let files = files.clone();
-            let prefix = prefix.clone();
-            async move {
-                let raw = request
-                    .uri()
-                    .path()
-                    .strip_prefix(&prefix)
-                    .unwrap_or("")
-                    .to_owned();
-                files.respond(&raw, request).await
-            }
-        }),
+    let mount = mount.trim_end_matches('/');
+    let mounted = Mounted {
+        files,
+        prefix: format!("{mount}/"),
+    };
+    router.merge(
+        Router::new()
+            .route(&format!("{mount}/{{*path}}"), get(static_files::folder))
+            .with_state(Arc::new(mounted)),
     )
-}
-
-/// A bound server, ready to run.
-pub struct Server {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    router: Router,
-    runtime: Runtime,
-    shutdown_timeout: Duration,
-    limits: HttpLimits,
-    http2_idle_timeout: Duration,
-    gate: Option<Arc<Gate>>,
-    tls: Option<Tls>,
-}
-
-impl fmt::Debug for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
-            .field("tls", &self.tls.as_ref().map(|tls| tls.reloader.config()))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Server {
-    /// The address the server listens on (with the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// With TLS ([`App::tls`]): what reads the certificate and key files again,
-    /// for new handshakes. `None` for a plain-TCP server.
-    pub fn tls_reloader(&self) -> Option<TlsReloader> {
-        self.tls.as_ref().map(|tls| tls.reloader.clone())
-    }
-
-    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully. With
-    /// TLS, SIGHUP reloads the certificate and key (on Unix), reading them on a
-    /// blocking thread: a reload that fails is logged and keeps the certificate in
-    /// use.
-    pub async fn run(self) -> Result<(), Error> {
-        #[cfg(unix)]
-        if let Some(reloader) = self.tls_reloader() {
-            // Listening before serving: a SIGHUP can no longer end the process.
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::hangup()) {
-                Ok(hangups) => {
-                    tokio::spawn(reload_on_sighup(
-                        reloader,
-                        hangups,
-                        self.runtime.shutdown.clone(),
-                    ));
-                }
-                Err(err) => tracing::warn!(
-                    error = %err,
-                    "cannot listen for SIGHUP; TLS files will not be reloaded"
-                ),
-            }
-        }
-        self.run_until(shutdown_signal()).await
-    }
-
-    /// Serves until `signal` resolves, then shuts down gracefully: stops accepting,
-    /// closes every WebSocket with 1001, and waits for them (bounded by the shutdown
-    /// timeout).
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), Error> {
-        let runtime = self.runtime.clone();
-        let accepting = tokio::spawn(accept_loop(
-            self.listener,
-            self.router,
-            self.limits,
-            self.http2_idle_timeout,
-            runtime,
-            self.tls,
-            self.gate,
-        ));
-        let sweeper = tokio::spawn(
-            Arc::clone(&self.runtime.registry)
-                .sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
-        );
-        signal.await;
-        tracing::info!("shutting down");
-        self.runtime.shutdown.cancel();
-        self.runtime.registry.shutdown();
-        let _ = sweeper.await;
-        if let Err(err) = accepting.await {
-            tracing::error!(error = %err, "the accept loop failed");
-        }
-        self.runtime.shutdown.cancel();
-        self.runtime.tracker.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "{} connection tasks still running after {:?}; exiting anyway",
-                self.runtime.tracker.len(),
-                self.shutdown_timeout
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Reloads the TLS files on every SIGHUP until shutdown.
-#[cfg(unix)]
-async fn reload_on_sighup(
-    reloader: TlsReloader,
-    mut hangups: tokio::signal::unix::Signal,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            received = hangups.recv() => if received.is_none() { return },
-        }
-        let files = reloader.config().clone();
-        // Reading files may block (a slow disk, a network mount, a FIFO): off the
-        // runtime's threads, so connections keep being served meanwhile.
-        let reloading = reloader.clone();
-        let reloaded = match tokio::task::spawn_blocking(move || reloading.reload()).await {
-            Ok(reloaded) => reloaded,
-            Err(err) => {
-                tracing::error!(error = %err, "SIGHUP: the TLS reload task failed");
-                continue;
-            }
-        };
-        match reloaded {
-            Ok(()) => tracing::info!(
-                cert = %files.cert_path().display(),
-                key = %files.key_path().display(),
-                "SIGHUP: TLS certificate reloaded"
-            ),
-            Err(err) => tracing::error!(
-                error = %err,
-                "SIGHUP: TLS certificate not reloaded; keeping the one in use"
-            ),
-        }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

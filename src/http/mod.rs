@@ -2,20 +2,32 @@
 //! upgrade into WebSocket connections. hyper parses HTTP and axum routes it; nothing here
 //! parses HTTP by hand.
 
+mod access;
 mod app;
+mod assets;
+mod error;
+mod health;
 mod limits;
+mod mailbox;
 mod origin;
+mod poll;
+mod presence;
 mod publish;
+mod query;
+mod runtime;
 mod serve;
+mod server;
+mod sse;
 mod stall;
+mod state;
 mod static_files;
 mod tls;
 mod upgrade;
 
-pub use app::{App, BUNDLED_PAGES_CSP, Server};
+pub use app::{App, BUNDLED_PAGES_CSP};
 pub use limits::ConnectionLimits;
 pub use origin::{InvalidOrigin, Origins, Refused};
 pub use serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
+pub use server::Server;
 pub use static_files::Asset;
-pub(crate) use tls::read_certificates;
-pub use tls::{TlsConfig, TlsError, TlsReloader};
+pub use tls::{TlsConfig, TlsReloader};

@@ -20,12 +20,15 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Uri, header};
 
-use crate::transport::HttpError;
+use super::error::HttpError;
 
 /// The origins whose pages may connect (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +187,22 @@ fn port_or_default(authority: &Authority, scheme: &Scheme) -> u16 {
         "https" | "wss" => 443,
         _ => 80,
     })
+}
+
+/// The middleware on socket and topic routes: a request from a page whose origin
+/// is not allowed gets 403 before its handler runs.
+pub(crate) async fn check_origin(
+    State(origins): State<Arc<Origins>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match origins.check(request.headers(), request.uri()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            tracing::info!("refused a request: {refused}");
+            refused.into_response()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,35 +6,28 @@
 //! both come as `Authorization: Bearer …`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::error::HttpError;
+use super::query::bearer;
+use super::state::TopicsState;
 use crate::auth::{self, Identity, Permission, Verifier};
-use crate::hub::{Hub, PublishError};
+use crate::hub::PublishError;
 use crate::protocol;
 use crate::topic::{Data, Topic};
-use crate::transport::{HttpError, bearer};
 
 /// The largest batch body.
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// The most entries in one batch.
 pub const MAX_BATCH_ENTRIES: usize = 1000;
-
-/// Who may publish: the holders of the key, or (without a key) loopback clients.
-#[derive(Clone)]
-pub(crate) struct PublishApi {
-    pub(crate) hub: Hub,
-    pub(crate) key: Option<Arc<str>>,
-    /// When set, a JWT with `pub` permission is accepted besides the key.
-    pub(crate) auth: Option<Arc<Verifier>>,
-}
 
 /// Who is publishing: a holder of the key (or a loopback client when there is no
 /// key), or the holder of a token, who may publish where it grants `pub`.
@@ -44,199 +37,163 @@ enum Caller {
 }
 
 impl Caller {
-    fn may_publish(&self, topic: &Topic) -> Result<(), HttpError> {
-        match self {
-            Self::Trusted => Ok(()),
-            Self::Token(identity) if identity.allows(topic.as_str(), Permission::Pub) => Ok(()),
-            Self::Token(_) => Err(HttpError(auth::forbidden(topic, Permission::Pub))),
-        }
+    /// Who the caller is, or the refusal: the API key or, with tokens configured,
+    /// a connection token (a JWT that is not the key) with `pub` permission.
+    fn of(state: &TopicsState, peer: SocketAddr, headers: &HeaderMap) -> Result<Self, HttpError> {
+        Self::with(
+            state.api_key.as_deref(),
+            state.auth.as_deref(),
+            peer,
+            headers,
+        )
     }
-}
 
-impl PublishApi {
-    /// Who the caller is, or the refusal.
-    fn caller(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
-        if let (Some(verifier), Some(given)) = (&self.auth, bearer(headers))
+    fn with(
+        api_key: Option<&str>,
+        auth: Option<&Verifier>,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Result<Self, HttpError> {
+        if let (Some(verifier), Some(given)) = (auth, bearer(headers))
             && given.split('.').count() == 3
-            && !self
-                .key
-                .as_deref()
-                .is_some_and(|key| same_key(given.as_bytes(), key.as_bytes()))
+            && !api_key.is_some_and(|key| same_key(given.as_bytes(), key.as_bytes()))
         {
             return verifier
                 .connection(given)
                 .map(Caller::Token)
-                .map_err(|err| Box::new(unauthorized(&err.to_string())));
+                .map_err(|err| HttpError::unauthorized(err.to_string()));
         }
-        match self.refusal(peer, headers) {
-            None => Ok(Caller::Trusted),
-            Some(refused) => Err(Box::new(refused)),
-        }
-    }
-
-    /// `None` when the request may publish; otherwise the refusal.
-    fn refusal(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
-        let Some(key) = &self.key else {
+        let Some(key) = api_key else {
             if peer.ip().is_loopback()
                 || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
             {
-                return None;
+                return Ok(Self::Trusted);
             }
-            return Some(
-                HttpError::new(
-                    403,
-                    "no API key is configured: publishing is allowed from loopback addresses only",
-                )
-                .into_response(),
-            );
+            return Err(HttpError::new(
+                403,
+                "no API key is configured: publishing is allowed from loopback addresses only",
+            ));
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        match given {
-            Some(given) if same_key(given.as_bytes(), key.as_bytes()) => None,
-            Some(_) => Some(unauthorized("the API key is not valid")),
-            None => Some(unauthorized(
+        match bearer(headers) {
+            Some(given) if same_key(given.as_bytes(), key.as_bytes()) => Ok(Self::Trusted),
+            Some(_) => Err(HttpError::unauthorized("the API key is not valid")),
+            None => Err(HttpError::unauthorized(
                 "an API key is required: Authorization: Bearer <key>",
             )),
         }
     }
 
-    /// `POST /api/publish/{topic}`.
-    pub(crate) async fn single(
-        self,
-        peer: SocketAddr,
-        topic: &str,
-        headers: HeaderMap,
-        body: Body,
-    ) -> Response {
-        let caller = match self.caller(peer, &headers) {
-            Ok(caller) => caller,
-            Err(refused) => return *refused,
-        };
-        let topic = match Topic::new(topic) {
-            Ok(topic) => topic,
-            Err(err) => return HttpError(protocol::invalid_topic(topic, &err)).into_response(),
-        };
-        if let Err(refused) = caller.may_publish(&topic) {
-            return refused.into_response();
-        }
-        let max = self.hub.config().max_data_size;
-        let bytes = match read_body(body, &headers, max).await {
-            Ok(bytes) => bytes,
-            Err(err) => return err.into_response(),
-        };
-        let data = if is_json(&headers) {
-            match Data::json(bytes) {
-                Ok(data) => data,
-                Err(err) => return HttpError::new(400, err.to_string()).into_response(),
-            }
-        } else {
-            match std::str::from_utf8(&bytes) {
-                Ok(text) => Data::text(text),
-                Err(_) => {
-                    return HttpError::new(
-                        400,
-                        "the body is not UTF-8 text (send JSON with Content-Type: application/json)",
-                    )
-                    .into_response();
-                }
-            }
-        };
-        match self.hub.publish(&topic, data).await {
-            Ok(position) => json(protocol::position(&topic, &position, None)),
-            Err(err) => publish_error(&err).into_response(),
+    fn may_publish(&self, topic: &Topic) -> Result<(), HttpError> {
+        match self {
+            Self::Trusted => Ok(()),
+            Self::Token(identity) if identity.allows(topic.as_str(), Permission::Pub) => Ok(()),
+            Self::Token(_) => Err(HttpError::from(auth::forbidden(topic, Permission::Pub))),
         }
     }
+}
 
-    /// `POST /api/publish`: `[{"topic":…,"data":…},…]`, all checked, then published
-    /// in order.
-    pub(crate) async fn batch(self, peer: SocketAddr, headers: HeaderMap, body: Body) -> Response {
-        let caller = match self.caller(peer, &headers) {
-            Ok(caller) => caller,
-            Err(refused) => return *refused,
-        };
-        let bytes = match read_body(body, &headers, MAX_BATCH_BYTES).await {
-            Ok(bytes) => bytes,
-            Err(err) => return err.into_response(),
-        };
-        let entries: Vec<BatchEntry<'_>> = match serde_json::from_slice(&bytes) {
-            Ok(entries) => entries,
-            Err(err) => {
-                return HttpError::new(
-                    400,
-                    format!("a batch is [{{\"topic\":…,\"data\":…}},…]: {err}"),
-                )
-                .into_response();
-            }
-        };
-        if entries.is_empty() {
-            return HttpError::new(400, "the batch is empty").into_response();
-        }
-        if entries.len() > MAX_BATCH_ENTRIES {
-            return HttpError::new(
+/// `POST /api/publish/{topic}`: the body is the data (JSON with a JSON content
+/// type, text otherwise); answers the message's position.
+pub(crate) async fn single(
+    State(state): State<TopicsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(topic): Path<String>,
+    request: Request,
+) -> Result<Response, HttpError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let caller = Caller::of(&state, peer, &headers)?;
+    let topic =
+        Topic::new(&topic).map_err(|err| HttpError::from(protocol::invalid_topic(&topic, &err)))?;
+    caller.may_publish(&topic)?;
+    let max = state.hub.config().max_data_size;
+    let bytes = read_body(body, &headers, max).await?;
+    let data = if is_json(&headers) {
+        Data::json(bytes).map_err(|err| HttpError::new(400, err.to_string()))?
+    } else {
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            HttpError::new(
                 400,
-                format!(
-                    "a batch has at most {MAX_BATCH_ENTRIES} entries, not {}",
-                    entries.len()
-                ),
+                "the body is not UTF-8 text (send JSON with Content-Type: application/json)",
             )
-            .into_response();
-        }
-        let max = self.hub.config().max_data_size;
-        let mut checked = Vec::with_capacity(entries.len());
-        for (i, entry) in entries.iter().enumerate() {
-            let topic = match Topic::new(&entry.topic) {
-                Ok(topic) => topic,
-                Err(err) => {
-                    let mut reply = protocol::invalid_topic(&entry.topic, &err);
-                    reply.message = format!("entry {i}: {}", reply.message);
-                    return HttpError(reply).into_response();
-                }
-            };
-            if let Err(refused) = caller.may_publish(&topic) {
-                return refused.into_response();
-            }
-            let size = entry.data.get().len();
-            if size > max {
-                return HttpError::new(
-                    413,
-                    format!("entry {i}: data is {size} bytes; at most {max} allowed"),
-                )
-                .into_response();
-            }
-            match Data::json(entry.data.get().as_bytes().to_vec()) {
-                Ok(data) => checked.push((topic, data)),
-                Err(err) => {
-                    return HttpError::new(400, format!("entry {i}: {err}")).into_response();
-                }
-            }
-        }
-        let mut out = String::from("[");
-        let total = checked.len();
-        for (i, (topic, data)) in checked.into_iter().enumerate() {
-            match self.hub.publish(&topic, data).await {
-                Ok(position) => {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&protocol::position(&topic, &position, None));
-                }
-                Err(err) => {
-                    let mut err = publish_error(&err);
-                    err.0.message = format!(
-                        "{} (entries 0..{i} of {total} were published, the rest were not)",
-                        err.0.message
-                    );
-                    return err.into_response();
-                }
-            }
-        }
-        out.push(']');
-        json(out)
+        })?;
+        Data::text(text)
+    };
+    let position = state
+        .hub
+        .publish(&topic, data)
+        .await
+        .map_err(|err| publish_error(&err))?;
+    Ok(json(protocol::position(&topic, &position, None)))
+}
+
+/// `POST /api/publish`: `[{"topic":…,"data":…},…]`, all checked, then published
+/// in order; answers their positions.
+pub(crate) async fn batch(
+    State(state): State<TopicsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, HttpError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let caller = Caller::of(&state, peer, &headers)?;
+    let bytes = read_body(body, &headers, MAX_BATCH_BYTES).await?;
+    let entries: Vec<BatchEntry<'_>> = serde_json::from_slice(&bytes).map_err(|err| {
+        HttpError::new(
+            400,
+            format!("a batch is [{{\"topic\":…,\"data\":…}},…]: {err}"),
+        )
+    })?;
+    if entries.is_empty() {
+        return Err(HttpError::new(400, "the batch is empty"));
     }
+    if entries.len() > MAX_BATCH_ENTRIES {
+        return Err(HttpError::new(
+            400,
+            format!(
+                "a batch has at most {MAX_BATCH_ENTRIES} entries, not {}",
+                entries.len()
+            ),
+        ));
+    }
+    let max = state.hub.config().max_data_size;
+    let mut checked = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let topic = Topic::new(&entry.topic).map_err(|err| {
+            let mut reply = protocol::invalid_topic(&entry.topic, &err);
+            reply.message = format!("entry {i}: {}", reply.message);
+            HttpError::from(reply)
+        })?;
+        caller.may_publish(&topic)?;
+        let size = entry.data.get().len();
+        if size > max {
+            return Err(HttpError::new(
+                413,
+                format!("entry {i}: data is {size} bytes; at most {max} allowed"),
+            ));
+        }
+        let data = Data::json(entry.data.get().as_bytes().to_vec())
+            .map_err(|err| HttpError::new(400, format!("entry {i}: {err}")))?;
+        checked.push((topic, data));
+    }
+    let mut out = String::from("[");
+    let total = checked.len();
+    for (i, (topic, data)) in checked.into_iter().enumerate() {
+        let position = state.hub.publish(&topic, data).await.map_err(|err| {
+            let mut err = publish_error(&err);
+            err.reply.message = format!(
+                "{} (entries 0..{i} of {total} were published, the rest were not)",
+                err.reply.message
+            );
+            err
+        })?;
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&protocol::position(&topic, &position, None));
+    }
+    out.push(']');
+    Ok(json(out))
 }
 
 #[derive(Deserialize)]
@@ -252,15 +209,6 @@ fn publish_error(err: &PublishError) -> HttpError {
         PublishError::TooLarge { .. } => HttpError::new(413, err.to_string()),
         PublishError::Broker(err) => HttpError::new(503, err.to_string()),
     }
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut response = HttpError::new(401, message).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"pushwire\""),
-    );
-    response
 }
 
 fn json(body: String) -> Response {
@@ -326,24 +274,24 @@ fn same_key(given: &[u8], expected: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]
     fn without_a_key_only_loopback_peers_may_publish() {
-        let api = PublishApi {
-            hub: Hub::default(),
-            key: None,
-            auth: None,
-        };
         let headers = HeaderMap::new();
         for peer in ["127.0.0.1:9", "[::1]:9", "[::ffff:127.0.0.1]:9"] {
             let peer: SocketAddr = peer.parse().unwrap_or_else(|e| panic!("{e}"));
-            assert!(api.refusal(peer, &headers).is_none(), "{peer}");
+            let caller = Caller::with(None, None, peer, &headers);
+            assert!(matches!(caller, Ok(Caller::Trusted)), "{peer}");
         }
         for peer in ["192.0.2.1:9", "[2001:db8::1]:9", "[::ffff:192.0.2.1]:9"] {
             let peer: SocketAddr = peer.parse().unwrap_or_else(|e| panic!("{e}"));
-            let refused = api.refusal(peer, &headers).map(|r| r.status());
-            assert_eq!(refused, Some(StatusCode::FORBIDDEN), "{peer}");
+            let refused = Caller::with(None, None, peer, &headers)
+                .err()
+                .map(|e| e.reply.code);
+            assert_eq!(refused, Some(StatusCode::FORBIDDEN.as_u16()), "{peer}");
         }
     }
 

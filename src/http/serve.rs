@@ -21,11 +21,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt as _;
 
-use super::app::Runtime;
+use super::error::HttpError;
 use super::limits::{Gate, Refusal, Ticket};
+use super::runtime::Runtime;
 use super::stall::WriteTimeout;
 use super::tls::Tls;
-use crate::transport::HttpError;
 
 /// Drives a hyper connection to its end; when `shutdown` fires first, asks it to
 /// finish what it is doing and close (HTTP/1 and HTTP/2 connections have the same

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -200,6 +200,32 @@ async fn resolve_inside(root: &Path, relative: &Path) -> Option<PathBuf> {
     }
     let meta = tokio::fs::metadata(&resolved).await.ok()?;
     meta.is_file().then_some(resolved)
+}
+
+/// The handler of a page: `GET` answers the file (with `ETag` and `304`).
+pub(crate) async fn page(State(file): State<Arc<MemoryFile>>, request: Request) -> Response {
+    file.respond(&request)
+}
+
+/// A static folder (or embedded set of files) and where it is mounted.
+pub(crate) struct Mounted {
+    /// The files.
+    pub(crate) files: StaticFiles,
+    /// The mount point with its trailing slash (`/static/`).
+    pub(crate) prefix: String,
+}
+
+/// The handler of a static folder: the file below the mount point. The path is
+/// taken from the URI still percent-encoded (not from axum's decoded `Path`), so
+/// that [`StaticFiles::respond`] sees traversal attempts as they were sent.
+pub(crate) async fn folder(State(mounted): State<Arc<Mounted>>, request: Request) -> Response {
+    let raw = request
+        .uri()
+        .path()
+        .strip_prefix(&mounted.prefix)
+        .unwrap_or("")
+        .to_owned();
+    mounted.files.respond(&raw, request).await
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub struct HubConfig {
     /// How long a long-poll client stays present on its topics after its last poll
     /// ended (15 s: a client polls again as soon as an answer arrives, and after a
     /// failed poll within the browser client's longest backoff, 10 s; it is also the
-    /// time a crashed node's members stay with Redis). See `transport::presence`.
+    /// time a crashed node's members stay with Redis). See `http/presence.rs`.
     pub poll_lapse: Duration,
 }
 

@@ -86,7 +86,7 @@ pub async fn start_demo(interval: Duration) -> Running {
         interval,
         ..ServeConfig::default()
     };
-    start(pushwire::demo::app(&config).expect("demo app")).await
+    start(pushwire::node::app(&config).expect("demo app")).await
 }
 
 /// Connects a WebSocket client, failing the test after [`STEP`].

@@ -1,0 +1,492 @@
+//! `pushwire bench fanout`: N subscribers on one topic and one publisher at R
+//! messages per second of S bytes. Each payload carries a sequence number and the
+//! time it was sent, so every subscriber checks order and measures
+//! publish-to-receive latency. A list of rates (`--rates 100,200,500`) runs one step
+//! per rate, on the same connections, and stops at the first step that falls
+//! behind: that finds the sustained deliveries per second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde_json::{Map, json};
+use tokio::io::AsyncWriteExt;
+
+use super::stats::{self, Latencies, Report, now_micros};
+use super::wire::{Conn, Frame, Target, encode_client_frame};
+use super::workers::{self, Workers};
+use super::{BenchError, Common, Role, Stop, open_all, role};
+use pushwire_ws::frame::OpCode;
+
+/// Flags of `pushwire bench fanout`.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// How many subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Messages per second to publish; several (comma-separated) run one step each,
+    /// stopping at the first that falls behind.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    rates: Vec<u64>,
+    /// Payload size in bytes (at least 40: the sequence number and time take room).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// How long each step publishes.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long a step waits for its last messages after publishing stops.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// A step falls behind when its p99 latency exceeds this.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    max_p99: Duration,
+    /// The topic (protocol mode).
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Where the publisher connects (default: the first `--url`). With several
+    /// `--url`s, one that no subscriber uses measures delivery across a cluster.
+    #[arg(long)]
+    publish_url: Option<String>,
+    /// Speak no protocol: subscribers connect to the URL (a `/broadcast` endpoint)
+    /// and the publisher sends plain text to it, as the peers in bench/peers/ expect.
+    #[arg(long)]
+    raw: bool,
+}
+
+#[derive(Default)]
+struct Totals {
+    delivered: AtomicU64,
+    /// A sequence number other than the one after the previous.
+    gaps: AtomicU64,
+    /// Subscribers whose connection ended.
+    dropped: AtomicU64,
+}
+
+/// The data inside a push, or the whole message in raw mode: `"<seq> <micros> x…"`.
+fn parse_payload(message: &[u8], raw: bool) -> Option<(u64, u64)> {
+    let text = if raw {
+        message
+    } else {
+        let start = memfind(message, b"\"data\":\"")? + 8;
+        &message[start..]
+    };
+    let mut fields = text.split(|&b| b == b' ');
+    let seq = ascii_u64(fields.next()?)?;
+    let micros = ascii_u64(fields.next()?)?;
+    Some((seq, micros))
+}
+
+fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn ascii_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// The text one message carries: sequence number, send time, padding to `size`.
+fn payload(seq: u64, size: usize) -> String {
+    let mut text = format!("{seq} {} ", now_micros());
+    while text.len() < size {
+        text.push('x');
+    }
+    text
+}
+
+/// Subscriber connections being read, each by a task of its own.
+struct Readers {
+    totals: Arc<Totals>,
+    latencies: Arc<Latencies>,
+    stop: Stop,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Deliveries and gaps already reported by [`Readers::step`].
+    reported: (u64, u64),
+}
+
+/// What the subscribers saw during one step (or a worker's share of it).
+struct Step {
+    delivered: u64,
+    gaps: u64,
+    /// Subscribers whose connection ended, since the start.
+    dropped: u64,
+    latency: Histogram<u64>,
+}
+
+impl Readers {
+    fn spawn(subscribers: Vec<Conn>, raw: bool) -> Self {
+        let totals = Arc::new(Totals::default());
+        let latencies = Arc::new(Latencies::new());
+        let stop: Stop = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::with_capacity(subscribers.len());
+        for (index, mut conn) in subscribers.into_iter().enumerate() {
+            let (totals, latencies, stop) = (
+                Arc::clone(&totals),
+                Arc::clone(&latencies),
+                Arc::clone(&stop),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut last_seq = 0u64;
+                let stopped = stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    let frame = tokio::select! {
+                        () = &mut stopped => break,
+                        frame = conn.next() => frame,
+                    };
+                    match frame {
+                        Ok(Frame::Data(message)) => {
+                            let now = now_micros();
+                            // Replies and presence events carry no payload of ours.
+                            if let Some((seq, sent)) = parse_payload(message, raw) {
+                                if seq != last_seq + 1 && last_seq != 0 {
+                                    totals.gaps.fetch_add(1, Ordering::Relaxed);
+                                }
+                                last_seq = seq;
+                                totals.delivered.fetch_add(1, Ordering::Relaxed);
+                                latencies.record(index, now.saturating_sub(sent));
+                            }
+                        }
+                        Ok(Frame::Closed(_)) | Err(_) => {
+                            totals.dropped.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+                conn.close().await;
+            }));
+        }
+        Self {
+            totals,
+            latencies,
+            stop,
+            tasks,
+            reported: (0, 0),
+        }
+    }
+
+    fn delivered(&self) -> u64 {
+        self.totals.delivered.load(Ordering::Relaxed)
+    }
+
+    /// What arrived since the last step.
+    fn step(&mut self) -> Step {
+        let delivered = self.delivered();
+        let gaps = self.totals.gaps.load(Ordering::Relaxed);
+        let step = Step {
+            delivered: delivered - self.reported.0,
+            gaps: gaps - self.reported.1,
+            dropped: self.totals.dropped.load(Ordering::Relaxed),
+            latency: self.latencies.take(),
+        };
+        self.reported = (delivered, gaps);
+        step
+    }
+
+    async fn close(self) {
+        self.stop.notify_waiters();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The subscribers, read here or by worker processes.
+enum Receivers {
+    Here(Readers),
+    Workers(Workers),
+}
+
+impl Receivers {
+    async fn delivered(&mut self) -> Result<u64, BenchError> {
+        match self {
+            Self::Here(readers) => Ok(readers.delivered()),
+            Self::Workers(workers) => Ok(workers::sum(&workers.ask("count").await?, "delivered")),
+        }
+    }
+
+    async fn step(&mut self) -> Result<Step, BenchError> {
+        match self {
+            Self::Here(readers) => Ok(readers.step()),
+            Self::Workers(workers) => {
+                let answers = workers.ask("report").await?;
+                let mut latency = stats::histogram();
+                for answer in &answers {
+                    workers::add_histogram_json(&mut latency, &answer["latency"]);
+                }
+                Ok(Step {
+                    delivered: workers::sum(&answers, "delivered"),
+                    gaps: workers::sum(&answers, "gaps"),
+                    dropped: workers::sum(&answers, "dropped"),
+                    latency,
+                })
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Here(readers) => readers.close().await,
+            Self::Workers(workers) => workers.finish(Duration::from_secs(10)).await,
+        }
+    }
+}
+
+pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
+    let common = &args.common;
+    let targets = common.targets()?;
+    let publish_to = match &args.publish_url {
+        Some(url) => Target::parse(url).map_err(BenchError::Usage)?,
+        None => targets
+            .first()
+            .cloned()
+            .ok_or_else(|| BenchError::Usage("no --url".into()))?,
+    };
+    if args.size < 40 {
+        return Err(BenchError::Usage("--size must be at least 40 bytes".into()));
+    }
+    if args.rates.is_empty() || args.rates.contains(&0) {
+        return Err(BenchError::Usage("--rates must be positive".into()));
+    }
+    let topic = args.topic.clone();
+    let subscribe = |mut conn: Conn| {
+        let topic = topic.clone();
+        let raw = args.raw;
+        async move {
+            if raw {
+                return Ok(conn);
+            }
+            expect_hello(&mut conn).await?;
+            let request = format!(r#"{{"op":"sub","id":1,"topic":"{topic}"}}"#);
+            conn.send_text(request.as_bytes()).await?;
+            loop {
+                match conn.next().await? {
+                    Frame::Data(reply) if reply.starts_with(b"{\"id\":1,\"ok\"") => {
+                        return Ok(conn);
+                    }
+                    Frame::Data(reply) if reply.starts_with(b"{\"id\":1,") => {
+                        return Err(format!("sub refused: {}", String::from_utf8_lossy(reply)));
+                    }
+                    Frame::Data(_) => {}
+                    Frame::Closed(code) => return Err(format!("closed with {code}")),
+                }
+            }
+        }
+    };
+    // One more file for the publisher.
+    let (mut receivers, negotiated, worker_pids) = match role(common, args.subscribers + 1)? {
+        Role::Worker(parent) => {
+            let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
+            let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
+            parent.answer(&json!({ "ready": subscribers.len(), "deflate": negotiated }));
+            return serve_parent(parent, Readers::spawn(subscribers, args.raw)).await;
+        }
+        Role::Parent(shares) => {
+            // The publisher stays here: the shares are of subscribers only.
+            let shares = workers::shares(args.subscribers, shares.len());
+            let mut workers = Workers::spawn(&shares, "--subscribers")?;
+            let answers = workers.ready(common.connect_timeout).await?;
+            let pids = workers.pids();
+            (
+                Receivers::Workers(workers),
+                workers::sum(&answers, "deflate") as usize,
+                pids,
+            )
+        }
+        Role::Alone => {
+            let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
+            let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
+            (
+                Receivers::Here(Readers::spawn(subscribers, args.raw)),
+                negotiated,
+                Vec::new(),
+            )
+        }
+    };
+    let mut publisher = Conn::open(&publish_to, None, common.deflate)
+        .await
+        .map_err(|reason| BenchError::Connect {
+            index: args.subscribers,
+            reason,
+        })?;
+    if !args.raw {
+        expect_hello(&mut publisher)
+            .await
+            .map_err(BenchError::Run)?;
+    }
+
+    // The publisher's own incoming (replies, or its own broadcasts) is drained by a
+    // task of its own, so it never backs up.
+    let (publisher_read, mut publisher_write) = publisher.into_split();
+    let drain = tokio::spawn(drain(publisher_read));
+
+    let mut report = Report::new(
+        if args.raw { "fanout-raw" } else { "fanout" },
+        &common.label(),
+    );
+    report.param("subscribers", args.subscribers);
+    report.param("servers", common.url.len());
+    report.param(
+        "publish_url",
+        args.publish_url
+            .clone()
+            .or_else(|| common.url.first().cloned())
+            .unwrap_or_default(),
+    );
+    report.param("rates", args.rates.clone());
+    report.param("size", args.size);
+    report.param("duration_s", args.duration.as_secs_f64());
+    report.param("deflate_offered", common.deflate);
+    report.param("deflate_negotiated", negotiated);
+    report.param("workers", worker_pids.len().max(1));
+    let mut seq = 0u64;
+    let mut failure = None;
+    for &rate in &args.rates {
+        let cpu = stats::CpuMeter::with_workers(&common.pid, worker_pids.clone());
+        let started = Instant::now();
+        let bar = super::progress(args.duration.as_secs().max(1), &format!("{rate} msg/s"));
+        let first_seq = seq + 1;
+        let mut sent_this_step = 0u64;
+        let mut batch = Vec::with_capacity(64 * 1024);
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let delivered_before = receivers.delivered().await?;
+        while started.elapsed() < args.duration {
+            tick.tick().await;
+            let due = (started.elapsed().as_micros() as u64 * rate / 1_000_000)
+                .min(args.duration.as_micros() as u64 * rate / 1_000_000);
+            batch.clear();
+            while sent_this_step < due {
+                seq += 1;
+                sent_this_step += 1;
+                let text = payload(seq, args.size);
+                let frame = if args.raw {
+                    text
+                } else {
+                    format!(
+                        r#"{{"op":"pub","id":{seq},"topic":"{}","data":"{text}"}}"#,
+                        args.topic
+                    )
+                };
+                encode_client_frame(&mut batch, OpCode::Text, frame.as_bytes());
+            }
+            if !batch.is_empty()
+                && let Err(err) = publisher_write.write_all(&batch).await
+            {
+                failure = Some(format!("the publisher's connection failed: {err}"));
+                break;
+            }
+            bar.set_position(started.elapsed().as_secs());
+        }
+        bar.finish_and_clear();
+        let published_for = started.elapsed();
+        let expected = sent_this_step * args.subscribers as u64;
+        // Wait for the stragglers: until everything arrived or the grace is over.
+        let grace_end = Instant::now() + args.grace;
+        while receivers.delivered().await? - delivered_before < expected
+            && Instant::now() < grace_end
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (bench_cpu, server_cpu) = cpu.stop();
+        let step = receivers.step().await?;
+        let p99_us = if step.latency.is_empty() {
+            0
+        } else {
+            step.latency.value_at_quantile(0.99)
+        };
+        let behind = step.delivered < expected || p99_us > args.max_p99.as_micros() as u64;
+        let mut row = Map::new();
+        row.insert("rate".into(), json!(rate));
+        row.insert("published".into(), json!(sent_this_step));
+        row.insert("first_seq".into(), json!(first_seq));
+        row.insert("expected".into(), json!(expected));
+        row.insert("delivered".into(), json!(step.delivered));
+        row.insert(
+            "deliveries_per_s".into(),
+            json!((step.delivered as f64 / published_for.as_secs_f64()).round()),
+        );
+        row.insert("gaps".into(), json!(step.gaps));
+        row.insert("dropped".into(), json!(step.dropped));
+        row.insert("latency_ms".into(), stats::percentiles_ms(&step.latency));
+        row.insert("bench_cpu_pct".into(), json!(bench_cpu));
+        row.insert("server_cpu_pct".into(), json!(server_cpu));
+        row.insert("kept_up".into(), json!(!behind));
+        report.rows.push(row);
+        if behind || failure.is_some() {
+            break;
+        }
+    }
+    receivers.close().await;
+    drain.abort();
+    report.print(common.json);
+    match failure {
+        Some(failure) => Err(BenchError::Run(failure)),
+        None => Ok(()),
+    }
+}
+
+/// A worker's loop: answers its parent's `count` and `report` until told to stop.
+async fn serve_parent(mut parent: workers::Parent, mut readers: Readers) -> Result<(), BenchError> {
+    while let Some(command) = parent.command().await {
+        match command.trim() {
+            "count" => parent.answer(&json!({ "delivered": readers.delivered() })),
+            "report" => {
+                let step = readers.step();
+                parent.answer(&json!({
+                    "delivered": step.delivered,
+                    "gaps": step.gaps,
+                    "dropped": step.dropped,
+                    "latency": workers::histogram_to_json(&step.latency),
+                }));
+            }
+            other => parent.answer(&json!({ "error": format!("unknown command {other:?}") })),
+        }
+    }
+    readers.close().await;
+    Ok(())
+}
+
+/// Reads the topic protocol's hello.
+async fn expect_hello(conn: &mut Conn) -> Result<(), String> {
+    match conn.next().await? {
+        Frame::Data(hello) if hello.starts_with(b"{\"hello\"") => Ok(()),
+        Frame::Data(other) => Err(format!(
+            "expected a hello, got {}",
+            String::from_utf8_lossy(&other[..other.len().min(80)])
+        )),
+        Frame::Closed(code) => Err(format!("closed with {code}")),
+    }
+}
+
+/// Reads and discards everything, answering nothing: the publisher needs no replies.
+async fn drain(mut read: tokio::net::tcp::OwnedReadHalf) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_parse_back() {
+        let text = payload(42, 64);
+        assert_eq!(text.len(), 64);
+        let (seq, _) = parse_payload(text.as_bytes(), true).unwrap_or_default();
+        assert_eq!(seq, 42);
+        let push = format!(r#"{{"topic":"bench","epoch":"E","offset":9,"data":"{text}"}}"#);
+        assert_eq!(parse_payload(push.as_bytes(), false).map(|p| p.0), Some(42));
+        assert_eq!(parse_payload(b"{\"id\":1,\"ok\":{}}", false), None);
+        assert_eq!(parse_payload(b"hello", true), None);
+    }
+}

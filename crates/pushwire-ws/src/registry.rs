@@ -1,0 +1,87 @@
+//! Every open server-side connection, for the two things that concern all of them:
+//! keepalive (a sweeper visits each connection once a second and raises a ping or an
+//! idle timeout only where one is due) and shutdown (every connection is told at
+//! once). A connection costs the registry one weak pointer, and owns no timer.
+//!
+//! A server keeps one [`Registry`], adds every [`Socket`] it opens, runs
+//! [`Registry::sweep_until`] beside its accept loop, and calls
+//! [`Registry::shutdown`] when it stops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::queue::{EVENT_SHUTDOWN, Shared, clock_ms};
+use super::socket::Socket;
+
+/// The open connections of one server.
+#[derive(Default)]
+pub struct Registry {
+    connections: Mutex<Vec<Weak<Shared>>>,
+    shutting_down: AtomicBool,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Shared>>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new connection (told to close at once if shutdown has begun).
+    pub fn add(&self, socket: &Socket) {
+        let shared = socket.shared();
+        self.lock().push(Arc::downgrade(shared));
+        if self.shutting_down.load(Ordering::Acquire) {
+            shared.raise(EVENT_SHUTDOWN);
+        }
+    }
+
+    /// Visits every connection: keepalive checks for the live ones, and the ended
+    /// ones are forgotten. Returns how many are live.
+    pub fn sweep(&self) -> usize {
+        let now = clock_ms();
+        let mut connections = self.lock();
+        let mut i = 0;
+        while i < connections.len() {
+            match connections[i].upgrade() {
+                Some(shared) => {
+                    shared.tick(now);
+                    i += 1;
+                }
+                None => {
+                    connections.swap_remove(i);
+                }
+            }
+        }
+        let live = connections.len();
+        if connections.capacity() > 64 && live < connections.capacity() / 4 {
+            connections.shrink_to(live * 2);
+        }
+        live
+    }
+
+    /// Tells every connection, present and future, to close with 1001.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        for shared in self.lock().iter().filter_map(Weak::upgrade) {
+            shared.raise(EVENT_SHUTDOWN);
+        }
+    }
+
+    /// Sweeps every `period` until `stop` is cancelled.
+    pub async fn sweep_until(self: Arc<Self>, period: Duration, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    self.sweep();
+                }
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
