@@ -45,7 +45,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut options = ClientOptions::default();
-//! options.ws.extra_roots = read_certificates("cert.pem")?;
+//! options.ws.extra_roots = read_certificates(std::path::Path::new("cert.pem"))?;
 //! let client = Client::connect_with("https://127.0.0.1:8443", &options).await?;
 //! # drop(client);
 //! # Ok(())
