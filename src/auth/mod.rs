@@ -57,7 +57,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -588,20 +588,7 @@ pub fn forbidden(topic: &Topic, permission: Permission) -> ErrorReply {
     )
 }
 
-/// The current time in Unix seconds.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// How long from now until Unix time `at` (zero if past).
-pub fn until(at: u64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_secs(at).saturating_sub(now)
-}
+pub use crate::clock::{unix_secs as now, until_secs as until};
 
 /// Reads `alg` and `kid` from a token's header without trusting it.
 fn peek_header(token: &str) -> Result<(String, Option<String>), TokenError> {

@@ -9,7 +9,7 @@ pub(crate) mod presence;
 pub(crate) mod sse;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -20,6 +20,7 @@ use crate::auth::{Permission, TokenError, Verifier};
 use crate::http::Asset;
 use crate::hub::{Hub, Pending, Positions, Push, Sink, Subscription, Topic};
 use crate::protocol::{self, Ended, ErrorReply};
+use crate::sync::lock;
 
 /// The browser client, served by [`App::topics`](crate::App::topics).
 pub(crate) const CLIENT_SCRIPTS: &[Asset] = &[
@@ -320,18 +321,6 @@ impl Access {
     }
 }
 
-/// The current time in Unix milliseconds.
-pub(crate) fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// How long from now until Unix millisecond `at` (zero if past).
-pub(crate) fn until_millis(at: u64) -> std::time::Duration {
-    std::time::Duration::from_millis(at.saturating_sub(unix_millis()))
-}
-
 /// The most bytes of messages one SSE stream or long-poll holds for its client,
 /// as a `/ws` connection's outbound queue does (1 MiB).
 pub(crate) const MAX_BUFFERED_BYTES: usize = 1024 * 1024;
@@ -367,12 +356,6 @@ impl Mailbox {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, MailboxState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Waits until there is something to take, then takes up to `max` messages.
     /// `None` once it overflowed and everything it held was taken.
     pub(crate) async fn take(&self, max: usize) -> Option<Vec<Arc<Push>>> {
@@ -388,7 +371,7 @@ impl Mailbox {
     /// `Some(None)` when it is empty and overflowed. What it holds when it overflows
     /// is still handed out: a gapless prefix of what was published.
     pub(crate) fn try_take(&self, max: usize) -> Option<Option<Vec<Arc<Push>>>> {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.queue.is_empty() {
             return state.overflowed.then_some(None);
         }
@@ -404,7 +387,7 @@ impl Mailbox {
 
 impl Sink for Mailbox {
     fn push(&self, push: &Arc<Push>) -> bool {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.overflowed {
             return false;
         }
@@ -424,7 +407,7 @@ impl Sink for Mailbox {
     }
 
     fn lagged(&self) {
-        self.lock().overflowed = true;
+        lock(&self.state).overflowed = true;
         self.notify.notify_one();
     }
 }

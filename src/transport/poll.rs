@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::presence::{self, PollMembers};
 use super::{
-    HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, subs_json, subscribe_all,
-    unix_millis, until_millis, wanted,
+    HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted,
 };
 use crate::auth::Verifier;
+use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Push, Sink, Topic};
 use crate::protocol::{self, Ended};
 

@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Access, HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, presence, subs_json,
-    subscribe_all, unix_millis, until_millis, wanted,
+    subscribe_all, wanted,
 };
 use crate::auth::Verifier;
+use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription, Topic};
 use crate::protocol::{self, Ended};
 

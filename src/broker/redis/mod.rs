@@ -62,7 +62,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{Broker, BrokerError, Deliver, Recovery};
-use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic, lock};
+use crate::clock::ttl_millis;
+use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
+use crate::sync::lock;
 
 /// How often the pub/sub connection is pinged.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -352,12 +354,6 @@ fn topic_of_channel(channel: &str) -> Option<Topic> {
     Topic::new(name).ok()
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
 fn unavailable(err: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(format!("redis: {err}"))
 }
@@ -525,7 +521,7 @@ impl Shared {
     }
 
     fn meta_ttl(&self) -> u64 {
-        millis(self.history.ttl.max(self.config.refresh_every() * 3))
+        ttl_millis(self.history.ttl.max(self.config.refresh_every() * 3))
     }
 
     /// Runs `script` with a timeout.
@@ -556,7 +552,7 @@ impl Shared {
             .key(&keys.log)
             .arg(Epoch::random().as_str())
             .arg(since)
-            .arg(millis(self.history.ttl))
+            .arg(ttl_millis(self.history.ttl))
             .arg(self.meta_ttl());
         let value = self.run(invocation).await?;
         parse_read(&value)
@@ -593,7 +589,7 @@ impl Broker for RedisBroker {
                 .arg(data.as_bytes().as_ref())
                 .arg(Epoch::random().as_str())
                 .arg(shared.history.size)
-                .arg(millis(shared.history.ttl))
+                .arg(ttl_millis(shared.history.ttl))
                 .arg(shared.meta_ttl());
             let value = shared.run(invocation).await;
             drop(permit);
@@ -812,8 +808,8 @@ async fn reach(
 async fn presence_worker(shared: Arc<Shared>, mut ops: mpsc::Receiver<PresenceOp>) {
     let mut refresh = tokio::time::interval(shared.config.refresh_every());
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ttl = millis(shared.config.presence_ttl);
-    let key_ttl = millis(shared.config.presence_ttl * 2);
+    let ttl = ttl_millis(shared.config.presence_ttl);
+    let key_ttl = ttl_millis(shared.config.presence_ttl * 2);
     loop {
         tokio::select! {
             op = ops.recv() => {
