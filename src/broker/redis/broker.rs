@@ -21,7 +21,7 @@ use super::member_text::member_of;
 use super::presence::{PRESENCE_QUEUE, presence_worker};
 use super::replies::{covers, position_of, text};
 use super::scripts::Scripts;
-use super::shared::{Control, PresenceOp, Progress, Shared, Watched, unavailable};
+use super::shared::{Control, PresenceOp, Progress, Shared, Watched, failed};
 use crate::broker::{Broker, BrokerError, Deliver, Recovery};
 use crate::clock::ttl_millis;
 use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
@@ -42,15 +42,16 @@ impl RedisBroker {
     /// Connects lazily: a node starts (unready) while Redis is away. Fails only on
     /// a malformed URL. Must be called inside a Tokio runtime.
     pub fn new(history: HistoryConfig, config: RedisConfig) -> Result<Self, BrokerError> {
-        let client = Client::open(config.url.as_str())
-            .map_err(|err| BrokerError::Unavailable(format!("invalid Redis URL: {err}")))?;
+        let client = Client::open(config.url.as_str()).map_err(|err| BrokerError::RedisUrl {
+            source: Arc::new(err),
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.command_timeout))
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(BACKOFF_MAX);
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(unavailable)?;
+            .map_err(|err| failed("connect", err))?;
         let (control, control_rx) = mpsc::unbounded_channel();
         let (presence, presence_rx) = mpsc::channel(PRESENCE_QUEUE);
         let shared = Arc::new(Shared {
@@ -116,7 +117,7 @@ impl Broker for RedisBroker {
                 .arg(shared.history.size)
                 .arg(ttl_millis(shared.history.ttl))
                 .arg(shared.meta_ttl());
-            let value = shared.run(invocation).await;
+            let value = shared.run("publish", invocation).await;
             drop(permit);
             match value? {
                 Value::Array(values) => position_of(&values).ok_or_else(|| {
@@ -282,7 +283,7 @@ impl Broker for RedisBroker {
             let keys = Keys::of(&topic);
             let mut invocation = shared.scripts.members.key(&keys.members);
             invocation.key(&keys.info).arg(&keys.channel);
-            let Value::Array(values) = shared.run(invocation).await? else {
+            let Value::Array(values) = shared.run("members", invocation).await? else {
                 return Err(BrokerError::Unavailable(String::from(
                     "redis: unexpected answer to members",
                 )));
@@ -326,4 +327,48 @@ async fn reach(
     tokio::time::timeout(timeout, progress.wait_for(condition))
         .await
         .is_ok_and(|waited| waited.is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_malformed_url_is_refused_with_the_redis_clients_reason() {
+        let refused = RedisBroker::new(HistoryConfig::default(), RedisConfig::new("http://x"));
+        let Err(err) = refused else {
+            panic!("a malformed URL was accepted");
+        };
+        assert!(matches!(err, BrokerError::RedisUrl { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("invalid Redis URL: "), "{err}");
+        assert!(err.source().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_publish_to_an_absent_redis_fails_saying_what_and_why() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = RedisConfig::new(format!("redis://127.0.0.1:{port}/0"));
+        let broker =
+            RedisBroker::new(HistoryConfig::default(), config).unwrap_or_else(|e| panic!("{e}"));
+        let topic = Topic::new("news").unwrap_or_else(|e| panic!("{e}"));
+        let err = match broker.publish(&topic, Data::text("1")).await {
+            Err(err) => err,
+            Ok(position) => panic!("published at {position:?} with no Redis"),
+        };
+        let BrokerError::Redis { doing, source } = &err else {
+            panic!("not a Redis failure: {err:?}");
+        };
+        assert_eq!(*doing, "publish");
+        assert!(source.is_io_error(), "{source:?}");
+        assert!(
+            err.to_string()
+                .starts_with("broker unavailable: redis publish failed: "),
+            "{err}"
+        );
+    }
 }

@@ -43,7 +43,7 @@
 //! # When Redis is away
 //!
 //! Every command has a timeout ([`RedisConfig::command_timeout`]); publishes fail
-//! with [`BrokerError::Unavailable`] (503 on the wire), and at most
+//! with a [`BrokerError`](super::BrokerError) (503 on the wire), and at most
 //! [`RedisConfig::max_pending`] publishes wait for Redis at once (more fail at
 //! once). The pub/sub connection is pinged every second and reconnected with
 //! backoff (100 ms doubling to 5 s); `/readyz` says 503 meanwhile.

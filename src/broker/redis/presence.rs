@@ -53,13 +53,13 @@ async fn apply(shared: &Shared, op: PresenceOp, ttl: u64, key_ttl: u64) {
                 .arg(ttl)
                 .arg(stored_member(&member))
                 .arg(key_ttl);
-            shared.run(invocation).await
+            shared.run("join", invocation).await
         }
         PresenceOp::Leave(topic, client) => {
             let keys = Keys::of(&topic);
             let mut invocation = shared.scripts.leave.key(&keys.members);
             invocation.key(&keys.info).arg(&keys.channel).arg(&*client);
-            shared.run(invocation).await
+            shared.run("leave", invocation).await
         }
     };
     if let Err(err) = result {
@@ -91,7 +91,7 @@ async fn refresh_all(shared: &Shared, ttl: u64, key_ttl: u64) {
         for member in &members {
             invocation.arg(&*member.client).arg(stored_member(member));
         }
-        if let Err(err) = shared.run(invocation).await {
+        if let Err(err) = shared.run("presence refresh", invocation).await {
             tracing::debug!(error = %err, "redis: presence refresh failed");
             return;
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use ::redis::aio::ConnectionManager;
-use ::redis::{Client, Value};
+use ::redis::{Client, RedisError, Value};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::RedisConfig;
@@ -88,9 +88,10 @@ impl Shared {
         ttl_millis(self.history.ttl.max(self.config.refresh_every() * 3))
     }
 
-    /// Runs `script` with a timeout.
+    /// Runs a script with a timeout; `doing` names it in errors.
     pub(super) async fn run(
         &self,
+        doing: &'static str,
         invocation: ::redis::ScriptInvocation<'_>,
     ) -> Result<Value, BrokerError> {
         let mut conn = self.conn.clone();
@@ -101,7 +102,7 @@ impl Shared {
         .await
         {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(unavailable(err)),
+            Ok(Err(err)) => Err(failed(doing, err)),
             Err(_) => Err(BrokerError::Unavailable(format!(
                 "Redis did not answer within {:?}",
                 self.config.command_timeout
@@ -125,7 +126,7 @@ impl Shared {
             .arg(since)
             .arg(ttl_millis(self.history.ttl))
             .arg(self.meta_ttl());
-        let value = self.run(invocation).await?;
+        let value = self.run("read", invocation).await?;
         parse_read(&value)
     }
 
@@ -136,6 +137,10 @@ impl Shared {
     }
 }
 
-pub(super) fn unavailable(err: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(format!("redis: {err}"))
+/// The error for a Redis command that failed while the broker was `doing` it.
+pub(super) fn failed(doing: &'static str, source: RedisError) -> BrokerError {
+    BrokerError::Redis {
+        doing,
+        source: Arc::new(source),
+    }
 }
