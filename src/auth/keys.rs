@@ -211,12 +211,15 @@ pub(super) fn read_jwks(path: &PathBuf) -> Result<Vec<Key>, AuthConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{AuthConfig, Claims, SigningKey, TokenError, Verifier, now, sign};
+    use crate::auth::{AuthConfig, Claims, SigningKey, TokenError, TokenVerifier, now, sign};
 
-    fn key_verifier(dir: &std::path::Path, pem: &str) -> Result<Option<Verifier>, AuthConfigError> {
+    fn key_verifier(
+        dir: &std::path::Path,
+        pem: &str,
+    ) -> Result<Option<TokenVerifier>, AuthConfigError> {
         let path = dir.join("key.pem");
         std::fs::write(&path, pem).unwrap_or_else(|e| panic!("{e}"));
-        Verifier::from_config(&AuthConfig {
+        TokenVerifier::from_config(&AuthConfig {
             public_keys: vec![path],
             ..AuthConfig::default()
         })

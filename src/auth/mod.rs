@@ -74,7 +74,11 @@ pub use claims::Claims;
 pub use config::{AUTH_TIMEOUT, AuthConfig, AuthConfigError, DEFAULT_LEEWAY};
 pub use policy::{Identity, Pattern, Permission, SubscriptionGrant, forbidden};
 pub use sign::{SignError, SigningKey, sign};
-pub use verify::{TokenError, Verifier};
+pub use verify::{TokenError, TokenVerifier};
+
+/// The old name of [`TokenVerifier`], for code inside the crate that has not
+/// switched yet (`session.rs`); not public, so `ws`'s `Verifier` is the only one.
+pub(crate) use verify::TokenVerifier as Verifier;
 
 pub use crate::clock::{unix_secs as now, until_secs as until};
 

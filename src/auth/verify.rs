@@ -1,4 +1,4 @@
-//! [`Verifier`]: checks a token's signature and claims against the configured
+//! [`TokenVerifier`]: checks a token's signature and claims against the configured
 //! keys, and decides what its holder may do.
 
 use std::sync::Arc;
@@ -62,7 +62,7 @@ impl TokenError {
 }
 
 /// Checks tokens against the configured keys and claims. Cheap to share (`Arc`).
-pub struct Verifier {
+pub struct TokenVerifier {
     keys: Vec<Key>,
     validation: Validation,
     leeway: Duration,
@@ -70,16 +70,16 @@ pub struct Verifier {
     auth_timeout: Duration,
 }
 
-impl std::fmt::Debug for Verifier {
+impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier")
+        f.debug_struct("TokenVerifier")
             .field("keys", &self.keys.len())
             .field("public", &self.public)
             .finish_non_exhaustive()
     }
 }
 
-impl Verifier {
+impl TokenVerifier {
     /// The verifier `config` describes, reading its key files; `None` when no key is
     /// configured (authentication off).
     pub fn from_config(config: &AuthConfig) -> Result<Option<Self>, AuthConfigError> {
@@ -344,14 +344,14 @@ mod tests {
     use super::*;
     use crate::auth::{SigningKey, sign};
 
-    fn verifier(secret: &str) -> Verifier {
+    fn verifier(secret: &str) -> TokenVerifier {
         let config = AuthConfig {
             secret: Some(secret.into()),
             leeway: Duration::from_secs(5),
             public_topics: vec![String::from("public:*")],
             ..AuthConfig::default()
         };
-        match Verifier::from_config(&config) {
+        match TokenVerifier::from_config(&config) {
             Ok(Some(v)) => v,
             other => panic!("{other:?}"),
         }
@@ -432,7 +432,7 @@ mod tests {
             issuer: Some("backend".into()),
             ..AuthConfig::default()
         };
-        let v = match Verifier::from_config(&config) {
+        let v = match TokenVerifier::from_config(&config) {
             Ok(Some(v)) => v,
             other => panic!("{other:?}"),
         };
@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn without_a_key_auth_is_off() {
         assert!(matches!(
-            Verifier::from_config(&AuthConfig::default()),
+            TokenVerifier::from_config(&AuthConfig::default()),
             Ok(None)
         ));
     }

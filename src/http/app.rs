@@ -28,7 +28,7 @@ use super::serve::{HTTP2_IDLE_TIMEOUT, HttpLimits, accept_loop};
 use super::static_files::{Asset, MemoryFile, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig, TlsReloader};
 use super::upgrade::{Handler, SocketRoute, upgrade};
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::transport::{self, poll, sse};
@@ -88,7 +88,7 @@ pub struct App {
     connection_limits: ConnectionLimits,
     csp: Option<HeaderValue>,
     tls: Option<TlsConfig>,
-    auth: Option<Arc<Verifier>>,
+    auth: Option<Arc<TokenVerifier>>,
 }
 
 impl Default for App {
@@ -218,7 +218,7 @@ impl App {
     /// Requires tokens on the topic routes, checked by `verifier` (see
     /// [`crate::auth`]): `auth` on `/ws`, `?token=` or `Authorization: Bearer` on
     /// `/sse` and `/poll`; the publish API accepts them besides its API key.
-    pub fn auth(mut self, verifier: Verifier) -> Self {
+    pub fn auth(mut self, verifier: TokenVerifier) -> Self {
         self.auth = Some(Arc::new(verifier));
         self
     }
@@ -502,7 +502,7 @@ pub const BUNDLED_PAGES_CSP: &str = "default-src 'none'; script-src 'self'; styl
 
 /// The `/ws` handler: a topic session on `hub`, with tokens checked by `auth`, and
 /// already authenticated with `token` (from `?token=`) if given.
-fn session_handler(hub: Hub, auth: Option<Arc<Verifier>>, token: Option<Box<str>>) -> Handler {
+fn session_handler(hub: Hub, auth: Option<Arc<TokenVerifier>>, token: Option<Box<str>>) -> Handler {
     Arc::new(move |socket| {
         crate::session::run(socket, hub.clone(), auth.clone(), token.clone()).boxed()
     })

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::auth::{self, Identity, Permission, Verifier};
+use crate::auth::{self, Identity, Permission, TokenVerifier};
 use crate::hub::{Data, Hub, PublishError, Topic};
 use crate::protocol;
 use crate::transport::{HttpError, bearer};
@@ -32,7 +32,7 @@ pub(crate) struct PublishApi {
     pub(crate) hub: Hub,
     pub(crate) key: Option<Arc<str>>,
     /// When set, a JWT with `pub` permission is accepted besides the key.
-    pub(crate) auth: Option<Arc<Verifier>>,
+    pub(crate) auth: Option<Arc<TokenVerifier>>,
 }
 
 /// Who is publishing: a holder of the key (or a loopback client when there is no

@@ -16,7 +16,7 @@ use http::StatusCode;
 use percent_encoding::percent_decode_str;
 use tokio::sync::Notify;
 
-use crate::auth::{Permission, TokenError, Verifier};
+use crate::auth::{Permission, TokenError, TokenVerifier};
 use crate::http::Asset;
 use crate::hub::{Hub, Pending, Positions, Push, Sink, Subscription, Topic};
 use crate::protocol::{self, Ended, ErrorReply};
@@ -164,7 +164,7 @@ pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 /// [`Access::ended`], to be ended with an `unsub` event; any other topic it may not
 /// receive refuses the request (401 or 403).
 pub(crate) fn authorize(
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &http::HeaderMap,
     wanted: &mut Wanted,
 ) -> Result<Access, HttpError> {

@@ -15,7 +15,7 @@ use super::presence::{self, PollMembers};
 use super::{
     HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, subs_json, subscribe_all, wanted,
 };
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Push, Sink, Topic};
 use crate::protocol::{self, Ended};
@@ -35,7 +35,7 @@ pub const MAX_MESSAGES: usize = 1000;
 pub(crate) async fn respond(
     hub: Hub,
     shutdown: CancellationToken,
-    auth: Option<Arc<Verifier>>,
+    auth: Option<Arc<TokenVerifier>>,
     headers: http::HeaderMap,
     query: Option<String>,
     members: PollMembers,
@@ -57,7 +57,7 @@ pub(crate) async fn respond(
 async fn answer(
     hub: Hub,
     shutdown: CancellationToken,
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &http::HeaderMap,
     query: Option<&str>,
     members: &PollMembers,

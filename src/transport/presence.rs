@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use serde_json::value::RawValue;
 
 use super::{HttpError, Wanted, bearer};
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::hub::{Data, Hub, Member, Membership, Topic};
 use crate::protocol::MAX_INFO_SIZE;
 use crate::sync::lock;
@@ -63,7 +63,7 @@ const KEY_LEN: std::ops::RangeInclusive<usize> = 8..=64;
 /// The token was already checked by [`authorize`](super::authorize); it is read
 /// again here so that presence stays apart from the permission checks.
 pub(crate) fn token_user(
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &http::HeaderMap,
     wanted: &Wanted,
 ) -> Option<Arc<str>> {

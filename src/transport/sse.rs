@@ -19,7 +19,7 @@ use super::{
     Access, HttpError, MAX_BUFFERED_BYTES, Mailbox, authorize, go_live, presence, subs_json,
     subscribe_all, wanted,
 };
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Membership, Positions, Push, PushKind, Sink, Subscription, Topic};
 use crate::protocol::{self, Ended};
@@ -38,7 +38,7 @@ const BATCH: usize = 256;
 pub(crate) async fn respond(
     hub: Hub,
     shutdown: CancellationToken,
-    auth: Option<Arc<Verifier>>,
+    auth: Option<Arc<TokenVerifier>>,
     headers: HeaderMap,
     query: Option<String>,
 ) -> Response {
@@ -51,7 +51,7 @@ pub(crate) async fn respond(
 async fn start(
     hub: Hub,
     shutdown: CancellationToken,
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Response, HttpError> {
