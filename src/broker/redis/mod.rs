@@ -30,8 +30,8 @@
 //! n, another epoch, or a reconnected pub/sub connection) it reads the missing
 //! messages from the stream before anything newer; if the stream no longer holds
 //! them (Redis lost its data, or history was trimmed), the topic's local subscribers
-//! are dropped ([`Deliver::lost`]) and learn, when they resubscribe, that they cannot
-//! recover. Never a silent gap.
+//! are dropped ([`Deliver::lost`](super::Deliver::lost)) and learn, when they
+//! resubscribe, that they cannot recover. Never a silent gap.
 //!
 //! # Presence
 //!
