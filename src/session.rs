@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::auth::{self, Identity, Permission, Verifier};
+use crate::auth::{self, Identity, Permission, TokenVerifier};
 use crate::hub::{Hub, Member, PublishError, Push, Sink, Subscription, Topic};
 use crate::protocol::{self, Ended, ErrorReply, Request};
 use crate::ws::{CloseCode, Message, Sender, Socket, TrySendError};
@@ -64,7 +64,7 @@ impl Sink for SocketSink {
 pub(crate) fn run(
     mut socket: Socket,
     hub: Hub,
-    verifier: Option<Arc<Verifier>>,
+    verifier: Option<Arc<TokenVerifier>>,
     token: Option<Box<str>>,
 ) -> impl Future<Output = ()> + Send {
     async move {
@@ -154,7 +154,7 @@ struct Session {
 
 /// What a session knows about its client's tokens.
 struct AuthState {
-    verifier: Arc<Verifier>,
+    verifier: Arc<TokenVerifier>,
     /// The connection token's identity, once `auth` succeeded.
     identity: Option<Identity>,
     /// Topics subscribed with a subscription token (which also grants presence),
@@ -203,7 +203,7 @@ fn unix_millis() -> u64 {
 }
 
 impl AuthState {
-    fn start(verifier: Arc<Verifier>, sender: Sender) -> Box<Self> {
+    fn start(verifier: Arc<TokenVerifier>, sender: Sender) -> Box<Self> {
         let timeout = u64::try_from(verifier.auth_timeout().as_millis()).unwrap_or(u64::MAX);
         let watchdog = Arc::new(Watchdog {
             deadline: AtomicU64::new(unix_millis().saturating_add(timeout)),

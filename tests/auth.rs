@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::topics::*;
 use common::{Client, Running, STEP, connect, next_close, start};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use pushwire::auth::{AuthConfig, Claims, SigningKey, Verifier, now, sign};
+use pushwire::auth::{AuthConfig, Claims, SigningKey, TokenVerifier, now, sign};
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
 
@@ -79,7 +79,7 @@ fn secret_config() -> AuthConfig {
 
 /// A topics server requiring tokens as `config` says.
 async fn start_auth(config: AuthConfig, hub: HubConfig) -> Running {
-    let verifier = Verifier::from_config(&config)
+    let verifier = TokenVerifier::from_config(&config)
         .expect("usable auth config")
         .expect("a key is configured");
     start(App::new().topics(Hub::new(hub)).auth(verifier)).await
@@ -656,7 +656,7 @@ async fn publish_with(server: &Running, topic: &str, bearer: &str) -> (u16, Valu
 
 #[tokio::test]
 async fn the_publish_api_accepts_a_jwt_with_pub_permission_besides_its_key() {
-    let verifier = Verifier::from_config(&secret_config())
+    let verifier = TokenVerifier::from_config(&secret_config())
         .expect("config")
         .expect("enabled");
     let server = start(

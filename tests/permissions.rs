@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::topics::*;
 use common::{Client, Running, STEP, start};
-use pushwire::auth::{AuthConfig, Claims, SigningKey, Verifier, now, sign};
+use pushwire::auth::{AuthConfig, Claims, SigningKey, TokenVerifier, now, sign};
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
 
@@ -68,7 +68,7 @@ async fn start_strict() -> (Running, Hub) {
         public_topics: vec![String::from("public:*")],
         ..AuthConfig::default()
     };
-    let verifier = Verifier::from_config(&config)
+    let verifier = TokenVerifier::from_config(&config)
         .expect("usable auth config")
         .expect("a key is configured");
     let hub = Hub::new(HubConfig::default());

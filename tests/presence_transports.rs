@@ -452,13 +452,13 @@ async fn shutdown_makes_sse_and_poll_members_leave() {
 
 #[tokio::test]
 async fn an_sse_stream_whose_token_expires_leaves() {
-    use pushwire::auth::{AuthConfig, Claims, SigningKey, Verifier, now, sign};
+    use pushwire::auth::{AuthConfig, Claims, SigningKey, TokenVerifier, now, sign};
     let config = AuthConfig {
         secret: Some(SECRET.into()),
         leeway: Duration::ZERO,
         ..AuthConfig::default()
     };
-    let verifier = Verifier::from_config(&config)
+    let verifier = TokenVerifier::from_config(&config)
         .expect("usable auth config")
         .expect("a key is configured");
     let hub = pushwire::Hub::new(presence_config(Duration::from_secs(15)));

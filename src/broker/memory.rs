@@ -11,7 +11,8 @@ use futures_util::FutureExt as _;
 use futures_util::future::{self, BoxFuture};
 
 use super::{Broker, BrokerError, Deliver, Recovery};
-use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic, lock};
+use crate::hub::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
+use crate::sync::lock;
 
 /// How often, at most, idle topics are looked for and dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

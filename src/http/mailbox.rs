@@ -2,7 +2,7 @@
 //! steps that subscribe one to its topics.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -10,6 +10,7 @@ use super::error::HttpError;
 use super::query::Wanted;
 use crate::hub::{Hub, Pending, Positions, Push, Sink, Subscription};
 use crate::protocol;
+use crate::sync::lock;
 
 /// The most bytes of messages one SSE stream or long-poll holds for its client,
 /// as a `/ws` connection's outbound queue does (1 MiB).
@@ -46,12 +47,6 @@ impl Mailbox {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, MailboxState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Waits until there is something to take, then takes up to `max` messages.
     /// `None` once it overflowed and everything it held was taken.
     pub(crate) async fn take(&self, max: usize) -> Option<Vec<Arc<Push>>> {
@@ -67,7 +62,7 @@ impl Mailbox {
     /// `Some(None)` when it is empty and overflowed. What it holds when it overflows
     /// is still handed out: a gapless prefix of what was published.
     pub(crate) fn try_take(&self, max: usize) -> Option<Option<Vec<Arc<Push>>>> {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.queue.is_empty() {
             return state.overflowed.then_some(None);
         }
@@ -83,7 +78,7 @@ impl Mailbox {
 
 impl Sink for Mailbox {
     fn push(&self, push: &Arc<Push>) -> bool {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.overflowed {
             return false;
         }
@@ -103,7 +98,7 @@ impl Sink for Mailbox {
     }
 
     fn lagged(&self) {
-        self.lock().overflowed = true;
+        lock(&self.state).overflowed = true;
         self.notify.notify_one();
     }
 }

@@ -26,12 +26,13 @@ mod topic;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slab::Slab;
 
 use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, Recovery};
+use crate::sync::lock;
 
 pub use push::{Data, InvalidJson, MAX_DEPTH, Member, PositionReply, Push, PushKind};
 pub use topic::{Epoch, MAX_TOPIC_LEN, NameError, Position, Positions, Topic};
@@ -165,15 +166,6 @@ struct Entry {
     pending: Option<Vec<Arc<Push>>>,
     /// The sink refused a message; nothing more is offered to it.
     dead: bool,
-}
-
-/// Locks a mutex of the hub or the in-process broker. Every critical section there
-/// is a few plain updates that leave consistent data even if a sink panicked
-/// half-way, so a poisoned lock is used as is.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl fmt::Debug for Hub {
