@@ -2,7 +2,7 @@
 //! `?token=` and `Authorization: Bearer` on `/sse` and `/poll`, JWTs on the publish
 //! API; keys of each algorithm, and every way a token can be refused.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

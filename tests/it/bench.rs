@@ -1,7 +1,7 @@
 //! `pushwire bench` against real servers, with small numbers: every scenario runs,
 //! reports JSON, and its counts add up.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The `pushwire` binary as a user meets it: flags, env vars, errors as one line,
 //! the URL it prints, logs, and a graceful stop on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! `pushwire pub` and `pushwire sub` as a script meets them: the built binary against
 //! a server running in the test, what it prints, and its exit status.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

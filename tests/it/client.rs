@@ -2,7 +2,7 @@
 //! replies, pushes queued while a reply is awaited, recovery, server errors, and the
 //! end of a connection.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! `redis-server`, and what happens when Redis or a node fails: every test starts
 //! its own Redis and nodes on free loopback ports and kills them when it ends.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

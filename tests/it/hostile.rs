@@ -3,7 +3,7 @@
 //! that matter most: a normal client is still served, and a well-behaved subscriber
 //! that was there all along lost nothing.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

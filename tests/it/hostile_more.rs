@@ -6,7 +6,7 @@
 //! client is served. `memory_stays_bounded_under_hostile_input` runs the real
 //! binary and reads its resident memory.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

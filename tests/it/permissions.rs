@@ -6,7 +6,7 @@
 //! long-poll. Real sockets, a real clock: tokens here live a second or two (the
 //! server allows no clock skew), and the tests wait for them to expire.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! sharing a real `redis-server`. Each client is an independent implementation
 //! (reqwest for SSE and polls, tokio-tungstenite for `/ws`) over real sockets.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

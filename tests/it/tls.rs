@@ -7,7 +7,7 @@
 //! test checks what our own client (`pushwire::client`, `pushwire pub` / `sub`)
 //! does with the system's roots plus the test's certificate, or without it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

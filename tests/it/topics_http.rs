@@ -1,7 +1,7 @@
 //! The HTTP side of topics over real sockets: Server-Sent Events (`/sse`),
 //! long-polling (`/poll`) and the publish API, each read with reqwest.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

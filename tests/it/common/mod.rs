@@ -2,8 +2,6 @@
 //! connect independent clients (tokio-tungstenite), and speak raw HTTP where a
 //! client library would normalise the request away.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 pub mod redis;
 pub mod topics;
 
