@@ -7,20 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::pushwire;
 use common::{STEP, connect, next_text};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-fn pushwire() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-    // Only what the test sets explicitly.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PUSHWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    command.env_remove("RUST_LOG").env("RUST_BACKTRACE", "1");
-    command
-}
 
 /// Runs to completion (bounded) and returns (exit code, stdout, stderr).
 fn run(command: &mut Command) -> (Option<i32>, String, String) {

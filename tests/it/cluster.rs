@@ -1183,12 +1183,9 @@ async fn the_readme_three_node_quick_start_works() {
     let words: Vec<String> = lines[5].split_whitespace().map(real).collect();
     assert_eq!(words[0], "target/release/pushwire");
     assert_eq!(words.last().map(String::as_str), Some("&"));
-    let mut sub = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"))
+    let mut sub = common::binary::pushwire_async()
         .args(&words[1..words.len() - 1])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("pushwire sub");
     // The publish, as curl sends it, on the first node.

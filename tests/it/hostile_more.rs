@@ -1002,15 +1002,8 @@ impl Binary {
     /// `pushwire serve` with its defaults on a free port; answers it and its address.
     fn start() -> (Self, SocketAddr) {
         use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PUSHWIRE_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .env_remove("RUST_LOG")
+        use std::process::Stdio;
+        let mut child = common::binary::pushwire()
             .env("PUSHWIRE_PORT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

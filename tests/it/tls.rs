@@ -33,6 +33,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use common::binary::{Output, finish, pushwire, pushwire_async};
 use common::{Running, STEP};
 
 /// A certificate for 127.0.0.1 and localhost, and its key, in PEM and DER.
@@ -520,14 +521,7 @@ fn sighup(server: &Server) {
 /// `pushwire serve` over TLS with `files`, counting every 100 ms, on a free port:
 /// the process, its address, and the lines of its standard error.
 fn spawn_tls_serve(files: &TlsConfig) -> (Server, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PUSHWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .env_remove("RUST_LOG")
+    let mut child = pushwire()
         .args(["serve", "--port", "0", "--interval", "100ms", "--tls-cert"])
         .arg(files.cert_path())
         .arg("--tls-key")
@@ -843,38 +837,13 @@ async fn our_client_gives_up_on_a_tls_handshake_after_the_connect_timeout() {
     silent.abort();
 }
 
-/// `pushwire ARGS` (the client commands), with only the environment the test sets.
-fn pushwire_client() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PUSHWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Waits (bounded by [`STEP`]) for `child` to exit: (status, stdout, stderr).
-async fn finish(child: tokio::process::Child) -> (Option<i32>, String, String) {
-    let output = tokio::time::timeout(STEP, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("pushwire did not exit within {STEP:?}"))
-        .expect("wait for pushwire");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 async fn run_client(command: &mut tokio::process::Command) -> (Option<i32>, String, String) {
-    finish(command.spawn().expect("spawn pushwire")).await
+    let Output {
+        code,
+        stdout,
+        stderr,
+    } = finish(command.spawn().expect("spawn pushwire")).await;
+    (code, stdout, stderr)
 }
 
 #[tokio::test]
@@ -888,7 +857,7 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
     let wss = format!("wss://{addr}/ws");
 
     let (code, first, stderr) = run_client(
-        pushwire_client()
+        pushwire_async()
             .args(["pub", "news", "first", "--url", &https, "--cacert"])
             .arg(&cacert),
     )
@@ -902,7 +871,7 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
 
     // Resuming after the first message, the subscriber gets the next one whether it
     // is published before or after it has subscribed: no race with the publish.
-    let sub = pushwire_client()
+    let sub = pushwire_async()
         .args([
             "sub", "news", "--url", &wss, "--count", "1", "--since", &first,
         ])
@@ -911,14 +880,18 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
         .spawn()
         .expect("spawn pushwire sub");
     let (code, second, stderr) = run_client(
-        pushwire_client()
+        pushwire_async()
             .args(["pub", "news", "x", "--url", &https])
             .env("PUSHWIRE_CACERT", &cacert),
     )
     .await;
     assert_eq!((code, stderr.as_str()), (Some(0), ""), "{second}");
     assert!(second.trim().ends_with(":2"), "{second}");
-    let (code, received, stderr) = finish(sub).await;
+    let Output {
+        code,
+        stdout: received,
+        stderr,
+    } = finish(sub).await;
     assert_eq!((code, stderr.as_str()), (Some(0), ""), "{received}");
     assert_eq!(received, "\"x\"\n");
 
@@ -927,7 +900,7 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
         &["pub", "news", "y", "--url", &https][..],
         &["sub", "news", "--url", &wss][..],
     ] {
-        let (code, stdout, stderr) = run_client(pushwire_client().args(args)).await;
+        let (code, stdout, stderr) = run_client(pushwire_async().args(args)).await;
         assert_eq!(code, Some(1), "{args:?}: {stdout}{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(

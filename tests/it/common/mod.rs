@@ -2,6 +2,7 @@
 //! connect independent clients (tokio-tungstenite), and speak raw HTTP where a
 //! client library would normalise the request away.
 
+pub mod binary;
 pub mod redis;
 pub mod topics;
 

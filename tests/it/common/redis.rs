@@ -176,13 +176,12 @@ impl Node {
     /// Starts the binary with exactly `args` (which must make it serve), and waits
     /// for the line that says where it listens.
     pub fn start_args(args: &[String]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PUSHWIRE_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = super::binary::pushwire();
         let logs = if std::env::var_os("PUSHWIRE_TEST_LOGS").is_some() {
+            // The nodes log at the level the test run asks for.
+            if let Some(filter) = std::env::var_os("RUST_LOG") {
+                command.env("RUST_LOG", filter);
+            }
             Stdio::inherit()
         } else {
             Stdio::null()
