@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::binary::pushwire;
+use common::tls::make_cert_for;
 use common::{STEP, connect, next_text};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -334,15 +335,14 @@ fn a_bad_config_file_fails_in_one_line_naming_the_file() {
 #[test]
 fn unusable_tls_settings_fail_in_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let made = rcgen::generate_simple_self_signed(vec![String::from("127.0.0.1")])
-        .expect("generate a certificate");
+    let made = make_cert_for(&["127.0.0.1"]);
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
         path.display().to_string()
     };
-    let cert = file("cert.pem", &made.cert.pem());
-    let key = file("key.pem", &made.signing_key.serialize_pem());
+    let cert = file("cert.pem", &made.cert_pem);
+    let key = file("key.pem", &made.key_pem);
     let garbage = file("garbage.pem", "this is not PEM\n");
 
     assert_one_line_failure(
@@ -408,11 +408,10 @@ fn unusable_tls_settings_fail_in_one_line() {
 #[test]
 fn with_tls_the_server_prints_https_and_wss_urls() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let made = rcgen::generate_simple_self_signed(vec![String::from("127.0.0.1")])
-        .expect("generate a certificate");
+    let made = make_cert_for(&["127.0.0.1"]);
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).expect("write cert");
-    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+    std::fs::write(&cert, made.cert_pem).expect("write cert");
+    std::fs::write(&key, made.key_pem).expect("write key");
     let line = first_line(
         pushwire()
             .args(["--port", "0"])

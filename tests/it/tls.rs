@@ -25,7 +25,7 @@ use pushwire::config::ServeConfig;
 use pushwire::hub::Data;
 use pushwire::ws::client::{ConnectError, TlsFailure};
 use pushwire::{App, Error, HttpLimits, TlsConfig, TlsError};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -34,30 +34,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use common::binary::{Output, finish, pushwire, pushwire_async};
+use common::tls::{Cert, http1_request, make_cert_for, peer_cert, tls_connect};
 use common::{Running, STEP};
-
-/// A certificate for 127.0.0.1 and localhost, and its key, in PEM and DER.
-struct Cert {
-    cert_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-fn make_cert() -> Cert {
-    make_cert_for(&["127.0.0.1", "localhost"])
-}
-
-/// A self-signed certificate for `names` (DNS names or IP addresses).
-fn make_cert_for(names: &[&str]) -> Cert {
-    let made =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("generate a certificate");
-    Cert {
-        cert_pem: made.cert.pem(),
-        key_pem: made.signing_key.serialize_pem(),
-        der: made.cert.der().clone(),
-    }
-}
 
 /// A self-signed certificate for 127.0.0.1 marked as an authority (`CA:TRUE`), as
 /// `openssl req -x509` makes them (the README's); expired since 2001 if `expired`.
@@ -104,70 +82,12 @@ async fn start_tls_with(dir: &Path, cert: &Cert, limits: HttpLimits) -> Running 
     common::start(app).await
 }
 
-/// A TLS connection to `addr` from a client that trusts exactly `trusted` and
-/// offers `alpn`, failing the test after [`STEP`].
-async fn tls_connect(
-    addr: SocketAddr,
-    trusted: &[&CertificateDer<'static>],
-    alpn: &[&[u8]],
-) -> TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in trusted {
-        roots.add((*cert).clone()).expect("trust the certificate");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from("127.0.0.1").expect("server name");
-    tokio::time::timeout(STEP, async {
-        let tcp = TcpStream::connect(addr).await?;
-        connector.connect(name, tcp).await
-    })
-    .await
-    .expect("TLS handshake timed out")
-    .expect("TLS handshake failed")
-}
-
-/// The certificate the server presented on `stream`.
-fn peer_cert(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .expect("a peer certificate")
-        .clone()
+fn make_cert() -> Cert {
+    make_cert_for(&["127.0.0.1", "localhost"])
 }
 
 fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
     stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
-}
-
-/// A request over HTTP/1.1 on `stream`: (status, body).
-async fn http1_request(
-    stream: TlsStream<TcpStream>,
-    request: hyper::Request<Full<Bytes>>,
-) -> (u16, String) {
-    let exchange = async {
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let response = sender.send_request(request).await?;
-        assert_eq!(response.version(), hyper::Version::HTTP_11);
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::time::timeout(STEP, exchange)
-        .await
-        .expect("HTTP/1.1 exchange timed out")
-        .expect("HTTP/1.1 exchange failed")
 }
 
 async fn https_get(addr: SocketAddr, cert: &Cert, path: &str) -> (u16, String) {

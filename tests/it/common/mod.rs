@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod redis;
+pub mod tls;
 pub mod topics;
 
 use std::net::SocketAddr;
