@@ -3,6 +3,7 @@
 //! client library would normalise the request away.
 
 pub mod binary;
+pub mod corpus;
 pub mod redis;
 pub mod tls;
 pub mod topics;
