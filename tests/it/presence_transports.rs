@@ -8,10 +8,11 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::{Node, RedisServer, wait_status};
-use common::topics::start_topics;
+use common::redis::{Node, RedisServer, nodes};
+use common::tokens::chat_token;
+use common::topics::{next_json_within, start_topics};
 use common::{Client, STEP, connect};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use pushwire::HubConfig;
 use serde_json::{Value, json};
@@ -35,7 +36,7 @@ impl Watcher {
     /// Connects to `url`, authenticates with `token` if given, and subscribes.
     async fn start(url: &str, token: Option<&str>) -> Self {
         let mut ws = connect(url).await;
-        let hello = next_json(&mut ws, STEP).await.expect("hello");
+        let hello = next_json_within(&mut ws, STEP).await.expect("hello");
         let mut watcher = Self {
             ws,
             id: hello["hello"]["client"].as_str().expect("id").to_owned(),
@@ -74,7 +75,7 @@ impl Watcher {
         let deadline = Instant::now() + EVENT;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let value = next_json(&mut self.ws, left).await?;
+            let value = next_json_within(&mut self.ws, left).await?;
             if value["join"].is_object() || value["leave"].is_object() {
                 self.events.push(value.clone());
             }
@@ -120,19 +121,6 @@ impl Watcher {
                 .count()
         };
         (of("join"), of("leave"))
-    }
-}
-
-/// The next text message as JSON; `None` on close, error or timeout.
-async fn next_json(ws: &mut Client, limit: Duration) -> Option<Value> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        match tokio::time::timeout(left, ws.next()).await.ok()?? {
-            Ok(WsMessage::Text(text)) => return serde_json::from_str(&text).ok(),
-            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
-            _ => return None,
-        }
     }
 }
 
@@ -317,38 +305,13 @@ async fn a_poll_client_is_a_member_while_it_polls_and_leaves_once_after_the_laps
     server.stop().await;
 }
 
-/// An HS256 token for `user` with `sub` and `presence` on `chat:*`.
-fn chat_token(secret: &str, user: &str) -> String {
-    use pushwire::auth::{Claims, SigningKey, sign};
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let topics = [(
-        String::from("chat:*"),
-        vec![String::from("sub"), String::from("presence")],
-    )];
-    let claims = Claims {
-        sub: Some(user.to_owned()),
-        exp,
-        topics: Some(topics.into_iter().collect()),
-        ..Claims::default()
-    };
-    sign(&claims, &SigningKey::Secret(secret.into()), None).expect("sign")
-}
-
 const SECRET: &str = "presence-transports-secret";
 
 /// Two nodes on `redis`, requiring tokens signed with [`SECRET`].
 async fn two_nodes(redis: &RedisServer, extra: &[&str]) -> Vec<Node> {
     let mut flags = vec!["--token-secret", SECRET, "--presence", "chat"];
     flags.extend_from_slice(extra);
-    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis.url(), &flags)).collect();
-    for node in &nodes {
-        wait_status(node, "/readyz", 200, Duration::from_secs(15)).await;
-    }
-    nodes
+    nodes(redis, 2, &flags).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

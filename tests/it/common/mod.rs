@@ -6,6 +6,7 @@ pub mod binary;
 pub mod corpus;
 pub mod redis;
 pub mod tls;
+pub mod tokens;
 pub mod topics;
 
 use std::net::SocketAddr;

@@ -16,6 +16,18 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// How long a node may take to become ready.
+pub const READY: Duration = Duration::from_secs(15);
+
+/// Starts `n` nodes on `redis` with `extra` flags and waits until each is ready.
+pub async fn nodes(redis: &RedisServer, n: usize, extra: &[&str]) -> Vec<Node> {
+    let nodes: Vec<Node> = (0..n).map(|_| Node::start(&redis.url(), extra)).collect();
+    for node in &nodes {
+        wait_status(node, "/readyz", 200, READY).await;
+    }
+    nodes
+}
+
 /// A `redis-server` child process, without persistence, on 127.0.0.1.
 pub struct RedisServer {
     pub port: u16,

@@ -2,6 +2,7 @@
 //! WebSocket client (tokio-tungstenite), the publish API over reqwest.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use pushwire::broker::Broker;
@@ -60,6 +61,21 @@ pub async fn send_text(client: &mut Client, text: &str) {
 pub async fn next_json(client: &mut Client) -> Value {
     let text = next_text(client).await;
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The next text message as JSON (pings and pongs skipped), within `limit` in
+/// all; `None` on close, error or timeout.
+pub async fn next_json_within(client: &mut Client, limit: Duration) -> Option<Value> {
+    use futures_util::StreamExt as _;
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, client.next()).await.ok()?? {
+            Ok(WsMessage::Text(text)) => return serde_json::from_str(&text).ok(),
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
+            _ => return None,
+        }
+    }
 }
 
 /// Sends a request and returns the next message, which must be its reply.
