@@ -4,10 +4,10 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::binary::pushwire;
+use common::binary::{Process, pushwire, spawn_with_first_line};
 use common::tls::make_cert_for;
 use common::{STEP, connect, next_text};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -113,19 +113,9 @@ fn a_missing_or_unreadable_static_dir_fails_in_one_line() {
     );
 }
 
-/// A running `pushwire` process, killed if the test fails midway.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `pushwire` (the counter demo, 100 ms ticks) on a free port with piped
 /// output, and returns it, the URL it printed first, and its stderr.
-async fn start_counter_demo() -> (Server, String, std::process::ChildStderr) {
+async fn start_counter_demo() -> (Process, String, std::process::ChildStderr) {
     let mut child = pushwire()
         .env("PUSHWIRE_PORT", "0")
         .args(["--interval", "100ms"])
@@ -136,7 +126,7 @@ async fn start_counter_demo() -> (Server, String, std::process::ChildStderr) {
         .expect("spawn pushwire");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let server = Server(child);
+    let server = Process(child);
     let first_line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map(|_| line)
@@ -229,25 +219,6 @@ async fn websockets_keep_working_when_the_log_cannot_be_written() {
 /// The first line the server prints (its URL), then the server is stopped.
 fn first_line(command: &mut Command) -> String {
     spawn_with_first_line(command).1
-}
-
-/// Starts `command` (a server) and answers it with the first line it prints.
-fn spawn_with_first_line(command: &mut Command) -> (Server, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pushwire");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    (server, rx.recv_timeout(STEP).expect("no line printed"))
 }
 
 fn free_port() -> u16 {
@@ -425,7 +396,7 @@ fn with_tls_the_server_prints_https_and_wss_urls() {
 }
 
 /// A server started with `args` (on a free port) and its `/ws` URL.
-fn serve_with(args: &[&str]) -> (Server, String) {
+fn serve_with(args: &[&str]) -> (Process, String) {
     let (server, line) = spawn_with_first_line(pushwire().args(["--port", "0"]).args(args));
     let url = line
         .split_whitespace()
@@ -616,7 +587,7 @@ fn pub_and_sub_send_their_token_first() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn pushwire sub");
-    let mut subscriber = Server(subscriber);
+    let mut subscriber = Process(subscriber);
     // Publish until the subscriber (which may not have subscribed yet) has its message.
     let deadline = Instant::now() + STEP;
     loop {

@@ -11,6 +11,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::binary::{Process, spawn_with_first_line};
 use common::corpus::{Watcher, a_normal_client_is_served, demo, error_code, publish, start_with};
 use common::topics::{next_json, send, send_text};
 use common::{Running, STEP, read_close, read_frame, start, write_frame};
@@ -878,42 +879,19 @@ async fn a_publish_flood_on_the_api_is_answered_in_order_and_a_stalled_subscribe
 }
 
 /// The real `pushwire` binary, killed (and reaped) when dropped.
-struct Binary(std::process::Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+struct Binary(Process);
 
 impl Binary {
     /// `pushwire serve` with its defaults on a free port; answers it and its address.
     fn start() -> (Self, SocketAddr) {
-        use std::io::{BufRead, BufReader};
-        use std::process::Stdio;
-        let mut child = common::binary::pushwire()
-            .env("PUSHWIRE_PORT", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pushwire");
-        let stdout = child.stdout.take().expect("stdout");
-        let binary = Self(child);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(STEP).expect("no URL printed");
+        let (process, line) =
+            spawn_with_first_line(common::binary::pushwire().env("PUSHWIRE_PORT", "0"));
         let addr = line
             .split_whitespace()
             .find_map(|word| word.strip_prefix("http://"))
             .and_then(|rest| rest.trim_end_matches('/').parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        (binary, addr)
+        (Self(process), addr)
     }
 
     /// Resident memory, in KiB (`VmRSS` in `/proc/PID/status`).

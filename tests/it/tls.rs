@@ -12,7 +12,7 @@ use crate::common;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use common::binary::{Output, finish, pushwire, pushwire_async};
+use common::binary::{Output, Process, finish, pushwire, pushwire_async};
 use common::tls::{Cert, http1_request, make_cert_for, peer_cert, tls_connect};
 use common::{Running, STEP};
 
@@ -393,16 +393,6 @@ async fn unusable_files_fail_bind_with_a_typed_error() {
     );
 }
 
-/// A running `pushwire` process, killed if the test fails midway.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits (bounded by [`STEP`]) for a line of `lines` that contains `needle`.
 fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
     let deadline = Instant::now() + STEP;
@@ -430,7 +420,7 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rec
     rx
 }
 
-fn sighup(server: &Server) {
+fn sighup(server: &Process) {
     let status = Command::new("kill")
         .args(["-HUP", &server.0.id().to_string()])
         .status()
@@ -440,7 +430,7 @@ fn sighup(server: &Server) {
 
 /// `pushwire serve` over TLS with `files`, counting every 100 ms, on a free port:
 /// the process, its address, and the lines of its standard error.
-fn spawn_tls_serve(files: &TlsConfig) -> (Server, SocketAddr, std::sync::mpsc::Receiver<String>) {
+fn spawn_tls_serve(files: &TlsConfig) -> (Process, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let mut child = pushwire()
         .args(["serve", "--port", "0", "--interval", "100ms", "--tls-cert"])
         .arg(files.cert_path())
@@ -453,7 +443,7 @@ fn spawn_tls_serve(files: &TlsConfig) -> (Server, SocketAddr, std::sync::mpsc::R
         .expect("spawn pushwire");
     let stdout = lines_of(child.stdout.take().expect("stdout"));
     let stderr = lines_of(child.stderr.take().expect("stderr"));
-    let server = Server(child);
+    let server = Process(child);
     let line = wait_for_line(&stdout, "counter demo at");
     let addr: SocketAddr = line
         .split_whitespace()

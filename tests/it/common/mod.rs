@@ -294,25 +294,15 @@ pub async fn closed_by_server(tcp: &mut TcpStream) -> bool {
     tokio::time::timeout(STEP, drained).await.unwrap_or(false)
 }
 
-/// A running example program, killed (and reaped) when dropped.
-pub struct Example(std::process::Child);
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `examples/<name>` (built by `cargo test` next to the test binaries) with
 /// the argument `0` (a free port), from the repository root, and returns it with
 /// the first line it printed (failing the test after [`STEP`]).
-pub async fn start_example(name: &str) -> (Example, String) {
+pub async fn start_example(name: &str) -> (binary::Process, String) {
     start_example_with(name, &["0"]).await
 }
 
 /// [`start_example`] with these arguments.
-pub async fn start_example_with(name: &str, args: &[&str]) -> (Example, String) {
+pub async fn start_example_with(name: &str, args: &[&str]) -> (binary::Process, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let exe = std::env::current_exe().expect("test binary path");
@@ -336,7 +326,7 @@ pub async fn start_example_with(name: &str, args: &[&str]) -> (Example, String) 
         .spawn()
         .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
     let stdout = child.stdout.take().expect("stdout");
-    let example = Example(child);
+    let example = binary::Process(child);
     let line = tokio::time::timeout(
         STEP,
         tokio::task::spawn_blocking(move || {
