@@ -11,6 +11,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::sse;
 use common::tokens::{SECRET, authed, grants, hs256};
 use common::topics::*;
 use common::{Client, Running, STEP, start};
@@ -282,17 +283,8 @@ struct Sse {
 
 impl Sse {
     async fn open(server: &Running, path: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = reqwest::Client::new().get(server.url(path));
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id);
-        }
-        let response = tokio::time::timeout(STEP, request.send())
-            .await
-            .expect("SSE request timed out")
-            .expect("SSE request failed");
-        assert_eq!(response.status(), 200, "{path}");
         Self {
-            response,
+            response: sse::get(&server.url(path), last_event_id).await,
             text: String::new(),
         }
     }

@@ -9,6 +9,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::redis::{Node, RedisServer, nodes};
+use common::sse::Sse;
 use common::tokens::chat_token;
 use common::topics::{next_json_within, start_topics};
 use common::{Client, STEP, connect};
@@ -124,62 +125,17 @@ impl Watcher {
     }
 }
 
-/// An open `/sse` stream, read with reqwest.
-struct Sse {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Sse {
-    /// Opens `url` (a full `/sse?…` URL) and answers the stream and the client id
-    /// of its `subscribed` event.
-    async fn open(url: &str) -> (Self, String) {
-        let response = tokio::time::timeout(STEP, reqwest::get(url))
-            .await
-            .expect("SSE request timed out")
-            .expect("SSE request failed");
-        assert_eq!(response.status(), 200, "{url}");
-        let mut sse = Self {
-            response,
-            buffer: String::new(),
-        };
-        let (event, data) = sse.next().await;
-        assert_eq!(event.as_deref(), Some("subscribed"), "{data}");
-        let client = data["client"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no client id in {data}"))
-            .to_owned();
-        (sse, client)
-    }
-
-    /// The next event's name and data.
-    async fn next(&mut self) -> (Option<String>, Value) {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = None;
-                let mut data = None;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        name = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data = Some(serde_json::from_str(v).expect("event data is JSON"));
-                    }
-                }
-                if let Some(data) = data {
-                    return (name, data);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(STEP, self.response.chunk())
-                .await
-                .expect("no SSE event in time")
-                .expect("SSE stream failed")
-                .expect("SSE stream ended");
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("SSE is UTF-8"));
-        }
-    }
+/// Opens `url` (a full `/sse?…` URL) and answers the stream and the client id of
+/// its `subscribed` event.
+async fn open_sse(url: &str) -> (Sse, String) {
+    let mut sse = Sse::open(url, None).await;
+    let (event, data) = sse.json().await;
+    assert_eq!(event.event.as_deref(), Some("subscribed"), "{data}");
+    let client = data["client"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no client id in {data}"))
+        .to_owned();
+    (sse, client)
 }
 
 /// A long-poll client: one key for all its polls, and its positions.
@@ -258,7 +214,7 @@ fn presence_config(poll_lapse: Duration) -> HubConfig {
 async fn an_sse_stream_is_a_member_while_it_runs() {
     let (server, _hub) = start_topics(presence_config(Duration::from_secs(15))).await;
     let mut watcher = Watcher::start(&server.ws_url("/ws"), None).await;
-    let (sse, client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}"))).await;
+    let (sse, client) = open_sse(&server.url(&format!("/sse?topic={ROOM}"))).await;
     assert_ne!(client, watcher.id);
 
     // The join and the member list show it exactly as a /ws member.
@@ -322,7 +278,7 @@ async fn an_sse_stream_on_another_node_is_a_member_with_its_tokens_user() {
     let mut watcher = Watcher::start(&nodes[0].ws_url(), Some(&token)).await;
     let sse_token = chat_token(SECRET, "sam");
     let (sse, client) =
-        Sse::open(&nodes[1].url(&format!("/sse?topic={ROOM}&token={sse_token}"))).await;
+        open_sse(&nodes[1].url(&format!("/sse?topic={ROOM}&token={sse_token}"))).await;
 
     let member = json!({"client": client, "user": "sam"});
     assert_eq!(watcher.joined(&client).await, member);
@@ -396,7 +352,7 @@ async fn wait_members(hub: &pushwire::Hub, count: usize) -> Vec<String> {
 #[tokio::test]
 async fn shutdown_makes_sse_and_poll_members_leave() {
     let (server, hub) = start_topics(presence_config(Duration::from_secs(600))).await;
-    let (sse, sse_client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}"))).await;
+    let (sse, sse_client) = open_sse(&server.url(&format!("/sse?topic={ROOM}"))).await;
     let mut poller = Poller::new(server.url(""), "shutdown-poller", None);
     let poll_client = poller.poll(0).await["client"]
         .as_str()
@@ -439,7 +395,7 @@ async fn an_sse_stream_whose_token_expires_leaves() {
         ..Claims::default()
     };
     let token = sign(&short, &SigningKey::Secret(SECRET.into()), None).expect("sign");
-    let (sse, client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}&token={token}"))).await;
+    let (sse, client) = open_sse(&server.url(&format!("/sse?topic={ROOM}&token={token}"))).await;
     let member = json!({"client": client, "user": "eve"});
     assert_eq!(watcher.joined(&client).await, member);
     // The client keeps the stream open; its token's expiry ends it, and it leaves.
@@ -480,7 +436,7 @@ async fn sse_and_poll_members_show_the_info_they_give() {
 
     let sse_info = info(json!({ROOM: {"name": "sse"}}));
     let url = server.url(&format!("/sse?topic={ROOM}&info={sse_info}"));
-    let (_sse, sse_client) = Sse::open(&url).await;
+    let (_sse, sse_client) = open_sse(&url).await;
     assert_eq!(
         watcher.joined(&sse_client).await,
         json!({"client": sse_client, "info": {"name": "sse"}})

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod corpus;
 pub mod redis;
+pub mod sse;
 pub mod tls;
 pub mod tokens;
 pub mod topics;
