@@ -1,6 +1,6 @@
 //! More of the bad-input corpus (issue 15): slow frames, floods, bombs, smuggling
 //! and clients that never read, on every transport, over real sockets. Like
-//! `tests/hostile.rs`, each test throws one family of bad input at a running demo
+//! `tests/it/hostile.rs`, each test throws one family of bad input at a running demo
 //! server, checks the answer `docs/security.md` promises, then checks that a
 //! subscriber present the whole time got every message in order and that a new
 //! client is served. `memory_stays_bounded_under_hostile_input` runs the real
