@@ -1,6 +1,12 @@
-//! Helpers shared by the integration tests: start a server on a free loopback port,
-//! connect independent clients (tokio-tungstenite), and speak raw HTTP where a
-//! client library would normalise the request away.
+//! Helpers shared by the integration tests, each written once: here, start a
+//! server on a free loopback port, connect independent clients
+//! (tokio-tungstenite), and speak raw HTTP and WebSocket frames where a client
+//! library would normalise the request away; in the modules, the rest by subject:
+//! the built binary (`binary`), the bad-input corpus (`corpus`), Redis and nodes
+//! (`redis`), Server-Sent Events (`sse`), certificates and a TLS client (`tls`),
+//! tokens (`tokens`), and the topic protocol (`topics`).
+//!
+//! Every helper is used by some test: the binary has no `allow(dead_code)`.
 
 pub mod binary;
 pub mod corpus;
