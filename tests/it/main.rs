@@ -11,22 +11,35 @@
 
 mod common;
 
-mod auth;
-mod bench;
-mod cli;
-mod cli_pubsub;
-mod client;
-mod cluster;
+// The counter demo, pages and static files, the examples.
 mod counter;
 mod example_counter;
 mod example_topics;
-mod hostile;
-mod hostile_more;
 mod http;
-mod ipv6_limits;
-mod permissions;
-mod presence_transports;
-mod readme_tokens;
-mod tls;
+
+// Topics over /ws, SSE and long-poll, and the Rust client.
+mod client;
 mod topics_http;
 mod topics_ws;
+
+// Tokens and permissions.
+mod auth;
+mod permissions;
+
+// Many nodes on a real Redis.
+mod cluster;
+mod presence_transports;
+
+// The bad-input corpus and the limits.
+mod hostile;
+mod hostile_more;
+mod ipv6_limits;
+
+// TLS.
+mod readme_tokens;
+mod tls;
+
+// The binary: serve, pub, sub, token, bench.
+mod bench;
+mod cli;
+mod cli_pubsub;
