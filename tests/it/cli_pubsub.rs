@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::binary::{Output, finish, pushwire_async};
+use common::topics::start_topics;
 use common::{Running, STEP};
 use pushwire::App;
 use pushwire::client::Client;
@@ -54,8 +55,7 @@ fn assert_failure(output: &Output, code: i32, mentions: &str) {
 
 /// A server with topics, and its hub (to see when a `sub` has subscribed).
 async fn server() -> (Running, Hub) {
-    let hub = Hub::new(HubConfig::default());
-    (common::start(App::new().topics(hub.clone())).await, hub)
+    start_topics(HubConfig::default()).await
 }
 
 fn url(server: &Running) -> String {
