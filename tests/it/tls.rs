@@ -162,24 +162,16 @@ async fn https_over_http2_is_chosen_by_alpn_and_answers_the_counter_page() {
     let server = start_tls(dir.path(), &cert).await;
     let stream = tls_connect(server.addr, &[&cert.der], &[b"h2", b"http/1.1"]).await;
     assert_eq!(alpn(&stream).as_deref(), Some(&b"h2"[..]));
-    let exchange = async {
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await?;
-        tokio::spawn(connection);
-        let request = hyper::Request::get(format!("https://{}/", server.addr))
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await?;
-        let version = response.version();
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((version, status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    let (version, status, body) = tokio::time::timeout(STEP, exchange)
+    let (mut sender, _connection) = h2_handshake(stream).await;
+    let response = h2_get(&mut sender, server.addr, "/").await;
+    let version = response.version();
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(STEP, response.into_body().collect())
         .await
-        .expect("HTTP/2 exchange timed out")
-        .expect("HTTP/2 exchange failed");
+        .expect("HTTP/2 body timed out")
+        .expect("HTTP/2 body failed")
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
     assert_eq!(version, hyper::Version::HTTP_2);
     assert_eq!(status, 200);
     assert!(
@@ -843,6 +835,14 @@ async fn h2_connect(
 ) -> (H2Sender, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
     let stream = tls_connect(addr, &[&cert.der], &[b"h2"]).await;
     assert_eq!(alpn(&stream).as_deref(), Some(&b"h2"[..]));
+    h2_handshake(stream).await
+}
+
+/// The HTTP/2 handshake on `stream`: its request sender, and a task that ends when
+/// the connection does.
+async fn h2_handshake(
+    stream: TlsStream<TcpStream>,
+) -> (H2Sender, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
     let (sender, connection) = tokio::time::timeout(
         STEP,
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)),
