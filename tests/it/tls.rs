@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,7 +26,7 @@ use pushwire::hub::Data;
 use pushwire::ws::client::{ConnectError, TlsFailure};
 use pushwire::{App, Error, HttpLimits, TlsConfig, TlsError};
 use rustls::pki_types::CertificateDer;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -35,7 +35,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use common::binary::{Output, Process, finish, pushwire, pushwire_async};
 use common::tls::{Cert, http1_request, make_cert_for, peer_cert, tls_connect};
-use common::{Running, STEP};
+use common::topics::next_json;
+use common::{Running, STEP, next_text};
 
 /// A self-signed certificate for 127.0.0.1 marked as an authority (`CA:TRUE`), as
 /// `openssl req -x509` makes them (the README's); expired since 2001 if `expired`.
@@ -112,27 +113,6 @@ async fn wss_connect(addr: SocketAddr, trusted: &[&CertificateDer<'static>], pat
             .expect("WebSocket handshake failed");
     assert_eq!(response.status(), 101);
     client
-}
-
-/// The next text message (pings skipped), failing the test after [`STEP`].
-async fn next_text(client: &mut Wss) -> String {
-    loop {
-        let message = tokio::time::timeout(STEP, client.next())
-            .await
-            .expect("no message within the time limit")
-            .expect("stream ended")
-            .expect("protocol error");
-        match message {
-            WsMessage::Ping(_) => continue,
-            WsMessage::Text(text) => return text.to_string(),
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
-async fn next_json(client: &mut Wss) -> Value {
-    let text = next_text(client).await;
-    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
 }
 
 #[tokio::test]

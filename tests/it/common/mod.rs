@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use pushwire::App;
 use pushwire::config::ServeConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -109,7 +109,9 @@ pub async fn connect(url: &str) -> Client {
 }
 
 /// The next frame of any kind, pings included, failing the test after [`STEP`].
-pub async fn next_frame(client: &mut Client) -> WsMessage {
+pub async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut WebSocketStream<S>,
+) -> WsMessage {
     tokio::time::timeout(STEP, client.next())
         .await
         .expect("no message within the time limit")
@@ -121,7 +123,7 @@ pub async fn next_frame(client: &mut Client) -> WsMessage {
 ///
 /// The server's keepalive pings come at a random moment of their interval, so any
 /// test may see one; the client library answers them by itself, as a browser does.
-pub async fn next(client: &mut Client) -> WsMessage {
+pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(client: &mut WebSocketStream<S>) -> WsMessage {
     loop {
         match next_frame(client).await {
             WsMessage::Ping(_) => continue,
@@ -131,7 +133,9 @@ pub async fn next(client: &mut Client) -> WsMessage {
 }
 
 /// The next text message, skipping only pings: anything else fails the test.
-pub async fn next_text(client: &mut Client) -> String {
+pub async fn next_text<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut WebSocketStream<S>,
+) -> String {
     match next(client).await {
         WsMessage::Text(text) => text.to_string(),
         other => panic!("expected a text message, got {other:?}"),

@@ -8,6 +8,8 @@ use futures_util::SinkExt;
 use pushwire::broker::Broker;
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{Client, Running, STEP, connect, next_text, start};
@@ -58,7 +60,9 @@ pub async fn send_text(client: &mut Client, text: &str) {
 }
 
 /// The next message, parsed as JSON.
-pub async fn next_json(client: &mut Client) -> Value {
+pub async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut WebSocketStream<S>,
+) -> Value {
     let text = next_text(client).await;
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
