@@ -8,7 +8,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::corpus::{Watcher, a_normal_client_is_served, error_code, publish, start_with};
+use common::corpus::{Watcher, a_normal_client_is_served, error_code, flood, publish, start_with};
 use common::topics::{next_json, send, send_text};
 use common::{STEP, read_frame, write_frame};
 use futures_util::{SinkExt, StreamExt};
@@ -501,21 +501,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_and_the_rest_get_everything(
             .as_bytes(),
     )
     .await;
-    let big = "x".repeat(60_000);
-    let client = reqwest::Client::new();
-    for n in 0..400u64 {
-        let response = client
-            .post(server.url("/api/publish/bulk"))
-            .body(big.clone())
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(response.status(), 200);
-        if n % 100 == 0 {
-            publish(server.addr, "news", n / 100).await;
-        }
-    }
+    flood(server.addr, "bulk", &"x".repeat(60_000), 400, Some(100)).await;
     drop(stalled);
     watcher.expect_all(4).await;
     a_normal_client_is_served(server.addr).await;

@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::binary::{Process, spawn_with_first_line};
-use common::corpus::{Watcher, a_normal_client_is_served, demo, error_code, publish, start_with};
+use common::corpus::{
+    Watcher, a_normal_client_is_served, demo, error_code, flood, publish, start_with,
+};
 use common::topics::{next_json, send, send_text};
 use common::{Running, STEP, read_close, read_frame, start, write_frame};
 use pushwire::config::ServeConfig;
@@ -386,19 +388,8 @@ async fn wait_until_server_drops(server: SocketAddr, client: SocketAddr) {
 }
 
 /// Publishes `count` messages of 60 KB on `topic` through the API.
-async fn publish_bulk(addr: SocketAddr, topic: &str, count: usize) {
-    let big = "x".repeat(60_000);
-    let client = reqwest::Client::new();
-    for _ in 0..count {
-        let response = client
-            .post(format!("http://{addr}/api/publish/{topic}"))
-            .body(big.clone())
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(response.status(), 200);
-    }
+async fn publish_bulk(addr: SocketAddr, topic: &str, count: u64) {
+    flood(addr, topic, &"x".repeat(60_000), count, None).await;
 }
 
 #[tokio::test]
@@ -1075,21 +1066,7 @@ async fn an_sse_client_that_falls_a_mebibyte_behind_gets_a_gapless_prefix_then_t
         .await
         .expect("no answer")
         .expect("peek");
-    let http = reqwest::Client::new();
-    let data = "b".repeat(4000);
-    for n in 0..3000u64 {
-        let response = http
-            .post(server.url("/api/publish/burst"))
-            .body(data.clone())
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(response.status(), 200);
-        if n % 1000 == 0 {
-            publish(server.addr, "news", n / 1000).await;
-        }
-    }
+    flood(server.addr, "burst", &"b".repeat(4000), 3000, Some(1000)).await;
     // Now it reads: what the stream held, gapless from the first message, and
     // then the end of the stream (its reconnect recovers from history).
     let offsets = read_sse_to_end(&mut slow).await;

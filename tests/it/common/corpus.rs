@@ -91,6 +91,28 @@ pub async fn publish(addr: SocketAddr, topic: &str, n: u64) {
     assert_eq!(response.status(), 200, "publish {n}");
 }
 
+/// Publishes `body` `count` times on `topic` through the HTTP API, each answered
+/// 200; with `news_every: Some(k)`, after every `k`-th of them (the first
+/// included) also `{"n": i}` on `news`, the watchers' topic, `i` counting from 0.
+pub async fn flood(addr: SocketAddr, topic: &str, body: &str, count: u64, news_every: Option<u64>) {
+    let client = reqwest::Client::new();
+    for n in 0..count {
+        let response = client
+            .post(format!("http://{addr}/api/publish/{topic}"))
+            .body(body.to_owned())
+            .timeout(STEP)
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(response.status(), 200);
+        if let Some(every) = news_every
+            && n % every == 0
+        {
+            publish(addr, "news", n / every).await;
+        }
+    }
+}
+
 /// A normal client can still connect, subscribe, publish and receive, and `/`
 /// still answers.
 pub async fn a_normal_client_is_served(addr: SocketAddr) {
