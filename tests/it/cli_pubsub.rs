@@ -1,66 +1,23 @@
 //! `pushwire pub` and `pushwire sub` as a script meets them: the built binary against
 //! a server running in the test, what it prints, and its exit status.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::binary::{Output, finish, pushwire_async};
+use common::topics::start_topics;
 use common::{Running, STEP};
 use pushwire::App;
 use pushwire::client::Client;
 use pushwire::hub::{Data, Hub, HubConfig, Topic};
 use tokio::io::AsyncWriteExt as _;
-use tokio::process::{Child, Command};
-
-fn pushwire() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-    // Only what the test sets explicitly.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PUSHWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env_remove("RUST_LOG")
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// What a finished command left: exit status, standard output, standard error.
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-}
-
-/// Waits (bounded) for `child` to exit; a child that does not is killed.
-async fn finish(child: Child) -> Output {
-    let output = tokio::time::timeout(STEP, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("pushwire did not exit within {STEP:?}"))
-        .expect("wait for pushwire");
-    Output {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+use tokio::process::Child;
 
 /// Runs `pushwire ARGS` to completion with `stdin` as its input.
 async fn run_with_input(args: &[&str], stdin: &str) -> Output {
-    let mut child = pushwire()
+    let mut child = pushwire_async()
         .args(args)
         .stdin(Stdio::piped())
         .spawn()
@@ -75,7 +32,7 @@ async fn run_with_input(args: &[&str], stdin: &str) -> Output {
 }
 
 async fn run(args: &[&str]) -> Output {
-    finish(pushwire().args(args).spawn().expect("spawn pushwire")).await
+    finish(pushwire_async().args(args).spawn().expect("spawn pushwire")).await
 }
 
 /// Success: status 0 and nothing on standard error.
@@ -98,8 +55,7 @@ fn assert_failure(output: &Output, code: i32, mentions: &str) {
 
 /// A server with topics, and its hub (to see when a `sub` has subscribed).
 async fn server() -> (Running, Hub) {
-    let hub = Hub::new(HubConfig::default());
-    (common::start(App::new().topics(hub.clone())).await, hub)
+    start_topics(HubConfig::default()).await
 }
 
 fn url(server: &Running) -> String {
@@ -114,7 +70,7 @@ async fn start_sub(hub: &Hub, args: &[&str], topics: &[&str]) -> Child {
         .map(|t| Topic::new(t).expect("topic"))
         .collect();
     let before: Vec<usize> = topics.iter().map(|t| hub.subscriber_count(t)).collect();
-    let mut child = pushwire()
+    let mut child = pushwire_async()
         .arg("sub")
         .args(args)
         .spawn()
@@ -418,7 +374,7 @@ async fn an_unusable_cacert_file_fails_in_one_line_with_status_1() {
     }
     // From the environment as well.
     let output = finish(
-        pushwire()
+        pushwire_async()
             .args(["sub", "news", "--url", url])
             .env("PUSHWIRE_CACERT", &missing)
             .spawn()
@@ -454,7 +410,7 @@ async fn bad_arguments_fail_with_status_2() {
 async fn the_url_comes_from_pushwire_url_and_may_name_the_server_over_http() {
     let (server, _hub) = server().await;
     let output = finish(
-        pushwire()
+        pushwire_async()
             .args(["pub", "news", "x"])
             .env("PUSHWIRE_URL", server.url(""))
             .spawn()
@@ -465,7 +421,7 @@ async fn the_url_comes_from_pushwire_url_and_may_name_the_server_over_http() {
     assert_eq!(parse_position(output.stdout.trim()).2, 1);
     // --url wins over the environment.
     let output = finish(
-        pushwire()
+        pushwire_async()
             .args(["pub", "news", "y", "--url", &url(&server)])
             .env("PUSHWIRE_URL", "ws://127.0.0.1:9/ws")
             .spawn()

@@ -6,34 +6,25 @@
 //! long-poll. Real sockets, a real clock: tokens here live a second or two (the
 //! server allows no clock skew), and the tests wait for them to expire.
 
-mod common;
+use crate::common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::sse;
+use common::tokens::{SECRET, authed, grants, hs256};
 use common::topics::*;
 use common::{Client, Running, STEP, start};
-use pushwire::auth::{AuthConfig, Claims, SigningKey, TokenVerifier, now, sign};
+use pushwire::auth::{AuthConfig, Claims, TokenVerifier, now};
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
 
-const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
-
 /// A connection token for `user`, valid `ttl` seconds, granting `topics`.
 fn connection(user: &str, ttl: u64, topics: &[(&str, &[&str])]) -> String {
-    let topics: BTreeMap<String, Vec<String>> = topics
-        .iter()
-        .map(|(p, perms)| {
-            (
-                (*p).to_owned(),
-                perms.iter().map(|s| (*s).to_owned()).collect(),
-            )
-        })
-        .collect();
-    sign_claims(&Claims {
+    hs256(&Claims {
         sub: Some(user.to_owned()),
         exp: now() + ttl,
-        topics: Some(topics),
+        topics: grants(topics),
         ..Claims::default()
     })
 }
@@ -47,16 +38,12 @@ fn subscription(user: &str, topic: &str, ttl: u64) -> String {
 
 /// A subscription token with `exp: at`.
 fn subscription_until(user: &str, topic: &str, at: u64) -> String {
-    sign_claims(&Claims {
+    hs256(&Claims {
         sub: Some(user.to_owned()),
         exp: at,
         topic: Some(topic.to_owned()),
         ..Claims::default()
     })
-}
-
-fn sign_claims(claims: &Claims) -> String {
-    sign(claims, &SigningKey::Secret(SECRET.into()), None).expect("sign")
 }
 
 /// A server requiring HS256 tokens, with no clock skew allowed, and the public
@@ -74,18 +61,6 @@ async fn start_strict() -> (Running, Hub) {
     let hub = Hub::new(HubConfig::default());
     let server = start(App::new().topics(hub.clone()).auth(verifier)).await;
     (server, hub)
-}
-
-/// A `/ws` client authenticated with `token`.
-async fn authed(server: &Running, token: &str) -> Client {
-    let (mut client, _) = ws(server).await;
-    let reply = request(
-        &mut client,
-        json!({"op": "auth", "id": "auth", "token": token}),
-    )
-    .await;
-    assert!(reply["ok"].is_object(), "auth failed: {reply}");
-    client
 }
 
 /// Waits until Unix second `at` has passed (a token with `exp: at` is expired).
@@ -308,17 +283,8 @@ struct Sse {
 
 impl Sse {
     async fn open(server: &Running, path: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = reqwest::Client::new().get(server.url(path));
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id);
-        }
-        let response = tokio::time::timeout(STEP, request.send())
-            .await
-            .expect("SSE request timed out")
-            .expect("SSE request failed");
-        assert_eq!(response.status(), 200, "{path}");
         Self {
-            response,
+            response: sse::get(&server.url(path), last_event_id).await,
             text: String::new(),
         }
     }

@@ -7,16 +7,16 @@
 //! test checks what our own client (`pushwire::client`, `pushwire pub` / `sub`)
 //! does with the system's roots plus the test's certificate, or without it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -25,38 +25,18 @@ use pushwire::config::ServeConfig;
 use pushwire::hub::Data;
 use pushwire::ws::client::{ConnectError, TlsFailure};
 use pushwire::{App, Error, HttpLimits, TlsConfig, TlsError};
-use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::{Value, json};
+use rustls::pki_types::CertificateDer;
+use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use common::{Running, STEP};
-
-/// A certificate for 127.0.0.1 and localhost, and its key, in PEM and DER.
-struct Cert {
-    cert_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-fn make_cert() -> Cert {
-    make_cert_for(&["127.0.0.1", "localhost"])
-}
-
-/// A self-signed certificate for `names` (DNS names or IP addresses).
-fn make_cert_for(names: &[&str]) -> Cert {
-    let made =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("generate a certificate");
-    Cert {
-        cert_pem: made.cert.pem(),
-        key_pem: made.signing_key.serialize_pem(),
-        der: made.cert.der().clone(),
-    }
-}
+use common::binary::{Output, Process, finish, pushwire, pushwire_async};
+use common::tls::{Cert, http1_request, make_cert_for, peer_cert, tls_connect};
+use common::topics::next_json;
+use common::{Running, STEP, next_text};
 
 /// A self-signed certificate for 127.0.0.1 marked as an authority (`CA:TRUE`), as
 /// `openssl req -x509` makes them (the README's); expired since 2001 if `expired`.
@@ -103,70 +83,12 @@ async fn start_tls_with(dir: &Path, cert: &Cert, limits: HttpLimits) -> Running 
     common::start(app).await
 }
 
-/// A TLS connection to `addr` from a client that trusts exactly `trusted` and
-/// offers `alpn`, failing the test after [`STEP`].
-async fn tls_connect(
-    addr: SocketAddr,
-    trusted: &[&CertificateDer<'static>],
-    alpn: &[&[u8]],
-) -> TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in trusted {
-        roots.add((*cert).clone()).expect("trust the certificate");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from("127.0.0.1").expect("server name");
-    tokio::time::timeout(STEP, async {
-        let tcp = TcpStream::connect(addr).await?;
-        connector.connect(name, tcp).await
-    })
-    .await
-    .expect("TLS handshake timed out")
-    .expect("TLS handshake failed")
-}
-
-/// The certificate the server presented on `stream`.
-fn peer_cert(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .expect("a peer certificate")
-        .clone()
+fn make_cert() -> Cert {
+    make_cert_for(&["127.0.0.1", "localhost"])
 }
 
 fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
     stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
-}
-
-/// A request over HTTP/1.1 on `stream`: (status, body).
-async fn http1_request(
-    stream: TlsStream<TcpStream>,
-    request: hyper::Request<Full<Bytes>>,
-) -> (u16, String) {
-    let exchange = async {
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let response = sender.send_request(request).await?;
-        assert_eq!(response.version(), hyper::Version::HTTP_11);
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::time::timeout(STEP, exchange)
-        .await
-        .expect("HTTP/1.1 exchange timed out")
-        .expect("HTTP/1.1 exchange failed")
 }
 
 async fn https_get(addr: SocketAddr, cert: &Cert, path: &str) -> (u16, String) {
@@ -191,27 +113,6 @@ async fn wss_connect(addr: SocketAddr, trusted: &[&CertificateDer<'static>], pat
             .expect("WebSocket handshake failed");
     assert_eq!(response.status(), 101);
     client
-}
-
-/// The next text message (pings skipped), failing the test after [`STEP`].
-async fn next_text(client: &mut Wss) -> String {
-    loop {
-        let message = tokio::time::timeout(STEP, client.next())
-            .await
-            .expect("no message within the time limit")
-            .expect("stream ended")
-            .expect("protocol error");
-        match message {
-            WsMessage::Ping(_) => continue,
-            WsMessage::Text(text) => return text.to_string(),
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
-async fn next_json(client: &mut Wss) -> Value {
-    let text = next_text(client).await;
-    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
 }
 
 #[tokio::test]
@@ -241,24 +142,16 @@ async fn https_over_http2_is_chosen_by_alpn_and_answers_the_counter_page() {
     let server = start_tls(dir.path(), &cert).await;
     let stream = tls_connect(server.addr, &[&cert.der], &[b"h2", b"http/1.1"]).await;
     assert_eq!(alpn(&stream).as_deref(), Some(&b"h2"[..]));
-    let exchange = async {
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await?;
-        tokio::spawn(connection);
-        let request = hyper::Request::get(format!("https://{}/", server.addr))
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await?;
-        let version = response.version();
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((version, status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    let (version, status, body) = tokio::time::timeout(STEP, exchange)
+    let (mut sender, _connection) = h2_handshake(stream).await;
+    let response = h2_get(&mut sender, server.addr, "/").await;
+    let version = response.version();
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(STEP, response.into_body().collect())
         .await
-        .expect("HTTP/2 exchange timed out")
-        .expect("HTTP/2 exchange failed");
+        .expect("HTTP/2 body timed out")
+        .expect("HTTP/2 body failed")
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
     assert_eq!(version, hyper::Version::HTTP_2);
     assert_eq!(status, 200);
     assert!(
@@ -472,16 +365,6 @@ async fn unusable_files_fail_bind_with_a_typed_error() {
     );
 }
 
-/// A running `pushwire` process, killed if the test fails midway.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits (bounded by [`STEP`]) for a line of `lines` that contains `needle`.
 fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
     let deadline = Instant::now() + STEP;
@@ -509,7 +392,7 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rec
     rx
 }
 
-fn sighup(server: &Server) {
+fn sighup(server: &Process) {
     let status = Command::new("kill")
         .args(["-HUP", &server.0.id().to_string()])
         .status()
@@ -519,15 +402,8 @@ fn sighup(server: &Server) {
 
 /// `pushwire serve` over TLS with `files`, counting every 100 ms, on a free port:
 /// the process, its address, and the lines of its standard error.
-fn spawn_tls_serve(files: &TlsConfig) -> (Server, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PUSHWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .env_remove("RUST_LOG")
+fn spawn_tls_serve(files: &TlsConfig) -> (Process, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut child = pushwire()
         .args(["serve", "--port", "0", "--interval", "100ms", "--tls-cert"])
         .arg(files.cert_path())
         .arg("--tls-key")
@@ -539,7 +415,7 @@ fn spawn_tls_serve(files: &TlsConfig) -> (Server, SocketAddr, std::sync::mpsc::R
         .expect("spawn pushwire");
     let stdout = lines_of(child.stdout.take().expect("stdout"));
     let stderr = lines_of(child.stderr.take().expect("stderr"));
-    let server = Server(child);
+    let server = Process(child);
     let line = wait_for_line(&stdout, "counter demo at");
     let addr: SocketAddr = line
         .split_whitespace()
@@ -843,38 +719,13 @@ async fn our_client_gives_up_on_a_tls_handshake_after_the_connect_timeout() {
     silent.abort();
 }
 
-/// `pushwire ARGS` (the client commands), with only the environment the test sets.
-fn pushwire_client() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PUSHWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Waits (bounded by [`STEP`]) for `child` to exit: (status, stdout, stderr).
-async fn finish(child: tokio::process::Child) -> (Option<i32>, String, String) {
-    let output = tokio::time::timeout(STEP, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("pushwire did not exit within {STEP:?}"))
-        .expect("wait for pushwire");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 async fn run_client(command: &mut tokio::process::Command) -> (Option<i32>, String, String) {
-    finish(command.spawn().expect("spawn pushwire")).await
+    let Output {
+        code,
+        stdout,
+        stderr,
+    } = finish(command.spawn().expect("spawn pushwire")).await;
+    (code, stdout, stderr)
 }
 
 #[tokio::test]
@@ -888,7 +739,7 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
     let wss = format!("wss://{addr}/ws");
 
     let (code, first, stderr) = run_client(
-        pushwire_client()
+        pushwire_async()
             .args(["pub", "news", "first", "--url", &https, "--cacert"])
             .arg(&cacert),
     )
@@ -902,7 +753,7 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
 
     // Resuming after the first message, the subscriber gets the next one whether it
     // is published before or after it has subscribed: no race with the publish.
-    let sub = pushwire_client()
+    let sub = pushwire_async()
         .args([
             "sub", "news", "--url", &wss, "--count", "1", "--since", &first,
         ])
@@ -911,14 +762,18 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
         .spawn()
         .expect("spawn pushwire sub");
     let (code, second, stderr) = run_client(
-        pushwire_client()
+        pushwire_async()
             .args(["pub", "news", "x", "--url", &https])
             .env("PUSHWIRE_CACERT", &cacert),
     )
     .await;
     assert_eq!((code, stderr.as_str()), (Some(0), ""), "{second}");
     assert!(second.trim().ends_with(":2"), "{second}");
-    let (code, received, stderr) = finish(sub).await;
+    let Output {
+        code,
+        stdout: received,
+        stderr,
+    } = finish(sub).await;
     assert_eq!((code, stderr.as_str()), (Some(0), ""), "{received}");
     assert_eq!(received, "\"x\"\n");
 
@@ -927,7 +782,7 @@ async fn pushwire_sub_over_wss_receives_what_pushwire_pub_publishes_over_https()
         &["pub", "news", "y", "--url", &https][..],
         &["sub", "news", "--url", &wss][..],
     ] {
-        let (code, stdout, stderr) = run_client(pushwire_client().args(args)).await;
+        let (code, stdout, stderr) = run_client(pushwire_async().args(args)).await;
         assert_eq!(code, Some(1), "{args:?}: {stdout}{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(
@@ -960,6 +815,14 @@ async fn h2_connect(
 ) -> (H2Sender, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
     let stream = tls_connect(addr, &[&cert.der], &[b"h2"]).await;
     assert_eq!(alpn(&stream).as_deref(), Some(&b"h2"[..]));
+    h2_handshake(stream).await
+}
+
+/// The HTTP/2 handshake on `stream`: its request sender, and a task that ends when
+/// the connection does.
+async fn h2_handshake(
+    stream: TlsStream<TcpStream>,
+) -> (H2Sender, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
     let (sender, connection) = tokio::time::timeout(
         STEP,
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)),

@@ -1,125 +1,26 @@
 //! More of the bad-input corpus (issue 15): slow frames, floods, bombs, smuggling
 //! and clients that never read, on every transport, over real sockets. Like
-//! `tests/hostile.rs`, each test throws one family of bad input at a running demo
+//! `tests/it/hostile.rs`, each test throws one family of bad input at a running demo
 //! server, checks the answer `docs/security.md` promises, then checks that a
 //! subscriber present the whole time got every message in order and that a new
 //! client is served. `memory_stays_bounded_under_hostile_input` runs the real
 //! binary and reads its resident memory.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::binary::{Process, spawn_with_first_line};
+use common::corpus::{
+    Watcher, a_normal_client_is_served, demo, error_code, flood, publish, start_with,
+};
 use common::topics::{next_json, send, send_text};
 use common::{Running, STEP, read_close, read_frame, start, write_frame};
 use pushwire::config::ServeConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The demo server (pages, counter, topics) with `config`, on a free port.
-async fn start_with(config: ServeConfig) -> Running {
-    start(demo(config)).await
-}
-
-fn demo(config: ServeConfig) -> pushwire::App {
-    let config = ServeConfig { port: 0, ..config };
-    pushwire::node::app(&config).expect("demo app")
-}
-
-/// A subscriber that reads everything (in a task of its own, so that it answers
-/// the server's pings as a browser does), and checks at the end that it got
-/// exactly the messages published, in order.
-struct Watcher {
-    pushes: tokio::sync::mpsc::UnboundedReceiver<Value>,
-    topic: String,
-}
-
-impl Watcher {
-    async fn new(addr: SocketAddr, topic: &str) -> Self {
-        let mut client = ws_client(addr).await;
-        send(&mut client, json!({"op":"sub","id":1,"topic":topic})).await;
-        let reply = next_json(&mut client).await;
-        assert!(reply["ok"].is_object(), "subscribe: {reply}");
-        let (tx, pushes) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            use futures_util::StreamExt;
-            while let Some(Ok(message)) = client.next().await {
-                if let Ok(text) = message.to_text()
-                    && let Ok(push) = serde_json::from_str::<Value>(text)
-                    && tx.send(push).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        Self {
-            pushes,
-            topic: topic.to_owned(),
-        }
-    }
-
-    /// Waits until it has seen `n` messages: they must be `0..n`, in order.
-    async fn expect_all(mut self, n: u64) {
-        for expected in 0..n {
-            let push = tokio::time::timeout(STEP, self.pushes.recv())
-                .await
-                .expect("the watcher waited in vain")
-                .expect("the watcher's connection ended");
-            assert_eq!(push["topic"], self.topic.as_str(), "{push}");
-            assert_eq!(
-                push["data"],
-                json!({ "n": expected }),
-                "watcher lost a message"
-            );
-        }
-    }
-}
-
-/// A `/ws` client past its hello.
-async fn ws_client(addr: SocketAddr) -> common::Client {
-    let mut client = common::connect(&format!("ws://{addr}/ws")).await;
-    let hello = next_json(&mut client).await;
-    assert!(hello["hello"].is_object(), "{hello}");
-    client
-}
-
-/// Publishes `{"n": n}` on `topic` through the HTTP API.
-async fn publish(addr: SocketAddr, topic: &str, n: u64) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/api/publish/{topic}"))
-        .json(&json!({ "n": n }))
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(response.status(), 200, "publish {n}");
-}
-
-/// A normal client can still connect, subscribe, publish and receive, and `/`
-/// still answers.
-async fn a_normal_client_is_served(addr: SocketAddr) {
-    let mut client = ws_client(addr).await;
-    send(&mut client, json!({"op":"sub","id":"a","topic":"after"})).await;
-    assert!(next_json(&mut client).await["ok"].is_object());
-    send(
-        &mut client,
-        json!({"op":"pub","id":"b","topic":"after","data":"still here"}),
-    )
-    .await;
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        got.push(next_json(&mut client).await);
-    }
-    assert!(
-        got.iter().any(|m| m["data"] == "still here"),
-        "the message came back: {got:?}"
-    );
-    let (status, body) = common::raw_get(addr, "/").await;
-    assert_eq!(status, 200);
-    assert!(body.contains("id=\"data\""));
-}
 
 /// Reads one HTTP response from `tcp`: its head (lower-cased) and a body of
 /// `Content-Length` bytes (or, without one, everything until EOF).
@@ -171,15 +72,6 @@ async fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>)
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.write_all(request).await.expect("write");
     read_response(&mut tcp).await
-}
-
-/// The error code of the reply to `text`, sent over `/ws`.
-async fn error_code(client: &mut common::Client, text: &str) -> u64 {
-    send_text(client, text).await;
-    let reply = next_json(client).await;
-    reply["error"]["code"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{text:.80}: expected an error, got {reply}"))
 }
 
 /// A raw `/ws` connection past its hello.
@@ -496,19 +388,8 @@ async fn wait_until_server_drops(server: SocketAddr, client: SocketAddr) {
 }
 
 /// Publishes `count` messages of 60 KB on `topic` through the API.
-async fn publish_bulk(addr: SocketAddr, topic: &str, count: usize) {
-    let big = "x".repeat(60_000);
-    let client = reqwest::Client::new();
-    for _ in 0..count {
-        let response = client
-            .post(format!("http://{addr}/api/publish/{topic}"))
-            .body(big.clone())
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(response.status(), 200);
-    }
+async fn publish_bulk(addr: SocketAddr, topic: &str, count: u64) {
+    flood(addr, topic, &"x".repeat(60_000), count, None).await;
 }
 
 #[tokio::test]
@@ -989,49 +870,19 @@ async fn a_publish_flood_on_the_api_is_answered_in_order_and_a_stalled_subscribe
 }
 
 /// The real `pushwire` binary, killed (and reaped) when dropped.
-struct Binary(std::process::Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+struct Binary(Process);
 
 impl Binary {
     /// `pushwire serve` with its defaults on a free port; answers it and its address.
     fn start() -> (Self, SocketAddr) {
-        use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PUSHWIRE_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .env_remove("RUST_LOG")
-            .env("PUSHWIRE_PORT", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pushwire");
-        let stdout = child.stdout.take().expect("stdout");
-        let binary = Self(child);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(STEP).expect("no URL printed");
+        let (process, line) =
+            spawn_with_first_line(common::binary::pushwire().env("PUSHWIRE_PORT", "0"));
         let addr = line
             .split_whitespace()
             .find_map(|word| word.strip_prefix("http://"))
             .and_then(|rest| rest.trim_end_matches('/').parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        (binary, addr)
+        (Self(process), addr)
     }
 
     /// Resident memory, in KiB (`VmRSS` in `/proc/PID/status`).
@@ -1215,21 +1066,7 @@ async fn an_sse_client_that_falls_a_mebibyte_behind_gets_a_gapless_prefix_then_t
         .await
         .expect("no answer")
         .expect("peek");
-    let http = reqwest::Client::new();
-    let data = "b".repeat(4000);
-    for n in 0..3000u64 {
-        let response = http
-            .post(server.url("/api/publish/burst"))
-            .body(data.clone())
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(response.status(), 200);
-        if n % 1000 == 0 {
-            publish(server.addr, "news", n / 1000).await;
-        }
-    }
+    flood(server.addr, "burst", &"b".repeat(4000), 3000, Some(1000)).await;
     // Now it reads: what the stream held, gapless from the first message, and
     // then the end of the stream (its reconnect recovers from history).
     let offsets = read_sse_to_end(&mut slow).await;

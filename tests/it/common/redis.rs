@@ -16,6 +16,18 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// How long a node may take to become ready.
+pub const READY: Duration = Duration::from_secs(15);
+
+/// Starts `n` nodes on `redis` with `extra` flags and waits until each is ready.
+pub async fn nodes(redis: &RedisServer, n: usize, extra: &[&str]) -> Vec<Node> {
+    let nodes: Vec<Node> = (0..n).map(|_| Node::start(&redis.url(), extra)).collect();
+    for node in &nodes {
+        wait_status(node, "/readyz", 200, READY).await;
+    }
+    nodes
+}
+
 /// A `redis-server` child process, without persistence, on 127.0.0.1.
 pub struct RedisServer {
     pub port: u16,
@@ -164,11 +176,18 @@ pub struct Node {
 impl Node {
     /// Starts the binary with `--broker <redis_url>` and `extra` flags, and waits
     /// for the line that says where it listens.
+    ///
+    /// Unless `extra` sets `--broker-timeout`, a Redis command may take 10 s (the
+    /// default is 1 s): these tests check what is delivered, not how fast, and run
+    /// beside the rest of the suite on a loaded machine.
     pub fn start(redis_url: &str, extra: &[&str]) -> Self {
         let mut args: Vec<String> = ["serve", "--port", "0", "--broker", redis_url]
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
+        if !extra.contains(&"--broker-timeout") {
+            args.extend(["--broker-timeout".to_owned(), "10s".to_owned()]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         Self::start_args(&args)
     }
@@ -176,13 +195,12 @@ impl Node {
     /// Starts the binary with exactly `args` (which must make it serve), and waits
     /// for the line that says where it listens.
     pub fn start_args(args: &[String]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PUSHWIRE_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = super::binary::pushwire();
         let logs = if std::env::var_os("PUSHWIRE_TEST_LOGS").is_some() {
+            // The nodes log at the level the test run asks for.
+            if let Some(filter) = std::env::var_os("RUST_LOG") {
+                command.env("RUST_LOG", filter);
+            }
             Stdio::inherit()
         } else {
             Stdio::null()
@@ -219,11 +237,6 @@ impl Node {
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         node.addr = addr;
         node
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).expect("node is running")
     }
 
     pub fn url(&self, path: &str) -> String {

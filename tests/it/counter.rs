@@ -1,7 +1,7 @@
 //! The counter demo over real sockets, with tokio-tungstenite as the independent
 //! client: each connection counts on its own, on time, and closes properly.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,20 +1,20 @@
 //! `pushwire bench` against real servers, with small numbers: every scenario runs,
 //! reports JSON, and its counts add up.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::binary::pushwire_async;
 use pushwire::{App, Hub, HubConfig, Message, Socket};
 use serde_json::Value;
-use tokio::process::Command;
 
 /// Runs `pushwire bench ARGS --json` and returns its report.
 async fn bench(args: &[&str]) -> Value {
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        Command::new(env!("CARGO_BIN_EXE_pushwire"))
+        pushwire_async()
             .arg("bench")
             .args(args)
             .arg("--json")
@@ -184,7 +184,7 @@ async fn fanout_spreads_subscribers_over_every_url_and_publishes_where_told() {
     // A publisher on a server that shares nothing with the subscribers' reaches
     // none of them: the run falls behind (and says so) instead of passing.
     let url_c = c.ws_url("/ws");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"))
+    let output = pushwire_async()
         .args(["bench", "fanout", "--url", &url_a, "--url", &url_b])
         .args([
             "--publish-url",
@@ -346,7 +346,7 @@ async fn idle_with_workers_holds_every_share() {
 
 #[tokio::test]
 async fn a_bad_url_is_one_line_and_exit_status_1() {
-    let output = Command::new(env!("CARGO_BIN_EXE_pushwire"))
+    let output = pushwire_async()
         .args(["bench", "counter", "--url", "http://nope"])
         .stdin(Stdio::null())
         .output()

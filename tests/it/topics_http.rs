@@ -1,88 +1,20 @@
 //! The HTTP side of topics over real sockets: Server-Sent Events (`/sse`),
 //! long-polling (`/poll`) and the publish API, each read with reqwest.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
+use common::sse::Sse;
 use common::topics::*;
 use common::{Running, STEP, raw_http};
 use pushwire::hub::HistoryConfig;
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
 
-/// One server-sent event.
-#[derive(Debug, Default, Clone)]
-struct Event {
-    id: Option<String>,
-    event: Option<String>,
-    data: String,
-}
-
-/// An open `/sse` stream.
-struct Sse {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Sse {
-    async fn open(server: &Running, query: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = reqwest::Client::new().get(server.url(&format!("/sse?{query}")));
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id);
-        }
-        let response = tokio::time::timeout(STEP, request.send())
-            .await
-            .expect("SSE request timed out")
-            .expect("SSE request failed");
-        assert_eq!(response.status(), 200);
-        assert_eq!(
-            response.headers()["content-type"].to_str().ok(),
-            Some("text/event-stream")
-        );
-        Self {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (comments and the `retry:` preamble skipped).
-    async fn next(&mut self) -> Event {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Event::default();
-                let mut has_data = false;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        event.id = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        event.event = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        event.data.push_str(v);
-                        has_data = true;
-                    }
-                }
-                if has_data {
-                    return event;
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(STEP, self.response.chunk())
-                .await
-                .expect("no SSE event within the time limit")
-                .expect("SSE stream failed")
-                .expect("SSE stream ended");
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("SSE is UTF-8"));
-        }
-    }
-
-    async fn json(&mut self) -> (Event, Value) {
-        let event = self.next().await;
-        let value = serde_json::from_str(&event.data).expect("event data is JSON");
-        (event, value)
-    }
+/// The `/sse?{query}` URL of `server`.
+fn sse_url(server: &Running, query: &str) -> String {
+    server.url(&format!("/sse?{query}"))
 }
 
 async fn poll(server: &Running, query: &str) -> (u16, Value) {
@@ -108,7 +40,7 @@ fn enc(text: &str) -> String {
 async fn sse_sends_positions_first_then_messages_with_ids_for_every_topic() {
     let (server, hub) = start_topics(HubConfig::default()).await;
     publish(&hub, "b", json!("before")).await;
-    let mut sse = Sse::open(&server, "topic=a&topic=b", None).await;
+    let mut sse = Sse::open(&sse_url(&server, "topic=a&topic=b"), None).await;
     let (first, subscribed) = sse.json().await;
     assert_eq!(first.event.as_deref(), Some("subscribed"));
     let subs = subscribed["subs"].as_array().expect("subs").clone();
@@ -139,7 +71,7 @@ async fn sse_sends_positions_first_then_messages_with_ids_for_every_topic() {
 #[tokio::test]
 async fn sse_reconnect_with_last_event_id_recovers_the_gap() {
     let (server, hub) = start_topics(HubConfig::default()).await;
-    let mut sse = Sse::open(&server, "topic=news", None).await;
+    let mut sse = Sse::open(&sse_url(&server, "topic=news"), None).await;
     sse.next().await;
     for n in 1..=3 {
         publish(&hub, "news", json!(n)).await;
@@ -155,7 +87,11 @@ async fn sse_reconnect_with_last_event_id_recovers_the_gap() {
         publish(&hub, "news", json!(n)).await;
     }
     // An outdated `since` in the URL loses to the browser's Last-Event-ID.
-    let mut sse = Sse::open(&server, "topic=news&since=news%40Old1%3A0", Some(&last_id)).await;
+    let mut sse = Sse::open(
+        &sse_url(&server, "topic=news&since=news%40Old1%3A0"),
+        Some(&last_id),
+    )
+    .await;
     let (_, subscribed) = sse.json().await;
     assert_eq!(subscribed["subs"][0]["recovered"], true, "{subscribed}");
     publish(&hub, "news", json!(7)).await;
@@ -170,7 +106,7 @@ async fn sse_reconnect_with_last_event_id_recovers_the_gap() {
 #[tokio::test]
 async fn sse_says_when_it_cannot_recover() {
     let (server, _hub) = start_topics(HubConfig::default()).await;
-    let mut sse = Sse::open(&server, "topic=news&since=news%40Gone1%3A5", None).await;
+    let mut sse = Sse::open(&sse_url(&server, "topic=news&since=news%40Gone1%3A5"), None).await;
     let (_, subscribed) = sse.json().await;
     assert_eq!(subscribed["subs"][0]["recovered"], false);
     server.stop().await;
@@ -321,7 +257,7 @@ async fn ws_sse_and_poll_deliver_the_same_messages_in_the_same_order() {
     let (mut client, _) = ws(&server).await;
     sub(&mut client, "x", None).await;
     sub(&mut client, "y", None).await;
-    let mut sse = Sse::open(&server, "topic=x&topic=y", None).await;
+    let mut sse = Sse::open(&sse_url(&server, "topic=x&topic=y"), None).await;
     sse.next().await;
     let (_, first) = poll(&server, "topic=x&topic=y").await;
     let mut since = first["since"].as_str().unwrap_or("").to_owned();

@@ -2,22 +2,20 @@
 //! `?token=` and `Authorization: Bearer` on `/sse` and `/poll`, JWTs on the publish
 //! API; keys of each algorithm, and every way a token can be refused.
 
-mod common;
+use crate::common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::tokens::{SECRET, authed, grants, hs256};
 use common::topics::*;
 use common::{Client, Running, STEP, connect, next_close, start};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use pushwire::auth::{AuthConfig, Claims, SigningKey, TokenVerifier, now, sign};
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
-
-const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
 
 fn keys_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys")
@@ -41,20 +39,6 @@ fn ec_pair() -> (String, String) {
     (private, public)
 }
 
-fn grants(pairs: &[(&str, &[&str])]) -> Option<BTreeMap<String, Vec<String>>> {
-    Some(
-        pairs
-            .iter()
-            .map(|(p, perms)| {
-                (
-                    (*p).to_owned(),
-                    perms.iter().map(|s| (*s).to_owned()).collect(),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// Claims for `user`, valid for `ttl` seconds (negative: expired that long ago).
 fn claims(user: &str, ttl: i64, topics: &[(&str, &[&str])]) -> Claims {
     Claims {
@@ -63,10 +47,6 @@ fn claims(user: &str, ttl: i64, topics: &[(&str, &[&str])]) -> Claims {
         topics: grants(topics),
         ..Claims::default()
     }
-}
-
-fn hs256(claims: &Claims) -> String {
-    sign(claims, &SigningKey::Secret(SECRET.into()), None).expect("sign")
 }
 
 fn secret_config() -> AuthConfig {
@@ -106,14 +86,6 @@ fn error(reply: &Value) -> (u64, String) {
             .unwrap_or_default()
             .to_owned(),
     )
-}
-
-/// A `/ws` client authenticated with `token`.
-async fn authed(server: &Running, token: &str) -> Client {
-    let (mut client, _) = ws(server).await;
-    let reply = auth(&mut client, token).await;
-    assert!(reply["ok"].is_object(), "auth failed: {reply}");
-    client
 }
 
 /// The `auth` reply for `token` on a fresh connection.

@@ -1,6 +1,6 @@
 //! `examples/counter.rs`, the README's program, runs and counts.
 
-mod common;
+use crate::common;
 
 use common::{connect, next_text, raw_get};
 

@@ -2,11 +2,14 @@
 //! WebSocket client (tokio-tungstenite), the publish API over reqwest.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use pushwire::broker::Broker;
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{Client, Running, STEP, connect, next_text, start};
@@ -57,9 +60,26 @@ pub async fn send_text(client: &mut Client, text: &str) {
 }
 
 /// The next message, parsed as JSON.
-pub async fn next_json(client: &mut Client) -> Value {
+pub async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut WebSocketStream<S>,
+) -> Value {
     let text = next_text(client).await;
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The next text message as JSON (pings and pongs skipped), within `limit` in
+/// all; `None` on close, error or timeout.
+pub async fn next_json_within(client: &mut Client, limit: Duration) -> Option<Value> {
+    use futures_util::StreamExt as _;
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, client.next()).await.ok()?? {
+            Ok(WsMessage::Text(text)) => return serde_json::from_str(&text).ok(),
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
+            _ => return None,
+        }
+    }
 }
 
 /// Sends a request and returns the next message, which must be its reply.

@@ -4,14 +4,16 @@
 //! sharing a real `redis-server`. Each client is an independent implementation
 //! (reqwest for SSE and polls, tokio-tungstenite for `/ws`) over real sockets.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::{Node, RedisServer, wait_status};
-use common::topics::start_topics;
+use common::redis::{Node, RedisServer, nodes};
+use common::sse::Sse;
+use common::tokens::chat_token;
+use common::topics::{next_json_within, start_topics};
 use common::{Client, STEP, connect};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use pushwire::HubConfig;
 use serde_json::{Value, json};
@@ -35,7 +37,7 @@ impl Watcher {
     /// Connects to `url`, authenticates with `token` if given, and subscribes.
     async fn start(url: &str, token: Option<&str>) -> Self {
         let mut ws = connect(url).await;
-        let hello = next_json(&mut ws, STEP).await.expect("hello");
+        let hello = next_json_within(&mut ws, STEP).await.expect("hello");
         let mut watcher = Self {
             ws,
             id: hello["hello"]["client"].as_str().expect("id").to_owned(),
@@ -74,7 +76,7 @@ impl Watcher {
         let deadline = Instant::now() + EVENT;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let value = next_json(&mut self.ws, left).await?;
+            let value = next_json_within(&mut self.ws, left).await?;
             if value["join"].is_object() || value["leave"].is_object() {
                 self.events.push(value.clone());
             }
@@ -123,75 +125,17 @@ impl Watcher {
     }
 }
 
-/// The next text message as JSON; `None` on close, error or timeout.
-async fn next_json(ws: &mut Client, limit: Duration) -> Option<Value> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        match tokio::time::timeout(left, ws.next()).await.ok()?? {
-            Ok(WsMessage::Text(text)) => return serde_json::from_str(&text).ok(),
-            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
-            _ => return None,
-        }
-    }
-}
-
-/// An open `/sse` stream, read with reqwest.
-struct Sse {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Sse {
-    /// Opens `url` (a full `/sse?…` URL) and answers the stream and the client id
-    /// of its `subscribed` event.
-    async fn open(url: &str) -> (Self, String) {
-        let response = tokio::time::timeout(STEP, reqwest::get(url))
-            .await
-            .expect("SSE request timed out")
-            .expect("SSE request failed");
-        assert_eq!(response.status(), 200, "{url}");
-        let mut sse = Self {
-            response,
-            buffer: String::new(),
-        };
-        let (event, data) = sse.next().await;
-        assert_eq!(event.as_deref(), Some("subscribed"), "{data}");
-        let client = data["client"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no client id in {data}"))
-            .to_owned();
-        (sse, client)
-    }
-
-    /// The next event's name and data.
-    async fn next(&mut self) -> (Option<String>, Value) {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = None;
-                let mut data = None;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        name = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data = Some(serde_json::from_str(v).expect("event data is JSON"));
-                    }
-                }
-                if let Some(data) = data {
-                    return (name, data);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(STEP, self.response.chunk())
-                .await
-                .expect("no SSE event in time")
-                .expect("SSE stream failed")
-                .expect("SSE stream ended");
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("SSE is UTF-8"));
-        }
-    }
+/// Opens `url` (a full `/sse?…` URL) and answers the stream and the client id of
+/// its `subscribed` event.
+async fn open_sse(url: &str) -> (Sse, String) {
+    let mut sse = Sse::open(url, None).await;
+    let (event, data) = sse.json().await;
+    assert_eq!(event.event.as_deref(), Some("subscribed"), "{data}");
+    let client = data["client"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no client id in {data}"))
+        .to_owned();
+    (sse, client)
 }
 
 /// A long-poll client: one key for all its polls, and its positions.
@@ -270,7 +214,7 @@ fn presence_config(poll_lapse: Duration) -> HubConfig {
 async fn an_sse_stream_is_a_member_while_it_runs() {
     let (server, _hub) = start_topics(presence_config(Duration::from_secs(15))).await;
     let mut watcher = Watcher::start(&server.ws_url("/ws"), None).await;
-    let (sse, client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}"))).await;
+    let (sse, client) = open_sse(&server.url(&format!("/sse?topic={ROOM}"))).await;
     assert_ne!(client, watcher.id);
 
     // The join and the member list show it exactly as a /ws member.
@@ -317,38 +261,13 @@ async fn a_poll_client_is_a_member_while_it_polls_and_leaves_once_after_the_laps
     server.stop().await;
 }
 
-/// An HS256 token for `user` with `sub` and `presence` on `chat:*`.
-fn chat_token(secret: &str, user: &str) -> String {
-    use pushwire::auth::{Claims, SigningKey, sign};
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let topics = [(
-        String::from("chat:*"),
-        vec![String::from("sub"), String::from("presence")],
-    )];
-    let claims = Claims {
-        sub: Some(user.to_owned()),
-        exp,
-        topics: Some(topics.into_iter().collect()),
-        ..Claims::default()
-    };
-    sign(&claims, &SigningKey::Secret(secret.into()), None).expect("sign")
-}
-
 const SECRET: &str = "presence-transports-secret";
 
 /// Two nodes on `redis`, requiring tokens signed with [`SECRET`].
 async fn two_nodes(redis: &RedisServer, extra: &[&str]) -> Vec<Node> {
     let mut flags = vec!["--token-secret", SECRET, "--presence", "chat"];
     flags.extend_from_slice(extra);
-    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis.url(), &flags)).collect();
-    for node in &nodes {
-        wait_status(node, "/readyz", 200, Duration::from_secs(15)).await;
-    }
-    nodes
+    nodes(redis, 2, &flags).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,7 +278,7 @@ async fn an_sse_stream_on_another_node_is_a_member_with_its_tokens_user() {
     let mut watcher = Watcher::start(&nodes[0].ws_url(), Some(&token)).await;
     let sse_token = chat_token(SECRET, "sam");
     let (sse, client) =
-        Sse::open(&nodes[1].url(&format!("/sse?topic={ROOM}&token={sse_token}"))).await;
+        open_sse(&nodes[1].url(&format!("/sse?topic={ROOM}&token={sse_token}"))).await;
 
     let member = json!({"client": client, "user": "sam"});
     assert_eq!(watcher.joined(&client).await, member);
@@ -433,7 +352,7 @@ async fn wait_members(hub: &pushwire::Hub, count: usize) -> Vec<String> {
 #[tokio::test]
 async fn shutdown_makes_sse_and_poll_members_leave() {
     let (server, hub) = start_topics(presence_config(Duration::from_secs(600))).await;
-    let (sse, sse_client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}"))).await;
+    let (sse, sse_client) = open_sse(&server.url(&format!("/sse?topic={ROOM}"))).await;
     let mut poller = Poller::new(server.url(""), "shutdown-poller", None);
     let poll_client = poller.poll(0).await["client"]
         .as_str()
@@ -476,7 +395,7 @@ async fn an_sse_stream_whose_token_expires_leaves() {
         ..Claims::default()
     };
     let token = sign(&short, &SigningKey::Secret(SECRET.into()), None).expect("sign");
-    let (sse, client) = Sse::open(&server.url(&format!("/sse?topic={ROOM}&token={token}"))).await;
+    let (sse, client) = open_sse(&server.url(&format!("/sse?topic={ROOM}&token={token}"))).await;
     let member = json!({"client": client, "user": "eve"});
     assert_eq!(watcher.joined(&client).await, member);
     // The client keeps the stream open; its token's expiry ends it, and it leaves.
@@ -517,7 +436,7 @@ async fn sse_and_poll_members_show_the_info_they_give() {
 
     let sse_info = info(json!({ROOM: {"name": "sse"}}));
     let url = server.url(&format!("/sse?topic={ROOM}&info={sse_info}"));
-    let (_sse, sse_client) = Sse::open(&url).await;
+    let (_sse, sse_client) = open_sse(&url).await;
     assert_eq!(
         watcher.joined(&sse_client).await,
         json!({"client": sse_client, "info": {"name": "sse"}})

@@ -2,31 +2,20 @@
 //! `redis-server`, and what happens when Redis or a node fails: every test starts
 //! its own Redis and nodes on free loopback ports and kills them when it ends.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::redis::{Node, RedisServer, status, wait_status};
+use common::redis::{Node, READY, RedisServer, nodes, status, wait_status};
+use common::tokens::chat_token;
+use common::topics::next_json_within;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// How long a node may take to become ready.
-const READY: Duration = Duration::from_secs(15);
-
-/// Starts `n` nodes on `redis` with `extra` flags and waits until each is ready.
-async fn nodes(redis: &RedisServer, n: usize, extra: &[&str]) -> Vec<Node> {
-    let nodes: Vec<Node> = (0..n).map(|_| Node::start(&redis.url(), extra)).collect();
-    for node in &nodes {
-        wait_status(node, "/readyz", 200, READY).await;
-    }
-    nodes
-}
+type Ws = common::Client;
 
 /// `POST /api/publish/{topic}` with JSON `data`: the status and the parsed body, or
 /// `None` when the node did not answer within 10 s.
@@ -66,20 +55,9 @@ async fn connect(url: &str) -> Option<Ws> {
     .await
     .ok()?
     .ok()?;
-    let hello = next_json(&mut ws, Duration::from_secs(5)).await?;
+    let hello = next_json_within(&mut ws, Duration::from_secs(5)).await?;
     hello.get("hello")?;
     Some(ws)
-}
-
-/// The next text message as JSON; `None` on close, error or timeout.
-async fn next_json(ws: &mut Ws, limit: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(limit, ws.next()).await.ok()?? {
-            Ok(WsMessage::Text(text)) => return serde_json::from_str(&text).ok(),
-            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
-            _ => return None,
-        }
-    }
 }
 
 /// Reads until a message for which `wanted` holds, within `limit` in all; other
@@ -93,7 +71,7 @@ async fn next_matching(
     let deadline = Instant::now() + limit;
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
-        let value = next_json(ws, left).await?;
+        let value = next_json_within(ws, left).await?;
         if wanted(&value) {
             return Some(value);
         }
@@ -208,7 +186,7 @@ async fn read_loop(
             next_url += 1;
             continue;
         }
-        let Some(reply) = next_json(&mut ws, Duration::from_secs(5)).await else {
+        let Some(reply) = next_json_within(&mut ws, Duration::from_secs(5)).await else {
             next_url += 1;
             continue;
         };
@@ -310,7 +288,7 @@ async fn three_nodes_deliver_ten_thousand_messages_round_robin_to_every_subscrib
         for _ in 0..3 {
             let mut ws = connect(&node.ws_url()).await.expect("connect");
             send(&mut ws, json!({"op": "sub", "id": 1, "topic": "fan"})).await;
-            let reply = next_json(&mut ws, Duration::from_secs(5))
+            let reply = next_json_within(&mut ws, Duration::from_secs(5))
                 .await
                 .expect("reply");
             assert_eq!(reply["ok"]["offset"], 0, "{reply}");
@@ -325,7 +303,7 @@ async fn three_nodes_deliver_ten_thousand_messages_round_robin_to_every_subscrib
                 let mut offsets = Vec::with_capacity(TOTAL as usize);
                 let mut per_publisher = [0u64; 3];
                 while (offsets.len() as u64) < TOTAL {
-                    let push = next_json(&mut ws, Duration::from_secs(30))
+                    let push = next_json_within(&mut ws, Duration::from_secs(30))
                         .await
                         .unwrap_or_else(|| {
                             panic!("subscriber {i}: stream ended after {}", offsets.len())
@@ -347,7 +325,7 @@ async fn three_nodes_deliver_ten_thousand_messages_round_robin_to_every_subscrib
                 assert_eq!(offsets, (1..=TOTAL).collect::<Vec<_>>(), "subscriber {i}");
                 // Nothing more: no duplicate after the last one.
                 assert!(
-                    next_json(&mut ws, Duration::from_millis(500))
+                    next_json_within(&mut ws, Duration::from_millis(500))
                         .await
                         .is_none(),
                     "subscriber {i}: a message after the last"
@@ -404,7 +382,7 @@ async fn redis_lost_and_restarted_empty_nodes_stay_up_and_clients_are_told_recov
     let mut plain = connect(&nodes[0].ws_url()).await.expect("connect");
     send(&mut plain, json!({"op": "sub", "id": 1, "topic": "live"})).await;
     assert!(
-        next_json(&mut plain, Duration::from_secs(5))
+        next_json_within(&mut plain, Duration::from_secs(5))
             .await
             .expect("reply")["ok"]
             .is_object()
@@ -806,13 +784,13 @@ async fn a_stopped_redis_does_not_block_local_work_and_bounds_waiting_publishes(
         json!({"op": "pub", "id": 0, "topic": "slow", "data": 1}),
     )
     .await;
-    let reply = next_json(&mut ws, Duration::from_secs(10))
+    let reply = next_json_within(&mut ws, Duration::from_secs(10))
         .await
         .expect("reply");
     assert_eq!(reply["error"]["code"], 503, "{reply}");
     let asked = Instant::now();
     send(&mut ws, json!({"op": "sub", "id": 1, "topic": "other"})).await;
-    let reply = next_json(&mut ws, Duration::from_secs(10))
+    let reply = next_json_within(&mut ws, Duration::from_secs(10))
         .await
         .expect("reply");
     assert_eq!(reply["error"]["code"], 503, "{reply}");
@@ -912,27 +890,6 @@ async fn long_poll_and_sse_resume_on_another_node_from_their_offset() {
     }
 }
 
-/// An HS256 token for `user` with `sub` and `presence` on `chat:*`.
-fn chat_token(secret: &str, user: &str) -> String {
-    use pushwire::auth::{Claims, SigningKey, sign};
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let topics = [(
-        String::from("chat:*"),
-        vec![String::from("sub"), String::from("presence")],
-    )];
-    let claims = Claims {
-        sub: Some(user.to_owned()),
-        exp,
-        topics: Some(topics.into_iter().collect()),
-        ..Claims::default()
-    };
-    sign(&claims, &SigningKey::Secret(secret.into()), None).expect("sign")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_across_nodes_names_each_members_token_user() {
     let redis = RedisServer::start();
@@ -953,7 +910,7 @@ async fn presence_across_nodes_names_each_members_token_user() {
     // On ann's node, bob's join (from the other node) names bob.
     let mut bob_joined = false;
     for _ in 0..10 {
-        let Some(event) = next_json(&mut clients[0], Duration::from_secs(5)).await else {
+        let Some(event) = next_json_within(&mut clients[0], Duration::from_secs(5)).await else {
             break;
         };
         if event["join"]["info"] == json!({"seat": "bob"}) {
@@ -971,7 +928,7 @@ async fn presence_across_nodes_names_each_members_token_user() {
     .await;
     let mut users = Vec::new();
     for _ in 0..10 {
-        let reply = next_json(&mut clients[0], Duration::from_secs(5))
+        let reply = next_json_within(&mut clients[0], Duration::from_secs(5))
             .await
             .expect("presence reply");
         if reply["id"] == 3 {
@@ -999,7 +956,7 @@ async fn presence_crosses_nodes_and_a_killed_nodes_members_expire() {
     )
     .await;
     assert!(
-        next_json(&mut watcher, Duration::from_secs(5))
+        next_json_within(&mut watcher, Duration::from_secs(5))
             .await
             .expect("reply")["ok"]
             .is_object()
@@ -1011,7 +968,7 @@ async fn presence_crosses_nodes_and_a_killed_nodes_members_expire() {
     )
     .await;
     assert!(
-        next_json(&mut remote, Duration::from_secs(5))
+        next_json_within(&mut remote, Duration::from_secs(5))
             .await
             .expect("reply")["ok"]
             .is_object()
@@ -1020,7 +977,7 @@ async fn presence_crosses_nodes_and_a_killed_nodes_members_expire() {
     // The watcher's own join, then the remote client's, delivered across nodes.
     let mut joined = None;
     for _ in 0..5 {
-        let event = next_json(&mut watcher, Duration::from_secs(5))
+        let event = next_json_within(&mut watcher, Duration::from_secs(5))
             .await
             .expect("join");
         if event["join"]["info"] == json!({"name": "bo"}) {
@@ -1054,14 +1011,14 @@ async fn presence_crosses_nodes_and_a_killed_nodes_members_expire() {
     )
     .await;
     assert!(
-        next_json(&mut passer, Duration::from_secs(5))
+        next_json_within(&mut passer, Duration::from_secs(5))
             .await
             .expect("reply")["ok"]
             .is_object()
     );
     let mut passer_id = None;
     for _ in 0..5 {
-        let event = next_json(&mut watcher, Duration::from_secs(5))
+        let event = next_json_within(&mut watcher, Duration::from_secs(5))
             .await
             .expect("join");
         if event["join"]["info"] == json!("passing") {
@@ -1183,12 +1140,9 @@ async fn the_readme_three_node_quick_start_works() {
     let words: Vec<String> = lines[5].split_whitespace().map(real).collect();
     assert_eq!(words[0], "target/release/pushwire");
     assert_eq!(words.last().map(String::as_str), Some("&"));
-    let mut sub = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwire"))
+    let mut sub = common::binary::pushwire_async()
         .args(&words[1..words.len() - 1])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("pushwire sub");
     // The publish, as curl sends it, on the first node.

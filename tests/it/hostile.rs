@@ -3,13 +3,14 @@
 //! that matter most: a normal client is still served, and a well-behaved subscriber
 //! that was there all along lost nothing.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::corpus::{Watcher, a_normal_client_is_served, error_code, flood, publish, start_with};
 use common::topics::{next_json, send, send_text};
-use common::{Running, STEP, read_frame, start, write_frame};
+use common::{STEP, read_frame, write_frame};
 use futures_util::{SinkExt, StreamExt};
 use pushwire::config::ServeConfig;
 use pushwire::{ConnectionLimits, HttpLimits, Origins};
@@ -19,94 +20,10 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-/// The demo server (pages, counter, topics) with `config`, on a free port.
-async fn start_with(config: ServeConfig) -> Running {
-    let config = ServeConfig { port: 0, ..config };
-    start(pushwire::node::app(&config).expect("demo app")).await
-}
-
-/// A subscriber that reads everything, and checks at the end that it got exactly
-/// the messages published, in order.
-struct Watcher {
-    client: common::Client,
-    topic: String,
-}
-
-impl Watcher {
-    async fn new(server: &Running, topic: &str) -> Self {
-        let (mut client, _) = common::topics::ws(server).await;
-        send(&mut client, json!({"op":"sub","id":1,"topic":topic})).await;
-        let reply = next_json(&mut client).await;
-        assert!(reply["ok"].is_object(), "subscribe: {reply}");
-        Self {
-            client,
-            topic: topic.to_owned(),
-        }
-    }
-
-    /// Reads until it has seen `n` messages: they must be `0..n`, in order.
-    async fn expect_all(mut self, n: u64) {
-        for expected in 0..n {
-            let push = next_json(&mut self.client).await;
-            assert_eq!(push["topic"], self.topic.as_str(), "{push}");
-            assert_eq!(
-                push["data"],
-                json!({ "n": expected }),
-                "watcher lost a message"
-            );
-        }
-    }
-}
-
-/// Publishes `{"n": n}` on `topic` through the HTTP API.
-async fn publish(server: &Running, topic: &str, n: u64) {
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("/api/publish/{topic}")))
-        .json(&json!({ "n": n }))
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(response.status(), 200, "publish {n}");
-}
-
-/// A normal client can still connect, subscribe, publish and receive.
-async fn a_normal_client_is_served(server: &Running) {
-    let (mut client, _) = common::topics::ws(server).await;
-    send(&mut client, json!({"op":"sub","id":"a","topic":"after"})).await;
-    assert!(next_json(&mut client).await["ok"].is_object());
-    send(
-        &mut client,
-        json!({"op":"pub","id":"b","topic":"after","data":"still here"}),
-    )
-    .await;
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        got.push(next_json(&mut client).await);
-    }
-    assert!(
-        got.iter().any(|m| m["data"] == "still here"),
-        "the message came back: {got:?}"
-    );
-    let (status, body) = common::raw_get(server.addr, "/").await;
-    assert_eq!(status, 200);
-    assert!(body.contains("id=\"data\""));
-}
-
-/// Sends `text` and answers the error reply's code (panics if the answer is not an
-/// error reply).
-async fn error_code(client: &mut common::Client, text: &str) -> u64 {
-    send_text(client, text).await;
-    let reply = next_json(client).await;
-    reply["error"]["code"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{text:.80}: expected an error, got {reply}"))
-}
-
 #[tokio::test]
 async fn malformed_requests_get_error_replies_and_nobody_else_notices() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let (mut evil, _) = common::topics::ws(&server).await;
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let long_topic = "t".repeat(129);
@@ -138,7 +55,7 @@ async fn malformed_requests_get_error_replies_and_nobody_else_notices() {
     ];
     for (n, (text, code)) in corpus.iter().enumerate() {
         assert_eq!(error_code(&mut evil, text).await, *code, "{text:.100}");
-        publish(&server, "news", n as u64).await;
+        publish(server.addr, "news", n as u64).await;
     }
     let sent = corpus.len() as u64;
     // An id that is not a number or a short string is answered under `null`.
@@ -174,14 +91,14 @@ async fn malformed_requests_get_error_replies_and_nobody_else_notices() {
     .await;
     assert!(next_json(&mut evil).await["ok"].is_object());
     watcher.expect_all(sent + 1).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn broken_frames_close_only_the_sender() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     // (first byte, payload, expected close code)
     let invalid_utf8: &[u8] = &[b'{', 0xc3, 0x28, b'}'];
     let cases: Vec<(u8, Vec<u8>, u16)> = vec![
@@ -206,10 +123,10 @@ async fn broken_frames_close_only_the_sender() {
             *code,
             "case {n} ({first:#x})"
         );
-        publish(&server, "news", n as u64).await;
+        publish(server.addr, "news", n as u64).await;
     }
     watcher.expect_all(cases.len() as u64).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
@@ -218,7 +135,7 @@ async fn a_subscribe_flood_stops_at_the_subscription_limit() {
     let mut config = ServeConfig::default();
     config.hub.max_subscriptions = 20;
     let server = start_with(config).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let (mut evil, _) = common::topics::ws(&server).await;
     for n in 0..20 {
         send(
@@ -232,9 +149,9 @@ async fn a_subscribe_flood_stops_at_the_subscription_limit() {
     }
     let code = error_code(&mut evil, r#"{"op":"sub","id":21,"topic":"flood:21"}"#).await;
     assert_eq!(code, 429);
-    publish(&server, "news", 0).await;
+    publish(server.addr, "news", 0).await;
     watcher.expect_all(1).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
@@ -243,7 +160,7 @@ async fn a_client_over_its_request_rate_gets_429_then_is_closed_with_1008() {
     let mut config = ServeConfig::default();
     config.hub.max_requests_per_second = 20;
     let server = start_with(config).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let (mut evil, _) = common::topics::ws(&server).await;
     // 20 requests pass (the bucket holds a second's worth), plus what the bucket
     // refills while they arrive (20 per second); the rest are refused, and once
@@ -284,9 +201,9 @@ async fn a_client_over_its_request_rate_gets_429_then_is_closed_with_1008() {
     );
     assert_eq!(close.code, CloseCode::Policy);
     assert_eq!(close.reason.as_str(), "rate limit exceeded");
-    publish(&server, "news", 0).await;
+    publish(server.addr, "news", 0).await;
     watcher.expect_all(1).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
@@ -522,7 +439,7 @@ async fn slow_and_oversized_request_heads_are_cut_off() {
         ..ServeConfig::default()
     })
     .await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     // Slowloris: a head sent a few bytes at a time never completes in time.
     let mut slow = TcpStream::connect(server.addr).await.expect("connect");
     let started = tokio::time::Instant::now();
@@ -563,16 +480,16 @@ async fn slow_and_oversized_request_heads_are_cut_off() {
     );
     let (status, _) = raw_status(server.addr, &big).await;
     assert_eq!(status, 431);
-    publish(&server, "news", 0).await;
+    publish(server.addr, "news", 0).await;
     watcher.expect_all(1).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_dropped_and_the_rest_get_everything() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     // Subscribes, then never reads again: its socket buffers fill, its queue passes
     // the high watermark, and the server closes it as a slow consumer.
     let mut stalled = common::raw_ws(server.addr, "/ws").await;
@@ -584,24 +501,10 @@ async fn a_subscriber_that_stops_reading_is_dropped_and_the_rest_get_everything(
             .as_bytes(),
     )
     .await;
-    let big = "x".repeat(60_000);
-    let client = reqwest::Client::new();
-    for n in 0..400u64 {
-        let response = client
-            .post(server.url("/api/publish/bulk"))
-            .body(big.clone())
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(response.status(), 200);
-        if n % 100 == 0 {
-            publish(&server, "news", n / 100).await;
-        }
-    }
+    flood(server.addr, "bulk", &"x".repeat(60_000), 400, Some(100)).await;
     drop(stalled);
     watcher.expect_all(4).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
@@ -703,7 +606,7 @@ async fn half_open_and_abandoned_connections_do_not_pile_up() {
         ..ServeConfig::default()
     })
     .await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     // Connections that send half a handshake and then go quiet, and WebSockets
     // whose clients shut down their writing half mid-frame.
     let mut quiet = Vec::new();
@@ -721,7 +624,7 @@ async fn half_open_and_abandoned_connections_do_not_pile_up() {
         ws.shutdown().await.expect("shutdown");
         quiet.push(ws);
         if n % 10 == 0 {
-            publish(&server, "news", n / 10).await;
+            publish(server.addr, "news", n / 10).await;
         }
     }
     // Every one of them is closed by the server within a bounded time.
@@ -739,14 +642,14 @@ async fn half_open_and_abandoned_connections_do_not_pile_up() {
         assert!(ended.is_ok(), "a half-open connection was kept");
     }
     watcher.expect_all(5).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_storm_of_connections_leaves_the_server_serving() {
     let server = start_with(ServeConfig::default()).await;
-    let watcher = Watcher::new(&server, "news").await;
+    let watcher = Watcher::new(server.addr, "news").await;
     let mut tasks = Vec::new();
     for n in 0..200u64 {
         let url = server.ws_url("/ws");
@@ -766,7 +669,7 @@ async fn a_storm_of_connections_leaves_the_server_serving() {
             }
         }));
         if n % 50 == 0 {
-            publish(&server, "news", n / 50).await;
+            publish(server.addr, "news", n / 50).await;
         }
     }
     for task in tasks {
@@ -776,6 +679,6 @@ async fn a_storm_of_connections_leaves_the_server_serving() {
             .expect("a storm client panicked");
     }
     watcher.expect_all(4).await;
-    a_normal_client_is_served(&server).await;
+    a_normal_client_is_served(server.addr).await;
     server.stop().await;
 }

@@ -1,7 +1,7 @@
 //! The topic protocol on `/ws` (docs/protocol.md), spoken by an independent client
 //! (tokio-tungstenite) to a real server over loopback.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

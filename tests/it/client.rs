@@ -2,11 +2,12 @@
 //! replies, pushes queued while a reply is awaited, recovery, server errors, and the
 //! end of a connection.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::time::Duration;
 
+use common::topics::start_topics;
 use common::{Running, STEP};
 use pushwire::client::{Client, ClientError, ClientOptions, Event};
 use pushwire::hub::{Data, Epoch, Hub, HubConfig, Position};
@@ -22,11 +23,11 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 /// A server with topics (and presence on the `chat` namespace).
 async fn server() -> Running {
-    let hub = Hub::new(HubConfig {
+    let config = HubConfig {
         presence: vec!["chat".into()],
         ..HubConfig::default()
-    });
-    common::start(App::new().topics(hub)).await
+    };
+    start_topics(config).await.0
 }
 
 /// Closes the clients, then stops the server (gracefully, bounded).

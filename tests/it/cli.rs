@@ -1,26 +1,16 @@
 //! The `pushwire` binary as a user meets it: flags, env vars, errors as one line,
 //! the URL it prints, logs, and a graceful stop on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::{Process, pushwire, spawn_with_first_line};
+use common::tls::make_cert_for;
 use common::{STEP, connect, next_text};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-fn pushwire() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-    // Only what the test sets explicitly.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PUSHWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    command.env_remove("RUST_LOG").env("RUST_BACKTRACE", "1");
-    command
-}
 
 /// Runs to completion (bounded) and returns (exit code, stdout, stderr).
 fn run(command: &mut Command) -> (Option<i32>, String, String) {
@@ -123,19 +113,9 @@ fn a_missing_or_unreadable_static_dir_fails_in_one_line() {
     );
 }
 
-/// A running `pushwire` process, killed if the test fails midway.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `pushwire` (the counter demo, 100 ms ticks) on a free port with piped
 /// output, and returns it, the URL it printed first, and its stderr.
-async fn start_counter_demo() -> (Server, String, std::process::ChildStderr) {
+async fn start_counter_demo() -> (Process, String, std::process::ChildStderr) {
     let mut child = pushwire()
         .env("PUSHWIRE_PORT", "0")
         .args(["--interval", "100ms"])
@@ -146,7 +126,7 @@ async fn start_counter_demo() -> (Server, String, std::process::ChildStderr) {
         .expect("spawn pushwire");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let server = Server(child);
+    let server = Process(child);
     let first_line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map(|_| line)
@@ -241,25 +221,6 @@ fn first_line(command: &mut Command) -> String {
     spawn_with_first_line(command).1
 }
 
-/// Starts `command` (a server) and answers it with the first line it prints.
-fn spawn_with_first_line(command: &mut Command) -> (Server, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pushwire");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    (server, rx.recv_timeout(STEP).expect("no line printed"))
-}
-
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
@@ -345,15 +306,14 @@ fn a_bad_config_file_fails_in_one_line_naming_the_file() {
 #[test]
 fn unusable_tls_settings_fail_in_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let made = rcgen::generate_simple_self_signed(vec![String::from("127.0.0.1")])
-        .expect("generate a certificate");
+    let made = make_cert_for(&["127.0.0.1"]);
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
         path.display().to_string()
     };
-    let cert = file("cert.pem", &made.cert.pem());
-    let key = file("key.pem", &made.signing_key.serialize_pem());
+    let cert = file("cert.pem", &made.cert_pem);
+    let key = file("key.pem", &made.key_pem);
     let garbage = file("garbage.pem", "this is not PEM\n");
 
     assert_one_line_failure(
@@ -419,11 +379,10 @@ fn unusable_tls_settings_fail_in_one_line() {
 #[test]
 fn with_tls_the_server_prints_https_and_wss_urls() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let made = rcgen::generate_simple_self_signed(vec![String::from("127.0.0.1")])
-        .expect("generate a certificate");
+    let made = make_cert_for(&["127.0.0.1"]);
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).expect("write cert");
-    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+    std::fs::write(&cert, made.cert_pem).expect("write cert");
+    std::fs::write(&key, made.key_pem).expect("write key");
     let line = first_line(
         pushwire()
             .args(["--port", "0"])
@@ -437,7 +396,7 @@ fn with_tls_the_server_prints_https_and_wss_urls() {
 }
 
 /// A server started with `args` (on a free port) and its `/ws` URL.
-fn serve_with(args: &[&str]) -> (Server, String) {
+fn serve_with(args: &[&str]) -> (Process, String) {
     let (server, line) = spawn_with_first_line(pushwire().args(["--port", "0"]).args(args));
     let url = line
         .split_whitespace()
@@ -628,7 +587,7 @@ fn pub_and_sub_send_their_token_first() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn pushwire sub");
-    let mut subscriber = Server(subscriber);
+    let mut subscriber = Process(subscriber);
     // Publish until the subscriber (which may not have subscribed yet) has its message.
     let deadline = Instant::now() + STEP;
     loop {

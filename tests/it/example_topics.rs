@@ -1,7 +1,7 @@
 //! `examples/topics.rs` runs: its clock reaches a subscriber, and so does a message
 //! published through the HTTP API.
 
-mod common;
+use crate::common;
 
 use common::topics::{next_json, sub};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The HTTP surface: the page, static files (embedded and from a folder), caching,
 //! compression, traversal, and the answers for non-WebSocket requests.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! two addresses of one /64 count together is shown by the unit test
 //! `ipv6_addresses_count_by_their_64_network` in `src/http/limits.rs`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
