@@ -493,13 +493,6 @@ export type TransportHost = {
     error: (err: Error) => void;
 };
 /**
- * A transport the client can try: whether this browser has it, and how to open it.
- */
-export type TransportOpener = {
-    available: () => boolean;
-    open: (host: TransportHost) => Transport;
-};
-/**
  * A WebSocket probe under way beside a fallback (see `_probe`).
  */
 export type Probe = {
@@ -512,6 +505,13 @@ export type Probe = {
     id: string | null;
     auth: AuthOk | null;
     reason: string | null;
+};
+/**
+ * A transport the client can try: whether this browser has it, and how to open it.
+ */
+export type TransportOpener = {
+    available: () => boolean;
+    open: (host: TransportHost) => Transport;
 };
 /**
  * Connect to the pushwire server at `url` (any URL of it: `http:`, `https:`, `ws:` or `wss:`;
@@ -543,60 +543,8 @@ declare namespace api {
     export { PushwireError };
     export { version };
 }
-/**
- * A WebSocket probe under way beside a fallback (see `_probe`).
- * @internal
- * @typedef {object} Probe
- * @property {Transport | null} conn
- * @property {boolean} open Every topic's `sub` has been sent.
- * @property {Set<PushwireSubscription>} answered
- * @property {string | null} id
- * @property {AuthOk | null} auth
- * @property {string | null} reason
- */
 /** A client, as `connect` returns it (the type `Client`). */
 declare class PushwireClient {
-    /**
-     * @internal
-     * @param {string | undefined} url
-     * @param {ConnectOptions | undefined} opts
-     */
-    constructor(url: string | undefined, opts: ConnectOptions | undefined);
-    /** @internal names this client on every long-poll (`client=`): one presence member */
-    _key: string;
-    /** @internal @type {Settings} */
-    _opts: Settings;
-    /** @internal @type {TransportName[]} */
-    _order: TransportName[];
-    /** @internal @type {Map<string, PushwireSubscription>} topic -> subscription */
-    _subs: Map<string, PushwireSubscription>;
-    /** @internal @type {Map<string, Set<(event: any) => void>>} event -> listeners */
-    _listeners: Map<string, Set<(event: any) => void>>;
-    /** @internal @type {Transport | null} the current connection */
-    _conn: Transport | null;
-    /** @internal @type {TransportName | null} the transport that last opened: tried first on reconnect */
-    _lastGood: TransportName | null;
-    /** @internal connection attempts since the last open (for backoff) */
-    _failures: number;
-    /** @internal @type {Array<{ resolve: (conn: Transport) => void, reject: (error: PushwireError) => void }>} waiting for an open connection */
-    _waiters: Array<{
-        resolve: (conn: Transport) => void;
-        reject: (error: PushwireError) => void;
-    }>;
-    /** @internal */
-    _closed: boolean;
-    /** @internal @type {ReturnType<typeof setTimeout> | null} */
-    _refreshTimer: ReturnType<typeof setTimeout> | null;
-    /** @internal @type {Probe | null} a WebSocket probe under way while on a fallback (see _probe) */
-    _switch: Probe | null;
-    /** @internal @type {ReturnType<typeof setTimeout> | null} */
-    _probeTimer: ReturnType<typeof setTimeout> | null;
-    /** @internal probes failed since the client last ran on WebSocket */
-    _probeFailures: number;
-    /** @internal @type {TransportName | null} the transport of the last 'open' (for the 'transport' event) */
-    _openTransport: TransportName | null;
-    /** @internal @type {ReturnType<typeof setTimeout> | null} the next connection round */
-    _timer: ReturnType<typeof setTimeout> | null;
     /** The server's origin (`http:` or `https:`), derived from the `url` given to `connect`. */
     url: string;
     /**
@@ -677,181 +625,9 @@ declare class PushwireClient {
     off<E extends keyof ClientEvents>(event: E, listener: (event: ClientEvents[E]) => void): void;
     /** Close the connection for good: no reconnect; pending requests reject; state becomes 'closed'. */
     close(): void;
-    /**
-     * @internal
-     * @template {keyof ClientEvents} E
-     * @param {E} event
-     * @param {ClientEvents[E]} payload
-     */
-    _emit<E extends keyof ClientEvents>(event: E, payload: ClientEvents[E]): void;
-    /**
-     * @internal
-     * @param {StateEvent['state']} state
-     * @param {TransportName | null} transport
-     * @param {{ retryIn: number, reason: string }} [retry]
-     */
-    _setState(state: StateEvent["state"], transport: TransportName | null, retry?: {
-        retryIn: number;
-        reason: string;
-    }): void;
-    /**
-     * The current token: `opts.token`, called if it is a function; null without one.
-     * @internal
-     * @returns {Promise<string | null>}
-     */
-    _token(): Promise<string | null>;
-    /**
-     * A subscription token for `topic` from `opts.subscriptionToken`; null without one.
-     * @internal
-     * @param {string} topic
-     * @returns {Promise<string | null>}
-     */
-    _subToken(topic: string): Promise<string | null>;
-    /**
-     * Renew `sub`'s subscription token at 80% of its life (`expires`: Unix seconds).
-     * @internal
-     * @param {PushwireSubscription} sub
-     * @param {number | undefined} expires
-     */
-    _scheduleRenewal(sub: PushwireSubscription, expires: number | undefined): void;
-    /**
-     * The server ended a subscription (`{topic, unsub: {code, reason}}`).
-     * @internal
-     * @param {WireEnded} m
-     */
-    _ended(m: WireEnded): void;
-    /**
-     * The server accepted a token: remember the user; with a token function, refresh before expiry.
-     * @internal
-     * @param {AuthOk} ok
-     */
-    _authenticated(ok: AuthOk): void;
-    /**
-     * The connection, once it is open.
-     * @internal
-     * @returns {Promise<Transport>}
-     */
-    _whenOpen(): Promise<Transport>;
-    /** @internal @param {PushwireSubscription} sub */
-    _unsubscribe(sub: PushwireSubscription): void;
-    /**
-     * One round: try each transport in order (the last one that worked first).
-     * @internal
-     */
-    _cycle(): void;
-    /**
-     * Open `order[i]` (or the next one that works). With `probe` (see _probe), the connection
-     * opens beside the current one: the client's state stays as it is until the probe takes over.
-     * @internal
-     * @param {TransportName[]} order
-     * @param {number} i
-     * @param {Probe} [probe]
-     * @returns {void}
-     */
-    _try(order: TransportName[], i: number, probe?: Probe): void;
-    /**
-     * Forget the current connection: every subscription must be confirmed again.
-     * @internal
-     */
-    _drop(): void;
-    /**
-     * Backoff with full jitter: a random wait in [0, min(maxDelay, minDelay * 2^failures)].
-     * @internal
-     * @param {string} reason
-     */
-    _retry(reason: string): void;
-    /**
-     * `topic=a&topic=b&since=a@E:1,b@F:2[&info={…}]` for the HTTP transports; '' without topics.
-     * @internal
-     * @returns {string}
-     */
-    _query(): string;
-    /**
-     * A sub reply (or SSE/poll `subs` entry): where the stream continues, and whether it recovered.
-     * @internal
-     * @param {SubEntry} entry
-     * @param {PushwireSubscription} [sub]
-     */
-    _subscribed(entry: SubEntry, sub?: PushwireSubscription): void;
-    /**
-     * The server refused a subscription.
-     * @internal
-     * @param {PushwireSubscription} sub
-     * @param {WireError} err
-     */
-    _refused(sub: PushwireSubscription, err: WireError): void;
-    /**
-     * Deliver a message exactly once and in order; report a gap instead of hiding it.
-     * @internal
-     * @param {WireMessage} m
-     */
-    _deliver(m: WireMessage): void;
-    /**
-     * If the client is open on a fallback that WebSocket precedes: probe after a backoff with jitter.
-     * @internal
-     * @param {string} [reason]
-     */
-    _scheduleProbe(reason?: string): void;
-    /** @internal */
-    _probe(): void;
-    /**
-     * What a probe's connection reports, while it is one; `base` is _try's host (used after the take-over).
-     * @internal
-     * @param {Probe} probe
-     * @param {TransportHost} base
-     * @param {() => Transport | null} conn
-     * @returns {Partial<TransportHost>}
-     */
-    _probeHost(probe: Probe, base: TransportHost, conn: () => Transport | null): Partial<TransportHost>;
-    /**
-     * Every topic answered on the probe: the WebSocket becomes the connection, the fallback closes.
-     * @internal
-     * @param {Probe} probe
-     * @param {TransportHost} base
-     */
-    _probeReady(probe: Probe, base: TransportHost): void;
-    /**
-     * The probe stops (closed, refused, or given up); `failed` makes the next one wait longer.
-     * @internal
-     * @param {Probe} probe
-     * @param {string} reason
-     * @param {boolean} failed
-     */
-    _probeEnd(probe: Probe, reason: string, failed: boolean): void;
-    /** @internal */
-    _stopProbe(): void;
 }
 /** A subscription, as `client.subscribe` returns it (the type `Subscription`). */
 declare class PushwireSubscription {
-    /**
-     * @internal
-     * @param {PushwireClient} client
-     * @param {string} topic
-     * @param {(message: Message<any>) => void} onMessage
-     * @param {SubscribeOptions} options
-     */
-    constructor(client: PushwireClient, topic: string, onMessage: (message: Message<any>) => void, options: SubscribeOptions);
-    /** @internal @type {PushwireClient} */
-    _client: PushwireClient;
-    /** @internal @type {(message: Message<any>) => void} */
-    _onMessage: (message: Message<any>) => void;
-    /** @internal @type {Json | undefined} */
-    _info: Json | undefined;
-    /** @internal @type {Position | null} the position of the last message delivered (or where it started) */
-    _position: Position | null;
-    /** @internal the server answered the sub on the current connection */
-    _confirmed: boolean;
-    /** @internal a position to resume from: report 'recovered'/'lost' */
-    _resume: boolean;
-    /** @internal */
-    _active: boolean;
-    /** @internal @type {ReturnType<typeof setTimeout> | null} renews the subscription token before it expires */
-    _renewTimer: ReturnType<typeof setTimeout> | null;
-    /** @internal @type {{ resolve: (value: Subscribed) => void, reject: (error: PushwireError) => void }} */
-    _settle: {
-        resolve: (value: Subscribed) => void;
-        reject: (error: PushwireError) => void;
-    };
     /** @type {string} */
     topic: string;
     /**

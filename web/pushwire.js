@@ -358,6 +358,18 @@
  */
 
 /**
+ * A WebSocket probe under way beside a fallback (see `_probe`).
+ * @internal
+ * @typedef {object} Probe
+ * @property {Transport | null} conn
+ * @property {boolean} open Every topic's `sub` has been sent.
+ * @property {Set<PushwireSubscription>} answered
+ * @property {string | null} id
+ * @property {AuthOk | null} auth
+ * @property {string | null} reason
+ */
+
+/**
  * A transport the client can try: whether this browser has it, and how to open it.
  * @internal
  * @typedef {{ available: () => boolean, open: (host: TransportHost) => Transport }} TransportOpener
@@ -814,18 +826,6 @@ class PushwireSubscription {
 
 // ---------------------------------------------------------------------------------------------
 // Client
-
-/**
- * A WebSocket probe under way beside a fallback (see `_probe`).
- * @internal
- * @typedef {object} Probe
- * @property {Transport | null} conn
- * @property {boolean} open Every topic's `sub` has been sent.
- * @property {Set<PushwireSubscription>} answered
- * @property {string | null} id
- * @property {AuthOk | null} auth
- * @property {string | null} reason
- */
 
 /** A client, as `connect` returns it (the type `Client`). */
 class PushwireClient {
