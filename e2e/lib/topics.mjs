@@ -13,8 +13,10 @@
 //               straight to the server, partly before, during and right after the cut; the page
 //               must end with exactly offsets 1..20, in order, each once, and report a recovery
 //
-// The browsers are driven with puppeteer-core directly (two pages and evaluateOnNewDocument are
-// needed, which the one-page adapters of lib/engines.mjs do not offer).
+// Chromium and Firefox are driven with puppeteer-core directly (two pages and
+// evaluateOnNewDocument are needed, which the one-page adapters of lib/engines.mjs do not offer);
+// WebKit through WebKitWebDriver, with pages that offer the part of puppeteer's Page used here
+// (lib/webkit-pages.mjs).
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -24,6 +26,7 @@ import net from 'node:net';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
 import { CHROMIUM_ARGS } from './puppeteer.mjs';
+import { launchWebKitPages } from './webkit-pages.mjs';
 import { saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
 import {
   freePort, httpStatus, makeTempDir, now, pushwireBinary, removeDir, requireExecutable, sleep, spawnGroup,
@@ -156,10 +159,11 @@ const LAUNCH_OPTIONS = {
   }),
 };
 
-/** Launch `engine` ("chromium" or "firefox"): { name, version, newPage(), close() }. Rejects if it cannot start. */
+/** Launch `engine` ("chromium", "firefox" or "webkit"): { name, version, newPage(), close() }. Rejects if it cannot start. */
 export async function launchBrowser(engine) {
+  if (engine === 'webkit') return launchWebKitPages();
   const options = LAUNCH_OPTIONS[engine];
-  if (!options) throw new Error(`topic scenarios run in ${Object.keys(LAUNCH_OPTIONS).join(' and ')}, not ${engine}`);
+  if (!options) throw new Error(`topic scenarios run in ${Object.keys(LAUNCH_OPTIONS).join(', ')} and webkit, not ${engine}`);
   const root = await makeTempDir(`topics-${engine}`);
   const userDataDir = path.join(root, 'profile');
   const tmpDir = path.join(root, 'tmp');
