@@ -649,6 +649,6 @@ declare class PushwireSubscription {
     unsubscribe(): void;
 }
 declare global {
-    /** Defined by `<script src="/pushwire.js">`: the same as the module's exports. */
+    /** Defined by `<script src="/pushwire.js">` (and by importing pushwire.mjs): the module's exports. */
     var pushwire: typeof api;
 }

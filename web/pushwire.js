@@ -8,7 +8,7 @@
 'use strict';
 /*! pushwire.mjs: the browser client for pushwire (protocol: docs/protocol.md; types: pushwire.d.ts).
  *
- *   import { connect } from '/pushwire.mjs';          as an ES module
+ *   import { connect } from '/pushwire.mjs';          as an ES module (which also defines window.pushwire)
  *   <script src="/pushwire.js"></script>             as a classic script: defines window.pushwire
  *
  *   const client = connect(location.origin);          (or pushwire.connect, from pushwire.js)
@@ -1541,10 +1541,12 @@ function connect(url, opts) {
 /** The protocol version this client speaks. */
 const version = /** @type {const} */ (1);
 
-/** Everything this module exports, as one object: `window.pushwire` for the classic script. */
+/** Everything this module exports, as one object: also the global `pushwire`. */
 const api = { connect, PushwireError, version };
 
-// The exports. scripts/gen-client makes pushwire.js by wrapping everything above in a function
-// and replacing these two lines with `globalThis.pushwire = api;`.
+// The global of <script src="/pushwire.js">; importing the module defines it too, as it always has.
 globalThis.pushwire = api;
+
+// The exports. scripts/gen-client makes pushwire.js by wrapping everything above in a function
+// and leaving these two lines out.
 })();

@@ -737,3 +737,53 @@ export function runTokenScenario({ engine, transport }) {
     await withTimeout(page.evaluate(() => window.tokenTest.client.close()), 5000, 'close the client');
   }, { serverArgs: ['--token-secret', TOKEN_SECRET, '--token-leeway', '0s'] });
 }
+
+// ---------------------------------------------------------------------------------------------
+// f. The client as an ES module: `import('/pushwire.mjs')` in a page that has no pushwire.js
+
+/** Runs in the page: imports the module, subscribes and publishes over it, and reports. */
+async function moduleClient(topic) {
+  const hadGlobal = 'pushwire' in window;
+  const m = await import('/pushwire.mjs');
+  const client = m.connect(location.origin);
+  const got = [];
+  const sub = client.subscribe(topic, (message) => got.push({ offset: message.offset, data: message.data }));
+  const ready = await sub.ready;
+  const published = await client.publish(topic, { via: 'module' });
+  const deadline = Date.now() + 5000;
+  while (!got.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  const result = {
+    hadGlobal,
+    exports: Object.keys(m).sort(),
+    version: m.version,
+    defaultIsGlobal: m.default === window.pushwire,
+    sameConnect: m.default.connect === m.connect,
+    pushwireError: (() => { const e = new m.PushwireError('refused', 403, topic); return [e instanceof Error, e.name, e.code, e.topic]; })(),
+    ready: { topic: ready.topic, offset: ready.offset },
+    published: { topic: published.topic, offset: published.offset },
+    got,
+    transport: client.transport,
+  };
+  client.close();
+  return result;
+}
+
+export function runModuleScenario({ engine }) {
+  return run(`${engine}-topics-module`, engine, async ({ server, browser, step, pages }) => {
+    const page = await browser.newPage();
+    pages.push({ page, label: 'module', last: () => null });
+    await withTimeout(page.goto(server.url, { waitUntil: 'load', timeout: 15000 }), 20000, 'open /'); // the counter page: no pushwire.js
+    const r = await withTimeout(page.evaluate(moduleClient, 'module:e2e'), 15000, 'the module client');
+    step(`module client: ${JSON.stringify(r)}`);
+    assert.equal(r.hadGlobal, false, 'the counter page has no pushwire.js');
+    assert.deepEqual(r.exports, ['PushwireError', 'connect', 'default', 'version'], 'what the module exports');
+    assert.equal(r.version, 1);
+    assert.equal(r.defaultIsGlobal, true, 'importing the module defines window.pushwire, its default export');
+    assert.equal(r.sameConnect, true);
+    assert.deepEqual(r.pushwireError, [true, 'PushwireError', 403, 'module:e2e']);
+    assert.deepEqual(r.ready, { topic: 'module:e2e', offset: 0 }, 'subscribed before anything was published');
+    assert.deepEqual(r.published, { topic: 'module:e2e', offset: 1 });
+    assert.deepEqual(r.got, [{ offset: 1, data: { via: 'module' } }], 'the message published over the module client, once');
+    assert.equal(r.transport, 'websocket');
+  });
+}

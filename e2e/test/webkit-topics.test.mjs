@@ -2,7 +2,7 @@
 // against the real server (scenarios in lib/topics.mjs, pages from lib/webkit-pages.mjs; each
 // starts its own server and browser).
 import { test } from 'node:test';
-import { runChatScenario, runFallbackScenario, runReconnectScenario } from '../lib/topics.mjs';
+import { runChatScenario, runFallbackScenario, runReconnectScenario, runModuleScenario } from '../lib/topics.mjs';
 
 const engine = 'webkit';
 
@@ -23,3 +23,7 @@ for (const transport of ['websocket', 'sse', 'poll']) {
     await runReconnectScenario({ engine, transport });
   });
 }
+
+test(`${engine}: pushwire.mjs as an ES module: import, subscribe, publish, receive once`, { timeout: 60000 }, async () => {
+  await runModuleScenario({ engine });
+});
