@@ -2,7 +2,7 @@
 // against the real server (scenarios in lib/topics.mjs, pages from lib/webkit-pages.mjs; each
 // starts its own server and browser).
 import { test } from 'node:test';
-import { runChatScenario, runFallbackScenario, runReconnectScenario, runModuleScenario } from '../lib/topics.mjs';
+import { runChatScenario, runFallbackScenario, runModuleScenario, runReconnectScenario, runTokenScenario } from '../lib/topics.mjs';
 
 const engine = 'webkit';
 
@@ -27,3 +27,9 @@ for (const transport of ['websocket', 'sse', 'poll']) {
 test(`${engine}: pushwire.mjs as an ES module: import, subscribe, publish, receive once`, { timeout: 60000 }, async () => {
   await runModuleScenario({ engine });
 });
+
+for (const transport of ['websocket', 'sse', 'poll']) {
+  test(`${engine}: pushwire.js with a token function over ${transport}: authenticated, kept past the first token's expiry, a forged token refused`, { timeout: 90000 }, async () => {
+    await runTokenScenario({ engine, transport });
+  });
+}
