@@ -545,8 +545,8 @@ declare namespace api {
 }
 /** A client, as `connect` returns it (the type `Client`). */
 declare class PushwireClient {
-    /** The server's origin (`http:` or `https:`), derived from the `url` given to `connect`. */
-    url: string;
+    /** The server's origin (`http:` or `https:`), derived from the `url` given to `connect`. @readonly */
+    readonly url: string;
     /**
      * This client's id on the server, as presence shows it: from the WebSocket hello, the SSE
      * `subscribed` event or the long-poll answer (a long-poll client keeps one id for its lifetime).
@@ -628,14 +628,15 @@ declare class PushwireClient {
 }
 /** A subscription, as `client.subscribe` returns it (the type `Subscription`). */
 declare class PushwireSubscription {
-    /** @type {string} */
-    topic: string;
+    /** @readonly @type {string} */
+    readonly topic: string;
     /**
      * Resolves with the server's first answer to this subscription; rejects with a `PushwireError`
      * if the server refuses it (the refusal is also emitted as 'error'), or on `unsubscribe()` before that.
+     * @readonly
      * @type {Promise<Subscribed>}
      */
-    ready: Promise<Subscribed>;
+    readonly ready: Promise<Subscribed>;
     /**
      * The position of the last message delivered, or where the subscription started if none was;
      * null until the server has answered (unless `since` was given). Pass it as `since` to a later

@@ -790,7 +790,7 @@ class PushwireSubscription {
    * @param {SubscribeOptions} options
    */
   constructor(client, topic, onMessage, options) {
-    /** @type {string} */
+    /** @readonly @type {string} */
     this.topic = topic;
     this._client = client;
     this._onMessage = onMessage;
@@ -805,6 +805,7 @@ class PushwireSubscription {
     /**
      * Resolves with the server's first answer to this subscription; rejects with a `PushwireError`
      * if the server refuses it (the refusal is also emitted as 'error'), or on `unsubscribe()` before that.
+     * @readonly
      * @type {Promise<Subscribed>}
      */
     this.ready = new Promise((resolve, reject) => { settle = { resolve, reject }; });
@@ -871,7 +872,7 @@ class PushwireClient {
     opts = opts || {};
     const here = globalThis.location && globalThis.location.href;
     const base = new URL(String(url || here).replace(/^ws(s?):/, 'http$1:'), here);
-    /** The server's origin (`http:` or `https:`), derived from the `url` given to `connect`. */
+    /** The server's origin (`http:` or `https:`), derived from the `url` given to `connect`. @readonly */
     this.url = base.origin;
     /**
      * This client's id on the server, as presence shows it: from the WebSocket hello, the SSE

@@ -31,3 +31,5 @@ void [one, same, viaGlobal, new PushwireError('x', 400, 'news').topic];
 client.on('nope', () => {});
 // @ts-expect-error data must be JSON
 void client.publish('news', undefined);
+// @ts-expect-error a subscription's topic is read-only
+sub.topic = 'other';
