@@ -75,7 +75,9 @@ pub mod hub;
 pub mod logging;
 pub mod node;
 pub mod protocol;
+mod rate;
 mod session;
+mod sync;
 mod ticker;
 pub mod topic;
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::broker::RedisBroker;
 use crate::config::ServeConfig;
 use crate::demo;
@@ -70,7 +70,7 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
     if let Some(tls) = &config.tls {
         app = app.tls(tls.clone());
     }
-    if let Some(verifier) = Verifier::from_config(&config.auth)? {
+    if let Some(verifier) = TokenVerifier::from_config(&config.auth)? {
         app = app.auth(verifier);
     }
     let app = match &config.static_dir {

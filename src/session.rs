@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::broker::Recovery;
-use crate::clock::{unix_millis, until_millis};
+use crate::clock::{ticks, unix_millis, until_millis};
 use crate::hub::{Hub, Lagged, Pending, Sink, Subscription};
 use crate::protocol::PushJson;
 use crate::protocol::session::{
@@ -60,7 +60,7 @@ impl Sink for SocketSink {
 pub(crate) fn run(
     mut socket: Socket,
     hub: Hub,
-    verifier: Option<Arc<Verifier>>,
+    verifier: Option<Arc<TokenVerifier>>,
     token: Option<Box<str>>,
 ) -> impl Future<Output = ()> + Send {
     // Opened before the future is made, so that the future holds the session but
@@ -111,7 +111,7 @@ pub(crate) fn run(
             match message {
                 Message::Text(text) => {
                     let config = SessionConfig::from_hub(hub.config());
-                    session.receive_text(text.as_str(), &config);
+                    session.receive_text(text.as_str(), &config, ticks());
                 }
                 Message::Binary(_) => session.receive_binary(),
             }

@@ -8,87 +8,38 @@
 //! server runs on the test's single-threaded runtime, so a reload on that thread
 //! would block everything.
 
-mod common;
+#[path = "it/common/tls.rs"]
+mod tls;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::STEP;
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use pushwire::config::ServeConfig;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
+use tls::{http1_request, make_cert_for, peer_cert, tls_connect};
 
-struct Cert {
-    cert_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-fn make_cert() -> Cert {
-    let made = rcgen::generate_simple_self_signed(vec![String::from("127.0.0.1")])
-        .expect("generate a certificate");
-    Cert {
-        cert_pem: made.cert.pem(),
-        key_pem: made.signing_key.serialize_pem(),
-        der: made.cert.der().clone(),
-    }
-}
+/// The longest any single step of the test may wait (as in `tests/it/common`).
+const STEP: Duration = Duration::from_secs(10);
 
 /// A TLS connection trusting both certificates; the one the server presented, and
 /// the status of `GET /healthz` on it.
 async fn healthz(
-    addr: SocketAddr,
+    addr: std::net::SocketAddr,
     trusted: &[&CertificateDer<'static>],
 ) -> (CertificateDer<'static>, u16) {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in trusted {
-        roots.add((*cert).clone()).expect("trust the certificate");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from("127.0.0.1").expect("server name");
-    let exchange = async {
-        let tcp = TcpStream::connect(addr).await?;
-        let stream = connector.connect(name, tcp).await?;
-        let presented = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .expect("a peer certificate")
-            .clone();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(connection);
-        let request = hyper::Request::get("/healthz")
-            .header(hyper::header::HOST, addr.to_string())
-            .body(Full::new(Bytes::new()))
-            .expect("request");
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(std::io::Error::other)?;
-        Ok::<_, std::io::Error>((presented, response.status().as_u16()))
-    };
-    tokio::time::timeout(STEP, exchange)
-        .await
-        .expect("the server did not answer within the time limit")
-        .expect("HTTPS request failed")
+    let stream = tls_connect(addr, trusted, &[b"http/1.1"]).await;
+    let presented = peer_cert(&stream);
+    let request = hyper::Request::get("/healthz")
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let (status, _) = http1_request(stream, request).await;
+    (presented, status)
 }
 
 fn run(command: &mut Command) {
@@ -125,7 +76,7 @@ fn feed_fifo(
 #[tokio::test(flavor = "current_thread")]
 async fn a_sighup_reload_blocked_on_its_files_does_not_stop_the_server_and_still_takes_effect() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (a, b) = (make_cert(), make_cert());
+    let (a, b) = (make_cert_for(&["127.0.0.1"]), make_cert_for(&["127.0.0.1"]));
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, &a.cert_pem).expect("write cert");
     std::fs::write(&key_path, &a.key_pem).expect("write key");

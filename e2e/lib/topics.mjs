@@ -13,8 +13,10 @@
 //               straight to the server, partly before, during and right after the cut; the page
 //               must end with exactly offsets 1..20, in order, each once, and report a recovery
 //
-// The browsers are driven with puppeteer-core directly (two pages and evaluateOnNewDocument are
-// needed, which the one-page adapters of lib/engines.mjs do not offer).
+// Chromium and Firefox are driven with puppeteer-core directly (two pages and
+// evaluateOnNewDocument are needed, which the one-page adapters of lib/engines.mjs do not offer);
+// WebKit through WebKitWebDriver, with pages that offer the part of puppeteer's Page used here
+// (lib/webkit-pages.mjs).
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -24,6 +26,7 @@ import net from 'node:net';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
 import { CHROMIUM_ARGS } from './puppeteer.mjs';
+import { launchWebKitPages } from './webkit-pages.mjs';
 import { saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
 import {
   freePort, httpStatus, makeTempDir, now, pushwireBinary, removeDir, requireExecutable, sleep, spawnGroup,
@@ -156,10 +159,11 @@ const LAUNCH_OPTIONS = {
   }),
 };
 
-/** Launch `engine` ("chromium" or "firefox"): { name, version, newPage(), close() }. Rejects if it cannot start. */
+/** Launch `engine` ("chromium", "firefox" or "webkit"): { name, version, newPage(), close() }. Rejects if it cannot start. */
 export async function launchBrowser(engine) {
+  if (engine === 'webkit') return launchWebKitPages();
   const options = LAUNCH_OPTIONS[engine];
-  if (!options) throw new Error(`topic scenarios run in ${Object.keys(LAUNCH_OPTIONS).join(' and ')}, not ${engine}`);
+  if (!options) throw new Error(`topic scenarios run in ${Object.keys(LAUNCH_OPTIONS).join(', ')} and webkit, not ${engine}`);
   const root = await makeTempDir(`topics-${engine}`);
   const userDataDir = path.join(root, 'profile');
   const tmpDir = path.join(root, 'tmp');
@@ -732,4 +736,54 @@ export function runTokenScenario({ engine, transport }) {
     }
     await withTimeout(page.evaluate(() => window.tokenTest.client.close()), 5000, 'close the client');
   }, { serverArgs: ['--token-secret', TOKEN_SECRET, '--token-leeway', '0s'] });
+}
+
+// ---------------------------------------------------------------------------------------------
+// f. The client as an ES module: `import('/pushwire.mjs')` in a page that has no pushwire.js
+
+/** Runs in the page: imports the module, subscribes and publishes over it, and reports. */
+async function moduleClient(topic) {
+  const hadGlobal = 'pushwire' in window;
+  const m = await import('/pushwire.mjs');
+  const client = m.connect(location.origin);
+  const got = [];
+  const sub = client.subscribe(topic, (message) => got.push({ offset: message.offset, data: message.data }));
+  const ready = await sub.ready;
+  const published = await client.publish(topic, { via: 'module' });
+  const deadline = Date.now() + 5000;
+  while (!got.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  const result = {
+    hadGlobal,
+    exports: Object.keys(m).sort(),
+    version: m.version,
+    defaultIsGlobal: m.default === window.pushwire,
+    sameConnect: m.default.connect === m.connect,
+    pushwireError: (() => { const e = new m.PushwireError('refused', 403, topic); return [e instanceof Error, e.name, e.code, e.topic]; })(),
+    ready: { topic: ready.topic, offset: ready.offset },
+    published: { topic: published.topic, offset: published.offset },
+    got,
+    transport: client.transport,
+  };
+  client.close();
+  return result;
+}
+
+export function runModuleScenario({ engine }) {
+  return run(`${engine}-topics-module`, engine, async ({ server, browser, step, pages }) => {
+    const page = await browser.newPage();
+    pages.push({ page, label: 'module', last: () => null });
+    await withTimeout(page.goto(server.url, { waitUntil: 'load', timeout: 15000 }), 20000, 'open /'); // the counter page: no pushwire.js
+    const r = await withTimeout(page.evaluate(moduleClient, 'module:e2e'), 15000, 'the module client');
+    step(`module client: ${JSON.stringify(r)}`);
+    assert.equal(r.hadGlobal, false, 'the counter page has no pushwire.js');
+    assert.deepEqual(r.exports, ['PushwireError', 'connect', 'default', 'version'], 'what the module exports');
+    assert.equal(r.version, 1);
+    assert.equal(r.defaultIsGlobal, true, 'importing the module defines window.pushwire, its default export');
+    assert.equal(r.sameConnect, true);
+    assert.deepEqual(r.pushwireError, [true, 'PushwireError', 403, 'module:e2e']);
+    assert.deepEqual(r.ready, { topic: 'module:e2e', offset: 0 }, 'subscribed before anything was published');
+    assert.deepEqual(r.published, { topic: 'module:e2e', offset: 1 });
+    assert.deepEqual(r.got, [{ offset: 1, data: { via: 'module' } }], 'the message published over the module client, once');
+    assert.equal(r.transport, 'websocket');
+  });
 }

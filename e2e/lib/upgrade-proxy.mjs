@@ -13,6 +13,17 @@
 //     sends goes through, and is counted): a slow path, to make a switch overlap on purpose.
 //
 // `stats()` counts requests per path, what is in flight per path, and upgrades refused/relayed.
+//
+// `initScript` (optional, JavaScript source): runs before any script of every page loaded through
+// the proxy. The proxy serves it at `/__e2e-init.js` and puts `<script src="/__e2e-init.js">`
+// first in the `<head>` of every `text/html` answer (read whole; the request goes without
+// Accept-Encoding, so the body is plain). A script of the page's own origin, so the server's
+// Content-Security-Policy (`script-src 'self'`) lets it run. The WebKit topic scenarios use it
+// (lib/webkit-pages.mjs): WebDriver cannot run a script before a page's own.
+//
+// `calls` (optional, { name: function }): `POST /__e2e-call/<name>` with a JSON array body calls
+// that function in this process with those arguments and answers its result as JSON: how a page
+// loaded through the proxy asks the test for something (as puppeteer's exposeFunction).
 
 import { once } from 'node:events';
 import http from 'node:http';
@@ -28,7 +39,9 @@ const endToEnd = (headers) => Object.fromEntries(Object.entries(headers).filter(
  * Start the proxy to 127.0.0.1:`targetPort`. Resolves to
  * { port, allowUpgrades(), refuseUpgrades(), stats(), close() }.
  */
-export async function startUpgradeProxy(targetPort, { upgrades = false } = {}) {
+export async function startUpgradeProxy(targetPort, { upgrades = false, initScript = null, calls = {} } = {}) {
+  const INIT_PATH = '/__e2e-init.js';
+  const initTag = `<script src="${INIT_PATH}"></script>`;
   let allow = upgrades;
   let holdNext = false;
   let held = null; // { clientBytes, chunks, headDone, released, socket } of the held tunnel
@@ -38,18 +51,56 @@ export async function startUpgradeProxy(targetPort, { upgrades = false } = {}) {
 
   const server = http.createServer((req, res) => {
     const pathname = new URL(req.url, 'http://proxy.invalid').pathname;
+    if (initScript !== null && pathname === INIT_PATH) {
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(initScript);
+      return;
+    }
+    const call = pathname.startsWith('/__e2e-call/') ? calls[pathname.slice('/__e2e-call/'.length)] : undefined;
+    if (call && req.method === 'POST') {
+      const chunks = [];
+      req.on('data', (chunk) => chunks.push(chunk));
+      req.on('end', async () => {
+        try {
+          const result = await call(...JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(result ?? null));
+        } catch (err) {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(String(err?.message ?? err));
+        }
+      });
+      return;
+    }
     count(stats.requests, pathname, 1);
     count(stats.inFlight, pathname, 1);
     let done = false;
     const finish = () => { if (!done) { done = true; count(stats.inFlight, pathname, -1); } };
+    const headers = endToEnd(req.headers);
+    if (initScript !== null) delete headers['accept-encoding'];
     const upstream = http.request({
       host: '127.0.0.1',
       port: targetPort,
       method: req.method,
       path: req.url,
-      headers: endToEnd(req.headers),
+      headers,
       agent: false, // one upstream connection per request, closed with it
     }, (answer) => {
+      if (initScript !== null && /^text\/html\b/.test(answer.headers['content-type'] ?? '')) {
+        const chunks = [];
+        answer.on('data', (chunk) => chunks.push(chunk));
+        answer.on('end', () => {
+          const html = Buffer.concat(chunks).toString('utf8');
+          const withInit = /<head[^>]*>/i.test(html) ? html.replace(/<head[^>]*>/i, (tag) => tag + initTag) : initTag + html;
+          const body = Buffer.from(withInit, 'utf8');
+          const head = endToEnd(answer.headers);
+          head['content-length'] = String(body.length);
+          res.writeHead(answer.statusCode, answer.statusMessage, head);
+          res.end(body);
+        });
+        answer.on('error', () => res.destroy());
+        return;
+      }
       res.writeHead(answer.statusCode, answer.statusMessage, endToEnd(answer.headers));
       res.flushHeaders(); // an event stream's head goes out before its first event
       answer.pipe(res);

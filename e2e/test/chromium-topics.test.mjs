@@ -1,7 +1,7 @@
 // Topics in Chromium (Debian `chromium`) via puppeteer-core over CDP: the chat page and pushwire.js
 // against the real server (scenarios in lib/topics.mjs; each starts its own server and browser).
 import { test } from 'node:test';
-import { runChatScenario, runClientGuaranteesScenario, runFallbackScenario, runReconnectScenario, runTokenScenario } from '../lib/topics.mjs';
+import { runChatScenario, runClientGuaranteesScenario, runFallbackScenario, runReconnectScenario, runTokenScenario, runModuleScenario } from '../lib/topics.mjs';
 
 const engine = 'chromium';
 
@@ -32,3 +32,7 @@ for (const transport of ['websocket', 'sse', 'poll']) {
     await runTokenScenario({ engine, transport });
   });
 }
+
+test(`${engine}: pushwire.mjs as an ES module: import, subscribe, publish, receive once`, { timeout: 60000 }, async () => {
+  await runModuleScenario({ engine });
+});

@@ -1,7 +1,7 @@
 // Topics in Firefox ESR (Debian `firefox-esr`) via puppeteer-core over WebDriver BiDi: the chat page and pushwire.js
 // against the real server (scenarios in lib/topics.mjs; each starts its own server and browser).
 import { test } from 'node:test';
-import { runChatScenario, runFallbackScenario, runReconnectScenario } from '../lib/topics.mjs';
+import { runChatScenario, runFallbackScenario, runReconnectScenario, runModuleScenario } from '../lib/topics.mjs';
 
 const engine = 'firefox';
 
@@ -22,3 +22,7 @@ for (const transport of ['websocket', 'sse', 'poll']) {
     await runReconnectScenario({ engine, transport });
   });
 }
+
+test(`${engine}: pushwire.mjs as an ES module: import, subscribe, publish, receive once`, { timeout: 60000 }, async () => {
+  await runModuleScenario({ engine });
+});

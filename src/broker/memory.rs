@@ -11,7 +11,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::{self, BoxFuture};
 
 use super::{Broker, BrokerError, Deliver, Recovery};
-use crate::hub::lock;
+use crate::sync::lock;
 use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
 
 /// How often, at most, idle topics are looked for and dropped.

@@ -37,10 +37,29 @@ pub trait Deliver: Send + Sync {
 
 /// Why a broker could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
-    /// The broker's backing service cannot be reached now.
+    /// The broker's backing service cannot be reached now (or did not answer in
+    /// time, or answered something unexpected).
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// A Redis command failed: the connection was refused or lost, or Redis
+    /// answered with an error.
+    #[error("broker unavailable: redis {doing} failed: {source}")]
+    Redis {
+        /// What the broker asked of Redis (`publish`, `read`, `join`, …).
+        doing: &'static str,
+        /// What the Redis client said (shared, so that the error stays `Clone`).
+        #[source]
+        source: Arc<::redis::RedisError>,
+    },
+    /// The Redis URL cannot be used.
+    #[error("invalid Redis URL: {source}")]
+    RedisUrl {
+        /// What the Redis client said about it.
+        #[source]
+        source: Arc<::redis::RedisError>,
+    },
 }
 
 /// What a client missed, as far as history can tell.

@@ -119,7 +119,7 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 
 /// Why no token could be printed.
 #[derive(Debug, thiserror::Error)]
-enum TokenError {
+enum MintError {
     #[error("give --secret (or PUSHWIRE_TOKEN_SECRET) or --private-key")]
     NoKey,
     #[error("--alg {0:?} does not go with {1}")]
@@ -133,24 +133,24 @@ enum TokenError {
     Sign(#[from] auth::SignError),
 }
 
-fn mint(args: TokenArgs) -> Result<String, TokenError> {
+fn mint(args: TokenArgs) -> Result<String, MintError> {
     let key = match (&args.secret, &args.private_key, args.alg) {
         (Some(secret), None, None | Some(Alg::Hs256)) if !secret.is_empty() => {
             SigningKey::Secret(secret.clone())
         }
-        (Some(_), None, Some(_)) => return Err(TokenError::Mismatch("RS256/ES256", "--secret")),
+        (Some(_), None, Some(_)) => return Err(MintError::Mismatch("RS256/ES256", "--secret")),
         (_, Some(path), alg) => {
-            let pem = std::fs::read(path).map_err(|source| TokenError::Read {
+            let pem = std::fs::read(path).map_err(|source| MintError::Read {
                 path: path.clone(),
                 source,
             })?;
             match alg {
                 Some(Alg::Rs256) => SigningKey::Rsa(pem),
                 Some(Alg::Es256) => SigningKey::Ec(pem),
-                _ => return Err(TokenError::Mismatch("HS256", "--private-key")),
+                _ => return Err(MintError::Mismatch("HS256", "--private-key")),
             }
         }
-        _ => return Err(TokenError::NoKey),
+        _ => return Err(MintError::NoKey),
     };
     let now = auth::now();
     let claims = Claims {

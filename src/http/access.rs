@@ -3,7 +3,7 @@
 
 use super::error::HttpError;
 use super::query::{MAX_TOPICS, Wanted, bearer};
-use crate::auth::{Permission, TokenError, Verifier};
+use crate::auth::{Permission, TokenError, TokenVerifier};
 use crate::protocol::Ended;
 use crate::topic::Topic;
 
@@ -15,7 +15,7 @@ use crate::topic::Topic;
 /// [`Access::ended`], to be ended with an `unsub` event; any other topic it may not
 /// receive refuses the request (401 or 403).
 pub(crate) fn authorize(
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &http::HeaderMap,
     wanted: &mut Wanted,
 ) -> Result<Access, HttpError> {

@@ -27,7 +27,7 @@ use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_fou
 use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, SocketRoute};
 use super::{health, origin, poll, presence, publish, sse};
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::ws::{self, Socket};
@@ -73,7 +73,7 @@ pub struct App {
     connection_limits: ConnectionLimits,
     csp: Option<HeaderValue>,
     tls: Option<TlsConfig>,
-    auth: Option<Arc<Verifier>>,
+    auth: Option<Arc<TokenVerifier>>,
 }
 
 impl Default for App {
@@ -199,7 +199,7 @@ impl App {
     /// Requires tokens on the topic routes, checked by `verifier` (see
     /// [`crate::auth`]): `auth` on `/ws`, `?token=` or `Authorization: Bearer` on
     /// `/sse` and `/poll`; the publish API accepts them besides its API key.
-    pub fn auth(mut self, verifier: Verifier) -> Self {
+    pub fn auth(mut self, verifier: TokenVerifier) -> Self {
         self.auth = Some(Arc::new(verifier));
         self
     }

@@ -17,8 +17,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+
+use crate::clock;
+use crate::rate::TokenBucket;
+use crate::sync::lock;
 
 /// Connection limits; `0` turns a limit off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,16 +81,13 @@ pub(crate) struct Gate {
     limits: ConnectionLimits,
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, IpState>>,
-    started: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct IpState {
     open: usize,
     /// Tokens for new connections, refilled at `new_connections_per_ip` per second.
-    tokens: f64,
-    /// Milliseconds since the gate started, at the last refill.
-    refilled_ms: u64,
+    bucket: TokenBucket,
 }
 
 /// A connection's place in the [`Gate`]; dropping it frees the place.
@@ -101,7 +101,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         self.gate.open.fetch_sub(1, Ordering::Relaxed);
         if self.gate.per_ip_tracked() {
-            let mut per_ip = self.gate.lock();
+            let mut per_ip = lock(&self.gate.per_ip);
             if let Some(state) = per_ip.get_mut(&self.ip) {
                 state.open = state.open.saturating_sub(1);
             }
@@ -115,18 +115,11 @@ impl Gate {
             limits,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
-            started: Instant::now(),
         }
     }
 
     fn per_ip_tracked(&self) -> bool {
         self.limits.max_connections_per_ip > 0 || self.limits.new_connections_per_ip > 0
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, IpState>> {
-        self.per_ip
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How many connections hold a ticket.
@@ -142,27 +135,22 @@ impl Gate {
             return Err(Refusal::NodeFull(limits.max_connections));
         }
         if self.per_ip_tracked() {
-            let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let rate = f64::from(limits.new_connections_per_ip);
-            let mut per_ip = self.lock();
+            let now = clock::ticks();
+            let rate = limits.new_connections_per_ip;
+            let mut per_ip = lock(&self.per_ip);
             if per_ip.len() > 10_000 {
                 // Forget addresses with nothing open and a full bucket.
-                per_ip.retain(|_, s| s.open > 0 || refill(*s, now, rate).tokens < rate);
+                per_ip.retain(|_, s| s.open > 0 || !s.bucket.is_full(rate, now));
             }
             let state = per_ip.entry(ip).or_insert(IpState {
                 open: 0,
-                tokens: rate,
-                refilled_ms: now,
+                bucket: TokenBucket::full(),
             });
-            *state = refill(*state, now, rate);
             if limits.max_connections_per_ip > 0 && state.open >= limits.max_connections_per_ip {
                 return Err(Refusal::TooManyFromIp(limits.max_connections_per_ip));
             }
-            if limits.new_connections_per_ip > 0 {
-                if state.tokens < 1.0 {
-                    return Err(Refusal::TooFast(limits.new_connections_per_ip));
-                }
-                state.tokens -= 1.0;
+            if rate > 0 && !state.bucket.try_take(rate, now) {
+                return Err(Refusal::TooFast(rate));
             }
             state.open += 1;
         }
@@ -189,13 +177,6 @@ fn ip_key(ip: IpAddr) -> IpAddr {
         },
         IpAddr::V4(_) => ip,
     }
-}
-
-fn refill(mut state: IpState, now_ms: u64, rate: f64) -> IpState {
-    let elapsed = now_ms.saturating_sub(state.refilled_ms) as f64 / 1000.0;
-    state.tokens = (state.tokens + elapsed * rate).min(rate);
-    state.refilled_ms = now_ms;
-    state
 }
 
 #[cfg(test)]

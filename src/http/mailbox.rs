@@ -2,7 +2,7 @@
 //! steps that subscribe one to its topics.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -11,6 +11,7 @@ use super::query::Wanted;
 use crate::hub::{Hub, Pending, Sink, Subscription};
 use crate::protocol;
 use crate::protocol::PushJson;
+use crate::sync::lock;
 use crate::topic::{Positions, Push};
 
 /// The most bytes of messages one SSE stream or long-poll holds for its client,
@@ -48,12 +49,6 @@ impl Mailbox {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, MailboxState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Waits until there is something to take, then takes up to `max` messages.
     /// `None` once it overflowed and everything it held was taken.
     pub(crate) async fn take(&self, max: usize) -> Option<Vec<Arc<Push>>> {
@@ -69,7 +64,7 @@ impl Mailbox {
     /// `Some(None)` when it is empty and overflowed. What it holds when it overflows
     /// is still handed out: a gapless prefix of what was published.
     pub(crate) fn try_take(&self, max: usize) -> Option<Option<Vec<Arc<Push>>>> {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.queue.is_empty() {
             return state.overflowed.then_some(None);
         }
@@ -85,7 +80,7 @@ impl Mailbox {
 
 impl Sink for Mailbox {
     fn push(&self, push: &Arc<Push>) -> bool {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.overflowed {
             return false;
         }
@@ -105,7 +100,7 @@ impl Sink for Mailbox {
     }
 
     fn lagged(&self) {
-        self.lock().overflowed = true;
+        lock(&self.state).overflowed = true;
         self.notify.notify_one();
     }
 }

@@ -18,7 +18,7 @@ use super::mailbox::{MAX_BUFFERED_BYTES, Mailbox, go_live, subs_json, subscribe_
 use super::presence::{self, PollMembers};
 use super::query::wanted;
 use super::state::TopicsState;
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Sink};
 use crate::protocol::{self, Ended, PushJson};
@@ -63,7 +63,7 @@ pub(crate) async fn handle(
 async fn answer(
     hub: Hub,
     shutdown: CancellationToken,
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &http::HeaderMap,
     query: Option<&str>,
     members: &PollMembers,

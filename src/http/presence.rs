@@ -22,7 +22,7 @@
 //! [`MAX_TOPICS`](super::MAX_TOPICS) topics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -33,9 +33,10 @@ use serde_json::value::RawValue;
 
 use super::error::HttpError;
 use super::query::{Wanted, bearer};
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::hub::{Hub, Membership};
 use crate::protocol::MAX_INFO_SIZE;
+use crate::sync::lock;
 use crate::topic::{Data, Member, Topic};
 
 /// The most long-poll clients one node keeps as members when the node has no
@@ -64,7 +65,7 @@ const KEY_LEN: std::ops::RangeInclusive<usize> = 8..=64;
 /// The token was already checked by [`authorize`](super::authorize); it is read
 /// again here so that presence stays apart from the permission checks.
 pub(crate) fn token_user(
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &http::HeaderMap,
     wanted: &Wanted,
 ) -> Option<Arc<str>> {
@@ -235,14 +236,6 @@ struct PollClient {
     held: Vec<(Membership, Option<Data>)>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 impl PollMembers {
     /// Keeps poll clients present `lapse` after their last poll, at most `max` of
     /// them at once.
@@ -273,7 +266,7 @@ impl PollMembers {
         infos: &Infos,
     ) -> Option<PollLease> {
         let client = member_id(key, user.as_deref());
-        let mut state = self.shared.lock();
+        let mut state = lock(&self.shared.state);
         if !state.clients.contains_key(&client) && state.clients.len() >= self.shared.max {
             tracing::debug!(
                 max = self.shared.max,
@@ -323,7 +316,7 @@ impl PollMembers {
     /// How many poll clients are present now.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shared.lock().clients.len()
+        lock(&self.shared.state).clients.len()
     }
 }
 
@@ -343,7 +336,7 @@ impl PollLease {
 
 impl Drop for PollLease {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
+        let mut state = lock(&self.shared.state);
         if let Some(client) = state.clients.get_mut(&self.client) {
             client.polls = client.polls.saturating_sub(1);
             client.ended = Instant::now();
@@ -366,7 +359,7 @@ async fn sweep(shared: Weak<Shared>, shutdown: CancellationToken) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let mut state = shared.lock();
+        let mut state = lock(&shared.state);
         let gone: Vec<PollClient> = if stopping {
             state.clients.drain().map(|(_, client)| client).collect()
         } else {

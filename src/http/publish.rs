@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use super::error::HttpError;
 use super::query::bearer;
 use super::state::TopicsState;
-use crate::auth::{self, Identity, Permission, Verifier};
+use crate::auth::{self, Identity, Permission, TokenVerifier};
 use crate::hub::PublishError;
 use crate::protocol;
 use crate::topic::{Data, Topic};
@@ -50,7 +50,7 @@ impl Caller {
 
     fn with(
         api_key: Option<&str>,
-        auth: Option<&Verifier>,
+        auth: Option<&TokenVerifier>,
         peer: SocketAddr,
         headers: &HeaderMap,
     ) -> Result<Self, HttpError> {

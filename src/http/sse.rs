@@ -22,7 +22,7 @@ use super::mailbox::{MAX_BUFFERED_BYTES, Mailbox, go_live, subs_json, subscribe_
 use super::presence;
 use super::query::wanted;
 use super::state::TopicsState;
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Membership, Sink, Subscription};
 use crate::protocol::{self, Ended, PushJson};
@@ -64,7 +64,7 @@ pub(crate) async fn handle(
 async fn start(
     hub: Hub,
     shutdown: CancellationToken,
-    auth: Option<&Verifier>,
+    auth: Option<&TokenVerifier>,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Response, HttpError> {

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::presence::PollMembers;
 use super::runtime::Runtime;
-use crate::auth::Verifier;
+use crate::auth::TokenVerifier;
 use crate::hub::Hub;
 use crate::ws;
 
@@ -17,7 +17,7 @@ pub(crate) struct TopicsState {
     /// The topics.
     pub(crate) hub: Hub,
     /// Token checks, when tokens are required.
-    pub(crate) auth: Option<Arc<Verifier>>,
+    pub(crate) auth: Option<Arc<TokenVerifier>>,
     /// The publish API's key; without one, loopback clients may publish.
     pub(crate) api_key: Option<Arc<str>>,
     /// Cancelled when the server shuts down: streams and polls end.

@@ -23,12 +23,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slab::Slab;
 
 use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, Recovery};
+use crate::sync::lock;
 use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
 
 /// The hub's settings.
@@ -142,15 +143,6 @@ struct Entry {
     pending: Option<Vec<Arc<Push>>>,
     /// The sink refused a message; nothing more is offered to it.
     dead: bool,
-}
-
-/// Locks a mutex of the hub or the in-process broker. Every critical section there
-/// is a few plain updates that leave consistent data even if a sink panicked
-/// half-way, so a poisoned lock is used as is.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl fmt::Debug for Hub {

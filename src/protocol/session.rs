@@ -12,7 +12,7 @@
 //!  driver                                   Session (this module)
 //!  ──────                                   ─────────────────────
 //!  connection opened ─────────────────────► Session::open(client, auth, token, now)
-//!  a text message ────────────────────────► receive_text(text, config)
+//!  a text message ────────────────────────► receive_text(text, config, ticks)
 //!  a binary message ──────────────────────► receive_binary()
 //!  the deadline passed ───────────────────► tick(now)      (ask deadline() when to)
 //!                      ◄──────────────────── poll_action(): Send, SendPush, Subscribe,
@@ -47,7 +47,7 @@
 //! let config = SessionConfig::from_hub(&HubConfig::default());
 //! // `()` stands for the driver's subscription handle.
 //! let mut session: Session<()> = Session::open(Arc::from("n-1"), None, None, 0);
-//! session.receive_text(r#"{"op":"unsub","id":1,"topic":"news"}"#, &config);
+//! session.receive_text(r#"{"op":"unsub","id":1,"topic":"news"}"#, &config, 0);
 //! let mut sent = Vec::new();
 //! while let Some(action) = session.poll_action() {
 //!     match action {
@@ -78,16 +78,18 @@
 //! next one falls, and calls [`Session::tick`] then. The deadlines are the
 //! connection token's (to authenticate, then its expiry plus the allowed clock skew:
 //! a close with 3000) and each subscription token's (an `unsub` push with 401). The
-//! request-rate bucket measures its own elapsed time.
+//! request rate is measured on the monotonic `crate::clock::ticks` the driver
+//! passes with each message.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::reply::{self, Ended};
 use super::request::{self, Request};
-use crate::auth::{self, Identity, Permission, Verifier};
+use crate::auth::{self, Identity, Permission, TokenVerifier};
 use crate::broker::{BrokerError, Recovery};
 use crate::hub::{HubConfig, Lagged, PublishError};
+use crate::rate::{Overdrawn, TokenBucket};
 use crate::topic::{Data, ErrorCode, ErrorReply, Member, Position, Push, Topic};
 use crate::ws::CloseCode;
 
@@ -210,7 +212,7 @@ pub struct Session<H> {
     /// A `BTreeMap`: half the size of a `HashMap` in every idle session, and no
     /// allocation until the first subscription.
     subscriptions: BTreeMap<Topic, H>,
-    bucket: Bucket,
+    bucket: TokenBucket,
     /// `Some` when tokens are required; boxed, so a session without them stays small.
     auth: Option<Box<AuthState>>,
     waiting: Option<Box<Waiting>>,
@@ -231,7 +233,7 @@ impl<H> std::fmt::Debug for Session<H> {
 
 /// What a session knows about its client's tokens.
 struct AuthState {
-    verifier: Arc<Verifier>,
+    verifier: Arc<TokenVerifier>,
     /// The connection token's identity, once `auth` succeeded.
     identity: Option<Identity>,
     /// Topics subscribed with a subscription token (which also grants presence),
@@ -262,7 +264,7 @@ impl<H> Session<H> {
     /// reason. The first action sends the hello.
     pub fn open(
         client: Arc<str>,
-        verifier: Option<Arc<Verifier>>,
+        verifier: Option<Arc<TokenVerifier>>,
         token: Option<&str>,
         now: u64,
     ) -> Self {
@@ -280,7 +282,7 @@ impl<H> Session<H> {
         let mut session = Self {
             client,
             subscriptions: BTreeMap::new(),
-            bucket: Bucket::full(),
+            bucket: TokenBucket::full(),
             auth,
             waiting: None,
             actions: None,
@@ -367,14 +369,15 @@ impl<H> Session<H> {
     }
 
     /// A text message: one request, under the rules of `config` (passed with each
-    /// message rather than kept: every idle connection would pay for a copy).
-    pub fn receive_text(&mut self, text: &str, config: &SessionConfig) {
+    /// message rather than kept: every idle connection would pay for a copy), at
+    /// `ticks` (a `crate::clock::ticks` reading, for the request rate).
+    pub fn receive_text(&mut self, text: &str, config: &SessionConfig, ticks: u32) {
         let (id, mut request) = request::parse(text, config.max_data_size);
         let rate = config.max_requests_per_second;
         if rate > 0
-            && let Err(close) = self.bucket.take(rate)
+            && let Err(overdrawn) = self.bucket.take_on_credit(rate, ticks)
         {
-            if close {
+            if overdrawn == Overdrawn::Exhausted {
                 self.act(Action::Close {
                     code: CloseCode::POLICY,
                     reason: RATE_LIMITED.to_owned(),
@@ -775,50 +778,6 @@ fn not_authenticated() -> ErrorReply {
     ErrorCode::Unauthorized.reply("authenticate first: {\"op\":\"auth\",\"id\":…,\"token\":…}")
 }
 
-/// A token bucket of requests: one second's worth of tokens, refilled at the rate.
-/// It may go into debt by one more second's worth; past that the client is closed.
-struct Bucket {
-    tokens: f32,
-    /// [`millis`] at the last refill.
-    refilled: u32,
-}
-
-impl Bucket {
-    /// Marks a bucket to fill on its first use.
-    fn full() -> Self {
-        Self {
-            tokens: f32::INFINITY,
-            refilled: 0,
-        }
-    }
-
-    /// Takes a token at `rate` per second: `Ok` if there was one, `Err(true)` when
-    /// the debt is a whole second's worth (close), `Err(false)` otherwise.
-    fn take(&mut self, rate: u32) -> Result<(), bool> {
-        let rate = rate as f32;
-        let now = millis();
-        let elapsed = now.wrapping_sub(self.refilled) as f32 / 1000.0;
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
-        self.refilled = now;
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
-            Ok(())
-        } else {
-            Err(self.tokens <= -rate)
-        }
-    }
-}
-
-/// Milliseconds since the first call, wrapping after 49 days (a bucket quiet that
-/// long is full either way).
-fn millis() -> u32 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u32
-}
-
 #[cfg(test)]
 mod tests {
     //! The machine driven directly: events in, actions checked; no socket, no hub.
@@ -881,7 +840,11 @@ mod tests {
 
     /// Subscribes to `name` and goes live with `handle`, checking each step.
     fn subscribe(session: &mut Session<u32>, cfg: &SessionConfig, name: &str, handle: u32) {
-        session.receive_text(&format!(r#"{{"op":"sub","id":1,"topic":"{name}"}}"#), cfg);
+        session.receive_text(
+            &format!(r#"{{"op":"sub","id":1,"topic":"{name}"}}"#),
+            cfg,
+            0,
+        );
         assert!(matches!(
             &actions(session)[..],
             [Action::Subscribe { topic: t, since: None, .. }] if t.as_str() == name
@@ -908,6 +871,7 @@ mod tests {
         session.receive_text(
             r#"{"op":"sub","id":7,"topic":"news","since":{"epoch":"E1","offset":1},"info":"ann"}"#,
             &cfg,
+            0,
         );
         let Some(Action::Subscribe {
             topic: t,
@@ -944,16 +908,16 @@ mod tests {
         session.went_live(Ok(11));
         assert_eq!(session.subscription_count(), 1);
 
-        session.receive_text(r#"{"op":"sub","id":8,"topic":"news"}"#, &cfg);
+        session.receive_text(r#"{"op":"sub","id":8,"topic":"news"}"#, &cfg, 0);
         assert_eq!(reply(&mut session)["error"]["code"], 409);
-        session.receive_text(r#"{"op":"unsub","id":9,"topic":"news"}"#, &cfg);
+        session.receive_text(r#"{"op":"unsub","id":9,"topic":"news"}"#, &cfg, 0);
         let done = actions(&mut session);
         assert!(
             matches!(&done[..], [Action::Unsubscribe(11), Action::Send(ok)]
                 if ok == r#"{"id":9,"ok":{"topic":"news"}}"#),
             "{done:?}"
         );
-        session.receive_text(r#"{"op":"unsub","id":10,"topic":"news"}"#, &cfg);
+        session.receive_text(r#"{"op":"unsub","id":10,"topic":"news"}"#, &cfg, 0);
         assert_eq!(reply(&mut session)["error"]["code"], 404);
     }
 
@@ -961,7 +925,7 @@ mod tests {
     fn a_subscriber_that_fell_behind_while_subscribing_ends_the_session() {
         let cfg = config();
         let mut session = open();
-        session.receive_text(r#"{"op":"sub","id":1,"topic":"news"}"#, &cfg);
+        session.receive_text(r#"{"op":"sub","id":1,"topic":"news"}"#, &cfg, 0);
         actions(&mut session);
         session.subscribed(Ok(Recovery {
             position: position(0),
@@ -981,14 +945,14 @@ mod tests {
             ..config()
         };
         let mut session = open();
-        session.receive_text(r#"{"op":"sub","id":1,"topic":"a"}"#, &cfg);
+        session.receive_text(r#"{"op":"sub","id":1,"topic":"a"}"#, &cfg, 0);
         actions(&mut session);
         session.subscribed(Err(BrokerError::Unavailable("down".into())));
         let answer = reply(&mut session);
         assert_eq!(answer["error"]["code"], 503);
         assert!(!session.is_waiting());
         subscribe(&mut session, &cfg, "a", 1);
-        session.receive_text(r#"{"op":"sub","id":2,"topic":"b"}"#, &cfg);
+        session.receive_text(r#"{"op":"sub","id":2,"topic":"b"}"#, &cfg, 0);
         assert_eq!(reply(&mut session)["error"]["code"], 429);
     }
 
@@ -996,7 +960,7 @@ mod tests {
     fn bad_requests_are_answered_and_the_session_goes_on() {
         let cfg = config();
         let mut session = open();
-        session.receive_text("not json", &cfg);
+        session.receive_text("not json", &cfg, 0);
         let answer = reply(&mut session);
         assert_eq!(
             (answer["id"].is_null(), &answer["error"]["code"]),
@@ -1004,13 +968,13 @@ mod tests {
         );
         session.receive_binary();
         assert_eq!(reply(&mut session)["error"]["code"], 400);
-        session.receive_text(r#"{"op":"subscribe","id":"x","topic":"n"}"#, &cfg);
+        session.receive_text(r#"{"op":"subscribe","id":"x","topic":"n"}"#, &cfg, 0);
         let answer = reply(&mut session);
         assert_eq!(
             (&answer["id"], &answer["error"]["code"]),
             (&"x".into(), &405.into())
         );
-        session.receive_text(r#"{"op":"auth","id":3,"token":"t"}"#, &cfg);
+        session.receive_text(r#"{"op":"auth","id":3,"token":"t"}"#, &cfg, 0);
         let answer = reply(&mut session);
         assert_eq!(answer["error"]["code"], 400, "no tokens on this server");
         assert!(!session.is_waiting());
@@ -1020,7 +984,11 @@ mod tests {
     fn a_publish_is_asked_of_the_hub_and_its_answer_replied() {
         let cfg = config();
         let mut session = open();
-        session.receive_text(r#"{"op":"pub","id":4,"topic":"news","data":{"a":1}}"#, &cfg);
+        session.receive_text(
+            r#"{"op":"pub","id":4,"topic":"news","data":{"a":1}}"#,
+            &cfg,
+            0,
+        );
         let done = actions(&mut session);
         assert!(
             matches!(&done[..], [Action::Publish { topic: t, data }]
@@ -1032,11 +1000,11 @@ mod tests {
             reply(&mut session),
             serde_json::json!({"id":4,"ok":{"topic":"news","epoch":"E1","offset":5}})
         );
-        session.receive_text(r#"{"op":"pub","id":5,"topic":"news","data":1}"#, &cfg);
+        session.receive_text(r#"{"op":"pub","id":5,"topic":"news","data":1}"#, &cfg, 0);
         actions(&mut session);
         session.published(Err(PublishError::TooLarge { size: 9, max: 4 }));
         assert_eq!(reply(&mut session)["error"]["code"], 413);
-        session.receive_text(r#"{"op":"pub","id":6,"topic":"news","data":1}"#, &cfg);
+        session.receive_text(r#"{"op":"pub","id":6,"topic":"news","data":1}"#, &cfg, 0);
         actions(&mut session);
         session.published(Err(PublishError::Broker(BrokerError::Unavailable(
             "down".into(),
@@ -1051,6 +1019,7 @@ mod tests {
         closed.receive_text(
             r#"{"op":"pub","id":1,"topic":"news","data":1}"#,
             &closed_cfg,
+            0,
         );
         assert_eq!(reply(&mut closed)["error"]["code"], 403);
     }
@@ -1059,7 +1028,7 @@ mod tests {
     fn presence_is_asked_of_the_hub_and_its_answer_replied() {
         let cfg = config();
         let mut session = open();
-        session.receive_text(r#"{"op":"presence","id":1,"topic":"chat:x"}"#, &cfg);
+        session.receive_text(r#"{"op":"presence","id":1,"topic":"chat:x"}"#, &cfg, 0);
         assert!(matches!(
             &actions(&mut session)[..],
             [Action::Presence { topic: t }] if t.as_str() == "chat:x"
@@ -1073,7 +1042,7 @@ mod tests {
             reply(&mut session),
             serde_json::json!({"id":1,"ok":{"topic":"chat:x","members":[{"client":"n-2","user":"bob"}]}})
         );
-        session.receive_text(r#"{"op":"presence","id":2,"topic":"news"}"#, &cfg);
+        session.receive_text(r#"{"op":"presence","id":2,"topic":"news"}"#, &cfg, 0);
         actions(&mut session);
         session.members(Err(PresenceRefused::NotEnabled));
         let answer = reply(&mut session);
@@ -1082,7 +1051,7 @@ mod tests {
             answer["error"]["message"],
             "presence is not enabled for namespace \"\""
         );
-        session.receive_text(r#"{"op":"presence","id":3,"topic":"chat:x"}"#, &cfg);
+        session.receive_text(r#"{"op":"presence","id":3,"topic":"chat:x"}"#, &cfg, 0);
         actions(&mut session);
         session.members(Err(PresenceRefused::Broker(BrokerError::Unavailable(
             "down".into(),
@@ -1102,6 +1071,7 @@ mod tests {
             session.receive_text(
                 &format!(r#"{{"op":"unsub","id":{n},"topic":"news"}}"#),
                 &cfg,
+                0,
             );
             let done = actions(&mut session);
             match &done[..] {
@@ -1118,7 +1088,7 @@ mod tests {
         panic!("never closed; {refused} refused");
     }
 
-    fn verifier() -> Arc<Verifier> {
+    fn verifier() -> Arc<TokenVerifier> {
         let config = AuthConfig {
             secret: Some(SECRET.into()),
             leeway: Duration::from_secs(5),
@@ -1126,7 +1096,7 @@ mod tests {
             auth_timeout: Duration::from_secs(10),
             ..AuthConfig::default()
         };
-        match Verifier::from_config(&config) {
+        match TokenVerifier::from_config(&config) {
             Ok(Some(verifier)) => Arc::new(verifier),
             other => panic!("{other:?}"),
         }
@@ -1174,7 +1144,7 @@ mod tests {
         let cfg = config();
         let mut session = open_with_tokens(now);
         assert_eq!(session.deadline(), Some(now + 10_000));
-        session.receive_text(r#"{"op":"sub","id":1,"topic":"news"}"#, &cfg);
+        session.receive_text(r#"{"op":"sub","id":1,"topic":"news"}"#, &cfg, 0);
         let answer = reply(&mut session);
         assert_eq!(answer["error"]["code"], 401);
         session.tick(now + 9_999);
@@ -1202,6 +1172,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"auth","id":1,"token":"{token}"}}"#),
             &cfg,
+            0,
         );
         assert_eq!(
             reply(&mut session),
@@ -1210,7 +1181,7 @@ mod tests {
         let closes_at = (exp + 5) * 1000;
         assert_eq!(session.deadline(), Some(closes_at));
         subscribe(&mut session, &cfg, "chat:a", 1);
-        session.receive_text(r#"{"op":"pub","id":2,"topic":"chat:a","data":1}"#, &cfg);
+        session.receive_text(r#"{"op":"pub","id":2,"topic":"chat:a","data":1}"#, &cfg, 0);
         assert_eq!(reply(&mut session)["error"]["code"], 403, "no pub grant");
         session.tick(closes_at);
         assert!(matches!(
@@ -1228,6 +1199,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"auth","id":1,"token":"{token}"}}"#),
             &cfg,
+            0,
         );
         actions(&mut session);
         subscribe(&mut session, &cfg, "chat:a", 4);
@@ -1235,6 +1207,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"auth","id":2,"token":"{narrower}"}}"#),
             &cfg,
+            0,
         );
         let done = actions(&mut session);
         let [
@@ -1254,6 +1227,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"auth","id":3,"token":"{other}"}}"#),
             &cfg,
+            0,
         );
         assert_eq!(reply(&mut session)["error"]["code"], 403);
     }
@@ -1267,6 +1241,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"auth","id":1,"token":"{token}"}}"#),
             &cfg,
+            0,
         );
         actions(&mut session);
 
@@ -1275,6 +1250,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"sub","id":2,"topic":"private:x","token":"{grant}"}}"#),
             &cfg,
+            0,
         );
         assert!(matches!(
             &actions(&mut session)[..],
@@ -1294,7 +1270,7 @@ mod tests {
         session.went_live(Ok(9));
         assert_eq!(session.deadline(), Some((exp + 5) * 1000));
         // The grant also allows presence.
-        session.receive_text(r#"{"op":"presence","id":3,"topic":"private:x"}"#, &cfg);
+        session.receive_text(r#"{"op":"presence","id":3,"topic":"private:x"}"#, &cfg, 0);
         assert!(matches!(
             &actions(&mut session)[..],
             [Action::Presence { .. }]
@@ -1308,6 +1284,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"sub","id":4,"topic":"private:x","token":"{fresh}"}}"#),
             &cfg,
+            0,
         );
         assert_eq!(
             reply(&mut session),
@@ -1336,6 +1313,7 @@ mod tests {
         session.receive_text(
             &format!(r#"{{"op":"sub","id":5,"topic":"private:x","token":"{wrong}"}}"#),
             &cfg,
+            0,
         );
         assert_eq!(reply(&mut session)["error"]["code"], 403);
     }
