@@ -47,7 +47,7 @@ impl Server {
         self.local_addr
     }
 
-    /// With TLS ([`App::tls`]): what reads the certificate and key files again,
+    /// With TLS ([`App::tls`](crate::App::tls)): what reads the certificate and key files again,
     /// for new handshakes. `None` for a plain-TCP server.
     pub fn tls_reloader(&self) -> Option<TlsReloader> {
         self.tls.as_ref().map(|tls| tls.reloader.clone())
