@@ -12,6 +12,7 @@ use crate::auth::AuthConfig;
 use crate::broker::RedisConfig;
 use crate::http::{ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, Origins, TlsConfig};
 use crate::hub::HubConfig;
+use crate::protocol::session::SessionConfig;
 
 /// The shortest counter interval accepted.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -32,6 +33,8 @@ pub struct ServeConfig {
     pub static_dir: Option<PathBuf>,
     /// Topics: history, presence, limits.
     pub hub: HubConfig,
+    /// The rules each client of the topics follows.
+    pub session: SessionConfig,
     /// The publish API's key; `None` opens it to loopback clients only.
     pub api_key: Option<String>,
     /// Share topics with other nodes through this Redis; `None`: the in-process
@@ -59,6 +62,7 @@ impl Default for ServeConfig {
             interval: Duration::from_secs(1),
             static_dir: None,
             hub: demo_hub_config(),
+            session: SessionConfig::default(),
             api_key: None,
             broker: None,
             origins: Origins::default(),

@@ -63,6 +63,7 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
         .connection_limits(config.connection_limits.clone())
         .http_limits(config.http_limits.clone())
         .http2_idle_timeout(config.http2_idle_timeout)
+        .session_config(config.session)
         .topics(hub(config)?);
     if let Some(key) = &config.api_key {
         app = app.api_key(key.clone());

@@ -13,6 +13,7 @@ use pushwire::config::{
     parse_leeway, parse_origin, parse_timeout, parse_ttl,
 };
 use pushwire::hub::HubConfig;
+use pushwire::protocol::session::SessionConfig;
 use pushwire::topic::HistoryConfig;
 use pushwire::{ConnectionLimits, HttpLimits, Origins};
 use pushwire::{Error, TlsConfig, node};
@@ -266,10 +267,13 @@ impl ServeArgs {
                 },
                 presence: self.presence,
                 max_data_size: self.max_data_size as usize,
+                ..HubConfig::default()
+            },
+            session: SessionConfig {
                 max_subscriptions: self.max_subscriptions as usize,
                 max_requests_per_second: self.max_requests_per_second,
                 poll_lapse: self.poll_lapse,
-                ..HubConfig::default()
+                ..SessionConfig::default()
             },
             api_key: self.api_key.filter(|key| !key.is_empty()),
             broker: (self.broker != "memory").then_some(RedisConfig {

@@ -30,6 +30,7 @@ use super::{health, origin, poll, presence, publish, sse};
 use crate::auth::TokenVerifier;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::protocol::session::SessionConfig;
 use crate::ws::{self, Socket};
 
 /// Bytes a `/ws` request may add around its data (op, id, topic, …).
@@ -68,6 +69,7 @@ pub struct App {
     limits: HttpLimits,
     http2_idle_timeout: Duration,
     hub: Option<Hub>,
+    session: SessionConfig,
     api_key: Option<Arc<str>>,
     origins: Origins,
     connection_limits: ConnectionLimits,
@@ -103,6 +105,7 @@ impl App {
             limits: HttpLimits::default(),
             http2_idle_timeout: HTTP2_IDLE_TIMEOUT,
             hub: None,
+            session: SessionConfig::default(),
             api_key: None,
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),
@@ -186,6 +189,15 @@ impl App {
     /// hub's largest data.
     pub fn topics(mut self, hub: Hub) -> Self {
         self.hub = Some(hub);
+        self
+    }
+
+    /// Sets the rules each client of the topics follows: subscriptions per
+    /// connection, requests per second, whether WebSocket clients may publish, how
+    /// long a long-poll client stays present (see [`SessionConfig`]; defaults
+    /// otherwise).
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.session = config;
         self
     }
 
@@ -364,9 +376,10 @@ impl App {
         }
         let state = TopicsState {
             poll_members: presence::poll_members(
-                hub.config().poll_lapse,
+                self.session.poll_lapse,
                 self.connection_limits.max_connections,
             ),
+            session: Arc::new(self.session),
             hub,
             auth: self.auth.clone(),
             api_key: self.api_key.clone(),

@@ -9,7 +9,7 @@
 //!   unsubscribes, so membership cannot hang on a request. The client names itself
 //!   with `?client=<key>` (a random key it keeps for its lifetime), and
 //!   [`PollMembers`] keeps it present for as long as it keeps polling: it joins
-//!   with its first poll and leaves [`HubConfig::poll_lapse`](crate::hub::HubConfig::poll_lapse)
+//!   with its first poll and leaves [`SessionConfig::poll_lapse`](crate::protocol::session::SessionConfig::poll_lapse)
 //!   after its last poll ended, once, with no leave and join between consecutive
 //!   polls. The member id is derived from the key (and the token's user) by a hash,
 //!   so every node gives the same client the same id, and knowing a member's id

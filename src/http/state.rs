@@ -9,6 +9,7 @@ use super::presence::PollMembers;
 use super::runtime::Runtime;
 use crate::auth::TokenVerifier;
 use crate::hub::Hub;
+use crate::protocol::session::SessionConfig;
 use crate::ws;
 
 /// What `/ws`, `/sse`, `/poll` and the publish API need; cloning is cheap.
@@ -22,6 +23,8 @@ pub(crate) struct TopicsState {
     pub(crate) api_key: Option<Arc<str>>,
     /// Cancelled when the server shuts down: streams and polls end.
     pub(crate) shutdown: CancellationToken,
+    /// The rules of each client of our protocol.
+    pub(crate) session: Arc<SessionConfig>,
     /// The presence of long-poll clients between their polls.
     pub(crate) poll_members: PollMembers,
     /// The WebSocket limits of `/ws`.

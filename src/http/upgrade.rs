@@ -53,13 +53,15 @@ pub(crate) async fn topics(
         auth,
         ws_config,
         runtime,
+        session,
         ..
     } = state;
     let token = auth
         .as_ref()
         .and_then(|_| query_token(request.uri().query()));
     let handler: Handler = Arc::new(move |socket| {
-        crate::session::run(socket, hub.clone(), auth.clone(), token.clone()).boxed()
+        let (hub, auth, token) = (hub.clone(), auth.clone(), token.clone());
+        crate::session::run(socket, hub, auth, token, Arc::clone(&session)).boxed()
     });
     let route = SocketRoute::new(handler, ws_config, runtime);
     upgrade(Arc::new(route), peer, request).await

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use slab::Slab;
 
@@ -42,23 +41,9 @@ pub struct HubConfig {
     pub presence: Vec<String>,
     /// The largest published value, in bytes of JSON.
     pub max_data_size: usize,
-    /// The most subscriptions one connection may hold.
-    pub max_subscriptions: usize,
-    /// The most requests a `/ws` client may send per second, as a token bucket
-    /// holding one second's worth (0: no limit). Requests over it are answered
-    /// `429`; a client that keeps sending a whole second's worth more than it may is
-    /// closed with 1008.
-    pub max_requests_per_second: u32,
-    /// Whether WebSocket clients may publish (`pub`); the HTTP API always may.
-    pub client_publish: bool,
     /// How many live messages a subscription may buffer while it is still sending
     /// what it recovered; beyond that it is dropped as a slow consumer.
     pub pending_limit: usize,
-    /// How long a long-poll client stays present on its topics after its last poll
-    /// ended (15 s: a client polls again as soon as an answer arrives, and after a
-    /// failed poll within the browser client's longest backoff, 10 s; it is also the
-    /// time a crashed node's members stay with Redis). See `http/presence.rs`.
-    pub poll_lapse: Duration,
 }
 
 impl Default for HubConfig {
@@ -67,11 +52,7 @@ impl Default for HubConfig {
             history: HistoryConfig::default(),
             presence: Vec::new(),
             max_data_size: 64 * 1024,
-            max_subscriptions: 1000,
-            max_requests_per_second: 1000,
-            client_publish: true,
             pending_limit: 10_000,
-            poll_lapse: Duration::from_secs(15),
         }
     }
 }

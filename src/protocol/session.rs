@@ -42,9 +42,9 @@
 //! ```
 //! use std::sync::Arc;
 //! use pushwire::HubConfig;
-//! use pushwire::protocol::session::{Action, Session, SessionConfig};
+//! use pushwire::protocol::session::{Action, Rules, Session, SessionConfig};
 //!
-//! let config = SessionConfig::from_hub(&HubConfig::default());
+//! let config = Rules::new(&SessionConfig::default(), &HubConfig::default());
 //! // `()` stands for the driver's subscription handle.
 //! let mut session: Session<()> = Session::open(Arc::from("n-1"), None, None, 0);
 //! session.receive_text(r#"{"op":"unsub","id":1,"topic":"news"}"#, &config, 0);
@@ -83,6 +83,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::reply::{self, Ended};
 use super::request::{self, Request};
@@ -103,27 +104,63 @@ pub const RATE_LIMITED: &str = "rate limit exceeded";
 /// its data): it should resubscribe from its last position to learn where it stands.
 pub const MESSAGES_LOST: &str = "messages lost: resubscribe";
 
-/// The rules a session follows (from the hub's settings).
+/// The rules one client of our protocol follows, whichever way it came (`/ws`,
+/// SSE, long-poll). The hub's own rules (history, presence, the largest data) are
+/// [`HubConfig`]'s; [`App::session_config`](crate::App::session_config) sets these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// The largest published value, in bytes of JSON.
-    pub max_data_size: usize,
-    /// The most subscriptions one connection may hold.
+    /// The most subscriptions one `/ws` connection may hold (default 1000).
     pub max_subscriptions: usize,
-    /// Requests per second (0: no limit); see [`HubConfig::max_requests_per_second`].
+    /// The most requests a `/ws` client may send per second, as a token bucket
+    /// holding one second's worth (0: no limit; default 1000). Requests over it are
+    /// answered `429`; a client that keeps sending a whole second's worth more than
+    /// it may is closed with 1008.
     pub max_requests_per_second: u32,
-    /// Whether the client may publish.
+    /// Whether WebSocket clients may publish (`pub`; default yes); the HTTP API
+    /// always may.
+    pub client_publish: bool,
+    /// How long a long-poll client stays present on its topics after its last poll
+    /// ended (default 15 s: a client polls again as soon as an answer arrives, and
+    /// after a failed poll within the browser client's longest backoff, 10 s; it is
+    /// also the time a crashed node's members stay with Redis). See
+    /// `http/presence.rs`.
+    pub poll_lapse: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_subscriptions: 1000,
+            max_requests_per_second: 1000,
+            client_publish: true,
+            poll_lapse: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What the machine checks each request against: the session's rules and the
+/// hub's largest data. A driver builds it with [`Rules::new`] and hands it in with
+/// each message (so that an idle session does not hold it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// The largest published value, in bytes of JSON ([`HubConfig::max_data_size`]).
+    pub max_data_size: usize,
+    /// See [`SessionConfig::max_subscriptions`].
+    pub max_subscriptions: usize,
+    /// See [`SessionConfig::max_requests_per_second`].
+    pub max_requests_per_second: u32,
+    /// See [`SessionConfig::client_publish`].
     pub client_publish: bool,
 }
 
-impl SessionConfig {
-    /// The rules of `config`.
-    pub fn from_hub(config: &HubConfig) -> Self {
+impl Rules {
+    /// The rules of `session` on a hub configured with `hub`.
+    pub fn new(session: &SessionConfig, hub: &HubConfig) -> Self {
         Self {
-            max_data_size: config.max_data_size,
-            max_subscriptions: config.max_subscriptions,
-            max_requests_per_second: config.max_requests_per_second,
-            client_publish: config.client_publish,
+            max_data_size: hub.max_data_size,
+            max_subscriptions: session.max_subscriptions,
+            max_requests_per_second: session.max_requests_per_second,
+            client_publish: session.client_publish,
         }
     }
 }
@@ -371,7 +408,7 @@ impl<H> Session<H> {
     /// A text message: one request, under the rules of `config` (passed with each
     /// message rather than kept: every idle connection would pay for a copy), at
     /// `ticks` (a `crate::clock::ticks` reading, for the request rate).
-    pub fn receive_text(&mut self, text: &str, config: &SessionConfig, ticks: u32) {
+    pub fn receive_text(&mut self, text: &str, config: &Rules, ticks: u32) {
         let (id, mut request) = request::parse(text, config.max_data_size);
         let rate = config.max_requests_per_second;
         if rate > 0
@@ -554,7 +591,7 @@ impl<H> Session<H> {
         since: Option<Position>,
         info: Option<Data>,
         grant: Option<Grant>,
-        config: &SessionConfig,
+        config: &Rules,
     ) {
         if let (Some(grant), Some(auth)) = (grant, &mut self.auth)
             && self.subscriptions.contains_key(&topic)
@@ -791,8 +828,8 @@ mod tests {
 
     const SECRET: &str = "a secret long enough for HS256 tests";
 
-    fn config() -> SessionConfig {
-        SessionConfig::from_hub(&HubConfig::default())
+    fn config() -> Rules {
+        Rules::new(&SessionConfig::default(), &HubConfig::default())
     }
 
     fn open() -> Session<u32> {
@@ -839,7 +876,7 @@ mod tests {
     }
 
     /// Subscribes to `name` and goes live with `handle`, checking each step.
-    fn subscribe(session: &mut Session<u32>, cfg: &SessionConfig, name: &str, handle: u32) {
+    fn subscribe(session: &mut Session<u32>, cfg: &Rules, name: &str, handle: u32) {
         session.receive_text(
             &format!(r#"{{"op":"sub","id":1,"topic":"{name}"}}"#),
             cfg,
@@ -940,7 +977,7 @@ mod tests {
 
     #[test]
     fn hub_failures_and_limits_have_their_codes() {
-        let cfg = SessionConfig {
+        let cfg = Rules {
             max_subscriptions: 1,
             ..config()
         };
@@ -1011,7 +1048,7 @@ mod tests {
         ))));
         assert_eq!(reply(&mut session)["error"]["code"], 503);
 
-        let closed_cfg = SessionConfig {
+        let closed_cfg = Rules {
             client_publish: false,
             ..config()
         };
@@ -1061,7 +1098,7 @@ mod tests {
 
     #[test]
     fn requests_over_the_rate_are_refused_then_the_client_is_closed() {
-        let cfg = SessionConfig {
+        let cfg = Rules {
             max_requests_per_second: 5,
             ..config()
         };

@@ -133,7 +133,7 @@ async fn broken_frames_close_only_the_sender() {
 #[tokio::test]
 async fn a_subscribe_flood_stops_at_the_subscription_limit() {
     let mut config = ServeConfig::default();
-    config.hub.max_subscriptions = 20;
+    config.session.max_subscriptions = 20;
     let server = start_with(config).await;
     let watcher = Watcher::new(server.addr, "news").await;
     let (mut evil, _) = common::topics::ws(&server).await;
@@ -158,7 +158,7 @@ async fn a_subscribe_flood_stops_at_the_subscription_limit() {
 #[tokio::test]
 async fn a_client_over_its_request_rate_gets_429_then_is_closed_with_1008() {
     let mut config = ServeConfig::default();
-    config.hub.max_requests_per_second = 20;
+    config.session.max_requests_per_second = 20;
     let server = start_with(config).await;
     let watcher = Watcher::new(server.addr, "news").await;
     let (mut evil, _) = common::topics::ws(&server).await;

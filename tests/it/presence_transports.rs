@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use common::redis::{Node, RedisServer, nodes};
 use common::sse::Sse;
 use common::tokens::chat_token;
-use common::topics::{next_json_within, start_topics};
-use common::{Client, STEP, connect};
+use common::topics::{next_json_within, start_topics_with};
+use common::{Client, Running, STEP, connect};
 use futures_util::SinkExt as _;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use pushwire::HubConfig;
+use pushwire::protocol::session::SessionConfig;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -202,17 +203,26 @@ impl Poller {
     }
 }
 
-fn presence_config(poll_lapse: Duration) -> HubConfig {
+fn presence_config() -> HubConfig {
     HubConfig {
         presence: vec![String::from("chat")],
-        poll_lapse,
         ..HubConfig::default()
     }
 }
 
+/// A server whose `chat` topics track presence, and whose poll clients stay
+/// present `poll_lapse` after their last poll.
+async fn start_presence(poll_lapse: Duration) -> (Running, pushwire::Hub) {
+    let session = SessionConfig {
+        poll_lapse,
+        ..SessionConfig::default()
+    };
+    start_topics_with(presence_config(), session).await
+}
+
 #[tokio::test]
 async fn an_sse_stream_is_a_member_while_it_runs() {
-    let (server, _hub) = start_topics(presence_config(Duration::from_secs(15))).await;
+    let (server, _hub) = start_presence(Duration::from_secs(15)).await;
     let mut watcher = Watcher::start(&server.ws_url("/ws"), None).await;
     let (sse, client) = open_sse(&server.url(&format!("/sse?topic={ROOM}"))).await;
     assert_ne!(client, watcher.id);
@@ -236,7 +246,7 @@ async fn an_sse_stream_is_a_member_while_it_runs() {
 #[tokio::test]
 async fn a_poll_client_is_a_member_while_it_polls_and_leaves_once_after_the_lapse() {
     let lapse = Duration::from_secs(3);
-    let (server, _hub) = start_topics(presence_config(lapse)).await;
+    let (server, _hub) = start_presence(lapse).await;
     let mut watcher = Watcher::start(&server.ws_url("/ws"), None).await;
     let mut poller = Poller::new(server.url(""), "poller-key-0001", None);
     let first = poller.poll(0).await;
@@ -351,7 +361,7 @@ async fn wait_members(hub: &pushwire::Hub, count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn shutdown_makes_sse_and_poll_members_leave() {
-    let (server, hub) = start_topics(presence_config(Duration::from_secs(600))).await;
+    let (server, hub) = start_presence(Duration::from_secs(600)).await;
     let (sse, sse_client) = open_sse(&server.url(&format!("/sse?topic={ROOM}"))).await;
     let mut poller = Poller::new(server.url(""), "shutdown-poller", None);
     let poll_client = poller.poll(0).await["client"]
@@ -380,7 +390,7 @@ async fn an_sse_stream_whose_token_expires_leaves() {
     let verifier = TokenVerifier::from_config(&config)
         .expect("usable auth config")
         .expect("a key is configured");
-    let hub = pushwire::Hub::new(presence_config(Duration::from_secs(15)));
+    let hub = pushwire::Hub::new(presence_config());
     let server = common::start(pushwire::App::new().topics(hub).auth(verifier)).await;
     let mut watcher =
         Watcher::start(&server.ws_url("/ws"), Some(&chat_token(SECRET, "watcher"))).await;
@@ -407,7 +417,7 @@ async fn an_sse_stream_whose_token_expires_leaves() {
 
 #[tokio::test]
 async fn a_poll_with_a_bad_client_key_is_refused_with_400() {
-    let (server, hub) = start_topics(presence_config(Duration::from_secs(15))).await;
+    let (server, hub) = start_presence(Duration::from_secs(15)).await;
     for key in ["short", "has%20space1", &"k".repeat(65)] {
         let url = server.url(&format!("/poll?topic={ROOM}&timeout=0&client={key}"));
         let response = tokio::time::timeout(STEP, reqwest::get(url))
@@ -430,7 +440,7 @@ async fn a_poll_with_a_bad_client_key_is_refused_with_400() {
 
 #[tokio::test]
 async fn sse_and_poll_members_show_the_info_they_give() {
-    let (server, _hub) = start_topics(presence_config(Duration::from_secs(15))).await;
+    let (server, _hub) = start_presence(Duration::from_secs(15)).await;
     let mut watcher = Watcher::start(&server.ws_url("/ws"), None).await;
     let info = |json: Value| utf8_percent_encode(&json.to_string(), NON_ALPHANUMERIC).to_string();
 

@@ -11,6 +11,7 @@ use common::{STEP, next_close};
 use futures_util::StreamExt;
 use pushwire::HubConfig;
 use pushwire::broker::{Broker, BrokerError, Deliver, Recovery};
+use pushwire::protocol::session::SessionConfig;
 use pushwire::topic::{Data, HistoryConfig, Member, Position, Topic};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -415,11 +416,16 @@ async fn error_of(client: &mut common::Client, text: &str) -> (Value, u64) {
 
 #[tokio::test]
 async fn every_bad_request_gets_its_error_code_and_the_connection_stays_open() {
-    let (server, _hub) = start_topics(HubConfig {
-        max_subscriptions: 2,
-        max_data_size: 100,
-        ..HubConfig::default()
-    })
+    let (server, _hub) = start_topics_with(
+        HubConfig {
+            max_data_size: 100,
+            ..HubConfig::default()
+        },
+        SessionConfig {
+            max_subscriptions: 2,
+            ..SessionConfig::default()
+        },
+    )
     .await;
     let (mut c, _) = ws(&server).await;
     let cases: &[(&str, Value, u64)] = &[
@@ -487,10 +493,13 @@ async fn every_bad_request_gets_its_error_code_and_the_connection_stays_open() {
 
 #[tokio::test]
 async fn publishing_can_be_reserved_to_the_api() {
-    let (server, _hub) = start_topics(HubConfig {
-        client_publish: false,
-        ..HubConfig::default()
-    })
+    let (server, _hub) = start_topics_with(
+        HubConfig::default(),
+        SessionConfig {
+            client_publish: false,
+            ..SessionConfig::default()
+        },
+    )
     .await;
     let (mut c, _) = ws(&server).await;
     let reply = request(

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use pushwire::broker::Broker;
+use pushwire::protocol::session::SessionConfig;
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,6 +24,13 @@ pub async fn start_hub(hub: Hub) -> Running {
 pub async fn start_topics(config: HubConfig) -> (Running, Hub) {
     let hub = Hub::new(config);
     (start_hub(hub.clone()).await, hub)
+}
+
+/// A server with topics, `config`, and the session rules `session`.
+pub async fn start_topics_with(config: HubConfig, session: SessionConfig) -> (Running, Hub) {
+    let hub = Hub::new(config);
+    let app = App::new().topics(hub.clone()).session_config(session);
+    (start(app).await, hub)
 }
 
 /// A server on a hub with `broker`.
