@@ -9,8 +9,8 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
+use super::conn::{Conn, Frame};
 use super::stats::{self, Latencies, Report};
-use super::wire::{Conn, Frame};
 use super::workers::{self, Workers};
 use super::{BenchError, Common, Role, Stop, hold, open_all, role};
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{Map, json};
 
+use super::conn::Frame;
 use super::stats::{self, Latencies, Report};
-use super::wire::Frame;
 use super::{BenchError, Common, Stop, check_file_limit, hold, open_all};
 
 /// Flags of `pushwire bench echo`.
@@ -61,7 +61,7 @@ pub(crate) async fn run(args: EchoArgs) -> Result<(), BenchError> {
             loop {
                 let sent = Instant::now();
                 let round_trip = async {
-                    conn.send_text(message.as_bytes()).await?;
+                    conn.send_text(message.clone()).await?;
                     match conn.next().await? {
                         Frame::Data(echo) => Ok(echo.len() == message.len()),
                         Frame::Closed(code) => Err(format!("closed with {code}")),

@@ -9,16 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::conn::{Conn, Frame, Target};
+use super::stats::{self, Latencies, Report, now_micros};
+use super::workers::{self, Workers};
+use super::{BenchError, Common, Role, Stop, open_all, role};
 use clap::Args;
 use hdrhistogram::Histogram;
 use serde_json::{Map, json};
-use tokio::io::AsyncWriteExt;
-
-use super::stats::{self, Latencies, Report, now_micros};
-use super::wire::{Conn, Frame, Target, encode_client_frame};
-use super::workers::{self, Workers};
-use super::{BenchError, Common, Role, Stop, open_all, role};
-use pushwire_ws::frame::OpCode;
 
 /// Flags of `pushwire bench fanout`.
 #[derive(Debug, Args)]
@@ -266,7 +263,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             }
             expect_hello(&mut conn).await?;
             let request = format!(r#"{{"op":"sub","id":1,"topic":"{topic}"}}"#);
-            conn.send_text(request.as_bytes()).await?;
+            conn.send_text(request).await?;
             loop {
                 match conn.next().await? {
                     Frame::Data(reply) if reply.starts_with(b"{\"id\":1,\"ok\"") => {
@@ -285,7 +282,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     let (mut receivers, negotiated, worker_pids) = match role(common, args.subscribers + 1)? {
         Role::Worker(parent) => {
             let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
-            let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
+            let negotiated = subscribers.iter().filter(|conn| conn.deflate()).count();
             parent.answer(&json!({ "ready": subscribers.len(), "deflate": negotiated }));
             return serve_parent(parent, Readers::spawn(subscribers, args.raw)).await;
         }
@@ -303,7 +300,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         }
         Role::Alone => {
             let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
-            let negotiated = subscribers.iter().filter(|conn| conn.deflate).count();
+            let negotiated = subscribers.iter().filter(|conn| conn.deflate()).count();
             (
                 Receivers::Here(Readers::spawn(subscribers, args.raw)),
                 negotiated,
@@ -325,8 +322,8 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
 
     // The publisher's own incoming (replies, or its own broadcasts) is drained by a
     // task of its own, so it never backs up.
-    let (publisher_read, mut publisher_write) = publisher.into_split();
-    let drain = tokio::spawn(drain(publisher_read));
+    let publisher_write = publisher.sender();
+    let drain = tokio::spawn(drain(publisher));
 
     let mut report = Report::new(
         if args.raw { "fanout-raw" } else { "fanout" },
@@ -355,7 +352,6 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         let bar = super::progress(args.duration.as_secs().max(1), &format!("{rate} msg/s"));
         let first_seq = seq + 1;
         let mut sent_this_step = 0u64;
-        let mut batch = Vec::with_capacity(64 * 1024);
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let delivered_before = receivers.delivered().await?;
@@ -363,7 +359,6 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             tick.tick().await;
             let due = (started.elapsed().as_micros() as u64 * rate / 1_000_000)
                 .min(args.duration.as_micros() as u64 * rate / 1_000_000);
-            batch.clear();
             while sent_this_step < due {
                 seq += 1;
                 sent_this_step += 1;
@@ -376,12 +371,13 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
                         args.topic
                     )
                 };
-                encode_client_frame(&mut batch, OpCode::Text, frame.as_bytes());
+                // Queued: the connection writes what is due in one go.
+                if publisher_write.send(frame).await.is_err() {
+                    failure = Some("the publisher's connection failed".to_owned());
+                    break;
+                }
             }
-            if !batch.is_empty()
-                && let Err(err) = publisher_write.write_all(&batch).await
-            {
-                failure = Some(format!("the publisher's connection failed: {err}"));
+            if failure.is_some() {
                 break;
             }
             bar.set_position(started.elapsed().as_secs());
@@ -467,11 +463,9 @@ async fn expect_hello(conn: &mut Conn) -> Result<(), String> {
     }
 }
 
-/// Reads and discards everything, answering nothing: the publisher needs no replies.
-async fn drain(mut read: tokio::net::tcp::OwnedReadHalf) {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 64 * 1024];
-    while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
+/// Reads and discards everything: the publisher needs no replies.
+async fn drain(mut publisher: Conn) {
+    while let Ok(Frame::Data(_)) = publisher.next().await {}
 }
 
 #[cfg(test)]

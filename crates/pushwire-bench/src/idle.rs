@@ -35,7 +35,7 @@ pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
                 Ok(conn)
             })
             .await?;
-            let negotiated = conns.iter().filter(|c| c.deflate).count();
+            let negotiated = conns.iter().filter(|c| c.deflate()).count();
             parent.answer(&json!({ "ready": conns.len(), "deflate": negotiated }));
             // Hold them until the parent is done.
             while parent.command().await.is_some() {}
@@ -55,7 +55,7 @@ pub(crate) async fn run(args: IdleArgs) -> Result<(), BenchError> {
                 Ok(conn)
             })
             .await?;
-            let negotiated = conns.iter().filter(|c| c.deflate).count();
+            let negotiated = conns.iter().filter(|c| c.deflate()).count();
             let opened = conns.len();
             (conns, None, opened, negotiated, cpu)
         }

@@ -19,13 +19,13 @@
 //! `bench/peers/` offer. Every scenario reports the processor time it used itself
 //! next to the server's (with `--pid`), since both share the machine.
 
+mod conn;
 mod counter;
 mod echo;
 mod fanout;
 mod idle;
 mod soak;
 mod stats;
-mod wire;
 mod workers;
 
 use std::net::IpAddr;
@@ -36,7 +36,7 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use self::wire::{Conn, Target};
+use self::conn::{Conn, Target};
 
 /// Scenarios of `pushwire bench`.
 #[derive(Debug, Subcommand)]
@@ -226,7 +226,7 @@ where
     let Some(first) = targets.first() else {
         return Err(BenchError::Usage("no --url".into()));
     };
-    let sources: Vec<Option<IpAddr>> = wire::sources(per_worker, skip, first);
+    let sources: Vec<Option<IpAddr>> = conn::sources(per_worker, skip, first);
     let bar = progress(count as u64, "connecting");
     let deflate = common.deflate;
     let prepare = &prepare;
@@ -289,8 +289,8 @@ async fn keep_alive(
             biased;
             _ = released.wait_for(|released| *released) => return Ok(conn),
             frame = conn.next() => match frame? {
-                wire::Frame::Data(_) => {}
-                wire::Frame::Closed(code) => return Err(format!("the server closed it ({code})")),
+                conn::Frame::Data(_) => {}
+                conn::Frame::Closed(code) => return Err(format!("the server closed it ({code})")),
             },
         }
     }

@@ -5,7 +5,8 @@
 //!
 //! A server keeps one [`Registry`], adds every [`Socket`] it opens, runs
 //! [`Registry::sweep_until`] beside its accept loop, and calls
-//! [`Registry::shutdown`] when it stops.
+//! [`Registry::shutdown`] when it stops. A client holding many connections can do
+//! the same through `client::ClientConfig::registry`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -21,6 +22,15 @@ use super::socket::Socket;
 pub struct Registry {
     connections: Mutex<Vec<Weak<Shared>>>,
     shutting_down: AtomicBool,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("connections", &self.lock().len())
+            .field("shutting_down", &self.shutting_down.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Registry {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::check::{Position, Reply, Subscribed, Track, positions_text, same_positions};
 use super::http::Client;
 use super::{Settings, Shared, Transport};
-use crate::wire::{Conn, Frame, Target};
+use crate::conn::{Conn, Frame, Target};
 
 /// One subscriber, across all its connections.
 pub(crate) struct Churner {
@@ -346,11 +346,7 @@ impl Churner {
     }
 
     async fn ws_session(&mut self, until: Until, stop: &CancellationToken) -> Result<(), String> {
-        let target = Target {
-            addr: self.shared.addr,
-            host: self.shared.addr.to_string(),
-            path: "/ws".into(),
-        };
+        let target = Target::at(self.shared.addr, "/ws");
         let opening = async {
             let mut conn = Conn::open(&target, None, self.deflate).await?;
             match conn.next().await? {
@@ -427,7 +423,7 @@ impl Churner {
                             UNSUB_ID + churned as u64,
                             self.topic_name(churned)
                         );
-                        conn.send_text(request.as_bytes()).await?;
+                        conn.send_text(request).await?;
                         self.shared
                             .counters
                             .unsubscribes
@@ -744,7 +740,7 @@ async fn send_sub(
         ),
         None => format!(r#"{{"op":"sub","id":{id},"topic":"{topic}"}}"#),
     };
-    conn.send_text(request.as_bytes()).await
+    conn.send_text(request).await
 }
 
 /// How long opening a connection (and, over `/ws`, getting the hello) may take.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::Client;
 use super::{Shared, TopicState};
-use crate::wire::{Conn, Frame, Target};
+use crate::conn::{Conn, Frame, Target};
 
 /// Publishes on topic `index` until `stop`; answers nothing: the topic's state
 /// holds what was published.
@@ -146,11 +146,7 @@ impl Way {
             }
             Self::Ws(slot) => {
                 if slot.is_none() {
-                    let target = Target {
-                        addr: shared.addr,
-                        host: shared.addr.to_string(),
-                        path: "/ws".into(),
-                    };
+                    let target = Target::at(shared.addr, "/ws");
                     *slot = Some(Conn::open(&target, None, false).await?);
                 }
                 let Some(conn) = slot.as_mut() else {
@@ -160,7 +156,7 @@ impl Way {
                     r#"{{"op":"pub","id":{n},"topic":"{}","data":{n}}}"#,
                     topic.name
                 );
-                conn.send_text(request.as_bytes()).await?;
+                conn.send_text(request).await?;
                 loop {
                     match conn.next().await? {
                         Frame::Data(text) => {

@@ -11,9 +11,15 @@
 //! [`ClientConfig::extra_roots`] (a self-signed certificate is its own authority);
 //! [`ClientConfig::tls`] replaces that policy with a whole rustls configuration. A
 //! handshake that fails says why in [`ConnectError::Tls`].
+//!
+//! A client that holds many connections at once (a load generator) binds them to
+//! several source addresses ([`ClientConfig::local_addr`]), keeps them alive from
+//! one shared [`Registry`](crate::Registry) ([`ClientConfig::registry`]) instead
+//! of a timer per connection, and runs each connection in the task that reads it
+//! ([`connect_unspawned`]).
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,9 +31,9 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
-use crate::conn::Config;
+use crate::conn::Outcome;
 use crate::deflate;
 use crate::handshake::{VERSION, accept_key, has_token};
 use crate::message::{Encoder, Role};
@@ -53,11 +59,42 @@ pub async fn connect(url: &str) -> Result<Socket, ConnectError> {
 /// TLS and WebSocket handshakes, must finish within
 /// [`connect_timeout`](ClientConfig::connect_timeout).
 pub async fn connect_with(url: &str, config: &ClientConfig) -> Result<Socket, ConnectError> {
+    let (socket, connection) = connect_unspawned(url, config).await?;
+    let id = socket.id();
+    tokio::spawn(async move {
+        let outcome = connection.await;
+        tracing::debug!(
+            "client {id} closed: {} {:?} after {} messages",
+            outcome.code,
+            outcome.reason,
+            outcome.messages_sent
+        );
+    });
+    Ok(socket)
+}
+
+/// Connects like [`connect_with`] but leaves the connection for the caller to run,
+/// as [`accept`](crate::server::accept) does for a server: returns the [`Socket`]
+/// and the future that reads and writes the stream (the frame layer, with its
+/// keepalive unless [`ClientConfig::registry`] keeps it). Nothing is read,
+/// answered or written until that future is polled; it resolves with the
+/// connection's [`Outcome`] once the connection ends, and dropping it drops the
+/// connection without a close handshake.
+///
+/// A client holding thousands of connections runs each one's future in the task
+/// that reads its socket (`tokio::select!` on [`Socket::recv`] and the future):
+/// one task per connection instead of two, and no wake-up crosses tasks.
+pub async fn connect_unspawned(
+    url: &str,
+    config: &ClientConfig,
+) -> Result<(Socket, impl Future<Output = Outcome> + Send + 'static), ConnectError> {
     let target = Target::parse(url)?;
     let authority = target.authority.clone();
-    tokio::time::timeout(config.connect_timeout, open(target, config))
-        .await
-        .map_err(|_| ConnectError::Timeout(authority))?
+    let (upgraded, peer, negotiation) =
+        tokio::time::timeout(config.connect_timeout, open(target, config))
+            .await
+            .map_err(|_| ConnectError::Timeout(authority))??;
+    Ok(connection(upgraded, peer, config, negotiation))
 }
 
 struct Target {
@@ -109,9 +146,13 @@ impl Target {
     }
 }
 
-async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectError> {
+/// What a finished handshake leaves: the upgraded stream, the peer, and what was
+/// negotiated.
+type Upgrade = (hyper::upgrade::Upgraded, SocketAddr, Negotiation);
+
+async fn open(target: Target, config: &ClientConfig) -> Result<Upgrade, ConnectError> {
     let addr = format!("{}:{}", target.host, target.port);
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+    let tcp = connect_tcp(&target, config.local_addr)
         .await
         .map_err(|source| ConnectError::Connect {
             addr: addr.clone(),
@@ -131,13 +172,37 @@ async fn open(target: Target, config: &ClientConfig) -> Result<Socket, ConnectEr
     }
 }
 
-/// The HTTP/1.1 upgrade on `io` (TCP, or TLS over TCP), and the connection task.
+/// The TCP connection to the target, from `local` when given (then to the first of
+/// the host's addresses in the same family).
+async fn connect_tcp(target: &Target, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        return TcpStream::connect((target.host.as_str(), target.port)).await;
+    };
+    let remote = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await?
+        .find(|remote| remote.is_ipv4() == local.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{} has no address of the family of {local}", target.host),
+            )
+        })?;
+    let socket = if local.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(remote).await
+}
+
+/// The HTTP/1.1 upgrade on `io` (TCP, or TLS over TCP).
 async fn upgrade<I>(
     io: TokioIo<I>,
     peer: SocketAddr,
     target: &Target,
     config: &ClientConfig,
-) -> Result<Socket, ConnectError>
+) -> Result<Upgrade, ConnectError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -234,21 +299,37 @@ where
         extensions,
         protocol,
     };
-    Ok(spawn_connection(upgraded, peer, &config.ws, negotiation))
+    Ok((upgraded, peer, negotiation))
 }
 
-fn spawn_connection(
+/// The socket and the future that runs its connection, kept alive by the registry
+/// or by a timer of its own.
+fn connection(
     upgraded: hyper::upgrade::Upgraded,
     peer: SocketAddr,
-    config: &Config,
+    config: &ClientConfig,
     negotiation: Negotiation,
-) -> Socket {
+) -> (Socket, impl Future<Output = Outcome> + Send + 'static) {
     let (stream, prefix) = Stream::from_upgraded(upgraded);
-    let (socket, frames) =
-        open_connection(stream, prefix, peer, Arc::new(config.clone()), negotiation);
-    let shared = Arc::clone(socket.shared());
-    let id = socket.id();
-    tokio::spawn(async move {
+    let (socket, frames) = open_connection(
+        stream,
+        prefix,
+        peer,
+        Arc::new(config.ws.clone()),
+        negotiation,
+    );
+    let ticked_here = match &config.registry {
+        Some(registry) => {
+            // The registry's sweeper keeps it alive: the frames run alone.
+            registry.add(&socket);
+            None
+        }
+        None => Some(Arc::clone(socket.shared())),
+    };
+    let running = async move {
+        let Some(shared) = ticked_here else {
+            return frames.await;
+        };
         // A client connection ends when its Socket is dropped or the server closes
         // it; its keepalive ticks beside it (servers use a shared sweeper instead).
         let keepalive = async move {
@@ -261,12 +342,131 @@ fn spawn_connection(
             }
         };
         let (outcome, ()) = tokio::join!(frames, keepalive);
-        tracing::debug!(
-            "client {id} closed: {} {:?} after {} messages",
-            outcome.code,
-            outcome.reason,
-            outcome.messages_sent
+        outcome
+    };
+    (socket, running)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::Registry;
+    use crate::message::Message;
+
+    /// Accepts one WebSocket on `listener` and echoes every message; sends the
+    /// peer's address first.
+    async fn echo_once(listener: TcpListener) {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok((mut socket, frames)) = crate::server::accept(tcp, Arc::default()).await else {
+            return;
+        };
+        tokio::spawn(frames);
+        let _ = socket.send(socket.peer().ip().to_string()).await;
+        while let Some(message) = socket.recv().await {
+            if socket.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn echo_server() -> String {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind a port");
+        let port = listener.local_addr().expect("a local address").port();
+        tokio::spawn(echo_once(listener));
+        format!("ws://127.0.0.1:{port}/")
+    }
+
+    #[tokio::test]
+    async fn connects_from_the_local_address_it_is_given() {
+        let url = echo_server().await;
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let config = ClientConfig {
+            local_addr: Some(source),
+            ..ClientConfig::default()
+        };
+        let mut socket = connect_with(&url, &config).await.expect("connect");
+        let seen = socket.recv().await.expect("the server says whom it sees");
+        assert_eq!(seen.as_text(), Some("127.0.0.2"));
+
+        // An address of the other family than every one of the host's fails to connect.
+        let config = ClientConfig {
+            local_addr: Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+            ..ClientConfig::default()
+        };
+        let err = connect_with(&url, &config)
+            .await
+            .expect_err("no IPv6 address");
+        assert!(matches!(err, ConnectError::Connect { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unspawned_connection_runs_where_its_caller_polls_it() {
+        let url = echo_server().await;
+        let (mut socket, connection) = connect_unspawned(&url, &ClientConfig::default())
+            .await
+            .expect("connect");
+        tokio::pin!(connection);
+        // Nothing arrives unless the connection runs beside the reads.
+        let first = tokio::select! {
+            message = socket.recv() => message,
+            outcome = &mut connection => panic!("the connection ended: {outcome:?}"),
+        };
+        assert_eq!(
+            first
+                .and_then(|m| m.as_text().map(str::to_owned))
+                .as_deref(),
+            Some("127.0.0.1")
         );
-    });
-    socket
+        socket.send("ping-pong").await.expect("send");
+        let echo = tokio::select! {
+            message = socket.recv() => message,
+            outcome = &mut connection => panic!("the connection ended: {outcome:?}"),
+        };
+        assert_eq!(echo, Some(Message::from("ping-pong")));
+        socket.close(crate::CloseCode::NORMAL, "done");
+        let outcome = tokio::time::timeout(Duration::from_secs(10), connection)
+            .await
+            .expect("the close handshake ends the connection");
+        assert_eq!(outcome.code, crate::CloseCode::NORMAL);
+        assert_eq!(outcome.initiator, crate::Initiator::Local);
+    }
+
+    #[tokio::test]
+    async fn a_registry_keeps_client_connections_and_forgets_closed_ones() {
+        let url = echo_server().await;
+        let registry = Arc::new(Registry::default());
+        let mut config = ClientConfig {
+            registry: Some(Arc::clone(&registry)),
+            ..ClientConfig::default()
+        };
+        config.ws.ping_interval = Some(Duration::from_millis(1));
+        let mut socket = connect_with(&url, &config).await.expect("connect");
+        assert_eq!(registry.sweep(), 1);
+        assert!(socket.recv().await.is_some(), "the server's first message");
+        // A sweep raises the ping that is due; the server's pong keeps it open,
+        // and messages go both ways as without a registry.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(registry.sweep(), 1);
+        socket.send("hello").await.expect("send");
+        let echo = socket.recv().await.expect("the echo");
+        assert_eq!(echo, Message::from("hello"));
+        drop(socket);
+        let mut live = 1;
+        for _ in 0..200 {
+            live = registry.sweep();
+            if live == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(live, 0, "a closed connection leaves the registry");
+    }
 }
