@@ -52,20 +52,30 @@
 //! # }
 //! ```
 //!
-//! The layers: [`ws`] is the WebSocket protocol (frames, handshakes, the connection
-//! task: the `pushwire-ws` crate); [`App`] puts pages, static files and sockets on
-//! one HTTP server (hyper and axum underneath); [`demo`] is the counter app, and
-//! [`node`] assembles the server the `pushwire` binary runs; [`client`] is the Rust client of the topic protocol
-//! (what `pushwire pub` and `pushwire sub` use). The binary's command line is not
-//! part of the library: with `default-features = false` a library user compiles
-//! neither clap nor the load generator.
+//! The modules, bottom up (each uses only those above it in this list;
+//! `docs/architecture.md` draws the picture):
+//! - [`ws`]: the WebSocket protocol (frames, handshakes, the connection task): the
+//!   `pushwire-ws` crate;
+//! - [`topic`]: the vocabulary (topics, positions, data, members, pushes);
+//! - [`broker`]: what every node must agree on (offsets, history, presence), in
+//!   process or on Redis; [`hub`]: topics and fan-out to this node's subscribers;
+//! - [`auth`]: tokens and permissions; [`protocol`]: our wire format and the
+//!   `/ws` session as a state machine;
+//! - [`App`] (the `http` module): pages, static files, sockets, SSE, long-poll and
+//!   the publish API on one HTTP server (hyper and axum underneath);
+//! - [`demo`]: the counter app; [`node`]: the server the `pushwire` binary runs,
+//!   assembled from a [`config::ServeConfig`]; [`topic_client`]: the Rust client of
+//!   the topic protocol (what `pushwire pub` and `pushwire sub` use).
+//!
+//! The binary's command line is not part of the library: with
+//! `default-features = false` a library user compiles neither clap nor the load
+//! generator.
 
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod broker;
 pub mod certs;
-pub mod client;
 mod clock;
 pub mod config;
 pub mod demo;
@@ -80,6 +90,7 @@ mod session;
 mod sync;
 mod ticker;
 pub mod topic;
+pub mod topic_client;
 
 pub use certs::TlsError;
 pub use error::Error;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::topic::ErrorCode;
 use crate::topic::ErrorReply;
 use crate::topic::Topic;
 
@@ -116,14 +117,11 @@ pub struct SubscriptionGrant {
 
 /// The 403 for a permission the token does not grant.
 pub fn forbidden(topic: &Topic, permission: Permission) -> ErrorReply {
-    ErrorReply::new(
-        403,
-        format!(
-            "the token does not grant {:?} on {:?}",
-            permission.name(),
-            topic.as_str()
-        ),
-    )
+    ErrorCode::Forbidden.reply(format!(
+        "the token does not grant {:?} on {:?}",
+        permission.name(),
+        topic.as_str()
+    ))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::keys::{Key, read_jwks, read_pem};
 use super::policy::{Identity, Pattern, Permission, SubscriptionGrant, forbidden};
 use super::ring_crypto;
 use crate::clock::unix_secs as now;
+use crate::topic::ErrorCode;
 use crate::topic::ErrorReply;
 use crate::topic::Topic;
 
@@ -57,7 +58,7 @@ pub enum TokenError {
 impl TokenError {
     /// The 401 error reply for this refusal.
     pub fn reply(&self) -> ErrorReply {
-        ErrorReply::new(401, self.to_string())
+        ErrorCode::Unauthorized.reply(self.to_string())
     }
 }
 

@@ -1,5 +1,5 @@
 //! `pushwire pub` and `pushwire sub`: publish to and follow topics of a running server
-//! from a shell, over its `/ws` endpoint ([`pushwire::client`]).
+//! from a shell, over its `/ws` endpoint ([`pushwire::topic_client`]).
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -12,9 +12,9 @@ use pushwire::ws::client::{ConnectError, TlsFailure};
 use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 
-use pushwire::client::{self, Client, ClientError, ClientOptions, Event};
 use pushwire::protocol::PositionReply;
 use pushwire::topic::{Data, Position, Positions, Topic};
+use pushwire::topic_client::{self, Client, ClientError, ClientOptions, Event};
 
 /// The server both commands talk to unless told otherwise.
 const DEFAULT_URL: &str = "ws://127.0.0.1:8888/ws";
@@ -192,7 +192,7 @@ fn usage(command: &str, message: &str) -> ExitCode {
 
 /// Runs `pushwire pub`.
 pub(crate) fn publish(args: PubArgs) -> ExitCode {
-    if let Err(err) = client::ws_url(&args.server.url) {
+    if let Err(err) = topic_client::ws_url(&args.server.url) {
         return usage("pub", &format!("--url: {err}"));
     }
     let data = match (args.data.as_str(), args.json) {
@@ -277,7 +277,7 @@ fn print_line(line: &str) -> Result<(), String> {
 
 /// Runs `pushwire sub`.
 pub(crate) fn subscribe(args: SubArgs) -> ExitCode {
-    if let Err(err) = client::ws_url(&args.server.url) {
+    if let Err(err) = topic_client::ws_url(&args.server.url) {
         return usage("sub", &format!("--url: {err}"));
     }
     let mut seen = HashSet::new();

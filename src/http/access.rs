@@ -5,6 +5,7 @@ use super::error::HttpError;
 use super::query::{MAX_TOPICS, Wanted, bearer};
 use crate::auth::{Permission, TokenError, TokenVerifier};
 use crate::protocol::Ended;
+use crate::topic::ErrorCode;
 use crate::topic::Topic;
 
 /// Checks that an SSE or long-poll request may subscribe to every topic it names:
@@ -44,7 +45,7 @@ pub(crate) fn authorize(
         .count();
     if given > MAX_TOPICS {
         return Err(HttpError::new(
-            400,
+            ErrorCode::BadRequest,
             format!("at most {MAX_TOPICS} subscription tokens per request, not {given}"),
         ));
     }
@@ -55,13 +56,13 @@ pub(crate) fn authorize(
             .map_err(|err| HttpError::from(err.reply()))?;
         let Some(identity) = &identity else {
             return Err(HttpError::new(
-                401,
+                ErrorCode::Unauthorized,
                 "a subscription token needs a connection token (token=…) too",
             ));
         };
         if *identity.user != *grant.user {
             return Err(HttpError::new(
-                403,
+                ErrorCode::Forbidden,
                 "the subscription token is for another user",
             ));
         }

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::protocol::{self, ErrorReply};
+use crate::topic::ErrorCode;
 
 /// An error answered instead of the route's response (before a stream starts).
 #[derive(Debug)]
@@ -17,15 +18,15 @@ pub(crate) struct HttpError {
 }
 
 impl HttpError {
-    /// An error with `code` (an HTTP status) and `message`.
-    pub(crate) fn new(code: u16, message: impl Into<String>) -> Self {
-        Self::from(ErrorReply::new(code, message))
+    /// An error with `code` (its number is the HTTP status) and `message`.
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::from(code.reply(message))
     }
 
     /// 401 with `WWW-Authenticate: Bearer realm="pushwire"` (RFC 6750).
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self {
-            reply: ErrorReply::new(401, message),
+            reply: ErrorCode::Unauthorized.reply(message),
             challenge: true,
         }
     }

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use crate::clock;
 use crate::rate::TokenBucket;
 use crate::sync::lock;
+use crate::topic::ErrorCode;
 
 /// Connection limits; `0` turns a limit off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,18 +58,18 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// The HTTP status and message to answer with.
-    pub(crate) fn answer(self) -> (u16, String) {
+    pub(crate) fn answer(self) -> (ErrorCode, String) {
         match self {
             Self::NodeFull(max) => (
-                503,
+                ErrorCode::Unavailable,
                 format!("the server holds its most connections ({max}); try again later"),
             ),
             Self::TooManyFromIp(max) => (
-                429,
+                ErrorCode::TooMany,
                 format!("too many connections from your address (at most {max})"),
             ),
             Self::TooFast(rate) => (
-                429,
+                ErrorCode::TooMany,
                 format!("too many new connections from your address (at most {rate} per second)"),
             ),
         }

@@ -12,6 +12,7 @@ use crate::hub::{Hub, Pending, Sink, Subscription};
 use crate::protocol;
 use crate::protocol::PushJson;
 use crate::sync::lock;
+use crate::topic::ErrorCode;
 use crate::topic::{Positions, Push};
 
 /// The most bytes of messages one SSE stream or long-poll holds for its client,
@@ -134,7 +135,7 @@ pub(crate) async fn subscribe_all(
         let mut pending = hub
             .subscribe(topic.clone(), Arc::clone(sink), since.clone(), None)
             .await
-            .map_err(|err| HttpError::new(503, err.to_string()))?;
+            .map_err(|err| HttpError::new(ErrorCode::Unavailable, err.to_string()))?;
         let recovery = pending.recovery();
         out.subs.push(protocol::position(
             topic,

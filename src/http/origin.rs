@@ -29,6 +29,7 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Uri, header};
 
 use super::error::HttpError;
+use crate::topic::ErrorCode;
 
 /// The origins whose pages may connect (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +148,7 @@ impl fmt::Display for Refused {
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        HttpError::new(403, self.to_string()).into_response()
+        HttpError::new(ErrorCode::Forbidden, self.to_string()).into_response()
     }
 }
 

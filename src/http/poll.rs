@@ -22,6 +22,7 @@ use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Sink};
 use crate::protocol::{self, Ended, PushJson};
+use crate::topic::ErrorCode;
 use crate::topic::{Push, Topic};
 
 /// How long a poll waits for a message unless it says otherwise.
@@ -76,12 +77,15 @@ async fn answer(
     for (key, value) in &wanted.rest {
         if key == "timeout" {
             let ms: u64 = value.parse().map_err(|_| {
-                HttpError::new(400, format!("timeout is in milliseconds, not {value:?}"))
+                HttpError::new(
+                    ErrorCode::BadRequest,
+                    format!("timeout is in milliseconds, not {value:?}"),
+                )
             })?;
             timeout = Duration::from_millis(ms);
             if timeout > MAX_TIMEOUT {
                 return Err(HttpError::new(
-                    400,
+                    ErrorCode::BadRequest,
                     format!("timeout is at most {} ms", MAX_TIMEOUT.as_millis()),
                 ));
             }

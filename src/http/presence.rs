@@ -37,6 +37,7 @@ use crate::auth::TokenVerifier;
 use crate::hub::{Hub, Membership};
 use crate::protocol::MAX_INFO_SIZE;
 use crate::sync::lock;
+use crate::topic::ErrorCode;
 use crate::topic::{Data, Member, Topic};
 
 /// The most long-poll clients one node keeps as members when the node has no
@@ -103,7 +104,7 @@ impl Infos {
         let object: std::collections::BTreeMap<String, Box<RawValue>> = serde_json::from_str(text)
             .map_err(|err| {
                 HttpError::new(
-                    400,
+                    ErrorCode::BadRequest,
                     format!("invalid info: a JSON object of topic: info is expected ({err})"),
                 )
             })?;
@@ -111,7 +112,7 @@ impl Infos {
         for (name, value) in object {
             let Some(topic) = wanted.topics.iter().find(|t| t.as_str() == name) else {
                 return Err(HttpError::new(
-                    400,
+                    ErrorCode::BadRequest,
                     format!(
                         "invalid info: {:?} is not a topic of this request",
                         name.chars().take(64).collect::<String>()
@@ -121,15 +122,16 @@ impl Infos {
             let json = value.get();
             if json.len() > MAX_INFO_SIZE {
                 return Err(HttpError::new(
-                    413,
+                    ErrorCode::TooLarge,
                     format!(
                         "info is {} bytes; at most {MAX_INFO_SIZE} allowed",
                         json.len()
                     ),
                 ));
             }
-            let data = Data::json(json.as_bytes().to_vec())
-                .map_err(|err| HttpError::new(400, format!("invalid info: {err}")))?;
+            let data = Data::json(json.as_bytes().to_vec()).map_err(|err| {
+                HttpError::new(ErrorCode::BadRequest, format!("invalid info: {err}"))
+            })?;
             infos.push((topic.clone(), data));
         }
         Ok(Self(infos))
@@ -185,7 +187,7 @@ pub(crate) fn poll_key(wanted: &Wanted) -> Result<Option<&str>, HttpError> {
         Ok(Some(key))
     } else {
         Err(HttpError::new(
-            400,
+            ErrorCode::BadRequest,
             format!(
                 "invalid client: {} to {} characters of A-Z, a-z, 0-9, - and _",
                 KEY_LEN.start(),

@@ -21,6 +21,7 @@ use super::state::TopicsState;
 use crate::auth::{self, Identity, Permission, TokenVerifier};
 use crate::hub::PublishError;
 use crate::protocol;
+use crate::topic::ErrorCode;
 use crate::topic::{Data, Topic};
 
 /// The largest batch body.
@@ -70,7 +71,7 @@ impl Caller {
                 return Ok(Self::Trusted);
             }
             return Err(HttpError::new(
-                403,
+                ErrorCode::Forbidden,
                 "no API key is configured: publishing is allowed from loopback addresses only",
             ));
         };
@@ -109,11 +110,11 @@ pub(crate) async fn single(
     let max = state.hub.config().max_data_size;
     let bytes = read_body(body, &headers, max).await?;
     let data = if is_json(&headers) {
-        Data::json(bytes).map_err(|err| HttpError::new(400, err.to_string()))?
+        Data::json(bytes).map_err(|err| HttpError::new(ErrorCode::BadRequest, err.to_string()))?
     } else {
         let text = std::str::from_utf8(&bytes).map_err(|_| {
             HttpError::new(
-                400,
+                ErrorCode::BadRequest,
                 "the body is not UTF-8 text (send JSON with Content-Type: application/json)",
             )
         })?;
@@ -140,16 +141,16 @@ pub(crate) async fn batch(
     let bytes = read_body(body, &headers, MAX_BATCH_BYTES).await?;
     let entries: Vec<BatchEntry<'_>> = serde_json::from_slice(&bytes).map_err(|err| {
         HttpError::new(
-            400,
+            ErrorCode::BadRequest,
             format!("a batch is [{{\"topic\":…,\"data\":…}},…]: {err}"),
         )
     })?;
     if entries.is_empty() {
-        return Err(HttpError::new(400, "the batch is empty"));
+        return Err(HttpError::new(ErrorCode::BadRequest, "the batch is empty"));
     }
     if entries.len() > MAX_BATCH_ENTRIES {
         return Err(HttpError::new(
-            400,
+            ErrorCode::BadRequest,
             format!(
                 "a batch has at most {MAX_BATCH_ENTRIES} entries, not {}",
                 entries.len()
@@ -168,12 +169,12 @@ pub(crate) async fn batch(
         let size = entry.data.get().len();
         if size > max {
             return Err(HttpError::new(
-                413,
+                ErrorCode::TooLarge,
                 format!("entry {i}: data is {size} bytes; at most {max} allowed"),
             ));
         }
         let data = Data::json(entry.data.get().as_bytes().to_vec())
-            .map_err(|err| HttpError::new(400, format!("entry {i}: {err}")))?;
+            .map_err(|err| HttpError::new(ErrorCode::BadRequest, format!("entry {i}: {err}")))?;
         checked.push((topic, data));
     }
     let mut out = String::from("[");
@@ -206,8 +207,8 @@ struct BatchEntry<'a> {
 
 fn publish_error(err: &PublishError) -> HttpError {
     match err {
-        PublishError::TooLarge { .. } => HttpError::new(413, err.to_string()),
-        PublishError::Broker(err) => HttpError::new(503, err.to_string()),
+        PublishError::TooLarge { .. } => HttpError::new(ErrorCode::TooLarge, err.to_string()),
+        PublishError::Broker(err) => HttpError::new(ErrorCode::Unavailable, err.to_string()),
     }
 }
 
@@ -234,7 +235,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8>, HttpError> {
     let too_large = |size: String| {
         HttpError::new(
-            413,
+            ErrorCode::TooLarge,
             format!("the body is {size} bytes; at most {max} allowed"),
         )
     };
@@ -250,8 +251,12 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8
     let mut out = Vec::with_capacity(declared.map_or(0, |d| d as usize));
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk =
-            chunk.map_err(|err| HttpError::new(400, format!("cannot read the body: {err}")))?;
+        let chunk = chunk.map_err(|err| {
+            HttpError::new(
+                ErrorCode::BadRequest,
+                format!("cannot read the body: {err}"),
+            )
+        })?;
         if out.len() + chunk.len() > max {
             return Err(too_large(format!("more than {max}")));
         }

@@ -5,6 +5,7 @@ use percent_encoding::percent_decode_str;
 
 use super::error::HttpError;
 use crate::protocol;
+use crate::topic::ErrorCode;
 use crate::topic::{Positions, Topic};
 
 /// The most topics one SSE or long-poll request may name.
@@ -48,26 +49,29 @@ pub(crate) fn wanted(query: Option<&str>) -> Result<Wanted, HttpError> {
                     .map_err(|err| HttpError::from(protocol::invalid_topic(&value, &err)))?;
                 if topics.contains(&topic) {
                     return Err(HttpError::new(
-                        400,
+                        ErrorCode::BadRequest,
                         format!("topic {topic:?} is named twice"),
                     ));
                 }
                 topics.push(topic);
             }
             "since" => {
-                since = value
-                    .parse()
-                    .map_err(|err| HttpError::new(400, format!("invalid since: {err}")))?;
+                since = value.parse().map_err(|err| {
+                    HttpError::new(ErrorCode::BadRequest, format!("invalid since: {err}"))
+                })?;
             }
             _ => rest.push((key, value)),
         }
     }
     if topics.is_empty() {
-        return Err(HttpError::new(400, "name at least one topic: ?topic=…"));
+        return Err(HttpError::new(
+            ErrorCode::BadRequest,
+            "name at least one topic: ?topic=…",
+        ));
     }
     if topics.len() > MAX_TOPICS {
         return Err(HttpError::new(
-            400,
+            ErrorCode::BadRequest,
             format!(
                 "at most {MAX_TOPICS} topics per request, not {}",
                 topics.len()

@@ -131,7 +131,7 @@ async fn plain_loop(
             Ok(ticket) => ticket,
             Err(refusal) => {
                 let (status, message) = refusal.answer();
-                tracing::debug!(%peer, status, "{message}");
+                tracing::debug!(%peer, status = status.number(), "{message}");
                 let connection =
                     http.serve_connection(TokioIo::new(tcp), refusal_service(refusal, false));
                 let shutdown = runtime.shutdown.clone();
@@ -190,7 +190,7 @@ async fn tls_loop(
             Ok(ticket) => ticket,
             Err(refusal) => {
                 let (status, message) = refusal.answer();
-                tracing::debug!(%peer, status, "{message}");
+                tracing::debug!(%peer, status = status.number(), "{message}");
                 // Answering costs a handshake: a bounded number at once, so that
                 // a flood of refused connections cannot cost more than that.
                 match Arc::clone(&refusals).try_acquire_owned() {

@@ -26,6 +26,7 @@ use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Membership, Sink, Subscription};
 use crate::protocol::{self, Ended, PushJson};
+use crate::topic::ErrorCode;
 use crate::topic::{Positions, Push, PushKind, Topic};
 
 /// A comment line this often keeps proxies from closing an idle stream.
@@ -72,10 +73,13 @@ async fn start(
     if let Some(last) = headers.get("last-event-id") {
         let last = last
             .to_str()
-            .map_err(|_| HttpError::new(400, "Last-Event-ID is not text"))?;
-        let positions: Positions = last
-            .parse()
-            .map_err(|err| HttpError::new(400, format!("invalid Last-Event-ID: {err}")))?;
+            .map_err(|_| HttpError::new(ErrorCode::BadRequest, "Last-Event-ID is not text"))?;
+        let positions: Positions = last.parse().map_err(|err| {
+            HttpError::new(
+                ErrorCode::BadRequest,
+                format!("invalid Last-Event-ID: {err}"),
+            )
+        })?;
         // The browser's own reconnect wins over the `since` in the URL it reuses.
         for (topic, position) in positions.0 {
             wanted.since.set(&topic, position);

@@ -9,7 +9,7 @@
 //!   encoded once and shared by every subscriber ([`PushJson`]); SSE and long-poll
 //!   deliver the same JSON;
 //! - [`server_frame`]: what a client reads from the server ([`ServerFrame`],
-//!   [`Event`]), for the Rust client (`crate::client`);
+//!   [`Event`]), for the Rust client (`crate::topic_client`);
 //! - [`session`]: one `/ws` connection as a sans-IO state machine ([`Session`]):
 //!   events in, actions out; no socket, no hub, no clock inside. The tokio task
 //!   that drives it is `crate::session`.

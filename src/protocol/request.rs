@@ -252,7 +252,7 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
-/// A request as a client writes it (the Rust client, `crate::client`).
+/// A request as a client writes it (the Rust client, `crate::topic_client`).
 #[derive(Debug, Clone, Copy)]
 pub enum ClientRequest<'a> {
     /// `sub`, optionally resuming after `since`, optionally with presence `info`.

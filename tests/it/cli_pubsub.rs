@@ -10,9 +10,9 @@ use common::binary::{Output, finish, pushwire_async};
 use common::topics::start_topics;
 use common::{Running, STEP};
 use pushwire::App;
-use pushwire::client::Client;
 use pushwire::hub::{Hub, HubConfig};
 use pushwire::topic::{Data, Topic};
+use pushwire::topic_client::Client;
 use tokio::io::AsyncWriteExt as _;
 use tokio::process::Child;
 

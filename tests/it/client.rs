@@ -1,4 +1,4 @@
-//! `pushwire::client` against a real server over real sockets: requests and their
+//! `pushwire::topic_client` against a real server over real sockets: requests and their
 //! replies, pushes queued while a reply is awaited, recovery, server errors, and the
 //! end of a connection.
 
@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::topics::start_topics;
 use common::{Running, STEP};
-use pushwire::client::{Client, ClientError, ClientOptions, Event};
 use pushwire::hub::{Hub, HubConfig};
 use pushwire::topic::{Data, Epoch, Position};
+use pushwire::topic_client::{Client, ClientError, ClientOptions, Event};
 use pushwire::ws::client::ConnectError;
 use pushwire::{App, Socket};
 

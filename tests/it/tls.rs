@@ -4,7 +4,7 @@
 //!
 //! Certificates are made at test time (rcgen); every client trusts exactly the
 //! certificates the test made, through its own rustls root store, except where a
-//! test checks what our own client (`pushwire::client`, `pushwire pub` / `sub`)
+//! test checks what our own client (`pushwire::topic_client`, `pushwire pub` / `sub`)
 //! does with the system's roots plus the test's certificate, or without it.
 
 use crate::common;
@@ -20,9 +20,9 @@ use futures_util::SinkExt as _;
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use pushwire::client::{Client, ClientError, ClientOptions, Event};
 use pushwire::config::ServeConfig;
 use pushwire::topic::Data;
+use pushwire::topic_client::{Client, ClientError, ClientOptions, Event};
 use pushwire::ws::client::{ConnectError, TlsFailure};
 use pushwire::{App, Error, HttpLimits, TlsConfig, TlsError};
 use rustls::pki_types::CertificateDer;
@@ -483,7 +483,7 @@ async fn the_tls_example_serves_the_page_and_counts_over_wss() {
     assert_eq!(next_text(&mut client).await, "1");
 }
 
-// Our own client (`pushwire::client`, `pushwire pub` / `sub`) over TLS.
+// Our own client (`pushwire::topic_client`, `pushwire pub` / `sub`) over TLS.
 
 /// Client options that trust `cert` besides the system's roots.
 fn trusting(cert: &Cert) -> ClientOptions {

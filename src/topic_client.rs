@@ -17,10 +17,10 @@
 //! anything newer, so nothing is lost or reordered by interleaving requests.
 //!
 //! ```no_run
-//! use pushwire::client::{Client, Event};
+//! use pushwire::topic_client::{Client, Event};
 //! use pushwire::topic::Data;
 //!
-//! # async fn run() -> Result<(), pushwire::client::ClientError> {
+//! # async fn run() -> Result<(), pushwire::topic_client::ClientError> {
 //! let mut client = Client::connect("ws://127.0.0.1:8888/ws").await?;
 //! let reply = client.subscribe("news", None).await?;
 //! println!("news is at offset {}", reply.position.offset);
@@ -40,7 +40,7 @@
 //! it to [`ClientConfig::extra_roots`]:
 //!
 //! ```no_run
-//! use pushwire::client::{Client, ClientOptions};
+//! use pushwire::topic_client::{Client, ClientOptions};
 //! use pushwire::certs::read_certificates;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
