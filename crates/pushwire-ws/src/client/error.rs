@@ -55,7 +55,7 @@ pub enum ConnectError {
 pub enum TlsFailure {
     /// No trusted authority issued the server's certificate: it is self-signed, or
     /// signed by an authority that is neither among the system's roots nor in
-    /// [`ClientConfig::extra_roots`]. A trusted certificate of the same name but
+    /// [`ClientConfig::extra_roots`](super::ClientConfig::extra_roots). A trusted certificate of the same name but
     /// another key (an older self-signed certificate of the same server, say) is
     /// no help either: its signature does not match. A self-signed certificate
     /// marked as an authority (`CA:TRUE`) that is not itself among the extra roots
