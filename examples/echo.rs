@@ -1,6 +1,7 @@
-//! An echo server on pushwire's WebSocket layer: every message comes back as it was
-//! sent. It is the server Autobahn|Testsuite's fuzzing client checks
-//! (`scripts/autobahn`), and a handy peer for trying clients by hand.
+//! An echo server on pushwire's `App`: every message comes back as it was sent. The
+//! browser suite and the echo benchmark use it, and it is a handy peer for trying
+//! clients by hand. (Autobahn|Testsuite checks the frame layer alone, through
+//! `crates/pushwire-ws/examples/echo_server.rs`.)
 //!
 //!     cargo run --release --example echo -- --port 9001
 

@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Some((&flags, stream)) = data.split_first() {
-        pushwire::ws::fuzzing::connection(stream, flags & 1 != 0, flags & 2 != 0);
+        pushwire_ws::fuzzing::connection(stream, flags & 1 != 0, flags & 2 != 0);
     }
 });

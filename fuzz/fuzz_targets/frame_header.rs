@@ -3,4 +3,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| pushwire::ws::fuzzing::frame_header(data));
+fuzz_target!(|data: &[u8]| pushwire_ws::fuzzing::frame_header(data));

@@ -7,6 +7,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let [lo, hi, payload @ ..] = data {
         let split = usize::from(u16::from_le_bytes([*lo, *hi]));
-        pushwire::ws::fuzzing::inflate(payload, split);
+        pushwire_ws::fuzzing::inflate(payload, split);
     }
 });

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    pushwire::ws::fuzzing::negotiation(&String::from_utf8_lossy(data));
+    pushwire_ws::fuzzing::negotiation(&String::from_utf8_lossy(data));
 });

@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let [a, b, text @ ..] = data {
-        pushwire::ws::fuzzing::utf8(text, usize::from(*a), usize::from(*b));
+        pushwire_ws::fuzzing::utf8(text, usize::from(*a), usize::from(*b));
     }
 });

@@ -11,6 +11,10 @@
 
 mod common;
 
+// What the HTTP server adds around a WebSocket upgrade; the protocol fuzz replay.
+mod fuzz_regressions;
+mod ws_http;
+
 // The counter demo, pages and static files, the examples.
 mod counter;
 mod example_counter;

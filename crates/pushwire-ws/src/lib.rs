@@ -1,27 +1,17 @@
-//! pushwire-ws: RFC 6455 frames and handshakes, permessage-deflate (RFC 7692), and
-//! the per-connection task that reads and writes them, in the server and the client
-//! role. It knows nothing of topics, HTTP routing or certificates on disk: hyper
-//! does HTTP, and a server or client built on it hands this crate the upgraded
-//! stream.
+#![doc = include_str!("../README.md")]
 //!
-//! Why our own and not a crate: a push server sends the same message to many
-//! connections, so a frame is encoded (and compressed) once as a [`Prepared`] and
-//! its bytes shared by every connection's outbound queue; each connection drains its
-//! queue with one vectored write per wake-up, and an idle connection holds neither a
-//! read buffer nor zlib state.
+//! ## The layers, bottom up
 //!
-//! The layers, bottom up:
 //! - [`frame`]: headers and masking;
 //! - [`handshake`]: checking an upgrade request, computing the accept key;
 //! - [`deflate`]: negotiation, compression, inflation;
 //! - `conn`: the connection task (frames in, frames out, close handshake, keepalive);
 //! - [`Socket`], [`Sender`], [`Prepared`]: what an application holds;
-//! - [`server`]: accepting an upgrade request ([`server::Accept`]);
+//! - [`server`]: accepting an upgrade request ([`server::accept`] on a TCP stream,
+//!   [`server::Accept`] in a handler);
 //! - [`client`]: opening a connection to a server;
 //! - [`open_connection`]: what both roles do once the handshake is done;
 //! - [`Registry`]: a server's open connections, for keepalive and shutdown.
-//!
-//! The crate's README has a complete echo server and client.
 
 pub mod client;
 mod conn;

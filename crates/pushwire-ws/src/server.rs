@@ -210,7 +210,14 @@ pub async fn accept(
         );
         let response = match &answer {
             Ok(accept) => accept.response::<Full<Bytes>>(),
-            Err(err) => refusal::<Full<Bytes>>(err),
+            Err(err) => {
+                // Not a WebSocket: hyper closes the connection after this answer.
+                let mut response = refusal::<Full<Bytes>>(err);
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
         };
         let answer = answer.map(|accept| (accept, hyper::upgrade::on(&mut request)));
         let sender = settled
@@ -222,8 +229,10 @@ pub async fn accept(
         }
         std::future::ready(Ok::<_, std::convert::Infallible>(response))
     });
+    // Keep-alive stays on: turned off, hyper would add `close` to the 101's
+    // `Connection: Upgrade`, which some clients refuse. The connection future ends
+    // after the 101 anyway, and a refusal says `Connection: close`.
     http1::Builder::new()
-        .keep_alive(false)
         .serve_connection(TokioIo::new(tcp), service)
         .with_upgrades()
         .await?;

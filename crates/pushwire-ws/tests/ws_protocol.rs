@@ -11,7 +11,7 @@ use common::{
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use pushwire::{App, Socket};
+use pushwire_ws::{Config, Socket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -26,7 +26,7 @@ async fn echo(mut socket: Socket) {
 }
 
 async fn start_echo() -> common::Running {
-    start(App::new().socket("/echo", echo)).await
+    start(Config::default(), echo).await
 }
 
 #[tokio::test]
@@ -121,11 +121,11 @@ const SUITE_6_4_CUTS: [usize; 7] = [2, 5, 7, 9, 12, 13, 21];
 /// An echo server whose keepalive would ping a connection within the test: a period
 /// of 3 s (each connection draws between 2.25 s and 3 s), swept once a second.
 async fn start_echo_pinging() -> common::Running {
-    let config = pushwire::ws::Config {
+    let config = Config {
         ping_interval: Some(Duration::from_secs(3)),
-        ..pushwire::ws::Config::default()
+        ..Config::default()
     };
-    start(App::new().ws_config(config).socket("/echo", echo)).await
+    start(config, echo).await
 }
 
 /// Sends `pieces` one write each, pausing a second after each but the last two, as a
@@ -256,10 +256,10 @@ async fn an_unmasked_client_frame_closes_with_1002() {
 
 #[tokio::test]
 async fn a_handler_that_returns_closes_normally_after_its_messages() {
-    let server = start(App::new().socket("/bye", |socket: Socket| async move {
+    let server = start(Config::default(), |socket: Socket| async move {
         let _ = socket.send("one").await;
         let _ = socket.send("two").await;
-    }))
+    })
     .await;
     let mut client = connect(&server.ws_url("/bye")).await;
     assert_eq!(next(&mut client).await, WsMessage::text("one"));

@@ -1,17 +1,20 @@
 //! Replays the fuzz inputs under `fuzz/seeds/<target>/` and any crashes saved
-//! under `fuzz/regressions/<target>/` (by `scripts/fuzz`) through the matching
-//! `pushwire::ws::fuzzing` entry point, decoding each input exactly as the
-//! target in `fuzz/fuzz_targets/` does. Runs on stable with `cargo test`; a
-//! panic here is a bug that fuzzing once found (or that a seed exercises).
+//! under `fuzz/regressions/<target>/` (by `scripts/fuzz`; both at the workspace
+//! root) through the matching `pushwire_ws::fuzzing` entry point, decoding each
+//! input exactly as the target in `fuzz/fuzz_targets/` does. Runs on stable with
+//! `cargo test -p pushwire-ws`; a panic here is a bug that fuzzing once found (or
+//! that a seed exercises). The `protocol` target (pushwire's own wire protocol) is
+//! replayed by the root crate's `tests/fuzz_regressions.rs`.
 
 use std::path::Path;
 
-use pushwire::ws::fuzzing;
+use pushwire_ws::fuzzing;
 
 /// Runs `run` on every file of the target's seeds (which must not be empty) and
 /// regressions folders.
 fn replay(target: &str, run: fn(&[u8])) {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    // This crate is crates/pushwire-ws; the fuzz folder is the workspace's.
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     let seeds = inputs(&fuzz.join("seeds").join(target));
     assert!(
         !seeds.is_empty(),
@@ -79,9 +82,4 @@ fn utf8() {
             fuzzing::utf8(text, usize::from(*a), usize::from(*b));
         }
     });
-}
-
-#[test]
-fn protocol() {
-    replay("protocol", pushwire::protocol::fuzz);
 }

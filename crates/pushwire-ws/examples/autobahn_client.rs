@@ -1,16 +1,17 @@
 //! Autobahn|Testsuite's fuzzing server checks WebSocket clients; this program is
-//! pushwire's client role under that check (`scripts/autobahn --mode client`).
+//! pushwire-ws's client role under that check (`scripts/autobahn --mode client`).
 //!
 //! It asks the fuzzing server how many cases there are, runs each one by echoing
 //! every message it receives, then asks the server to write its reports.
 //!
 //!     wstest -m fuzzingserver -s spec.json -u 0 &
-//!     cargo run --release --example autobahn_client -- --url ws://127.0.0.1:9001 --agent pushwire
+//!     cargo run --release -p pushwire-ws --example autobahn_client -- --url ws://127.0.0.1:9001 --agent pushwire
 
 use clap::Parser;
-use pushwire::ws::client::{ClientConfig, connect_with};
+use pushwire_ws::client::{ClientConfig, connect_with};
+use tracing_subscriber::EnvFilter;
 
-/// Runs every Autobahn fuzzing-server case against pushwire's client.
+/// Runs every Autobahn fuzzing-server case against pushwire-ws's client.
 #[derive(Parser)]
 struct Args {
     /// The fuzzing server's URL.
@@ -26,7 +27,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    pushwire::logging::init();
+    // Logs to standard error, at `info` unless `RUST_LOG` says otherwise.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let mut config = ClientConfig::default();
     // The suite sends messages of up to 16 MiB.

@@ -8,11 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{closed_by_server, raw_ws, read_close, start, write_frame};
-use pushwire::ws::client::{ClientConfig, connect_with};
-use pushwire::ws::{self, CloseCode, Prepared, TrySendError};
-use pushwire::{App, HttpLimits, Message, Socket};
+use pushwire_ws::client::{ClientConfig, connect_with};
+use pushwire_ws::{self as ws, CloseCode, Message, Prepared, Socket, TrySendError};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 async fn echo(mut socket: Socket) {
     while let Some(message) = socket.recv().await {
@@ -37,7 +35,7 @@ fn client_config() -> ClientConfig {
 
 #[tokio::test]
 async fn our_client_and_server_negotiate_deflate_and_echo_every_size() {
-    let server = start(App::new().ws_config(big_config()).socket("/echo", echo)).await;
+    let server = start(big_config(), echo).await;
     let mut client = connect_with(&server.ws_url("/echo"), &client_config())
         .await
         .expect("connect");
@@ -91,7 +89,7 @@ fn deflate(payload: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn compressed_frames_from_a_raw_peer_are_inflated_and_answers_compressed() {
-    let server = start(App::new().socket("/echo", echo)).await;
+    let server = start(ws::Config::default(), echo).await;
     let (mut tcp, head) = common::raw_ws_with(
         server.addr,
         "/echo",
@@ -121,7 +119,7 @@ async fn compressed_frames_from_a_raw_peer_are_inflated_and_answers_compressed()
 
 #[tokio::test]
 async fn corrupt_compressed_data_closes_with_1007() {
-    let server = start(App::new().socket("/echo", echo)).await;
+    let server = start(ws::Config::default(), echo).await;
     let (mut tcp, _) = common::raw_ws_with(
         server.addr,
         "/echo",
@@ -137,7 +135,7 @@ async fn corrupt_compressed_data_closes_with_1007() {
 async fn a_prepared_message_reaches_every_socket_compressed_or_not() {
     let (tx, _) = tokio::sync::broadcast::channel::<std::sync::Arc<Prepared>>(16);
     let subscribe = tx.clone();
-    let server = start(App::new().socket("/fanout", move |socket: Socket| {
+    let server = start(ws::Config::default(), move |socket: Socket| {
         let mut rx = subscribe.subscribe();
         async move {
             loop {
@@ -153,7 +151,7 @@ async fn a_prepared_message_reaches_every_socket_compressed_or_not() {
                 }
             }
         }
-    }))
+    })
     .await;
     let mut plain_config = client_config();
     plain_config.ws.deflate.enabled = false;
@@ -202,29 +200,25 @@ async fn a_peer_that_stops_reading_is_reported_and_closed_as_a_slow_consumer() {
     };
     let (report, reported) = tokio::sync::oneshot::channel::<usize>();
     let report = std::sync::Mutex::new(Some(report));
-    let server = start(
-        App::new()
-            .ws_config(config)
-            .socket("/flood", move |socket: Socket| {
-                let report = report.lock().ok().and_then(|mut r| r.take());
-                async move {
-                    let chunk = bytes::Bytes::from(vec![b'x'; 16 * 1024]);
-                    for sent in 0usize..100_000 {
-                        match socket.try_send(Message::Binary(chunk.clone())) {
-                            Ok(()) => tokio::task::yield_now().await,
-                            Err(TrySendError::Full) => {
-                                if let Some(report) = report {
-                                    let _ = report.send(sent);
-                                }
-                                socket.close(CloseCode::POLICY, "slow consumer");
-                                return;
-                            }
-                            Err(TrySendError::Closed) => return,
+    let server = start(config, move |socket: Socket| {
+        let report = report.lock().ok().and_then(|mut r| r.take());
+        async move {
+            let chunk = bytes::Bytes::from(vec![b'x'; 16 * 1024]);
+            for sent in 0usize..100_000 {
+                match socket.try_send(Message::Binary(chunk.clone())) {
+                    Ok(()) => tokio::task::yield_now().await,
+                    Err(TrySendError::Full) => {
+                        if let Some(report) = report {
+                            let _ = report.send(sent);
                         }
+                        socket.close(CloseCode::POLICY, "slow consumer");
+                        return;
                     }
+                    Err(TrySendError::Closed) => return,
                 }
-            }),
-    )
+            }
+        }
+    })
     .await;
     // A raw client that reads nothing until the server gives up on it.
     let mut tcp = raw_ws(server.addr, "/flood").await;
@@ -256,29 +250,25 @@ async fn a_peer_that_reads_nothing_is_dropped_once_a_write_stalls_for_the_write_
     };
     let (report, reported) = tokio::sync::oneshot::channel::<(usize, Option<CloseCode>)>();
     let report = std::sync::Mutex::new(Some(report));
-    let server = start(
-        App::new()
-            .ws_config(config)
-            .socket("/flood", move |socket: Socket| {
-                let report = report.lock().ok().and_then(|mut r| r.take());
-                async move {
-                    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
-                    let mut sent = 0;
-                    // At most 1 GiB: far more than any socket buffer holds.
-                    while sent < 16 * 1024 {
-                        if socket.send(Message::Binary(chunk.clone())).await.is_err() {
-                            break;
-                        }
-                        sent += 1;
-                        tokio::task::yield_now().await;
-                    }
-                    socket.closed().await;
-                    if let Some(report) = report {
-                        let _ = report.send((sent, socket.close_code()));
-                    }
+    let server = start(config, move |socket: Socket| {
+        let report = report.lock().ok().and_then(|mut r| r.take());
+        async move {
+            let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+            let mut sent = 0;
+            // At most 1 GiB: far more than any socket buffer holds.
+            while sent < 16 * 1024 {
+                if socket.send(Message::Binary(chunk.clone())).await.is_err() {
+                    break;
                 }
-            }),
-    )
+                sent += 1;
+                tokio::task::yield_now().await;
+            }
+            socket.closed().await;
+            if let Some(report) = report {
+                let _ = report.send((sent, socket.close_code()));
+            }
+        }
+    })
     .await;
     // A raw client that never reads.
     let _tcp = raw_ws(server.addr, "/flood").await;
@@ -296,7 +286,7 @@ async fn a_peer_that_reads_nothing_is_dropped_once_a_write_stalls_for_the_write_
 
 #[tokio::test]
 async fn a_ten_megabyte_frame_header_is_refused_before_any_payload() {
-    let server = start(App::new().socket("/echo", echo)).await;
+    let server = start(ws::Config::default(), echo).await;
     let mut tcp = raw_ws(server.addr, "/echo").await;
     // Header only: binary, masked, 64-bit length of 10 MB; no payload ever follows.
     let mut header = vec![0x82, 0x80 | 127];
@@ -309,39 +299,15 @@ async fn a_ten_megabyte_frame_header_is_refused_before_any_payload() {
 }
 
 #[tokio::test]
-async fn a_client_that_never_finishes_the_handshake_is_dropped_after_the_timeout() {
-    let limits = HttpLimits {
-        header_timeout: Duration::from_millis(300),
-        ..HttpLimits::default()
-    };
-    let server = start(App::new().http_limits(limits).socket("/echo", echo)).await;
-    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
-    tcp.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
-        .await
-        .expect("partial request");
-    let started = tokio::time::Instant::now();
-    assert!(
-        closed_by_server(&mut tcp).await,
-        "the server kept a half-sent handshake open"
-    );
-    assert!(started.elapsed() < Duration::from_secs(5));
-    server.stop().await;
-}
-
-#[tokio::test]
 async fn the_server_picks_its_preferred_subprotocol_among_the_offered_ones() {
     let config = ws::Config {
         subprotocols: vec!["v2.pushwire".into(), "v1.pushwire".into()],
         ..ws::Config::default()
     };
-    let server = start(
-        App::new()
-            .ws_config(config)
-            .socket("/p", |socket: Socket| async move {
-                let chosen = socket.protocol().unwrap_or("none").to_owned();
-                let _ = socket.send(chosen).await;
-            }),
-    )
+    let server = start(config, |socket: Socket| async move {
+        let chosen = socket.protocol().unwrap_or("none").to_owned();
+        let _ = socket.send(chosen).await;
+    })
     .await;
     // An independent client offering two, in its own order.
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -389,13 +355,9 @@ async fn idle_peers_are_pinged_and_silent_ones_are_closed() {
         idle_timeout: Duration::from_secs(3),
         ..ws::Config::default()
     };
-    let server = start(
-        App::new()
-            .ws_config(config)
-            .socket("/idle", |socket: Socket| async move {
-                socket.closed().await;
-            }),
-    )
+    let server = start(config, |socket: Socket| async move {
+        socket.closed().await;
+    })
     .await;
     // A live client sees pings (and its library answers them).
     let mut live = common::connect(&server.ws_url("/idle")).await;
