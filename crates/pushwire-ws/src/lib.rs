@@ -28,6 +28,7 @@ mod registry;
 pub mod server;
 mod socket;
 mod stream;
+mod sync;
 mod utf8;
 
 pub use conn::{Config, Initiator, Outcome, Transport};

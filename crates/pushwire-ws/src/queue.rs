@@ -187,9 +187,7 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked: every update is a
         // single push, pop or flag.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     // ----- the application's side -----

@@ -35,9 +35,7 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Shared>>> {
-        self.connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.connections)
     }
 
     /// Registers a new connection (told to close at once if shutdown has begun).

@@ -220,10 +220,7 @@ pub async fn accept(
             }
         };
         let answer = answer.map(|accept| (accept, hyper::upgrade::on(&mut request)));
-        let sender = settled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let sender = crate::sync::lock(&settled).take();
         if let Some(sender) = sender {
             let _ = sender.send(answer);
         }
