@@ -255,13 +255,17 @@ async fn a_peer_that_reads_nothing_is_dropped_once_a_write_stalls_for_the_write_
         async move {
             let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
             let mut sent = 0;
-            // At most 1 GiB: far more than any socket buffer holds.
+            // At most 1 GiB, far more than any socket buffer holds, one chunk a
+            // millisecond: the handler is still sending (for 16 s) when the 500 ms
+            // write timeout ends the connection, however fast the machine. (With a
+            // bare yield between chunks a quiet machine queued all 16,384 before
+            // the timeout, and the test failed for want of a stall, not of one.)
             while sent < 16 * 1024 {
                 if socket.send(Message::Binary(chunk.clone())).await.is_err() {
                     break;
                 }
                 sent += 1;
-                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             socket.closed().await;
             if let Some(report) = report {
