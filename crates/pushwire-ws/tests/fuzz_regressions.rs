@@ -8,41 +8,19 @@
 
 use std::path::Path;
 
+#[path = "common/replay.rs"]
+mod replay;
+
 use pushwire_ws::fuzzing;
 
-/// Runs `run` on every file of the target's seeds (which must not be empty) and
-/// regressions folders.
+/// Replays `target` from the workspace's `fuzz/` (this crate is
+/// `crates/pushwire-ws`).
 fn replay(target: &str, run: fn(&[u8])) {
-    // This crate is crates/pushwire-ws; the fuzz folder is the workspace's.
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let seeds = inputs(&fuzz.join("seeds").join(target));
-    assert!(
-        !seeds.is_empty(),
-        "fuzz/seeds/{target}/ is missing or empty"
+    replay::replay(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz"),
+        target,
+        run,
     );
-    let regressions = fuzz.join("regressions").join(target);
-    let regressions = if regressions.is_dir() {
-        inputs(&regressions)
-    } else {
-        Vec::new()
-    };
-    for path in seeds.iter().chain(&regressions) {
-        let input = std::fs::read(path).unwrap();
-        eprintln!("{target}: {}", path.display());
-        run(&input);
-    }
-}
-
-fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<_> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    paths
 }
 
 #[test]
