@@ -39,6 +39,9 @@ mod hostile;
 mod hostile_more;
 mod ipv6_limits;
 
+// CORS: pages on other origins.
+mod cors;
+
 // TLS.
 mod readme_tokens;
 mod tls;
