@@ -39,6 +39,9 @@ mod hostile;
 mod hostile_more;
 mod ipv6_limits;
 
+// Logs of the binary.
+mod logs;
+
 // CORS: pages on other origins.
 mod cors;
 
