@@ -316,6 +316,37 @@ mod tests {
     }
 
     #[test]
+    fn only_listed_origins_and_the_own_host_are_named() {
+        let names = |origins: &Origins, origin: Option<&str>| {
+            origins.names(
+                &headers(origin, "127.0.0.1:8888"),
+                &Uri::from_static("/poll"),
+            )
+        };
+        let listed = Origins::same_host()
+            .allow("https://app.example.com")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(names(&listed, Some("https://app.example.com")));
+        assert!(names(&listed, Some("http://127.0.0.1:8888")));
+        assert!(!names(&listed, Some("https://evil.example")));
+        assert!(!names(&listed, None));
+        let any = Origins::any();
+        assert!(
+            any.check(
+                &headers(Some("https://x.example"), "h:1"),
+                &Uri::from_static("/")
+            )
+            .is_ok()
+        );
+        assert!(!names(&any, Some("https://x.example")));
+        assert!(names(&any, Some("http://127.0.0.1:8888")));
+        let both = Origins::any()
+            .allow("https://app.example.com")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(names(&both, Some("https://app.example.com")));
+    }
+
+    #[test]
     fn http2_requests_are_checked_against_their_authority() {
         let mut headers = HeaderMap::new();
         headers.insert(
