@@ -12,6 +12,7 @@ use crate::auth::AuthConfig;
 use crate::broker::RedisConfig;
 use crate::http::{ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, Origins, TlsConfig};
 use crate::hub::HubConfig;
+use crate::logging::LogFormat;
 use crate::protocol::session::SessionConfig;
 
 /// The shortest counter interval accepted.
@@ -52,6 +53,11 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     /// Tokens: keys, claims checked, public topics; no key means no tokens needed.
     pub auth: AuthConfig,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// Which log lines are written (`RUST_LOG` syntax); `None`: `RUST_LOG`, else
+    /// `info`.
+    pub log_filter: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +77,8 @@ impl Default for ServeConfig {
             http2_idle_timeout: HTTP2_IDLE_TIMEOUT,
             tls: None,
             auth: AuthConfig::default(),
+            log_format: LogFormat::default(),
+            log_filter: None,
         }
     }
 }

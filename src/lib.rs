@@ -57,6 +57,7 @@
 //! - [`ws`]: the WebSocket protocol (frames, handshakes, the connection task): the
 //!   `pushwire-ws` crate;
 //! - [`topic`]: the vocabulary (topics, positions, data, members, pushes);
+//!   [`ops`]: what operators read (a log line per connection open and close);
 //! - [`broker`]: what every node must agree on (offsets, history, presence), in
 //!   process or on Redis; [`hub`]: topics and fan-out to this node's subscribers;
 //! - [`auth`]: tokens and permissions; [`protocol`]: our wire format and the
@@ -84,6 +85,7 @@ mod http;
 pub mod hub;
 pub mod logging;
 pub mod node;
+pub mod ops;
 pub mod protocol;
 mod rate;
 mod session;

@@ -103,7 +103,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    pushwire::logging::init();
+    pushwire::logging::init_with(config.log_format, config.log_filter.as_deref());
     if let Some(file) = config_file {
         tracing::info!("settings from {}", file.display());
     }

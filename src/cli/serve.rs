@@ -13,6 +13,7 @@ use pushwire::config::{
     parse_leeway, parse_origin, parse_timeout, parse_ttl,
 };
 use pushwire::hub::HubConfig;
+use pushwire::logging::{LogFormat, parse_filter};
 use pushwire::protocol::session::SessionConfig;
 use pushwire::topic::HistoryConfig;
 use pushwire::{ConnectionLimits, HttpLimits, Origins};
@@ -230,6 +231,17 @@ pub(crate) struct ServeArgs {
         value_name = "PATTERN"
     )]
     public_topic: Vec<String>,
+
+    /// How log lines are written to standard error: human (a line of text per
+    /// event) or json (an object per line, every field at the top level).
+    #[arg(long, env = "PUSHWIRE_LOG_FORMAT", default_value = "human", value_name = "FORMAT", value_parser = <LogFormat as std::str::FromStr>::from_str)]
+    log_format: LogFormat,
+
+    /// Which log lines are written, in RUST_LOG syntax: info, warn,pushwire=debug,
+    /// info,pushwire::conn=off (no connection lines). Wins over RUST_LOG; without
+    /// either, info.
+    #[arg(long = "log", env = "PUSHWIRE_LOG", value_name = "FILTER", value_parser = parse_filter)]
+    log: Option<String>,
 }
 
 impl ServeArgs {
@@ -305,6 +317,8 @@ impl ServeArgs {
                 public_topics: self.public_topic,
                 auth_timeout: AUTH_TIMEOUT,
             },
+            log_format: self.log_format,
+            log_filter: self.log.filter(|filter| !filter.is_empty()),
         })
     }
 }

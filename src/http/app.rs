@@ -17,6 +17,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::assets::CLIENT_SCRIPTS;
+use super::cors::Cors;
 use super::limits::{ConnectionLimits, Gate};
 use super::origin::Origins;
 use super::runtime::Runtime;
@@ -247,7 +248,9 @@ impl App {
 
     /// Sets which web pages may open WebSockets, SSE streams and long-polls and call
     /// the publish API (the `Origin` check; default: pages from the same host only,
-    /// and any client that sends no `Origin`). See [`Origins`].
+    /// and any client that sends no `Origin`). The same policy answers pages on
+    /// other origins with CORS headers on `/sse`, `/poll` and the publish API
+    /// (`docs/security.md`). See [`Origins`].
     pub fn allowed_origins(mut self, origins: Origins) -> Self {
         self.origins = origins;
         self
@@ -387,12 +390,18 @@ impl App {
             ws_config: Arc::new(config),
             runtime: self.runtime.clone(),
         };
+        // CORS from the Origin policy, for pages on other origins (not on /ws:
+        // browsers apply none to WebSockets).
+        let cors = Cors::new(&self.origins);
         let topics = Router::new()
             .route("/ws", axum::routing::any(upgrade::topics))
-            .route("/sse", get(sse::handle))
-            .route("/poll", get(poll::handle))
-            .route("/api/publish", post(publish::batch))
-            .route("/api/publish/{*topic}", post(publish::single))
+            .route("/sse", get(sse::handle).layer(cors.sse()))
+            .route("/poll", get(poll::handle).layer(cors.poll()))
+            .route("/api/publish", post(publish::batch).layer(cors.publish()))
+            .route(
+                "/api/publish/{*topic}",
+                post(publish::single).layer(cors.publish()),
+            )
             .with_state(state);
         let sockets = self.sockets.clone().merge(topics);
         (files, sockets)

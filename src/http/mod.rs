@@ -5,6 +5,7 @@
 mod access;
 mod app;
 mod assets;
+mod cors;
 mod error;
 mod health;
 mod limits;

@@ -92,6 +92,19 @@ impl Origins {
         if self.any {
             return Ok(());
         }
+        self.check_named(headers, uri)
+    }
+
+    /// Whether the request comes from a page this policy names: an origin listed
+    /// with [`Origins::allow`], or the request's own host. Not one let in only by
+    /// `*`, and not a request without `Origin`. Only such pages are told that they
+    /// may send credentials (cookies) across origins (CORS, `src/http/cors.rs`).
+    pub fn names(&self, headers: &HeaderMap, uri: &Uri) -> bool {
+        headers.contains_key(header::ORIGIN) && self.check_named(headers, uri).is_ok()
+    }
+
+    /// [`Origins::check`] without `*`.
+    fn check_named(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refused> {
         let mut values = headers.get_all(header::ORIGIN).iter();
         let Some(value) = values.next() else {
             return Ok(());
@@ -198,11 +211,38 @@ pub(crate) async fn check_origin(
     next: Next,
 ) -> Response {
     match origins.check(request.headers(), request.uri()) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            let mut response = next.run(request).await;
+            vary_origin(&mut response);
+            response
+        }
         Err(refused) => {
             tracing::info!("refused a request: {refused}");
-            refused.into_response()
+            let mut response = refused.into_response();
+            vary_origin(&mut response);
+            response
         }
+    }
+}
+
+/// Adds `Vary: Origin` to a response whose answer depended on the request's
+/// `Origin`, unless a `Vary` header already names it (the CORS layer's does).
+fn vary_origin(response: &mut Response) {
+    let named = response
+        .headers()
+        .get_all(header::VARY)
+        .iter()
+        .any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|name| name.trim().eq_ignore_ascii_case("origin") || name.trim() == "*")
+            })
+        });
+    if !named {
+        response
+            .headers_mut()
+            .append(header::VARY, http::HeaderValue::from_static("origin"));
     }
 }
 
@@ -273,6 +313,37 @@ mod tests {
         assert!(check(&any, Some("null"), "x:1"));
         assert!(Origins::same_host().allow("example.com").is_err());
         assert!(Origins::same_host().allow("https://e.com/path").is_err());
+    }
+
+    #[test]
+    fn only_listed_origins_and_the_own_host_are_named() {
+        let names = |origins: &Origins, origin: Option<&str>| {
+            origins.names(
+                &headers(origin, "127.0.0.1:8888"),
+                &Uri::from_static("/poll"),
+            )
+        };
+        let listed = Origins::same_host()
+            .allow("https://app.example.com")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(names(&listed, Some("https://app.example.com")));
+        assert!(names(&listed, Some("http://127.0.0.1:8888")));
+        assert!(!names(&listed, Some("https://evil.example")));
+        assert!(!names(&listed, None));
+        let any = Origins::any();
+        assert!(
+            any.check(
+                &headers(Some("https://x.example"), "h:1"),
+                &Uri::from_static("/")
+            )
+            .is_ok()
+        );
+        assert!(!names(&any, Some("https://x.example")));
+        assert!(names(&any, Some("http://127.0.0.1:8888")));
+        let both = Origins::any()
+            .allow("https://app.example.com")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(names(&both, Some("https://app.example.com")));
     }
 
     #[test]

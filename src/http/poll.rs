@@ -3,10 +3,11 @@
 //! unsubscribes: the server keeps nothing between polls, so any node can answer any
 //! poll.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use http::{HeaderValue, header};
@@ -21,6 +22,7 @@ use super::state::TopicsState;
 use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Sink};
+use crate::ops::conn_log::{ConnTally, TransportKind};
 use crate::protocol::{self, Ended, PushJson};
 use crate::topic::ErrorCode;
 use crate::topic::{Push, Topic};
@@ -43,6 +45,10 @@ pub(crate) async fn handle(
 ) -> Result<Response, HttpError> {
     // The body of a GET is not read.
     let (parts, _body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
     let TopicsState {
         hub,
         shutdown,
@@ -57,6 +63,7 @@ pub(crate) async fn handle(
         &parts.headers,
         parts.uri.query(),
         &poll_members,
+        peer,
     )
     .await
 }
@@ -68,6 +75,7 @@ async fn answer(
     headers: &http::HeaderMap,
     query: Option<&str>,
     members: &PollMembers,
+    peer: Option<SocketAddr>,
 ) -> Result<Response, HttpError> {
     let mut wanted = wanted(query)?;
     let mut access = authorize(auth, headers, &mut wanted)?;
@@ -94,6 +102,9 @@ async fn answer(
     let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES, MAX_BUFFERED_BYTES));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
+    // One poll is one connection in the log, closed when this returns (or the
+    // client goes away first).
+    let mut log = ConnTally::open(TransportKind::Poll, peer);
     access.annotate(&wanted.topics, &mut subscribed.subs);
     // Held until the answer is built: the client is present while it polls.
     let lease = key.and_then(|key| {
@@ -183,6 +194,7 @@ async fn answer(
         body.put_slice(protocol::unsub(topic, *why).as_bytes());
     }
     body.put_slice(b"]}");
+    log.sent((messages.len() + ended.len()) as u64, body.len() as u64);
     Ok((
         [
             (

@@ -3,12 +3,13 @@
 //! browser's automatic reconnect (which sends `Last-Event-ID`) resumes them all.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{self, Request};
+use axum::extract::{self, ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
@@ -25,6 +26,7 @@ use super::state::TopicsState;
 use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Membership, Sink, Subscription};
+use crate::ops::conn_log::{ConnTally, TransportKind, sse_events};
 use crate::protocol::{self, Ended, PushJson};
 use crate::topic::ErrorCode;
 use crate::topic::{Positions, Push, PushKind, Topic};
@@ -46,6 +48,10 @@ pub(crate) async fn handle(
 ) -> Result<Response, HttpError> {
     // The body of a GET is not read.
     let (parts, _body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
     let TopicsState {
         hub,
         shutdown,
@@ -58,6 +64,7 @@ pub(crate) async fn handle(
         auth.as_deref(),
         &parts.headers,
         parts.uri.query(),
+        peer,
     )
     .await
 }
@@ -68,6 +75,7 @@ async fn start(
     auth: Option<&TokenVerifier>,
     headers: &HeaderMap,
     query: Option<&str>,
+    peer: Option<SocketAddr>,
 ) -> Result<Response, HttpError> {
     let mut wanted = wanted(query)?;
     if let Some(last) = headers.get("last-event-id") {
@@ -123,6 +131,7 @@ async fn start(
     // Nothing left to stream (every topic ended): send what there is, then end.
     let subscriptions = go_live(subscribed.pending).filter(|subs| !subs.is_empty());
     let state = State {
+        log: ConnTally::open(TransportKind::Sse, peer),
         first: Some(first.freeze()),
         // Fell behind before the stream began: send what there is, then end; the
         // client's reconnect recovers.
@@ -156,6 +165,8 @@ async fn start(
 }
 
 struct State {
+    /// The stream's log lines; the close is logged when the body is dropped.
+    log: ConnTally,
     first: Option<Bytes>,
     live: Option<Live>,
 }
@@ -216,6 +227,7 @@ fn keepalive() -> Interval {
 
 async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, State)> {
     if let Some(first) = state.first.take() {
+        state.log.sent(sse_events(&first), first.len() as u64);
         return Some((Ok(first), state));
     }
     let live = state.live.as_mut()?;
@@ -236,6 +248,7 @@ async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, Stat
         () = live.shutdown.cancelled() => return None,
         () = expired(&mut live.expiry) => live.expire()?,
     };
+    state.log.sent(sse_events(&chunk), chunk.len() as u64);
     Some((Ok(chunk), state))
 }
 

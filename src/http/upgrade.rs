@@ -17,6 +17,7 @@ use super::query::query_token;
 use super::runtime::Runtime;
 use super::stall::WriteTimeout;
 use super::state::TopicsState;
+use crate::ops::conn_log::{ConnCounts, ConnLog, TransportKind};
 use crate::ws::server::{self, Accept};
 use crate::ws::{self, Socket, Stream};
 
@@ -28,6 +29,8 @@ pub(crate) struct SocketRoute {
     pub(crate) handler: Handler,
     pub(crate) config: Arc<ws::Config>,
     pub(crate) runtime: Runtime,
+    /// What its connections are called in the log.
+    pub(crate) transport: TransportKind,
 }
 
 impl SocketRoute {
@@ -36,6 +39,7 @@ impl SocketRoute {
             handler,
             config,
             runtime,
+            transport: TransportKind::Socket,
         }
     }
 }
@@ -63,7 +67,8 @@ pub(crate) async fn topics(
         let (hub, auth, token) = (hub.clone(), auth.clone(), token.clone());
         crate::session::run(socket, hub, auth, token, Arc::clone(&session)).boxed()
     });
-    let route = SocketRoute::new(handler, ws_config, runtime);
+    let mut route = SocketRoute::new(handler, ws_config, runtime);
+    route.transport = TransportKind::Ws;
     upgrade(Arc::new(route), peer, request).await
 }
 
@@ -130,19 +135,19 @@ fn connection(
         Err(upgraded) => Stream::from_upgraded(upgraded),
     };
     let (socket, frames) = accept.open(stream, prefix, peer, Arc::clone(&route.config));
-    let id = socket.id();
-    tracing::info!("Opened: {id} {peer}");
+    let log = ConnLog::open(socket.id(), route.transport, Some(peer));
     route.runtime.registry.add(&socket);
     let handler = (route.handler)(socket);
     // Combinators, not an async block: an async block would keep a second copy of
     // the frame layer's future (captured, then moved into the join).
     future::join(frames, handler).map(move |(outcome, ())| {
         drop(ticket);
-        tracing::info!(
-            "Closed: {id} {} {:?} after {} messages",
-            outcome.code,
-            outcome.reason,
-            outcome.messages_sent
-        );
+        let counts = ConnCounts {
+            messages_in: outcome.messages_received,
+            messages_out: outcome.messages_sent,
+            bytes_in: outcome.bytes_received,
+            bytes_out: outcome.bytes_sent,
+        };
+        log.closed(outcome.code.0, &outcome.reason, &counts);
     })
 }

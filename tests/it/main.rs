@@ -39,6 +39,12 @@ mod hostile;
 mod hostile_more;
 mod ipv6_limits;
 
+// Logs of the binary.
+mod logs;
+
+// CORS: pages on other origins.
+mod cors;
+
 // TLS.
 mod readme_tokens;
 mod tls;

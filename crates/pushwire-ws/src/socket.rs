@@ -20,8 +20,10 @@ use super::queue::{Shared, TrySendError};
 pub struct ConnId(u64);
 
 impl ConnId {
-    /// The next unused id.
-    pub(crate) fn next() -> Self {
+    /// The next unused id. Every WebSocket connection draws one; an application
+    /// may draw more for its other kinds of connection (pushwire's SSE streams and
+    /// long-polls), so that one sequence names them all.
+    pub fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self(NEXT.fetch_add(1, Ordering::Relaxed))
     }
