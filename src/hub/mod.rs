@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use slab::Slab;
 
-use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, Recovery};
+use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, NodeInfo, Recovery};
 use crate::sync::lock;
 use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
 
@@ -110,6 +110,9 @@ struct Inner {
     /// A random prefix that makes client ids unique across nodes.
     node: Epoch,
     next_client: AtomicU64,
+    /// The last offset given out on each system topic (node-local, see
+    /// [`Hub::publish_system`]).
+    system_offsets: Mutex<HashMap<Topic, u64>>,
 }
 
 /// One topic's local subscribers.
@@ -155,6 +158,7 @@ impl Hub {
             topics: Mutex::new(HashMap::new()),
             node: Epoch::random(),
             next_client: AtomicU64::new(1),
+            system_offsets: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
         inner.broker.attach(weak);
@@ -183,6 +187,51 @@ impl Hub {
         lock(&self.inner.topics).len()
     }
 
+    /// This node's id: the random prefix of its client ids, new on every start.
+    pub fn node_id(&self) -> &Epoch {
+        &self.inner.node
+    }
+
+    /// Every topic with local subscribers (system topics left out) and how many
+    /// it has, the most subscribed first, at most `limit` of them.
+    pub fn topic_counts(&self, limit: usize) -> Vec<(Topic, usize)> {
+        let topics: Vec<(Topic, Arc<Mutex<Subscribers>>)> = lock(&self.inner.topics)
+            .iter()
+            .filter(|(topic, _)| !topic.is_system())
+            .map(|(topic, list)| (topic.clone(), Arc::clone(list)))
+            .collect();
+        let mut counts: Vec<(Topic, usize)> = topics
+            .into_iter()
+            .map(|(topic, list)| {
+                let live = lock(&list).entries.iter().filter(|(_, e)| !e.dead).count();
+                (topic, live)
+            })
+            .collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts.truncate(limit);
+        counts
+    }
+
+    /// Delivers `data` on the system topic `topic` to this node's subscribers
+    /// only: not through the broker, kept in no history; each system topic counts
+    /// its own offsets (in this node's epoch). Answers the position, or `None` when
+    /// `topic` is not a system topic.
+    pub fn publish_system(&self, topic: &Topic, data: Data) -> Option<Position> {
+        if !topic.is_system() {
+            return None;
+        }
+        let offset = {
+            let mut offsets = lock(&self.inner.system_offsets);
+            let last = offsets.entry(topic.clone()).or_insert(0);
+            *last += 1;
+            *last
+        };
+        let epoch = self.inner.node.clone();
+        let push = Push::message(topic.clone(), epoch.clone(), offset, data);
+        self.inner.deliver(Arc::new(push));
+        Some(Position { epoch, offset })
+    }
+
     /// How many local subscribers `topic` has (not counting those dropped for
     /// falling behind whose connections are still closing).
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
@@ -202,6 +251,16 @@ impl Hub {
             });
         }
         Ok(self.inner.broker.publish(topic, data).await?)
+    }
+
+    /// Announces this node as `me` to the nodes sharing its broker for `ttl`, and
+    /// answers every node alive now (see [`Broker::heartbeat`]).
+    pub async fn heartbeat(
+        &self,
+        me: &NodeInfo,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<NodeInfo>, BrokerError> {
+        self.inner.broker.heartbeat(me, ttl).await
     }
 
     /// Whether the broker can serve requests now (what `/readyz` answers).
@@ -256,8 +315,9 @@ impl Hub {
             (subscribers, key, first)
         };
         // Broker calls happen outside the hub's locks: the broker delivers into the
-        // hub while holding its own.
-        if first {
+        // hub while holding its own. System topics are this node's alone.
+        let system = topic.is_system();
+        if first && !system {
             self.inner.broker.watch(&topic);
         }
         let member = member.filter(|_| self.presence_enabled(&topic));
@@ -268,16 +328,36 @@ impl Hub {
             key,
             member: None,
         };
-        let recovery = self
-            .inner
-            .broker
-            .recover(&subscription.topic, since)
-            .await?;
+        let recovery = if system {
+            self.system_recovery(&subscription.topic, since)
+        } else {
+            self.inner
+                .broker
+                .recover(&subscription.topic, since)
+                .await?
+        };
         Ok(Pending {
             subscription,
             recovery,
             member,
         })
+    }
+
+    /// A system topic's position; it keeps no history, so nothing is recovered.
+    fn system_recovery(&self, topic: &Topic, since: Option<Position>) -> Recovery {
+        let offset = lock(&self.inner.system_offsets)
+            .get(topic)
+            .copied()
+            .unwrap_or(0);
+        let position = Position {
+            epoch: self.inner.node.clone(),
+            offset,
+        };
+        Recovery {
+            recovered: since.map(|since| since == position),
+            position,
+            messages: Vec::new(),
+        }
     }
 }
 
@@ -435,7 +515,7 @@ impl Drop for Subscription {
         if let Some(client) = &self.member {
             self.hub.broker.leave(&self.topic, client);
         }
-        if last {
+        if last && !self.topic.is_system() {
             self.hub.broker.unwatch(&self.topic);
         }
     }
