@@ -84,6 +84,7 @@ mod http;
 pub mod hub;
 pub mod logging;
 pub mod node;
+pub mod ops;
 pub mod protocol;
 mod rate;
 mod session;

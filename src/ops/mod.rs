@@ -1,0 +1,15 @@
+//! Operations: what the people who run a node watch. [`Metrics`] counts what the
+//! node does (connections, messages, bytes, latencies, closes, refusals) for
+//! Prometheus at `/metrics` and, through [`Metrics::snapshot`], for the admin page.
+//!
+//! This module sits beside the bottom of the library: it imports nothing of
+//! pushwire, so the hub, the transports and the HTTP routes may all record into it.
+
+mod families;
+mod labels;
+mod metrics;
+mod snapshot;
+
+pub use labels::{CloseLabel, Rejection, Transport};
+pub use metrics::{ConnectionGuard, LATENCY_BUCKETS, Metrics};
+pub use snapshot::{ConnectionCounts, HistogramSnapshot, MetricsSnapshot};
