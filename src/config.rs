@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub session: SessionConfig,
     /// The publish API's key; `None` opens it to loopback clients only.
     pub api_key: Option<String>,
+    /// The admin page's password; `None`: no admin page.
+    pub admin_password: Option<String>,
     /// Share topics with other nodes through this Redis; `None`: the in-process
     /// broker (one node).
     pub broker: Option<RedisConfig>,
@@ -64,6 +66,7 @@ impl Default for ServeConfig {
             hub: demo_hub_config(),
             session: SessionConfig::default(),
             api_key: None,
+            admin_password: None,
             broker: None,
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),

@@ -1,7 +1,9 @@
 //! The admin page's data: once a second the node publishes an [`AdminSnapshot`] on
 //! the system topic [`ADMIN_TOPIC`] (`$sys/admin`), delivered to this node's
 //! subscribers only, which only a `/ws` connection opened with the admin
-//! credential may be (see `docs/operations.md`, "Admin page").
+//! credential may be (see `docs/operations.md`, "Admin page"). The figures come
+//! from the node's [`Metrics`], the topics from the hub, the nodes from the
+//! heartbeat ([`super::nodes`]), the errors from the ring of [`crate::ops::errors`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,11 +12,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::errors::{ErrorEvent, recent_errors};
 use super::nodes::NodeList;
 use crate::broker::NodeInfo;
 use crate::clock::unix_millis;
 use crate::hub::Hub;
+use crate::ops::{ErrorEvent, Metrics, MetricsSnapshot, recent_errors};
 use crate::topic::{Data, Topic};
 
 /// The system topic the snapshots are published on.
@@ -30,7 +32,8 @@ pub const MAX_LISTED_TOPICS: usize = 100;
 /// The figures of a snapshot that come from the node's metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AdminNumbers {
-    /// Open connections by transport (`websocket`, `sse`, `poll`).
+    /// Open connections by transport: `ws` (our protocol), `sse`, `poll`, and
+    /// `socket` (the app's own WebSocket routes).
     pub connections: BTreeMap<String, u64>,
     /// Messages published since the start.
     pub published: u64,
@@ -40,6 +43,29 @@ pub struct AdminNumbers {
     /// seconds and how many deliveries took at most that long (cumulative, as
     /// Prometheus counts them; the last bound is `+Inf`, written `null`).
     pub latency: Vec<LatencyBucket>,
+}
+
+impl From<&MetricsSnapshot> for AdminNumbers {
+    fn from(metrics: &MetricsSnapshot) -> Self {
+        let c = &metrics.connections;
+        Self {
+            connections: [("ws", c.ws), ("sse", c.sse), ("poll", c.poll), ("socket", c.socket)]
+                .into_iter()
+                .map(|(name, n)| (name.to_owned(), n))
+                .collect(),
+            published: metrics.published,
+            delivered: metrics.delivered,
+            latency: metrics
+                .latency
+                .buckets
+                .iter()
+                .map(|&(le, count)| LatencyBucket {
+                    le: le.is_finite().then_some(le),
+                    count,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One bucket of a cumulative histogram.
@@ -84,16 +110,13 @@ pub struct AdminSnapshot {
     pub errors: Vec<ErrorEvent>,
 }
 
-/// Where the publisher gets the metrics' figures.
-pub type NumbersSource = Arc<dyn Fn() -> AdminNumbers + Send + Sync>;
-
 /// Publishes a snapshot every [`SNAPSHOT_EVERY`] (while anyone subscribes) until
-/// `stop` is cancelled.
+/// `stop` is cancelled; the figures come from `metrics` (zero without).
 pub async fn publish_snapshots(
     hub: Hub,
     me: NodeInfo,
     nodes: NodeList,
-    numbers: NumbersSource,
+    metrics: Option<Arc<Metrics>>,
     stop: CancellationToken,
 ) {
     let topic = match Topic::new_or_system(ADMIN_TOPIC) {
@@ -112,7 +135,10 @@ pub async fn publish_snapshots(
             _ = every.tick() => {}
         }
         let now = unix_millis();
-        let figures = numbers();
+        let figures = metrics
+            .as_ref()
+            .map(|metrics| AdminNumbers::from(&metrics.snapshot()))
+            .unwrap_or_default();
         let (published_per_second, delivered_per_second) = match &last {
             Some((then, before)) if now > *then => {
                 let secs = (now - then) as f64 / 1000.0;

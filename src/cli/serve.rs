@@ -80,6 +80,16 @@ pub(crate) struct ServeArgs {
     )]
     api_key: Option<String>,
 
+    /// Serve the admin page at /admin to whoever knows this password (live
+    /// connections, topics, rates, latency, nodes, errors). Off when unset.
+    #[arg(
+        long,
+        env = "PUSHWIRE_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    admin_password: Option<String>,
+
     /// Where topics live: memory (this process only) or redis://host:port/db to
     /// share topics, history and presence with every node on the same Redis.
     #[arg(long, env = "PUSHWIRE_BROKER", default_value = "memory", value_name = "URL", value_parser = parse_broker)]
@@ -276,6 +286,7 @@ impl ServeArgs {
                 ..SessionConfig::default()
             },
             api_key: self.api_key.filter(|key| !key.is_empty()),
+            admin_password: self.admin_password.filter(|password| !password.is_empty()),
             broker: (self.broker != "memory").then_some(RedisConfig {
                 url: self.broker,
                 command_timeout: self.broker_timeout,
@@ -342,6 +353,12 @@ pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
         )
         .as_bytes(),
     );
+    if config.admin_password.is_some() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            format!("pushwire: admin page at {http}://{addr}/admin\n").as_bytes(),
+        );
+    }
     server.run().await
 }
 

@@ -26,8 +26,13 @@ use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, SocketRoute};
-use super::{health, origin, poll, presence, publish, sse};
+use super::{admin, health, origin, poll, presence, publish, sse};
+use crate::admin::feed::publish_snapshots;
+use crate::admin::nodes::heartbeat;
+use crate::admin::{AdminAuth, NodeList};
 use crate::auth::TokenVerifier;
+use crate::broker::NodeInfo;
+use crate::clock::unix_millis;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::protocol::session::SessionConfig;
@@ -76,6 +81,7 @@ pub struct App {
     csp: Option<HeaderValue>,
     tls: Option<TlsConfig>,
     auth: Option<Arc<TokenVerifier>>,
+    admin: Option<Arc<AdminAuth>>,
 }
 
 impl Default for App {
@@ -112,6 +118,7 @@ impl App {
             csp: None,
             tls: None,
             auth: None,
+            admin: None,
         }
     }
 
@@ -216,6 +223,22 @@ impl App {
         self
     }
 
+    /// Serves the admin page at `/admin`, for whoever knows `password`: live
+    /// connections, topics, message rates, latency, the nodes sharing the broker
+    /// and the last errors (see `docs/operations.md`, "Admin page"). Needs
+    /// [`App::topics`]; an empty password makes [`App::bind`] fail. Off unless
+    /// called.
+    pub fn admin_password(mut self, password: &str) -> Self {
+        if password.is_empty() {
+            self.errors.push(Error::Config(String::from(
+                "the admin password cannot be empty",
+            )));
+        } else {
+            self.admin = Some(Arc::new(AdminAuth::new(password)));
+        }
+        self
+    }
+
     /// Sets the WebSocket limits for the socket routes added after this call.
     pub fn ws_config(mut self, config: ws::Config) -> Self {
         self.ws_config = Arc::new(config);
@@ -307,10 +330,50 @@ impl App {
             })?;
         let local_addr = listener.local_addr().map_err(Error::Serve)?;
         let ready_hub = self.hub.clone();
-        let (files, sockets) = match self.hub.clone() {
+        if self.admin.is_some() && self.hub.is_none() {
+            return Err(Error::Config(String::from(
+                "the admin page shows topics: it needs App::topics",
+            )));
+        }
+        let (mut files, sockets) = match self.hub.clone() {
             Some(hub) => self.mount_topics(hub),
             None => (self.files, self.sockets),
         };
+        // The node heartbeat (always, with topics) and the admin page's feed; both
+        // stop when the server shuts down or is dropped.
+        let background = self.runtime.shutdown.child_token();
+        if let Some(hub) = &self.hub {
+            let me = NodeInfo {
+                id: hub.node_id().to_string(),
+                addr: local_addr.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started: unix_millis(),
+                seen: 0,
+            };
+            let nodes = NodeList::default();
+            tokio::spawn(heartbeat(
+                hub.clone(),
+                me.clone(),
+                nodes.clone(),
+                background.clone(),
+            ));
+            if let Some(auth) = &self.admin {
+                files = files.merge(admin::token_route(Arc::clone(auth)));
+                let csp = self.csp.clone().or_else(|| {
+                    Some(HeaderValue::from_static(BUNDLED_PAGES_CSP))
+                });
+                let page = MemoryFile::from_asset(&admin::ADMIN_PAGE).with_csp(csp);
+                files = add_page(files, "/admin", page);
+                files = add_static(files, "/admin", StaticFiles::embedded(admin::ADMIN_ASSETS));
+                tokio::spawn(publish_snapshots(
+                    hub.clone(),
+                    me,
+                    nodes,
+                    None,
+                    background.clone(),
+                ));
+            }
+        }
         // The Origin check covers every socket route, SSE, long-poll and the publish
         // API; health checks and pages need none.
         let sockets = if self.origins.allows_any() || !sockets.has_routes() {
@@ -349,6 +412,7 @@ impl App {
             http2_idle_timeout: self.http2_idle_timeout,
             gate,
             tls,
+            _background: background.drop_guard(),
         })
     }
 }
@@ -386,6 +450,7 @@ impl App {
             shutdown: self.runtime.shutdown.clone(),
             ws_config: Arc::new(config),
             runtime: self.runtime.clone(),
+            admin: self.admin.clone(),
         };
         let topics = Router::new()
             .route("/ws", axum::routing::any(upgrade::topics))

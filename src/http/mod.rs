@@ -3,6 +3,7 @@
 //! parses HTTP by hand.
 
 mod access;
+mod admin;
 mod app;
 mod assets;
 mod error;

@@ -17,6 +17,7 @@ use super::query::query_token;
 use super::runtime::Runtime;
 use super::stall::WriteTimeout;
 use super::state::TopicsState;
+use crate::protocol::session::SessionConfig;
 use crate::ws::server::{self, Accept};
 use crate::ws::{self, Socket, Stream};
 
@@ -53,9 +54,22 @@ pub(crate) async fn topics(
         auth,
         ws_config,
         runtime,
-        session,
+        mut session,
+        admin,
         ..
     } = state;
+    // `?admin=<admin token>`: the admin page's connection, which may subscribe to
+    // system topics; a wrong or expired token is a 401.
+    match super::admin::check_ws(admin.as_deref(), request.uri().query(), peer) {
+        Ok(false) => {}
+        Ok(true) => {
+            session = Arc::new(SessionConfig {
+                system_topics: true,
+                ..*session
+            });
+        }
+        Err(err) => return err.into_response(),
+    }
     let token = auth
         .as_ref()
         .and_then(|_| query_token(request.uri().query()));
