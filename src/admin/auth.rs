@@ -103,9 +103,7 @@ impl AdminAuth {
         if token.is_empty() {
             return Err(AdminAuthError::Missing);
         }
-        let (exp, mac) = token
-            .split_once('.')
-            .ok_or(AdminAuthError::InvalidToken)?;
+        let (exp, mac) = token.split_once('.').ok_or(AdminAuthError::InvalidToken)?;
         let mac = URL_SAFE_NO_PAD
             .decode(mac)
             .map_err(|_| AdminAuthError::InvalidToken)?;

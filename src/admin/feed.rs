@@ -49,10 +49,15 @@ impl From<&MetricsSnapshot> for AdminNumbers {
     fn from(metrics: &MetricsSnapshot) -> Self {
         let c = &metrics.connections;
         Self {
-            connections: [("ws", c.ws), ("sse", c.sse), ("poll", c.poll), ("socket", c.socket)]
-                .into_iter()
-                .map(|(name, n)| (name.to_owned(), n))
-                .collect(),
+            connections: [
+                ("ws", c.ws),
+                ("sse", c.sse),
+                ("poll", c.poll),
+                ("socket", c.socket),
+            ]
+            .into_iter()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect(),
             published: metrics.published,
             delivered: metrics.delivered,
             latency: metrics

@@ -84,7 +84,10 @@ async fn token(
     let body = serde_json::json!({ "token": token, "expires": expires, "topic": ADMIN_TOPIC });
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body.to_string(),

@@ -359,9 +359,10 @@ impl App {
             ));
             if let Some(auth) = &self.admin {
                 files = files.merge(admin::token_route(Arc::clone(auth)));
-                let csp = self.csp.clone().or_else(|| {
-                    Some(HeaderValue::from_static(BUNDLED_PAGES_CSP))
-                });
+                let csp = self
+                    .csp
+                    .clone()
+                    .or_else(|| Some(HeaderValue::from_static(BUNDLED_PAGES_CSP)));
                 let page = MemoryFile::from_asset(&admin::ADMIN_PAGE).with_csp(csp);
                 files = add_page(files, "/admin", page);
                 files = add_static(files, "/admin", StaticFiles::embedded(admin::ADMIN_ASSETS));

@@ -26,7 +26,8 @@ mod client;
 mod topics_http;
 mod topics_ws;
 
-// Tokens and permissions.
+// Tokens and permissions; the admin page's credential.
+mod admin;
 mod auth;
 mod permissions;
 
