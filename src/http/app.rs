@@ -18,6 +18,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::assets::CLIENT_SCRIPTS;
 use super::limits::{ConnectionLimits, Gate};
+use super::metrics::{MetricsAccess, MetricsRoute};
 use super::origin::Origins;
 use super::runtime::Runtime;
 use super::serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
@@ -25,11 +26,12 @@ use super::server::Server;
 use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
-use super::upgrade::{self, Handler, SocketRoute};
-use super::{health, origin, poll, presence, publish, sse};
+use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
+use super::{health, metrics, origin, poll, presence, publish, sse};
 use crate::auth::TokenVerifier;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::ops::{Metrics, Transport};
 use crate::protocol::session::SessionConfig;
 use crate::ws::{self, Socket};
 
@@ -76,6 +78,10 @@ pub struct App {
     csp: Option<HeaderValue>,
     tls: Option<TlsConfig>,
     auth: Option<Arc<TokenVerifier>>,
+    /// Who may read `/metrics`; `None`: metrics off.
+    metrics: Option<MetricsAccess>,
+    /// The metrics of the socket routes, filled by `bind` when metrics are on.
+    metrics_slot: MetricsSlot,
 }
 
 impl Default for App {
@@ -112,6 +118,8 @@ impl App {
             csp: None,
             tls: None,
             auth: None,
+            metrics: None,
+            metrics_slot: MetricsSlot::default(),
         }
     }
 
@@ -167,11 +175,10 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |socket| handler(socket).boxed());
-        let route = Arc::new(SocketRoute::new(
-            handler,
-            Arc::clone(&self.ws_config),
-            self.runtime.clone(),
-        ));
+        let route = Arc::new(
+            SocketRoute::new(handler, Arc::clone(&self.ws_config), self.runtime.clone())
+                .with_metrics(Arc::clone(&self.metrics_slot), Transport::Socket),
+        );
         let routes = Router::new()
             .route(path, axum::routing::any(upgrade::socket))
             .with_state(route);
@@ -213,6 +220,17 @@ impl App {
     /// `/sse` and `/poll`; the publish API accepts them besides its API key.
     pub fn auth(mut self, verifier: TokenVerifier) -> Self {
         self.auth = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Counts what the server does (connections by transport, subscriptions,
+    /// messages, bytes, latencies, closes, refusals, broker calls: see
+    /// `docs/operations.md`) and serves it at `GET /metrics` in the Prometheus text
+    /// format, to the readers `access` allows. Off unless called; off, recording
+    /// costs nothing. The hub's share is reached with
+    /// [`Hub::metrics`](crate::Hub::metrics).
+    pub fn metrics(mut self, access: MetricsAccess) -> Self {
+        self.metrics = Some(access);
         self
     }
 
@@ -306,6 +324,16 @@ impl App {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(Error::Serve)?;
+        let metrics = self.metrics.as_ref().map(|_| {
+            let mut metrics = Arc::new(Metrics::new());
+            if let Some(hub) = &self.hub {
+                hub.attach_metrics(Arc::clone(&metrics));
+                // A hub already served by another app keeps its first metrics.
+                metrics = hub.metrics().cloned().unwrap_or(metrics);
+            }
+            let _ = self.metrics_slot.set(Arc::clone(&metrics));
+            metrics
+        });
         let ready_hub = self.hub.clone();
         let (files, sockets) = match self.hub.clone() {
             Some(hub) => self.mount_topics(hub),
@@ -322,11 +350,32 @@ impl App {
                 origin::check_origin,
             ))
         };
+        // Every error answer of those routes is a refused request.
+        let sockets = match &metrics {
+            Some(metrics) if sockets.has_routes() => {
+                sockets.route_layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(metrics),
+                    metrics::count_rejections,
+                ))
+            }
+            _ => sockets,
+        };
         let health = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .with_state(ready_hub);
         let sockets = sockets.merge(health);
+        let sockets = match (&metrics, &self.metrics) {
+            (Some(metrics), Some(access)) => {
+                let route = MetricsRoute::new(Arc::clone(metrics), access, self.api_key.as_ref());
+                sockets.merge(
+                    Router::new()
+                        .route("/metrics", get(metrics::serve))
+                        .with_state(Arc::new(route)),
+                )
+            }
+            _ => sockets,
+        };
         let router = files
             .layer(CompressionLayer::new())
             .merge(sockets)
@@ -338,7 +387,7 @@ impl App {
         let gate = self
             .connection_limits
             .any()
-            .then(|| Arc::new(Gate::new(self.connection_limits.clone())));
+            .then(|| Arc::new(Gate::new(self.connection_limits.clone()).with_metrics(metrics)));
         Ok(Server {
             listener,
             local_addr,
