@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crate::auth::AuthConfig;
 use crate::broker::RedisConfig;
-use crate::http::{ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, Origins, TlsConfig};
+use crate::http::{
+    ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, MetricsAccess, Origins, TlsConfig,
+};
 use crate::hub::HubConfig;
 use crate::protocol::session::SessionConfig;
 
@@ -54,6 +56,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     /// Tokens: keys, claims checked, public topics; no key means no tokens needed.
     pub auth: AuthConfig,
+    /// Who may read `/metrics`; `None`: no metrics (nothing is counted).
+    pub metrics: Option<MetricsAccess>,
 }
 
 impl Default for ServeConfig {
@@ -74,6 +78,7 @@ impl Default for ServeConfig {
             http2_idle_timeout: HTTP2_IDLE_TIMEOUT,
             tls: None,
             auth: AuthConfig::default(),
+            metrics: Some(MetricsAccess::LikePublish),
         }
     }
 }

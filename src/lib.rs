@@ -98,7 +98,7 @@ pub use certs::TlsError;
 pub use error::Error;
 pub use http::{
     App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, InvalidOrigin,
-    Origins, Refused, Server, TlsConfig, TlsReloader,
+    MetricsAccess, Origins, Refused, Server, TlsConfig, TlsReloader,
 };
 pub use hub::{Hub, HubConfig};
 /// The WebSocket layer: the `pushwire-ws` crate.

@@ -71,6 +71,9 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
     if let Some(password) = &config.admin_password {
         app = app.admin_password(password);
     }
+    if let Some(access) = &config.metrics {
+        app = app.metrics(access.clone());
+    }
     if let Some(tls) = &config.tls {
         app = app.tls(tls.clone());
     }

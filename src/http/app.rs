@@ -18,6 +18,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::assets::CLIENT_SCRIPTS;
 use super::limits::{ConnectionLimits, Gate};
+use super::metrics::{MetricsAccess, MetricsRoute};
 use super::origin::Origins;
 use super::runtime::Runtime;
 use super::serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
@@ -25,8 +26,8 @@ use super::server::Server;
 use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
-use super::upgrade::{self, Handler, SocketRoute};
-use super::{admin, health, origin, poll, presence, publish, sse};
+use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
+use super::{admin, health, metrics, origin, poll, presence, publish, sse};
 use crate::admin::feed::publish_snapshots;
 use crate::admin::nodes::heartbeat;
 use crate::admin::{AdminAuth, NodeList};
@@ -35,6 +36,7 @@ use crate::broker::NodeInfo;
 use crate::clock::unix_millis;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::ops::{Metrics, Transport};
 use crate::protocol::session::SessionConfig;
 use crate::ws::{self, Socket};
 
@@ -82,6 +84,10 @@ pub struct App {
     tls: Option<TlsConfig>,
     auth: Option<Arc<TokenVerifier>>,
     admin: Option<Arc<AdminAuth>>,
+    /// Who may read `/metrics`; `None`: metrics off.
+    metrics: Option<MetricsAccess>,
+    /// The metrics of the socket routes, filled by `bind` when metrics are on.
+    metrics_slot: MetricsSlot,
 }
 
 impl Default for App {
@@ -119,6 +125,8 @@ impl App {
             tls: None,
             auth: None,
             admin: None,
+            metrics: None,
+            metrics_slot: MetricsSlot::default(),
         }
     }
 
@@ -174,11 +182,10 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |socket| handler(socket).boxed());
-        let route = Arc::new(SocketRoute::new(
-            handler,
-            Arc::clone(&self.ws_config),
-            self.runtime.clone(),
-        ));
+        let route = Arc::new(
+            SocketRoute::new(handler, Arc::clone(&self.ws_config), self.runtime.clone())
+                .with_metrics(Arc::clone(&self.metrics_slot), Transport::Socket),
+        );
         let routes = Router::new()
             .route(path, axum::routing::any(upgrade::socket))
             .with_state(route);
@@ -236,6 +243,17 @@ impl App {
         } else {
             self.admin = Some(Arc::new(AdminAuth::new(password)));
         }
+        self
+    }
+
+    /// Counts what the server does (connections by transport, subscriptions,
+    /// messages, bytes, latencies, closes, refusals, broker calls: see
+    /// `docs/operations.md`) and serves it at `GET /metrics` in the Prometheus text
+    /// format, to the readers `access` allows. Off unless called; off, recording
+    /// costs nothing. The hub's share is reached with
+    /// [`Hub::metrics`](crate::Hub::metrics).
+    pub fn metrics(mut self, access: MetricsAccess) -> Self {
+        self.metrics = Some(access);
         self
     }
 
@@ -329,6 +347,19 @@ impl App {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(Error::Serve)?;
+        // The admin page shows the metrics' figures: it counts them even when
+        // `/metrics` is off.
+        let counting = self.metrics.is_some() || self.admin.is_some();
+        let metrics = counting.then(|| {
+            let mut metrics = Arc::new(Metrics::new());
+            if let Some(hub) = &self.hub {
+                hub.attach_metrics(Arc::clone(&metrics));
+                // A hub already served by another app keeps its first metrics.
+                metrics = hub.metrics().cloned().unwrap_or(metrics);
+            }
+            let _ = self.metrics_slot.set(Arc::clone(&metrics));
+            metrics
+        });
         let ready_hub = self.hub.clone();
         if self.admin.is_some() && self.hub.is_none() {
             return Err(Error::Config(String::from(
@@ -370,7 +401,7 @@ impl App {
                     hub.clone(),
                     me,
                     nodes,
-                    None,
+                    metrics.clone(),
                     background.clone(),
                 ));
             }
@@ -386,11 +417,32 @@ impl App {
                 origin::check_origin,
             ))
         };
+        // Every error answer of those routes is a refused request.
+        let sockets = match &metrics {
+            Some(metrics) if sockets.has_routes() => {
+                sockets.route_layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(metrics),
+                    metrics::count_rejections,
+                ))
+            }
+            _ => sockets,
+        };
         let health = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .with_state(ready_hub);
         let sockets = sockets.merge(health);
+        let sockets = match (&metrics, &self.metrics) {
+            (Some(metrics), Some(access)) => {
+                let route = MetricsRoute::new(Arc::clone(metrics), access, self.api_key.as_ref());
+                sockets.merge(
+                    Router::new()
+                        .route("/metrics", get(metrics::serve))
+                        .with_state(Arc::new(route)),
+                )
+            }
+            _ => sockets,
+        };
         let router = files
             .layer(CompressionLayer::new())
             .merge(sockets)
@@ -402,7 +454,7 @@ impl App {
         let gate = self
             .connection_limits
             .any()
-            .then(|| Arc::new(Gate::new(self.connection_limits.clone())));
+            .then(|| Arc::new(Gate::new(self.connection_limits.clone()).with_metrics(metrics)));
         Ok(Server {
             listener,
             local_addr,

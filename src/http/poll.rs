@@ -21,6 +21,7 @@ use super::state::TopicsState;
 use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Sink};
+use crate::ops::{ConnectionGuard, Transport};
 use crate::protocol::{self, Ended, PushJson};
 use crate::topic::ErrorCode;
 use crate::topic::{Push, Topic};
@@ -71,6 +72,8 @@ async fn answer(
 ) -> Result<Response, HttpError> {
     let mut wanted = wanted(query)?;
     let mut access = authorize(auth, headers, &mut wanted)?;
+    // A waiting poll is an open connection until it is answered.
+    let _connection = ConnectionGuard::open(hub.metrics(), Transport::Poll);
     let key = presence::poll_key(&wanted)?;
     let infos = presence::Infos::of(&wanted)?;
     let mut timeout = DEFAULT_TIMEOUT;
@@ -91,7 +94,8 @@ async fn answer(
             }
         }
     }
-    let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES, MAX_BUFFERED_BYTES));
+    let mailbox =
+        Arc::new(Mailbox::new(MAX_MESSAGES, MAX_BUFFERED_BYTES).with_metrics(hub.metrics()));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
     access.annotate(&wanted.topics, &mut subscribed.subs);
@@ -139,6 +143,9 @@ async fn answer(
             messages.extend(more.unwrap_or_default());
         }
         for topic in access.take_expired(unix_millis()) {
+            if let Some(metrics) = hub.metrics() {
+                metrics.token_expired();
+            }
             ended.push((topic, Ended::Expired));
         }
     }

@@ -2,7 +2,7 @@
 //! hand the upgraded connection to the frame layer and the application's handler.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -17,6 +17,7 @@ use super::query::query_token;
 use super::runtime::Runtime;
 use super::stall::WriteTimeout;
 use super::state::TopicsState;
+use crate::ops::{ConnectionGuard, Metrics, Transport};
 use crate::protocol::session::SessionConfig;
 use crate::ws::server::{self, Accept};
 use crate::ws::{self, Socket, Stream};
@@ -24,11 +25,18 @@ use crate::ws::{self, Socket, Stream};
 /// An application's socket handler, boxed so routes can hold any closure.
 pub(crate) type Handler = Arc<dyn Fn(Socket) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// The metrics of an app's socket routes: filled by `App::bind` when metrics are
+/// on (the routes are made before it knows).
+pub(crate) type MetricsSlot = Arc<OnceLock<Arc<Metrics>>>;
+
 /// Everything one WebSocket route needs to accept connections.
 pub(crate) struct SocketRoute {
     pub(crate) handler: Handler,
     pub(crate) config: Arc<ws::Config>,
     pub(crate) runtime: Runtime,
+    /// Where its connections and closes are counted, and as which transport.
+    pub(crate) metrics: MetricsSlot,
+    pub(crate) transport: Transport,
 }
 
 impl SocketRoute {
@@ -37,7 +45,16 @@ impl SocketRoute {
             handler,
             config,
             runtime,
+            metrics: MetricsSlot::default(),
+            transport: Transport::Socket,
         }
+    }
+
+    /// Counts this route's connections as `transport` in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: MetricsSlot, transport: Transport) -> Self {
+        self.metrics = metrics;
+        self.transport = transport;
+        self
     }
 }
 
@@ -73,11 +90,15 @@ pub(crate) async fn topics(
     let token = auth
         .as_ref()
         .and_then(|_| query_token(request.uri().query()));
+    let metrics = MetricsSlot::default();
+    if let Some(hub_metrics) = hub.metrics() {
+        let _ = metrics.set(Arc::clone(hub_metrics));
+    }
     let handler: Handler = Arc::new(move |socket| {
         let (hub, auth, token) = (hub.clone(), auth.clone(), token.clone());
         crate::session::run(socket, hub, auth, token, Arc::clone(&session)).boxed()
     });
-    let route = SocketRoute::new(handler, ws_config, runtime);
+    let route = SocketRoute::new(handler, ws_config, runtime).with_metrics(metrics, Transport::Ws);
     upgrade(Arc::new(route), peer, request).await
 }
 
@@ -147,11 +168,16 @@ fn connection(
     let id = socket.id();
     tracing::info!("Opened: {id} {peer}");
     route.runtime.registry.add(&socket);
+    let counted = ConnectionGuard::open(route.metrics.get(), route.transport);
     let handler = (route.handler)(socket);
     // Combinators, not an async block: an async block would keep a second copy of
     // the frame layer's future (captured, then moved into the join).
     future::join(frames, handler).map(move |(outcome, ())| {
         drop(ticket);
+        if let Some(metrics) = counted.metrics() {
+            metrics.closed(outcome.code.0);
+        }
+        drop(counted);
         tracing::info!(
             "Closed: {id} {} {:?} after {} messages",
             outcome.code,

@@ -23,13 +23,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use slab::Slab;
 
 use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, NodeInfo, Recovery};
+use crate::ops::Metrics;
 use crate::sync::lock;
-use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
+use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, PushKind, Topic};
 
 /// The hub's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +115,8 @@ struct Inner {
     /// The last offset given out on each system topic (node-local, see
     /// [`Hub::publish_system`]).
     system_offsets: Mutex<HashMap<Topic, u64>>,
+    /// What the hub records, once an app with metrics serves it.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// One topic's local subscribers.
@@ -159,6 +163,7 @@ impl Hub {
             node: Epoch::random(),
             next_client: AtomicU64::new(1),
             system_offsets: Mutex::new(HashMap::new()),
+            metrics: OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
         inner.broker.attach(weak);
@@ -168,6 +173,18 @@ impl Hub {
     /// The settings.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// Records this hub's work (subscriptions, topics, publishes, deliveries,
+    /// broker calls, recoveries) into `metrics` from now on. The first call wins:
+    /// a hub reports into one set of metrics.
+    pub fn attach_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// The metrics this hub records into, when an app with metrics serves it.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.inner.metrics.get()
     }
 
     /// A client id unique across nodes, such as `Xk2p9QaB-17`.
@@ -250,7 +267,17 @@ impl Hub {
                 max,
             });
         }
-        Ok(self.inner.broker.publish(topic, data).await?)
+        let Some(metrics) = self.inner.metrics.get() else {
+            return Ok(self.inner.broker.publish(topic, data).await?);
+        };
+        let size = data.len();
+        let started = Instant::now();
+        let result = self.inner.broker.publish(topic, data).await;
+        metrics.broker_call(started.elapsed(), result.is_ok());
+        if result.is_ok() {
+            metrics.published(size);
+        }
+        Ok(result?)
     }
 
     /// Announces this node as `me` to the nodes sharing its broker for `ttl`, and
@@ -301,9 +328,17 @@ impl Hub {
         since: Option<Position>,
         member: Option<Member>,
     ) -> Result<Pending, BrokerError> {
+        let metrics = self.inner.metrics.get();
         let (subscribers, key, first) = {
             let mut topics = lock(&self.inner.topics);
+            let topic_count = topics.len();
             let subscribers = Arc::clone(topics.entry(topic.clone()).or_default());
+            if let Some(metrics) = metrics {
+                metrics.subscriptions_add(1);
+                if topics.len() > topic_count {
+                    metrics.topics_add(1);
+                }
+            }
             let mut list = lock(&subscribers);
             let first = list.entries.is_empty();
             let key = list.entries.insert(Entry {
@@ -331,10 +366,19 @@ impl Hub {
         let recovery = if system {
             self.system_recovery(&subscription.topic, since)
         } else {
-            self.inner
-                .broker
-                .recover(&subscription.topic, since)
-                .await?
+            let started = metrics.map(|_| Instant::now());
+            let recovery = self.inner.broker.recover(&subscription.topic, since).await;
+            if let (Some(metrics), Some(started)) = (metrics, started) {
+                metrics.broker_call(started.elapsed(), recovery.is_ok());
+                if let Ok(Recovery {
+                    recovered: Some(recovered),
+                    ..
+                }) = &recovery
+                {
+                    metrics.recovery(*recovered);
+                }
+            }
+            recovery?
         };
         Ok(Pending {
             subscription,
@@ -366,8 +410,17 @@ impl Deliver for Inner {
         let Some(subscribers) = lock(&self.topics).get(push.topic()).cloned() else {
             return;
         };
+        // Counted once per message, not once per subscriber: no shared counter
+        // is touched inside the loop. The node's own system topics (the admin
+        // page's snapshots) are not counted.
+        let started = self
+            .metrics
+            .get()
+            .filter(|_| !push.topic().is_system())
+            .map(|_| Instant::now());
         let limit = self.config.pending_limit;
         let mut list = lock(&subscribers);
+        let mut delivered = 0usize;
         for (_, entry) in &mut list.entries {
             if entry.dead {
                 continue;
@@ -379,11 +432,19 @@ impl Deliver for Inner {
                 }
                 Some(buffer) => buffer.push(Arc::clone(&push)),
                 None => {
-                    if !entry.sink.push(&push) {
+                    if entry.sink.push(&push) {
+                        delivered += 1;
+                    } else {
                         entry.dead = true;
                     }
                 }
             }
+        }
+        drop(list);
+        if let (Some(metrics), Some(started), Some(size)) =
+            (self.metrics.get(), started, data_size(&push))
+        {
+            metrics.delivered(delivered, size, started.elapsed());
         }
     }
 
@@ -398,6 +459,14 @@ impl Deliver for Inner {
                 entry.sink.lost();
             }
         }
+    }
+}
+
+/// The data size of a message push; `None` for a presence event (not a message).
+fn data_size(push: &Push) -> Option<usize> {
+    match push.kind() {
+        PushKind::Message { data, .. } => Some(data.len()),
+        PushKind::Join(_) | PushKind::Leave(_) => None,
     }
 }
 
@@ -446,6 +515,7 @@ impl Pending {
                 return Err(Lagged);
             }
             let buffered = entry.pending.take().unwrap_or_default();
+            let (mut messages, mut bytes) = (0, 0);
             for push in &buffered {
                 let fresh = match push.position() {
                     Some(position) => position.epoch != *epoch || position.offset > last,
@@ -455,6 +525,13 @@ impl Pending {
                     entry.dead = true;
                     return Err(Lagged);
                 }
+                if let (true, Some(size)) = (fresh, data_size(push)) {
+                    messages += 1;
+                    bytes += size;
+                }
+            }
+            if let Some(metrics) = subscription.hub.metrics.get() {
+                metrics.delivered_late(messages, bytes);
             }
         }
         if let Some(member) = member {
@@ -504,11 +581,17 @@ impl Drop for Subscription {
         let last = {
             let mut topics = lock(&self.hub.topics);
             let mut list = lock(&self.subscribers);
-            list.entries.try_remove(self.key);
+            let removed = list.entries.try_remove(self.key).is_some();
             let last = list.entries.is_empty();
             drop(list);
-            if last {
-                topics.remove(&self.topic);
+            let gone = last && topics.remove(&self.topic).is_some();
+            if let Some(metrics) = self.hub.metrics.get() {
+                if removed {
+                    metrics.subscriptions_add(-1);
+                }
+                if gone {
+                    metrics.topics_add(-1);
+                }
             }
             last
         };

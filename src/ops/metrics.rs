@@ -345,6 +345,13 @@ impl ConnectionGuard {
     }
 }
 
+impl ConnectionGuard {
+    /// The metrics it counts in, if any: where the connection's other events go.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+}
+
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         if let Some(metrics) = &self.metrics {

@@ -231,7 +231,22 @@ async fn the_admin_socket_gets_a_snapshot_every_second() {
     assert_eq!(snapshot["nodes"][0]["id"], snapshot["node"]["id"]);
     assert_eq!(snapshot["node"]["addr"], server.addr.to_string());
     assert!(snapshot["errors"].is_array());
-    assert!(snapshot["latency"].is_array());
+    // The figures come from the metrics: both sockets, then a publish delivered.
+    assert_eq!(snapshot["connections"]["ws"], 2, "{snapshot}");
+    let (status, _) = crate::common::topics::publish_http(&server, "news", "1").await;
+    assert_eq!(status, 200);
+    let snapshot = snapshot_where(&mut admin, |s| s["delivered"] == 1).await;
+    assert_eq!(snapshot["published"], 1, "{snapshot}");
+    let buckets = snapshot["latency"].as_array().expect("latency buckets");
+    assert_eq!(
+        buckets.last().map(|b| &b["count"]),
+        Some(&json!(1)),
+        "{snapshot}"
+    );
+    assert!(
+        buckets.last().is_some_and(|b| b["le"].is_null()),
+        "+Inf last"
+    );
     drop(reader);
     send(
         &mut admin,
