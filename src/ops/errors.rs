@@ -49,8 +49,8 @@ pub fn recent_errors() -> Vec<ErrorEvent> {
     lock(ring()).iter().cloned().collect()
 }
 
-/// A `tracing` layer that keeps every `warn` and `error` event in the ring read
-/// by [`recent_errors`], whatever the log filter lets through to the output.
+/// A `tracing` layer that keeps every `warn` and `error` event it sees in the ring
+/// read by [`recent_errors`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ErrorLayer;
 
