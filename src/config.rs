@@ -56,7 +56,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     /// Tokens: keys, claims checked, public topics; no key means no tokens needed.
     pub auth: AuthConfig,
-    /// Who may read `/metrics`; `None`: no metrics (nothing is counted).
+    /// Who may read `/metrics`; `None`: no `/metrics` (and nothing is counted,
+    /// unless the admin page is on).
     pub metrics: Option<MetricsAccess>,
 }
 

@@ -207,7 +207,12 @@ async fn normal_clients_cannot_subscribe_or_publish_to_the_system_topic() {
 
 #[tokio::test]
 async fn the_admin_socket_gets_a_snapshot_every_second() {
-    let server: Running = start_with(with_admin()).await;
+    // Without `/metrics` the figures are still counted for the admin page.
+    let server: Running = start_with(ServeConfig {
+        metrics: None,
+        ..with_admin()
+    })
+    .await;
     let token = log_in(&server.url("")).await;
     let mut admin = admin_socket(&server.ws_url(""), &token).await;
     let (mut reader, _) = ws(&server).await;
@@ -253,6 +258,27 @@ async fn the_admin_socket_gets_a_snapshot_every_second() {
         json!({"op": "unsub", "id": 2, "topic": "$sys/admin"}),
     )
     .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_socket_needs_no_jwt_where_tokens_are_required() {
+    let mut config = with_admin();
+    config.auth.secret = Some(String::from("a token secret of at least 32 bytes!"));
+    config.auth.auth_timeout = Duration::from_secs(1);
+    let server = start_with(config).await;
+    let token = log_in(&server.url("")).await;
+    let mut admin = admin_socket(&server.ws_url(""), &token).await;
+    // Three snapshots: well past the time a client has to authenticate.
+    for _ in 0..3 {
+        let push = next_json_within(&mut admin, Duration::from_secs(5))
+            .await
+            .expect("a snapshot, not a close");
+        assert_eq!(push["topic"], "$sys/admin", "{push}");
+    }
+    // Its other requests still need a token.
+    let reply = request(&mut admin, json!({"op": "sub", "id": 5, "topic": "news"})).await;
+    assert_eq!(reply["error"]["code"], 401, "{reply}");
     server.stop().await;
 }
 
