@@ -158,6 +158,7 @@ pub async fn publish_snapshots(
         if hub.subscriber_count(&topic) == 0 {
             continue;
         }
+        let counts = hub.topic_counts(usize::MAX);
         let mut node = me.clone();
         node.seen = now;
         let snapshot = AdminSnapshot {
@@ -166,10 +167,10 @@ pub async fn publish_snapshots(
             numbers: figures,
             published_per_second,
             delivered_per_second,
-            topic_count: hub.topic_counts(usize::MAX).len(),
-            topics: hub
-                .topic_counts(MAX_LISTED_TOPICS)
+            topic_count: counts.len(),
+            topics: counts
                 .into_iter()
+                .take(MAX_LISTED_TOPICS)
                 .map(|(topic, subscribers)| TopicCount {
                     topic: topic.to_string(),
                     subscribers,

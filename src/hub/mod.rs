@@ -711,6 +711,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn system_topics_are_delivered_locally_with_their_own_offsets_and_not_listed() {
+        let hub = Hub::default();
+        let system = Topic::system("admin").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(system.as_str(), "$sys/admin");
+        assert_eq!(hub.publish_system(&topic(), Data::text("x")), None);
+        let before = hub.publish_system(&system, Data::text("0"));
+        assert_eq!(
+            before.map(|p| p.offset),
+            Some(1),
+            "nobody listens; counted anyway"
+        );
+        let recorder = Arc::new(Recorder::default());
+        let pending = hub
+            .subscribe(system.clone(), recorder.clone(), None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pending.recovery().position.offset, 1);
+        assert_eq!(&pending.recovery().position.epoch, hub.node_id());
+        let live = pending.go_live().unwrap_or_else(|e| panic!("{e}"));
+        let reader = Arc::new(Recorder::default());
+        let _other = hub
+            .subscribe(topic(), reader, None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .go_live();
+        hub.publish_system(&system, Data::text("1"));
+        hub.publish_system(&system, Data::text("2"));
+        assert_eq!(*lock(&recorder.offsets), vec![2, 3]);
+        assert_eq!(hub.topic_counts(10), vec![(topic(), 1)]);
+        drop(live);
+    }
+
+    #[tokio::test]
     async fn a_pending_subscriber_that_buffers_too_much_is_dropped_as_lagged() {
         let hub = Hub::new(HubConfig {
             pending_limit: 2,

@@ -1006,6 +1006,42 @@ mod tests {
     }
 
     #[test]
+    fn system_topics_are_for_the_admin_connection_to_subscribe_and_nobody_to_publish() {
+        let normal = config();
+        let admin = Rules {
+            system_topics: true,
+            ..config()
+        };
+        for request in [
+            r#"{"op":"sub","id":1,"topic":"$sys/admin"}"#,
+            r#"{"op":"pub","id":1,"topic":"$sys/admin","data":1}"#,
+            r#"{"op":"presence","id":1,"topic":"$sys/admin"}"#,
+        ] {
+            let mut session = open();
+            session.receive_text(request, &normal, 0);
+            assert_eq!(reply(&mut session)["error"]["code"], 403, "{request}");
+        }
+        for request in [
+            r#"{"op":"pub","id":1,"topic":"$sys/admin","data":1}"#,
+            r#"{"op":"presence","id":1,"topic":"$sys/admin"}"#,
+        ] {
+            let mut session = open();
+            session.receive_text(request, &admin, 0);
+            assert_eq!(reply(&mut session)["error"]["code"], 403, "{request}");
+        }
+        let mut session = open();
+        session.receive_text(r#"{"op":"sub","id":1,"topic":"$sys/admin"}"#, &admin, 0);
+        assert!(matches!(
+            &actions(&mut session)[..],
+            [Action::Subscribe { topic, .. }] if topic.is_system()
+        ));
+        // Outside `$sys/` the `$` is still no topic character.
+        let mut session = open();
+        session.receive_text(r#"{"op":"sub","id":1,"topic":"$other"}"#, &admin, 0);
+        assert_eq!(reply(&mut session)["error"]["code"], 422);
+    }
+
+    #[test]
     fn hub_failures_and_limits_have_their_codes() {
         let cfg = Rules {
             max_subscriptions: 1,
