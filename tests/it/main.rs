@@ -44,6 +44,9 @@ mod ipv6_limits;
 mod readme_tokens;
 mod tls;
 
+// Metrics: the exposition, a real Prometheus, the Grafana dashboard.
+mod metrics;
+
 // The binary: serve, pub, sub, token, bench.
 mod bench;
 mod cli;
