@@ -1,5 +1,7 @@
 // The admin page (/admin, web/admin.html + web/static/admin.js) in a real browser, against two
-// `pushwire --broker redis://… --admin-password …` nodes on one real Redis (lib/redis.mjs).
+// `pushwire --broker redis://… --admin-password …` nodes on one real Redis (lib/redis.mjs): the
+// README's "Admin page" commands (`<!-- readme-example:admin -->`), with ports of our own and
+// the password they give.
 //
 //   1. The page of node A asks for the password: a wrong one is refused (401, shown in
 //      #login-error, and logged by the node as a warning: the error the page must list later);
@@ -16,15 +18,52 @@
 // Every wait is bounded; the nodes, Redis and the browser are stopped at the end, pass or fail.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { clearArtifacts, saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
 import { startRedis } from './redis.mjs';
-import { now, sleep, waitFor, withTimeout } from './server.mjs';
-import { launchBrowser, publish, startPushwire } from './topics.mjs';
-
-export const PASSWORD = 'e2e admin password';
+import { REPO_ROOT, now, sleep, waitFor, withTimeout } from './server.mjs';
+import { launchBrowser, publish, readmeBlock, startPushwire } from './topics.mjs';
 const TOPIC = 'e2e:load';
 const PROTOCOL_TIMEOUT_MS = 15000;
 const SHOW_TIMEOUT_MS = 20000; // a change in the workload -> shown on the page (snapshots come every second)
+
+/** `line` split into words as sh does for plain words and '…' quotes (all the README uses). */
+function shellWords(line) {
+  const words = [];
+  for (const m of line.matchAll(/'([^']*)'|(\S+)/g)) words.push(m[1] ?? m[2]);
+  return words;
+}
+
+/**
+ * The README's admin example: `cargo build --release`, Redis as lib/redis.mjs starts it, then two
+ * nodes. Answers each node's flags without `serve`, `--port` and the `&` (the test picks the
+ * ports), with `--broker` pointing at `redisUrl`, and the admin password they set.
+ */
+export function readmeNodes(redisUrl) {
+  const block = readmeBlock(fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8'), 'admin');
+  const lines = block.split('\n').map((l) => l.trim()).filter((l) => l);
+  assert.equal(lines.length, 4, `the README's admin example: ${JSON.stringify(lines)}`);
+  assert.equal(lines[0], 'cargo build --release');
+  assert.equal(lines[1], "redis-server --port 6379 --save '' --appendonly no --bind 127.0.0.1 &");
+  let password = null;
+  const nodes = lines.slice(2).map((line) => {
+    const words = shellWords(line);
+    assert.deepEqual([words[0], words[1], words.at(-1)], ['target/release/pushwire', 'serve', '&'], line);
+    const args = words.slice(2, -1);
+    const port = args.indexOf('--port');
+    assert.ok(port >= 0, `--port in ${line}`);
+    args.splice(port, 2);
+    const broker = args.indexOf('--broker') + 1;
+    assert.equal(args[broker], 'redis://127.0.0.1:6379/0', line);
+    args[broker] = redisUrl;
+    const given = args[args.indexOf('--admin-password') + 1];
+    assert.ok(given && (password === null || password === given), `one --admin-password in ${line}`);
+    password = given;
+    return args;
+  });
+  return { nodes, password };
+}
 
 /** Everything the test looks at on /admin, read in the page. */
 function readAdmin() {
@@ -89,8 +128,8 @@ export async function runAdminScenario({ engine }) {
   try {
     redis = await startRedis();
     step(`redis up on ${redis.port}`);
-    const args = ['--broker', redis.url, '--admin-password', PASSWORD];
-    nodes.push(await startPushwire({ args }), await startPushwire({ args }));
+    const readme = readmeNodes(redis.url);
+    for (const args of readme.nodes) nodes.push(await startPushwire({ args }));
     const [a, b] = nodes;
     step(`nodes up: A ${a.port}, B ${b.port}`);
     browser = await launchBrowser(engine);
@@ -113,7 +152,7 @@ export async function runAdminScenario({ engine }) {
     await until((v) => /wrong admin password/.test(v.loginError), 'the wrong password refused');
     step('wrong password refused');
     await withTimeout(admin.evaluate(() => { document.getElementById('password').value = ''; }), PROTOCOL_TIMEOUT_MS, 'clear');
-    await withTimeout(admin.type('#password', PASSWORD), PROTOCOL_TIMEOUT_MS, 'type');
+    await withTimeout(admin.type('#password', readme.password), PROTOCOL_TIMEOUT_MS, 'type');
     await withTimeout(admin.keyboard.press('Enter'), PROTOCOL_TIMEOUT_MS, 'press Enter');
     await until((v) => v.dashVisible && v.state === 'live' && v.node, 'logged in and live');
     step('logged in, live');
