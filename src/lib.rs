@@ -61,6 +61,8 @@
 //!   process or on Redis; [`hub`]: topics and fan-out to this node's subscribers;
 //! - [`auth`]: tokens and permissions; [`protocol`]: our wire format and the
 //!   `/ws` session as a state machine;
+//! - [`admin`]: the admin page's credential, its data (a snapshot a second on the
+//!   system topic `$sys/admin`) and the heartbeat that lists the nodes of a cluster;
 //! - [`App`] (the `http` module): pages, static files, sockets, SSE, long-poll and
 //!   the publish API on one HTTP server (hyper and axum underneath);
 //! - [`demo`]: the counter app; [`node`]: the server the `pushwire` binary runs,
