@@ -5,7 +5,7 @@
 //! (see `upgrade::topics`). Only mounted when the app has an admin password.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
@@ -19,6 +19,10 @@ use super::error::HttpError;
 use super::query::{bearer, query_pairs};
 use super::static_files::Asset;
 use crate::admin::{ADMIN_TOPIC, AdminAuth, AdminAuthError};
+use crate::clock::ticks;
+use crate::rate::TokenBucket;
+use crate::sync::lock;
+use crate::topic::ErrorCode;
 
 /// The admin page, served at `/admin`.
 pub(crate) const ADMIN_PAGE: Asset = Asset {
@@ -44,11 +48,26 @@ pub(crate) const ADMIN_ASSETS: &[Asset] = &[
 /// The largest login body read.
 const MAX_LOGIN_BODY: usize = 4096;
 
+/// The most `POST /admin/token` requests a node answers per second, all clients
+/// together (a page renews its token every 2 minutes); more get 429, so that a
+/// password cannot be guessed quickly.
+pub(crate) const MAX_LOGINS_PER_SECOND: u32 = 5;
+
+/// What `POST /admin/token` needs.
+struct TokenRoute {
+    auth: Arc<AdminAuth>,
+    attempts: Mutex<TokenBucket>,
+}
+
 /// `POST /admin/token`.
 pub(crate) fn token_route(auth: Arc<AdminAuth>) -> Router {
+    let route = TokenRoute {
+        auth,
+        attempts: Mutex::new(TokenBucket::full()),
+    };
     Router::new()
         .route("/admin/token", post(token))
-        .with_state(auth)
+        .with_state(Arc::new(route))
 }
 
 #[derive(Deserialize)]
@@ -58,13 +77,24 @@ struct Login {
 
 /// Answers `{"token", "expires", "topic"}` for the right password (JSON body
 /// `{"password": …}`) or a valid admin token (`Authorization: Bearer …`); 401
-/// otherwise. The credential is never logged.
+/// otherwise, 429 beyond [`MAX_LOGINS_PER_SECOND`]. The credential is never
+/// logged.
 async fn token(
-    State(auth): State<Arc<AdminAuth>>,
+    State(route): State<Arc<TokenRoute>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
+    if !lock(&route.attempts).try_take(MAX_LOGINS_PER_SECOND, ticks()) {
+        tracing::warn!(%peer, "admin page: too many logins; refused unchecked");
+        return Err(HttpError::new(
+            ErrorCode::TooMany,
+            format!(
+                "at most {MAX_LOGINS_PER_SECOND} admin logins per second; try again in a second"
+            ),
+        ));
+    }
+    let auth = &route.auth;
     let checked = match bearer(&headers) {
         Some(token) => auth.verify(token),
         None if body.len() > MAX_LOGIN_BODY => Err(AdminAuthError::WrongPassword),

@@ -112,7 +112,7 @@ async fn the_admin_page_is_off_unless_configured() {
 }
 
 #[tokio::test]
-async fn a_missing_or_wrong_password_is_401_and_the_right_one_gives_a_token() {
+async fn a_missing_or_wrong_password_is_401_and_the_right_one_gives_a_token_five_times_a_second() {
     let server = start_with(with_admin()).await;
     let (status, _) = raw_get(server.addr, "/admin").await;
     assert_eq!(status, 200, "the page itself (a login form) is served");
@@ -133,6 +133,11 @@ async fn a_missing_or_wrong_password_is_401_and_the_right_one_gives_a_token() {
             "never echoes the password"
         );
     }
+    // Five attempts a second, all clients together: the sixth is not even checked.
+    let (status, _, answer) =
+        token_request(&base, &json!({"password": PASSWORD}).to_string(), None).await;
+    assert_eq!(status, 429, "{answer}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let token = log_in(&base).await;
     // A valid token buys a fresh one; a forged one does not.
     let (status, _, renewed) = token_request(&base, "", Some(&token)).await;
