@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the topic path: encoding a publish once (the push JSON and
 //! its WebSocket frame), reading a request, and the hub's fan-out to many local
-//! subscribers (what one publish costs per subscriber, without the network).
+//! subscribers (what one publish costs per subscriber, without the network), with
+//! metrics off and on.
 //!
 //!     cargo bench --bench hub
 
@@ -71,7 +72,16 @@ fn fanout(c: &mut Criterion) {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("fanout");
-    for subscribers in [1usize, 100, 10_000] {
+    // The same publish with the hub recording into metrics (what `pushwire
+    // serve` does by default): the difference is what recording costs.
+    for (subscribers, metrics) in [
+        (1usize, false),
+        (1, true),
+        (100, false),
+        (100, true),
+        (10_000, false),
+        (10_000, true),
+    ] {
         let hub = Hub::new(HubConfig {
             history: pushwire::topic::HistoryConfig {
                 size: 0,
@@ -79,6 +89,9 @@ fn fanout(c: &mut Criterion) {
             },
             ..HubConfig::default()
         });
+        if metrics {
+            hub.attach_metrics(Arc::new(pushwire::ops::Metrics::new()));
+        }
         let sink = Arc::new(Counting(AtomicU64::new(0)));
         let t = topic("bench");
         let _subscriptions: Vec<Subscription> = runtime.block_on(async {
@@ -94,7 +107,12 @@ fn fanout(c: &mut Criterion) {
         });
         let data = Data::text("0123456789012345678901234567890123456789012345678901234567");
         group.throughput(Throughput::Elements(subscribers as u64));
-        group.bench_function(format!("publish to {subscribers} subscribers"), |b| {
+        let name = if metrics {
+            format!("publish to {subscribers} subscribers, metrics on")
+        } else {
+            format!("publish to {subscribers} subscribers")
+        };
+        group.bench_function(name, |b| {
             b.iter_batched(
                 || data.clone(),
                 |data| runtime.block_on(hub.publish(&t, data)),

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crate::auth::AuthConfig;
 use crate::broker::RedisConfig;
-use crate::http::{ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, Origins, TlsConfig};
+use crate::http::{
+    ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, MetricsAccess, Origins, TlsConfig,
+};
 use crate::hub::HubConfig;
 use crate::logging::LogFormat;
 use crate::protocol::session::SessionConfig;
@@ -38,6 +40,8 @@ pub struct ServeConfig {
     pub session: SessionConfig,
     /// The publish API's key; `None` opens it to loopback clients only.
     pub api_key: Option<String>,
+    /// The admin page's password; `None`: no admin page.
+    pub admin_password: Option<String>,
     /// Share topics with other nodes through this Redis; `None`: the in-process
     /// broker (one node).
     pub broker: Option<RedisConfig>,
@@ -58,6 +62,9 @@ pub struct ServeConfig {
     /// Which log lines are written (`RUST_LOG` syntax); `None`: `RUST_LOG`, else
     /// `info`.
     pub log_filter: Option<String>,
+    /// Who may read `/metrics`; `None`: no `/metrics` (and nothing is counted,
+    /// unless the admin page is on).
+    pub metrics: Option<MetricsAccess>,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +77,7 @@ impl Default for ServeConfig {
             hub: demo_hub_config(),
             session: SessionConfig::default(),
             api_key: None,
+            admin_password: None,
             broker: None,
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),
@@ -79,6 +87,7 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             log_format: LogFormat::default(),
             log_filter: None,
+            metrics: Some(MetricsAccess::LikePublish),
         }
     }
 }

@@ -62,6 +62,8 @@
 //!   process or on Redis; [`hub`]: topics and fan-out to this node's subscribers;
 //! - [`auth`]: tokens and permissions; [`protocol`]: our wire format and the
 //!   `/ws` session as a state machine;
+//! - [`admin`]: the admin page's credential, its data (a snapshot a second on the
+//!   system topic `$sys/admin`) and the heartbeat that lists the nodes of a cluster;
 //! - [`App`] (the `http` module): pages, static files, sockets, SSE, long-poll and
 //!   the publish API on one HTTP server (hyper and axum underneath);
 //! - [`demo`]: the counter app; [`node`]: the server the `pushwire` binary runs,
@@ -74,6 +76,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod certs;
@@ -98,7 +101,7 @@ pub use certs::TlsError;
 pub use error::Error;
 pub use http::{
     App, Asset, BUNDLED_PAGES_CSP, ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, InvalidOrigin,
-    Origins, Refused, Server, TlsConfig, TlsReloader,
+    MetricsAccess, Origins, Refused, Server, TlsConfig, TlsReloader,
 };
 pub use hub::{Hub, HubConfig};
 /// The WebSocket layer: the `pushwire-ws` crate.

@@ -6,6 +6,10 @@ use std::io::IsTerminal;
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::ops::ErrorLayer;
 
 /// The filter used when none is given and `RUST_LOG` is unset (or invalid).
 pub const DEFAULT_FILTER: &str = "info";
@@ -62,7 +66,9 @@ pub fn init() {
 
 /// Sends `tracing` output to standard error in `format`, filtered by `filter`
 /// (`RUST_LOG` syntax), else by `RUST_LOG`, else at `info`. Calling it again, or
-/// after another subscriber was set, changes nothing.
+/// after another subscriber was set, changes nothing. The `warn` and `error`
+/// events the filter lets through are also kept for the admin page
+/// ([`crate::ops::errors`]).
 pub fn init_with(format: LogFormat, filter: Option<&str>) {
     let filter = filter
         .and_then(|text| EnvFilter::try_new(text).ok())
@@ -80,12 +86,16 @@ pub fn init_with(format: LogFormat, filter: Option<&str>) {
     let _ = match format {
         LogFormat::Human => builder
             .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(ErrorLayer)
             .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .finish()
+            .with(ErrorLayer)
             .try_init(),
     };
 }

@@ -68,6 +68,12 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
     if let Some(key) = &config.api_key {
         app = app.api_key(key.clone());
     }
+    if let Some(password) = &config.admin_password {
+        app = app.admin_password(password);
+    }
+    if let Some(access) = &config.metrics {
+        app = app.metrics(access.clone());
+    }
     if let Some(tls) = &config.tls {
         app = app.tls(tls.clone());
     }

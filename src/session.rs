@@ -11,10 +11,11 @@
 
 use std::sync::Arc;
 
-use crate::auth::TokenVerifier;
+use crate::auth::{TOKEN_EXPIRED, TokenVerifier};
 use crate::broker::Recovery;
 use crate::clock::{ticks, unix_millis, until_millis};
 use crate::hub::{Hub, Lagged, Pending, Sink, Subscription};
+use crate::ops::Metrics;
 use crate::protocol::PushJson;
 use crate::protocol::session::{
     Action, MESSAGES_LOST, PresenceRefused, Rules, SLOW_CONSUMER, Session, SessionConfig,
@@ -23,8 +24,9 @@ use crate::topic::Push;
 use crate::ws::{CloseCode, Message, Sender, Socket, TrySendError};
 
 /// A WebSocket connection as the hub sees it: pushes go into its outbound queue,
-/// encoded once for all subscribers; a full queue closes it as a slow consumer.
-struct SocketSink(Sender);
+/// encoded once for all subscribers; a full queue closes it as a slow consumer
+/// (counted in the metrics, when there are any).
+struct SocketSink(Sender, Option<Arc<Metrics>>);
 
 impl Sink for SocketSink {
     fn push(&self, push: &Arc<Push>) -> bool {
@@ -40,6 +42,9 @@ impl Sink for SocketSink {
 
     fn lagged(&self) {
         tracing::info!("{}: closing a slow consumer", self.0.id());
+        if let Some(metrics) = &self.1 {
+            metrics.slow_consumer();
+        }
         self.0.close(CloseCode::POLICY, SLOW_CONSUMER);
     }
 
@@ -73,7 +78,7 @@ pub(crate) fn run(
         unix_millis(),
     );
     async move {
-        let sink: Arc<dyn Sink> = Arc::new(SocketSink(socket.sender()));
+        let sink: Arc<dyn Sink> = Arc::new(SocketSink(socket.sender(), hub.metrics().cloned()));
         // Boxed: the idle state of this future (what every quiet connection holds)
         // stays small; only the handling of an event needs the space.
         if !Box::pin(act(&socket, &hub, &sink, &mut session)).await {
@@ -96,7 +101,15 @@ pub(crate) fn run(
                     match next {
                         Some(message) => message,
                         None => {
+                            let held = session.subscription_count();
                             session.tick(unix_millis());
+                            // A tick ends only subscriptions whose token expired.
+                            let ended = held.saturating_sub(session.subscription_count());
+                            if let Some(metrics) = hub.metrics() {
+                                for _ in 0..ended {
+                                    metrics.token_expired();
+                                }
+                            }
                             if !Box::pin(act(&socket, &hub, &sink, &mut session)).await {
                                 return;
                             }
@@ -184,6 +197,11 @@ async fn act(
             }
             Action::Close { code, reason } => {
                 tracing::info!("{}: closing: {reason}", socket.id());
+                if reason == TOKEN_EXPIRED
+                    && let Some(metrics) = hub.metrics()
+                {
+                    metrics.token_expired();
+                }
                 socket.sender().close(code, reason);
             }
             Action::End => return false,

@@ -9,16 +9,20 @@
 //! through Redis and implements the same trait.
 
 mod memory;
+mod nodes;
 mod redis;
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use crate::topic::{Data, Member, Position, Push, Topic};
 
 pub use self::redis::{RedisBroker, RedisConfig};
 pub use memory::MemoryBroker;
+pub use nodes::NodeInfo;
 
 /// Where a broker hands every published message and presence event: the hub of its
 /// node.
@@ -114,4 +118,17 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether the broker can serve requests now (`/readyz`). The in-process broker
     /// always can.
     fn ready(&self) -> BoxFuture<'_, bool>;
+
+    /// Announces `me` as alive for `ttl` and answers every node alive now (`me`
+    /// included), ordered by id. A node that stops announcing itself drops out of
+    /// the list within `ttl`. By default (one process, no one to tell) the list is
+    /// `me` alone.
+    fn heartbeat(
+        &self,
+        me: &NodeInfo,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<Vec<NodeInfo>, BrokerError>> {
+        let _ = ttl;
+        futures_util::future::ready(Ok(vec![me.clone()])).boxed()
+    }
 }

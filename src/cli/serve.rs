@@ -16,7 +16,7 @@ use pushwire::hub::HubConfig;
 use pushwire::logging::{LogFormat, parse_filter};
 use pushwire::protocol::session::SessionConfig;
 use pushwire::topic::HistoryConfig;
-use pushwire::{ConnectionLimits, HttpLimits, Origins};
+use pushwire::{ConnectionLimits, HttpLimits, MetricsAccess, Origins};
 use pushwire::{Error, TlsConfig, node};
 
 /// Flags of `pushwire serve`, each also read from a `PUSHWIRE_*` variable.
@@ -80,6 +80,32 @@ pub(crate) struct ServeArgs {
         hide_env_values = true
     )]
     api_key: Option<String>,
+
+    /// Serve the admin page at /admin to whoever knows this password (live
+    /// connections, topics, rates, latency, nodes, errors). Off when unset.
+    #[arg(
+        long,
+        env = "PUSHWIRE_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    admin_password: Option<String>,
+
+    /// Prometheus metrics at /metrics: on (readers as the publish API: its key, or
+    /// loopback clients without one), public (anyone who reaches the port), or off
+    /// (nothing is counted).
+    #[arg(long, env = "PUSHWIRE_METRICS", default_value = "on", value_name = "on|off|public", value_parser = ["on", "off", "public"])]
+    metrics: String,
+
+    /// A key of its own for /metrics (Authorization: Bearer <key>), instead of the
+    /// publish API's.
+    #[arg(
+        long,
+        env = "PUSHWIRE_METRICS_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    metrics_key: Option<String>,
 
     /// Where topics live: memory (this process only) or redis://host:port/db to
     /// share topics, history and presence with every node on the same Redis.
@@ -288,6 +314,16 @@ impl ServeArgs {
                 ..SessionConfig::default()
             },
             api_key: self.api_key.filter(|key| !key.is_empty()),
+            admin_password: self.admin_password.filter(|password| !password.is_empty()),
+            metrics: match (
+                self.metrics.as_str(),
+                self.metrics_key.filter(|k| !k.is_empty()),
+            ) {
+                ("off", _) => None,
+                ("public", _) => Some(MetricsAccess::Public),
+                (_, Some(key)) => Some(MetricsAccess::Key(key)),
+                (_, None) => Some(MetricsAccess::LikePublish),
+            },
             broker: (self.broker != "memory").then_some(RedisConfig {
                 url: self.broker,
                 command_timeout: self.broker_timeout,
@@ -356,6 +392,12 @@ pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
         )
         .as_bytes(),
     );
+    if config.admin_password.is_some() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            format!("pushwire: admin page at {http}://{addr}/admin\n").as_bytes(),
+        );
+    }
     server.run().await
 }
 

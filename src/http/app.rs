@@ -19,6 +19,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::assets::CLIENT_SCRIPTS;
 use super::cors::Cors;
 use super::limits::{ConnectionLimits, Gate};
+use super::metrics::{MetricsAccess, MetricsRoute};
 use super::origin::Origins;
 use super::runtime::Runtime;
 use super::serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
@@ -26,11 +27,17 @@ use super::server::Server;
 use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
-use super::upgrade::{self, Handler, SocketRoute};
-use super::{health, origin, poll, presence, publish, sse};
+use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
+use super::{admin, health, metrics, origin, poll, presence, publish, sse};
+use crate::admin::feed::publish_snapshots;
+use crate::admin::nodes::heartbeat;
+use crate::admin::{AdminAuth, NodeList};
 use crate::auth::TokenVerifier;
+use crate::broker::NodeInfo;
+use crate::clock::unix_millis;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::ops::{Metrics, Transport};
 use crate::protocol::session::SessionConfig;
 use crate::ws::{self, Socket};
 
@@ -77,6 +84,11 @@ pub struct App {
     csp: Option<HeaderValue>,
     tls: Option<TlsConfig>,
     auth: Option<Arc<TokenVerifier>>,
+    admin: Option<Arc<AdminAuth>>,
+    /// Who may read `/metrics`; `None`: metrics off.
+    metrics: Option<MetricsAccess>,
+    /// The metrics of the socket routes, filled by `bind` when metrics are on.
+    metrics_slot: MetricsSlot,
 }
 
 impl Default for App {
@@ -113,6 +125,9 @@ impl App {
             csp: None,
             tls: None,
             auth: None,
+            admin: None,
+            metrics: None,
+            metrics_slot: MetricsSlot::default(),
         }
     }
 
@@ -168,11 +183,10 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |socket| handler(socket).boxed());
-        let route = Arc::new(SocketRoute::new(
-            handler,
-            Arc::clone(&self.ws_config),
-            self.runtime.clone(),
-        ));
+        let route = Arc::new(
+            SocketRoute::new(handler, Arc::clone(&self.ws_config), self.runtime.clone())
+                .with_metrics(Arc::clone(&self.metrics_slot), Transport::Socket),
+        );
         let routes = Router::new()
             .route(path, axum::routing::any(upgrade::socket))
             .with_state(route);
@@ -214,6 +228,33 @@ impl App {
     /// `/sse` and `/poll`; the publish API accepts them besides its API key.
     pub fn auth(mut self, verifier: TokenVerifier) -> Self {
         self.auth = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Serves the admin page at `/admin`, for whoever knows `password`: live
+    /// connections, topics, message rates, latency, the nodes sharing the broker
+    /// and the last errors (see `docs/operations.md`, "Admin page"). Needs
+    /// [`App::topics`]; an empty password makes [`App::bind`] fail. Off unless
+    /// called.
+    pub fn admin_password(mut self, password: &str) -> Self {
+        if password.is_empty() {
+            self.errors.push(Error::Config(String::from(
+                "the admin password cannot be empty",
+            )));
+        } else {
+            self.admin = Some(Arc::new(AdminAuth::new(password)));
+        }
+        self
+    }
+
+    /// Counts what the server does (connections by transport, subscriptions,
+    /// messages, bytes, latencies, closes, refusals, broker calls: see
+    /// `docs/operations.md`) and serves it at `GET /metrics` in the Prometheus text
+    /// format, to the readers `access` allows. Off unless called; off, recording
+    /// costs nothing. The hub's share is reached with
+    /// [`Hub::metrics`](crate::Hub::metrics).
+    pub fn metrics(mut self, access: MetricsAccess) -> Self {
+        self.metrics = Some(access);
         self
     }
 
@@ -309,11 +350,65 @@ impl App {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(Error::Serve)?;
+        // The admin page shows the metrics' figures: it counts them even when
+        // `/metrics` is off.
+        let counting = self.metrics.is_some() || self.admin.is_some();
+        let metrics = counting.then(|| {
+            let mut metrics = Arc::new(Metrics::new());
+            if let Some(hub) = &self.hub {
+                hub.attach_metrics(Arc::clone(&metrics));
+                // A hub already served by another app keeps its first metrics.
+                metrics = hub.metrics().cloned().unwrap_or(metrics);
+            }
+            let _ = self.metrics_slot.set(Arc::clone(&metrics));
+            metrics
+        });
         let ready_hub = self.hub.clone();
-        let (files, sockets) = match self.hub.clone() {
+        if self.admin.is_some() && self.hub.is_none() {
+            return Err(Error::Config(String::from(
+                "the admin page shows topics: it needs App::topics",
+            )));
+        }
+        let (mut files, sockets) = match self.hub.clone() {
             Some(hub) => self.mount_topics(hub),
             None => (self.files, self.sockets),
         };
+        // The node heartbeat (always, with topics) and the admin page's feed; both
+        // stop when the server shuts down or is dropped.
+        let background = self.runtime.shutdown.child_token();
+        if let Some(hub) = &self.hub {
+            let me = NodeInfo {
+                id: hub.node_id().to_string(),
+                addr: local_addr.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started: unix_millis(),
+                seen: 0,
+            };
+            let nodes = NodeList::default();
+            tokio::spawn(heartbeat(
+                hub.clone(),
+                me.clone(),
+                nodes.clone(),
+                background.clone(),
+            ));
+            if let Some(auth) = &self.admin {
+                files = files.merge(admin::token_route(Arc::clone(auth)));
+                let csp = self
+                    .csp
+                    .clone()
+                    .or_else(|| Some(HeaderValue::from_static(BUNDLED_PAGES_CSP)));
+                let page = MemoryFile::from_asset(&admin::ADMIN_PAGE).with_csp(csp);
+                files = add_page(files, "/admin", page);
+                files = add_static(files, "/admin", StaticFiles::embedded(admin::ADMIN_ASSETS));
+                tokio::spawn(publish_snapshots(
+                    hub.clone(),
+                    me,
+                    nodes,
+                    metrics.clone(),
+                    background.clone(),
+                ));
+            }
+        }
         // The Origin check covers every socket route, SSE, long-poll and the publish
         // API; health checks and pages need none.
         let sockets = if self.origins.allows_any() || !sockets.has_routes() {
@@ -325,11 +420,32 @@ impl App {
                 origin::check_origin,
             ))
         };
+        // Every error answer of those routes is a refused request.
+        let sockets = match &metrics {
+            Some(metrics) if sockets.has_routes() => {
+                sockets.route_layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(metrics),
+                    metrics::count_rejections,
+                ))
+            }
+            _ => sockets,
+        };
         let health = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .with_state(ready_hub);
         let sockets = sockets.merge(health);
+        let sockets = match (&metrics, &self.metrics) {
+            (Some(metrics), Some(access)) => {
+                let route = MetricsRoute::new(Arc::clone(metrics), access, self.api_key.as_ref());
+                sockets.merge(
+                    Router::new()
+                        .route("/metrics", get(metrics::serve))
+                        .with_state(Arc::new(route)),
+                )
+            }
+            _ => sockets,
+        };
         let router = files
             .layer(CompressionLayer::new())
             .merge(sockets)
@@ -341,7 +457,7 @@ impl App {
         let gate = self
             .connection_limits
             .any()
-            .then(|| Arc::new(Gate::new(self.connection_limits.clone())));
+            .then(|| Arc::new(Gate::new(self.connection_limits.clone()).with_metrics(metrics)));
         Ok(Server {
             listener,
             local_addr,
@@ -352,6 +468,7 @@ impl App {
             http2_idle_timeout: self.http2_idle_timeout,
             gate,
             tls,
+            _background: background.drop_guard(),
         })
     }
 }
@@ -389,6 +506,7 @@ impl App {
             shutdown: self.runtime.shutdown.clone(),
             ws_config: Arc::new(config),
             runtime: self.runtime.clone(),
+            admin: self.admin.clone(),
         };
         // CORS from the Origin policy, for pages on other origins (not on /ws:
         // browsers apply none to WebSockets).

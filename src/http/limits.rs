@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::clock;
+use crate::ops::{Metrics, Rejection};
 use crate::rate::TokenBucket;
 use crate::sync::lock;
 use crate::topic::ErrorCode;
@@ -82,6 +83,8 @@ pub(crate) struct Gate {
     limits: ConnectionLimits,
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, IpState>>,
+    /// Where refusals are counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +119,21 @@ impl Gate {
             limits,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            metrics: None,
+        }
+    }
+
+    /// Counts its refusals in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts `refusal` in the metrics, when there are any.
+    pub(crate) fn count(&self, refusal: Refusal) {
+        if let Some(metrics) = &self.metrics {
+            let (code, _) = refusal.answer();
+            metrics.rejected(Rejection::of_status(code.number()));
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::error::HttpError;
 use super::query::Wanted;
 use crate::hub::{Hub, Pending, Sink, Subscription};
+use crate::ops::Metrics;
 use crate::protocol;
 use crate::protocol::PushJson;
 use crate::sync::lock;
@@ -28,6 +29,8 @@ pub(crate) struct Mailbox {
     notify: Notify,
     limit: usize,
     max_bytes: usize,
+    /// Where an overflow is counted as a slow consumer.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Default)]
@@ -47,6 +50,19 @@ impl Mailbox {
             notify: Notify::new(),
             limit,
             max_bytes,
+            metrics: None,
+        }
+    }
+
+    /// Counts its overflow, once, as a slow consumer in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Option<&Arc<Metrics>>) -> Self {
+        self.metrics = metrics.cloned();
+        self
+    }
+
+    fn count_overflow(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.slow_consumer();
         }
     }
 
@@ -90,6 +106,7 @@ impl Sink for Mailbox {
         if state.queue.len() >= self.limit || too_many_bytes {
             state.overflowed = true;
             drop(state);
+            self.count_overflow();
             self.notify.notify_one();
             return false;
         }
@@ -101,7 +118,10 @@ impl Sink for Mailbox {
     }
 
     fn lagged(&self) {
-        lock(&self.state).overflowed = true;
+        let first = !std::mem::replace(&mut lock(&self.state).overflowed, true);
+        if first {
+            self.count_overflow();
+        }
         self.notify.notify_one();
     }
 }

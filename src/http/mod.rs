@@ -3,6 +3,7 @@
 //! parses HTTP by hand.
 
 mod access;
+mod admin;
 mod app;
 mod assets;
 mod cors;
@@ -10,6 +11,7 @@ mod error;
 mod health;
 mod limits;
 mod mailbox;
+mod metrics;
 mod origin;
 mod poll;
 mod presence;
@@ -27,6 +29,7 @@ mod upgrade;
 
 pub use app::{App, BUNDLED_PAGES_CSP};
 pub use limits::ConnectionLimits;
+pub use metrics::MetricsAccess;
 pub use origin::{InvalidOrigin, Origins, Refused};
 pub use serve::{HTTP2_IDLE_TIMEOUT, HttpLimits};
 pub use server::Server;

@@ -22,7 +22,8 @@ use super::state::TopicsState;
 use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Sink};
-use crate::ops::conn_log::{ConnTally, TransportKind};
+use crate::ops::conn_log::ConnTally;
+use crate::ops::{ConnectionGuard, Transport};
 use crate::protocol::{self, Ended, PushJson};
 use crate::topic::ErrorCode;
 use crate::topic::{Push, Topic};
@@ -79,6 +80,8 @@ async fn answer(
 ) -> Result<Response, HttpError> {
     let mut wanted = wanted(query)?;
     let mut access = authorize(auth, headers, &mut wanted)?;
+    // A waiting poll is an open connection until it is answered.
+    let _connection = ConnectionGuard::open(hub.metrics(), Transport::Poll);
     let key = presence::poll_key(&wanted)?;
     let infos = presence::Infos::of(&wanted)?;
     let mut timeout = DEFAULT_TIMEOUT;
@@ -99,12 +102,13 @@ async fn answer(
             }
         }
     }
-    let mailbox = Arc::new(Mailbox::new(MAX_MESSAGES, MAX_BUFFERED_BYTES));
+    let mailbox =
+        Arc::new(Mailbox::new(MAX_MESSAGES, MAX_BUFFERED_BYTES).with_metrics(hub.metrics()));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
     // One poll is one connection in the log, closed when this returns (or the
     // client goes away first).
-    let mut log = ConnTally::open(TransportKind::Poll, peer);
+    let mut log = ConnTally::open(Transport::Poll, peer);
     access.annotate(&wanted.topics, &mut subscribed.subs);
     // Held until the answer is built: the client is present while it polls.
     let lease = key.and_then(|key| {
@@ -150,6 +154,9 @@ async fn answer(
             messages.extend(more.unwrap_or_default());
         }
         for topic in access.take_expired(unix_millis()) {
+            if let Some(metrics) = hub.metrics() {
+                metrics.token_expired();
+            }
             ended.push((topic, Ended::Expired));
         }
     }

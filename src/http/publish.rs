@@ -64,24 +64,7 @@ impl Caller {
                 .map(Caller::Token)
                 .map_err(|err| HttpError::unauthorized(err.to_string()));
         }
-        let Some(key) = api_key else {
-            if peer.ip().is_loopback()
-                || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
-            {
-                return Ok(Self::Trusted);
-            }
-            return Err(HttpError::new(
-                ErrorCode::Forbidden,
-                "no API key is configured: publishing is allowed from loopback addresses only",
-            ));
-        };
-        match bearer(headers) {
-            Some(given) if same_key(given.as_bytes(), key.as_bytes()) => Ok(Self::Trusted),
-            Some(_) => Err(HttpError::unauthorized("the API key is not valid")),
-            None => Err(HttpError::unauthorized(
-                "an API key is required: Authorization: Bearer <key>",
-            )),
-        }
+        key_or_loopback(api_key, peer, headers, "publishing").map(|()| Self::Trusted)
     }
 
     fn may_publish(&self, topic: &Topic) -> Result<(), HttpError> {
@@ -90,6 +73,35 @@ impl Caller {
             Self::Token(identity) if identity.allows(topic.as_str(), Permission::Pub) => Ok(()),
             Self::Token(_) => Err(HttpError::from(auth::forbidden(topic, Permission::Pub))),
         }
+    }
+}
+
+/// The check of trusted callers (the publish API, `/metrics`): with a key,
+/// `Authorization: Bearer <key>` (compared in constant time); without one, loopback
+/// peers only. `what` names what is refused ("publishing").
+pub(crate) fn key_or_loopback(
+    api_key: Option<&str>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(), HttpError> {
+    let Some(key) = api_key else {
+        if peer.ip().is_loopback()
+            || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+        {
+            return Ok(());
+        }
+        return Err(HttpError::new(
+            ErrorCode::Forbidden,
+            format!("no API key is configured: {what} is allowed from loopback addresses only"),
+        ));
+    };
+    match bearer(headers) {
+        Some(given) if same_key(given.as_bytes(), key.as_bytes()) => Ok(()),
+        Some(_) => Err(HttpError::unauthorized("the API key is not valid")),
+        None => Err(HttpError::unauthorized(
+            "an API key is required: Authorization: Bearer <key>",
+        )),
     }
 }
 

@@ -456,7 +456,10 @@ async fn accept(listener: &TcpListener, runtime: &Runtime) -> Option<(TcpStream,
 fn admit(gate: Option<&Arc<Gate>>, peer: SocketAddr) -> Result<Option<Arc<Ticket>>, Refusal> {
     match gate {
         None => Ok(None),
-        Some(gate) => gate.admit(peer.ip()).map(|ticket| Some(Arc::new(ticket))),
+        Some(gate) => gate
+            .admit(peer.ip())
+            .map(|ticket| Some(Arc::new(ticket)))
+            .inspect_err(|refusal| gate.count(*refusal)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::limits::Gate;
 use super::runtime::Runtime;
@@ -30,6 +30,8 @@ pub struct Server {
     pub(crate) http2_idle_timeout: Duration,
     pub(crate) gate: Option<Arc<Gate>>,
     pub(crate) tls: Option<Tls>,
+    /// Stops the node heartbeat and the admin feed when the server is dropped.
+    pub(crate) _background: DropGuard,
 }
 
 impl fmt::Debug for Server {

@@ -26,7 +26,8 @@ use super::state::TopicsState;
 use crate::auth::TokenVerifier;
 use crate::clock::{unix_millis, until_millis};
 use crate::hub::{Hub, Membership, Sink, Subscription};
-use crate::ops::conn_log::{ConnTally, TransportKind, sse_events};
+use crate::ops::conn_log::{ConnTally, sse_events};
+use crate::ops::{ConnectionGuard, Transport};
 use crate::protocol::{self, Ended, PushJson};
 use crate::topic::ErrorCode;
 use crate::topic::{Positions, Push, PushKind, Topic};
@@ -100,7 +101,7 @@ async fn start(
     let expiry = access
         .next_deadline()
         .map(|at| Box::pin(tokio::time::sleep(until_millis(at))));
-    let mailbox = Arc::new(Mailbox::new(BUFFER, MAX_BUFFERED_BYTES));
+    let mailbox = Arc::new(Mailbox::new(BUFFER, MAX_BUFFERED_BYTES).with_metrics(hub.metrics()));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let infos = presence::Infos::of(&wanted)?;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
@@ -131,11 +132,12 @@ async fn start(
     // Nothing left to stream (every topic ended): send what there is, then end.
     let subscriptions = go_live(subscribed.pending).filter(|subs| !subs.is_empty());
     let state = State {
-        log: ConnTally::open(TransportKind::Sse, peer),
+        log: ConnTally::open(Transport::Sse, peer),
         first: Some(first.freeze()),
         // Fell behind before the stream began: send what there is, then end; the
         // client's reconnect recovers.
         live: subscriptions.map(|subscriptions| Live {
+            connection: ConnectionGuard::open(hub.metrics(), Transport::Sse),
             mailbox,
             positions,
             subscriptions,
@@ -172,6 +174,8 @@ struct State {
 }
 
 struct Live {
+    /// Counts the stream as an open connection while it runs.
+    connection: ConnectionGuard,
     mailbox: Arc<Mailbox>,
     positions: Positions,
     /// Held for as long as the stream runs; dropped, they unsubscribe.
@@ -194,10 +198,16 @@ impl Live {
     fn expire(&mut self) -> Option<Bytes> {
         let now = unix_millis();
         if self.access.connection_ended(now) {
+            if let Some(metrics) = self.connection.metrics() {
+                metrics.token_expired();
+            }
             return None;
         }
         let mut chunk = BytesMut::new();
         for topic in self.access.take_expired(now) {
+            if let Some(metrics) = self.connection.metrics() {
+                metrics.token_expired();
+            }
             self.subscriptions.retain(|s| s.topic() != &topic);
             self.presence.retain(|m| m.topic() != &topic);
             self.positions.0.retain(|(t, _)| *t != topic);

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::presence::PollMembers;
 use super::runtime::Runtime;
+use crate::admin::AdminAuth;
 use crate::auth::TokenVerifier;
 use crate::hub::Hub;
 use crate::protocol::session::SessionConfig;
@@ -31,4 +32,6 @@ pub(crate) struct TopicsState {
     pub(crate) ws_config: Arc<ws::Config>,
     /// The server's shutdown signal, task tracker and open WebSockets.
     pub(crate) runtime: Runtime,
+    /// The admin credential, when the admin page is on (`/ws?admin=`).
+    pub(crate) admin: Option<Arc<AdminAuth>>,
 }

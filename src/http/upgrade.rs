@@ -2,7 +2,7 @@
 //! hand the upgraded connection to the frame layer and the application's handler.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -17,20 +17,28 @@ use super::query::query_token;
 use super::runtime::Runtime;
 use super::stall::WriteTimeout;
 use super::state::TopicsState;
-use crate::ops::conn_log::{ConnCounts, ConnLog, TransportKind};
+use crate::ops::conn_log::{ConnCounts, ConnLog};
+use crate::ops::{ConnectionGuard, Metrics, Transport};
+use crate::protocol::session::SessionConfig;
 use crate::ws::server::{self, Accept};
 use crate::ws::{self, Socket, Stream};
 
 /// An application's socket handler, boxed so routes can hold any closure.
 pub(crate) type Handler = Arc<dyn Fn(Socket) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// The metrics of an app's socket routes: filled by `App::bind` when metrics are
+/// on (the routes are made before it knows).
+pub(crate) type MetricsSlot = Arc<OnceLock<Arc<Metrics>>>;
+
 /// Everything one WebSocket route needs to accept connections.
 pub(crate) struct SocketRoute {
     pub(crate) handler: Handler,
     pub(crate) config: Arc<ws::Config>,
     pub(crate) runtime: Runtime,
-    /// What its connections are called in the log.
-    pub(crate) transport: TransportKind,
+    /// Where its connections and closes are counted.
+    pub(crate) metrics: MetricsSlot,
+    /// Which transport its connections are, in the metrics and the log.
+    pub(crate) transport: Transport,
 }
 
 impl SocketRoute {
@@ -39,8 +47,16 @@ impl SocketRoute {
             handler,
             config,
             runtime,
-            transport: TransportKind::Socket,
+            metrics: MetricsSlot::default(),
+            transport: Transport::Socket,
         }
+    }
+
+    /// Counts this route's connections as `transport` in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: MetricsSlot, transport: Transport) -> Self {
+        self.metrics = metrics;
+        self.transport = transport;
+        self
     }
 }
 
@@ -57,18 +73,34 @@ pub(crate) async fn topics(
         auth,
         ws_config,
         runtime,
-        session,
+        mut session,
+        admin,
         ..
     } = state;
+    // `?admin=<admin token>`: the admin page's connection, which may subscribe to
+    // system topics; a wrong or expired token is a 401.
+    match super::admin::check_ws(admin.as_deref(), request.uri().query(), peer) {
+        Ok(false) => {}
+        Ok(true) => {
+            session = Arc::new(SessionConfig {
+                system_topics: true,
+                ..*session
+            });
+        }
+        Err(err) => return err.into_response(),
+    }
     let token = auth
         .as_ref()
         .and_then(|_| query_token(request.uri().query()));
+    let metrics = MetricsSlot::default();
+    if let Some(hub_metrics) = hub.metrics() {
+        let _ = metrics.set(Arc::clone(hub_metrics));
+    }
     let handler: Handler = Arc::new(move |socket| {
         let (hub, auth, token) = (hub.clone(), auth.clone(), token.clone());
         crate::session::run(socket, hub, auth, token, Arc::clone(&session)).boxed()
     });
-    let mut route = SocketRoute::new(handler, ws_config, runtime);
-    route.transport = TransportKind::Ws;
+    let route = SocketRoute::new(handler, ws_config, runtime).with_metrics(metrics, Transport::Ws);
     upgrade(Arc::new(route), peer, request).await
 }
 
@@ -137,11 +169,16 @@ fn connection(
     let (socket, frames) = accept.open(stream, prefix, peer, Arc::clone(&route.config));
     let log = ConnLog::open(socket.id(), route.transport, Some(peer));
     route.runtime.registry.add(&socket);
+    let counted = ConnectionGuard::open(route.metrics.get(), route.transport);
     let handler = (route.handler)(socket);
     // Combinators, not an async block: an async block would keep a second copy of
     // the frame layer's future (captured, then moved into the join).
     future::join(frames, handler).map(move |(outcome, ())| {
         drop(ticket);
+        if let Some(metrics) = counted.metrics() {
+            metrics.closed(outcome.code.0);
+        }
+        drop(counted);
         let counts = ConnCounts {
             messages_in: outcome.messages_received,
             messages_out: outcome.messages_sent,

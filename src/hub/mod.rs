@@ -23,13 +23,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use slab::Slab;
 
-use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, Recovery};
+use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, NodeInfo, Recovery};
+use crate::ops::Metrics;
 use crate::sync::lock;
-use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
+use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, PushKind, Topic};
 
 /// The hub's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +112,11 @@ struct Inner {
     /// A random prefix that makes client ids unique across nodes.
     node: Epoch,
     next_client: AtomicU64,
+    /// The last offset given out on each system topic (node-local, see
+    /// [`Hub::publish_system`]).
+    system_offsets: Mutex<HashMap<Topic, u64>>,
+    /// What the hub records, once an app with metrics serves it.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// One topic's local subscribers.
@@ -155,6 +162,8 @@ impl Hub {
             topics: Mutex::new(HashMap::new()),
             node: Epoch::random(),
             next_client: AtomicU64::new(1),
+            system_offsets: Mutex::new(HashMap::new()),
+            metrics: OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
         inner.broker.attach(weak);
@@ -164,6 +173,18 @@ impl Hub {
     /// The settings.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// Records this hub's work (subscriptions, topics, publishes, deliveries,
+    /// broker calls, recoveries) into `metrics` from now on. The first call wins:
+    /// a hub reports into one set of metrics.
+    pub fn attach_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// The metrics this hub records into, when an app with metrics serves it.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.inner.metrics.get()
     }
 
     /// A client id unique across nodes, such as `Xk2p9QaB-17`.
@@ -181,6 +202,51 @@ impl Hub {
     /// How many topics have local subscribers.
     pub fn topic_count(&self) -> usize {
         lock(&self.inner.topics).len()
+    }
+
+    /// This node's id: the random prefix of its client ids, new on every start.
+    pub fn node_id(&self) -> &Epoch {
+        &self.inner.node
+    }
+
+    /// Every topic with local subscribers (system topics left out) and how many
+    /// it has, the most subscribed first, at most `limit` of them.
+    pub fn topic_counts(&self, limit: usize) -> Vec<(Topic, usize)> {
+        let topics: Vec<(Topic, Arc<Mutex<Subscribers>>)> = lock(&self.inner.topics)
+            .iter()
+            .filter(|(topic, _)| !topic.is_system())
+            .map(|(topic, list)| (topic.clone(), Arc::clone(list)))
+            .collect();
+        let mut counts: Vec<(Topic, usize)> = topics
+            .into_iter()
+            .map(|(topic, list)| {
+                let live = lock(&list).entries.iter().filter(|(_, e)| !e.dead).count();
+                (topic, live)
+            })
+            .collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts.truncate(limit);
+        counts
+    }
+
+    /// Delivers `data` on the system topic `topic` to this node's subscribers
+    /// only: not through the broker, kept in no history; each system topic counts
+    /// its own offsets (in this node's epoch). Answers the position, or `None` when
+    /// `topic` is not a system topic.
+    pub fn publish_system(&self, topic: &Topic, data: Data) -> Option<Position> {
+        if !topic.is_system() {
+            return None;
+        }
+        let offset = {
+            let mut offsets = lock(&self.inner.system_offsets);
+            let last = offsets.entry(topic.clone()).or_insert(0);
+            *last += 1;
+            *last
+        };
+        let epoch = self.inner.node.clone();
+        let push = Push::message(topic.clone(), epoch.clone(), offset, data);
+        self.inner.deliver(Arc::new(push));
+        Some(Position { epoch, offset })
     }
 
     /// How many local subscribers `topic` has (not counting those dropped for
@@ -201,7 +267,27 @@ impl Hub {
                 max,
             });
         }
-        Ok(self.inner.broker.publish(topic, data).await?)
+        let Some(metrics) = self.inner.metrics.get() else {
+            return Ok(self.inner.broker.publish(topic, data).await?);
+        };
+        let size = data.len();
+        let started = Instant::now();
+        let result = self.inner.broker.publish(topic, data).await;
+        metrics.broker_call(started.elapsed(), result.is_ok());
+        if result.is_ok() {
+            metrics.published(size);
+        }
+        Ok(result?)
+    }
+
+    /// Announces this node as `me` to the nodes sharing its broker for `ttl`, and
+    /// answers every node alive now (see [`Broker::heartbeat`]).
+    pub async fn heartbeat(
+        &self,
+        me: &NodeInfo,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<NodeInfo>, BrokerError> {
+        self.inner.broker.heartbeat(me, ttl).await
     }
 
     /// Whether the broker can serve requests now (what `/readyz` answers).
@@ -242,9 +328,17 @@ impl Hub {
         since: Option<Position>,
         member: Option<Member>,
     ) -> Result<Pending, BrokerError> {
+        let metrics = self.inner.metrics.get();
         let (subscribers, key, first) = {
             let mut topics = lock(&self.inner.topics);
+            let topic_count = topics.len();
             let subscribers = Arc::clone(topics.entry(topic.clone()).or_default());
+            if let Some(metrics) = metrics {
+                metrics.subscriptions_add(1);
+                if topics.len() > topic_count {
+                    metrics.topics_add(1);
+                }
+            }
             let mut list = lock(&subscribers);
             let first = list.entries.is_empty();
             let key = list.entries.insert(Entry {
@@ -256,8 +350,9 @@ impl Hub {
             (subscribers, key, first)
         };
         // Broker calls happen outside the hub's locks: the broker delivers into the
-        // hub while holding its own.
-        if first {
+        // hub while holding its own. System topics are this node's alone.
+        let system = topic.is_system();
+        if first && !system {
             self.inner.broker.watch(&topic);
         }
         let member = member.filter(|_| self.presence_enabled(&topic));
@@ -268,16 +363,45 @@ impl Hub {
             key,
             member: None,
         };
-        let recovery = self
-            .inner
-            .broker
-            .recover(&subscription.topic, since)
-            .await?;
+        let recovery = if system {
+            self.system_recovery(&subscription.topic, since)
+        } else {
+            let started = metrics.map(|_| Instant::now());
+            let recovery = self.inner.broker.recover(&subscription.topic, since).await;
+            if let (Some(metrics), Some(started)) = (metrics, started) {
+                metrics.broker_call(started.elapsed(), recovery.is_ok());
+                if let Ok(Recovery {
+                    recovered: Some(recovered),
+                    ..
+                }) = &recovery
+                {
+                    metrics.recovery(*recovered);
+                }
+            }
+            recovery?
+        };
         Ok(Pending {
             subscription,
             recovery,
             member,
         })
+    }
+
+    /// A system topic's position; it keeps no history, so nothing is recovered.
+    fn system_recovery(&self, topic: &Topic, since: Option<Position>) -> Recovery {
+        let offset = lock(&self.inner.system_offsets)
+            .get(topic)
+            .copied()
+            .unwrap_or(0);
+        let position = Position {
+            epoch: self.inner.node.clone(),
+            offset,
+        };
+        Recovery {
+            recovered: since.map(|since| since == position),
+            position,
+            messages: Vec::new(),
+        }
     }
 }
 
@@ -286,8 +410,17 @@ impl Deliver for Inner {
         let Some(subscribers) = lock(&self.topics).get(push.topic()).cloned() else {
             return;
         };
+        // Counted once per message, not once per subscriber: no shared counter
+        // is touched inside the loop. The node's own system topics (the admin
+        // page's snapshots) are not counted.
+        let started = self
+            .metrics
+            .get()
+            .filter(|_| !push.topic().is_system())
+            .map(|_| Instant::now());
         let limit = self.config.pending_limit;
         let mut list = lock(&subscribers);
+        let mut delivered = 0usize;
         for (_, entry) in &mut list.entries {
             if entry.dead {
                 continue;
@@ -299,11 +432,19 @@ impl Deliver for Inner {
                 }
                 Some(buffer) => buffer.push(Arc::clone(&push)),
                 None => {
-                    if !entry.sink.push(&push) {
+                    if entry.sink.push(&push) {
+                        delivered += 1;
+                    } else {
                         entry.dead = true;
                     }
                 }
             }
+        }
+        drop(list);
+        if let (Some(metrics), Some(started), Some(size)) =
+            (self.metrics.get(), started, data_size(&push))
+        {
+            metrics.delivered(delivered, size, started.elapsed());
         }
     }
 
@@ -318,6 +459,14 @@ impl Deliver for Inner {
                 entry.sink.lost();
             }
         }
+    }
+}
+
+/// The data size of a message push; `None` for a presence event (not a message).
+fn data_size(push: &Push) -> Option<usize> {
+    match push.kind() {
+        PushKind::Message { data, .. } => Some(data.len()),
+        PushKind::Join(_) | PushKind::Leave(_) => None,
     }
 }
 
@@ -366,6 +515,7 @@ impl Pending {
                 return Err(Lagged);
             }
             let buffered = entry.pending.take().unwrap_or_default();
+            let (mut messages, mut bytes) = (0, 0);
             for push in &buffered {
                 let fresh = match push.position() {
                     Some(position) => position.epoch != *epoch || position.offset > last,
@@ -375,6 +525,13 @@ impl Pending {
                     entry.dead = true;
                     return Err(Lagged);
                 }
+                if let (true, Some(size)) = (fresh, data_size(push)) {
+                    messages += 1;
+                    bytes += size;
+                }
+            }
+            if let Some(metrics) = subscription.hub.metrics.get() {
+                metrics.delivered_late(messages, bytes);
             }
         }
         if let Some(member) = member {
@@ -424,18 +581,24 @@ impl Drop for Subscription {
         let last = {
             let mut topics = lock(&self.hub.topics);
             let mut list = lock(&self.subscribers);
-            list.entries.try_remove(self.key);
+            let removed = list.entries.try_remove(self.key).is_some();
             let last = list.entries.is_empty();
             drop(list);
-            if last {
-                topics.remove(&self.topic);
+            let gone = last && topics.remove(&self.topic).is_some();
+            if let Some(metrics) = self.hub.metrics.get() {
+                if removed {
+                    metrics.subscriptions_add(-1);
+                }
+                if gone {
+                    metrics.topics_add(-1);
+                }
             }
             last
         };
         if let Some(client) = &self.member {
             self.hub.broker.leave(&self.topic, client);
         }
-        if last {
+        if last && !self.topic.is_system() {
             self.hub.broker.unwatch(&self.topic);
         }
     }
@@ -545,6 +708,39 @@ mod tests {
             0,
             "the last subscriber took the topic with it"
         );
+    }
+
+    #[tokio::test]
+    async fn system_topics_are_delivered_locally_with_their_own_offsets_and_not_listed() {
+        let hub = Hub::default();
+        let system = Topic::system("admin").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(system.as_str(), "$sys/admin");
+        assert_eq!(hub.publish_system(&topic(), Data::text("x")), None);
+        let before = hub.publish_system(&system, Data::text("0"));
+        assert_eq!(
+            before.map(|p| p.offset),
+            Some(1),
+            "nobody listens; counted anyway"
+        );
+        let recorder = Arc::new(Recorder::default());
+        let pending = hub
+            .subscribe(system.clone(), recorder.clone(), None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pending.recovery().position.offset, 1);
+        assert_eq!(&pending.recovery().position.epoch, hub.node_id());
+        let live = pending.go_live().unwrap_or_else(|e| panic!("{e}"));
+        let reader = Arc::new(Recorder::default());
+        let _other = hub
+            .subscribe(topic(), reader, None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .go_live();
+        hub.publish_system(&system, Data::text("1"));
+        hub.publish_system(&system, Data::text("2"));
+        assert_eq!(*lock(&recorder.offsets), vec![2, 3]);
+        assert_eq!(hub.topic_counts(10), vec![(topic(), 1)]);
+        drop(live);
     }
 
     #[tokio::test]

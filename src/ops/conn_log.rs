@@ -29,41 +29,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::labels::Transport;
 use crate::ws::ConnId;
 
 /// The `tracing` target of the connection lines.
 pub const TARGET: &str = "pushwire::conn";
-
-/// How a client is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// A WebSocket speaking the topic protocol (`/ws`).
-    Ws,
-    /// A WebSocket on an application's route (`App::socket`, the counter's `/socket`).
-    Socket,
-    /// A Server-Sent Events stream (`/sse`).
-    Sse,
-    /// One long-poll request (`/poll`).
-    Poll,
-}
-
-impl TransportKind {
-    /// The name in the logs: `ws`, `socket`, `sse`, `poll`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ws => "ws",
-            Self::Socket => "socket",
-            Self::Sse => "sse",
-            Self::Poll => "poll",
-        }
-    }
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What one connection moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,13 +54,13 @@ pub struct ConnCounts {
 #[derive(Debug)]
 pub struct ConnLog {
     id: ConnId,
-    transport: TransportKind,
+    transport: Transport,
     opened: Instant,
 }
 
 impl ConnLog {
     /// Logs `Opened: <id> <peer>`.
-    pub fn open(id: ConnId, transport: TransportKind, peer: Option<SocketAddr>) -> Self {
+    pub fn open(id: ConnId, transport: Transport, peer: Option<SocketAddr>) -> Self {
         let peer = Peer(peer);
         tracing::info!(
             target: TARGET,
@@ -166,7 +136,7 @@ pub struct ConnTally {
 
 impl ConnTally {
     /// Draws a new id and logs `Opened:`.
-    pub fn open(transport: TransportKind, peer: Option<SocketAddr>) -> Self {
+    pub fn open(transport: Transport, peer: Option<SocketAddr>) -> Self {
         Self {
             log: Some(ConnLog::open(ConnId::next(), transport, peer)),
             counts: ConnCounts::default(),
@@ -238,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_tally_counts_what_it_sent() {
-        let mut tally = ConnTally::open(TransportKind::Poll, None);
+        let mut tally = ConnTally::open(Transport::Poll, None);
         tally.sent(2, 100);
         tally.sent(1, 10);
         assert_eq!(

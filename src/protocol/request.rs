@@ -52,6 +52,19 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The topic the request names (`auth` names none).
+    pub fn topic(&self) -> Option<&Topic> {
+        match self {
+            Self::Sub { topic, .. }
+            | Self::Unsub { topic }
+            | Self::Pub { topic, .. }
+            | Self::Presence { topic } => Some(topic),
+            Self::Auth { .. } => None,
+        }
+    }
+}
+
 /// The request as it arrives: every field raw, so that reading it cannot fail on
 /// a field of the wrong type (the id must be read even then), and each field is
 /// checked afterwards for the op.
@@ -174,7 +187,7 @@ fn check(wire: &Wire<'_>, max_data_size: usize) -> Result<Request, ErrorReply> {
     let op = string(wire.op)?.ok_or_else(|| missing("op"))?;
     let topic = || -> Result<Topic, ErrorReply> {
         let name = string(wire.topic)?.ok_or_else(|| missing("topic"))?;
-        Topic::new(&name).map_err(|err| invalid_topic(&name, &err))
+        Topic::new_or_system(&name).map_err(|err| invalid_topic(&name, &err))
     };
     let token = || string(wire.token).map(|token| token.map(Cow::into_owned));
     match &*op {

@@ -125,6 +125,10 @@ pub struct SessionConfig {
     /// also the time a crashed node's members stay with Redis). See
     /// `http/presence.rs`.
     pub poll_lapse: Duration,
+    /// Whether the client may subscribe to system topics (`$sys/…`, see
+    /// [`Topic::system`]): only a `/ws` connection opened with the admin
+    /// credential (default no). No client may ever publish to one.
+    pub system_topics: bool,
 }
 
 impl Default for SessionConfig {
@@ -134,6 +138,7 @@ impl Default for SessionConfig {
             max_requests_per_second: 1000,
             client_publish: true,
             poll_lapse: Duration::from_secs(15),
+            system_topics: false,
         }
     }
 }
@@ -151,6 +156,8 @@ pub struct Rules {
     pub max_requests_per_second: u32,
     /// See [`SessionConfig::client_publish`].
     pub client_publish: bool,
+    /// See [`SessionConfig::system_topics`].
+    pub system_topics: bool,
 }
 
 impl Rules {
@@ -161,6 +168,7 @@ impl Rules {
             max_subscriptions: session.max_subscriptions,
             max_requests_per_second: session.max_requests_per_second,
             client_publish: session.client_publish,
+            system_topics: session.system_topics,
         }
     }
 }
@@ -428,7 +436,29 @@ impl<H> Session<H> {
             return;
         }
         let mut grant = None;
-        if let (Some(auth), Ok(checked)) = (&mut self.auth, &request) {
+        let mut system = false;
+        if let Ok(checked) = &request
+            && let Some(topic) = checked.topic().filter(|topic| topic.is_system())
+        {
+            // System topics are the server's: the admin credential, not a token,
+            // decides (`sub` and `unsub` only; nobody publishes or asks presence).
+            system = true;
+            let allowed = config.system_topics
+                && matches!(checked, Request::Sub { .. } | Request::Unsub { .. });
+            if !allowed {
+                request = Err(ErrorCode::Forbidden.reply(format!(
+                    "{topic:?} is a system topic: only the admin page may subscribe to it, \
+                     and nobody may publish to it"
+                )));
+            } else if let Some(auth) = &mut self.auth
+                && auth.identity.is_none()
+            {
+                // The admin connection need not authenticate with a token.
+                auth.deadline = 0;
+                auth.authenticated = false;
+            }
+        }
+        if let (false, Some(auth), Ok(checked)) = (system, &mut self.auth, &request) {
             match auth.authorize(checked) {
                 Ok(granted) => grant = granted,
                 Err(err) => request = Err(err),
@@ -973,6 +1003,42 @@ mod tests {
         session.went_live(Err(Lagged));
         assert!(matches!(&actions(&mut session)[..], [Action::End]));
         assert_eq!(session.subscription_count(), 0);
+    }
+
+    #[test]
+    fn system_topics_are_for_the_admin_connection_to_subscribe_and_nobody_to_publish() {
+        let normal = config();
+        let admin = Rules {
+            system_topics: true,
+            ..config()
+        };
+        for request in [
+            r#"{"op":"sub","id":1,"topic":"$sys/admin"}"#,
+            r#"{"op":"pub","id":1,"topic":"$sys/admin","data":1}"#,
+            r#"{"op":"presence","id":1,"topic":"$sys/admin"}"#,
+        ] {
+            let mut session = open();
+            session.receive_text(request, &normal, 0);
+            assert_eq!(reply(&mut session)["error"]["code"], 403, "{request}");
+        }
+        for request in [
+            r#"{"op":"pub","id":1,"topic":"$sys/admin","data":1}"#,
+            r#"{"op":"presence","id":1,"topic":"$sys/admin"}"#,
+        ] {
+            let mut session = open();
+            session.receive_text(request, &admin, 0);
+            assert_eq!(reply(&mut session)["error"]["code"], 403, "{request}");
+        }
+        let mut session = open();
+        session.receive_text(r#"{"op":"sub","id":1,"topic":"$sys/admin"}"#, &admin, 0);
+        assert!(matches!(
+            &actions(&mut session)[..],
+            [Action::Subscribe { topic, .. }] if topic.is_system()
+        ));
+        // Outside `$sys/` the `$` is still no topic character.
+        let mut session = open();
+        session.receive_text(r#"{"op":"sub","id":1,"topic":"$other"}"#, &admin, 0);
+        assert_eq!(reply(&mut session)["error"]["code"], 422);
     }
 
     #[test]

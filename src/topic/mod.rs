@@ -24,6 +24,6 @@ pub use data::{Data, InvalidJson, MAX_DEPTH};
 pub use error::{ErrorCode, ErrorReply};
 pub use history::HistoryConfig;
 pub use member::Member;
-pub use name::{Epoch, MAX_EPOCH_LEN, MAX_TOPIC_LEN, NameError, Topic};
+pub use name::{Epoch, MAX_EPOCH_LEN, MAX_TOPIC_LEN, NameError, SYSTEM_PREFIX, Topic};
 pub use position::{Position, Positions};
 pub use push::{Push, PushKind};

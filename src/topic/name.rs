@@ -12,6 +12,12 @@ pub const MAX_TOPIC_LEN: usize = 128;
 /// The longest epoch accepted.
 pub const MAX_EPOCH_LEN: usize = 32;
 
+/// The prefix of system topics (`$sys/admin`): published by the node itself to its
+/// own local subscribers only, never through the broker; no client may publish to
+/// one, and only a client the server grants it may subscribe (see
+/// [`Topic::system`]).
+pub const SYSTEM_PREFIX: &str = "$sys/";
+
 /// Why a topic name, an epoch or a position was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -47,6 +53,29 @@ impl Topic {
     pub fn new(name: &str) -> Result<Self, NameError> {
         check_topic(name)?;
         Ok(Self(Arc::from(name)))
+    }
+
+    /// The system topic `$sys/<name>`, `name` checked against the grammar. Its
+    /// `$` is outside the grammar of [`Topic::new`], so no way in that reads topic
+    /// names with it (SSE, long-poll, the publish API) can name one.
+    pub fn system(name: &str) -> Result<Self, NameError> {
+        check_topic(name)?;
+        Ok(Self(Arc::from(format!("{SYSTEM_PREFIX}{name}"))))
+    }
+
+    /// Checks `name` as [`Topic::new`] does, but also accepts a system topic
+    /// (`$sys/…`), so that a request naming one can be refused as forbidden (403)
+    /// rather than as a bad name.
+    pub fn new_or_system(name: &str) -> Result<Self, NameError> {
+        match name.strip_prefix(SYSTEM_PREFIX) {
+            Some(rest) => Self::system(rest),
+            None => Self::new(name),
+        }
+    }
+
+    /// Whether this is a system topic (see [`SYSTEM_PREFIX`]).
+    pub fn is_system(&self) -> bool {
+        self.0.starts_with(SYSTEM_PREFIX)
     }
 
     /// The name.

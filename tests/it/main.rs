@@ -26,7 +26,8 @@ mod client;
 mod topics_http;
 mod topics_ws;
 
-// Tokens and permissions.
+// Tokens and permissions; the admin page's credential.
+mod admin;
 mod auth;
 mod permissions;
 
@@ -48,6 +49,9 @@ mod cors;
 // TLS.
 mod readme_tokens;
 mod tls;
+
+// Metrics: the exposition, a real Prometheus, the Grafana dashboard.
+mod metrics;
 
 // The binary: serve, pub, sub, token, bench.
 mod bench;

@@ -22,7 +22,7 @@ use super::presence::{PRESENCE_QUEUE, presence_worker};
 use super::replies::{covers, position_of, text};
 use super::scripts::Scripts;
 use super::shared::{Control, PresenceOp, Progress, Shared, Watched, failed};
-use crate::broker::{Broker, BrokerError, Deliver, Recovery};
+use crate::broker::{Broker, BrokerError, Deliver, NodeInfo, Recovery};
 use crate::clock::ttl_millis;
 use crate::sync::lock;
 use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
@@ -315,6 +315,15 @@ impl Broker for RedisBroker {
             )
         }
         .boxed()
+    }
+
+    fn heartbeat(
+        &self,
+        me: &NodeInfo,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<Vec<NodeInfo>, BrokerError>> {
+        let me = me.clone();
+        async move { super::nodes::heartbeat(&self.shared, &me, ttl).await }.boxed()
     }
 }
 

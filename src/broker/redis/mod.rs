@@ -12,6 +12,7 @@
 //! | `pushwire:{T}:members` | sorted set | present clients, scored by their deadline (ms) |
 //! | `pushwire:{T}:info` | hash | each present client's `info` |
 //! | `pushwire:{T}` | pub/sub channel | every message and presence event, in order |
+//! | `pushwire:node:<id>` | string | a live node's `NodeInfo` (JSON), kept by its heartbeat with a TTL |
 //!
 //! # Publishing
 //!
@@ -50,7 +51,7 @@
 //!
 //! # Files
 //!
-//! [`keys`] names a topic's keys and channel, [`scripts`] holds the Lua scripts,
+//! [`keys`] names a topic's keys and channel, [`nodes`] keeps the node registry, [`scripts`] holds the Lua scripts,
 //! [`replies`] reads their answers and [`member_text`] the stored members;
 //! [`shared`] is the state the broker handle ([`broker`]), the pub/sub
 //! dispatcher ([`dispatch`]) and the presence worker ([`presence`]) share.
@@ -59,6 +60,7 @@ mod broker;
 mod dispatch;
 mod keys;
 mod member_text;
+mod nodes;
 mod presence;
 mod replies;
 mod scripts;

@@ -13,6 +13,7 @@ pub mod binary;
 mod raw;
 pub use raw::*;
 pub mod corpus;
+pub mod prometheus;
 pub mod redis;
 pub mod sse;
 pub mod tls;

@@ -1,0 +1,8 @@
+// The admin page in Firefox ESR (Debian `firefox-esr`) via puppeteer-core over WebDriver BiDi: two nodes on one
+// Redis, a login, a workload, and everything the page must show (lib/admin.mjs).
+import { test } from 'node:test';
+import { runAdminScenario } from '../lib/admin.mjs';
+
+test('firefox: the admin page shows connections, topics, rates, latency, both nodes and the last errors', { timeout: 120000 }, async () => {
+  await runAdminScenario({ engine: 'firefox' });
+});
