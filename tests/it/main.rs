@@ -47,3 +47,4 @@ mod tls;
 mod bench;
 mod cli;
 mod cli_pubsub;
+mod config_check;
