@@ -241,9 +241,60 @@ pub(crate) fn apply(mut command: Command, settings: &[FileSetting], paths: &[&[&
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory as _;
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
+    }
+
+    fn parsed(text: &str) -> Result<Vec<FileSetting>, String> {
+        parse(Path::new("p.toml"), text, &crate::cli::Cli::command()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_keep_their_line_and_their_flag() {
+        let settings = parsed(
+            "# a comment\n\nport = 8001\nhistory_ttl = \"10m\"\npresence = [\"a\", \"b\"]\n",
+        )
+        .expect("valid");
+        let lines: Vec<_> = settings
+            .iter()
+            .map(|s| (s.id.as_str(), s.line, s.values.clone()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("port", 3, vec![String::from("8001")]),
+                ("history_ttl", 4, vec![String::from("10m")]),
+                ("presence", 5, vec![String::from("a"), String::from("b")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        assert_eq!(
+            parsed("port = 1\nport = 2\n")
+                .unwrap_err()
+                .split(": not valid TOML")
+                .next(),
+            Some("config file p.toml:2")
+        );
+        assert!(
+            parsed("\n\nmax-header-size = 10\n")
+                .unwrap_err()
+                .starts_with("config file p.toml:3: max-header-size: invalid value '10'")
+        );
+        assert!(
+            parsed("bind = 1.5\nbogus = true\n")
+                .unwrap_err()
+                .starts_with("config file p.toml:1: bind: invalid value '1.5'")
+        );
+        assert!(
+            parsed("config = \"other.toml\"\n")
+                .unwrap_err()
+                .starts_with("config file p.toml:1: config: unknown setting")
+        );
     }
 
     #[test]

@@ -164,7 +164,12 @@ fn config_check_fails_on_a_bad_value_naming_the_key_and_its_line() {
         ("\n\nbroker = \"http://x\"\n", 3, "broker", "http://x"),
         ("max_subscriptions = 0\n", 1, "max_subscriptions", "0"),
         ("interval = true\n", 1, "interval", "true"),
-        ("port = 1\n[tls-cert]\nfile = 1\n", 2, "tls-cert", "must be a string"),
+        (
+            "port = 1\n[tls-cert]\nfile = 1\n",
+            2,
+            "tls-cert",
+            "must be a string",
+        ),
     ] {
         let path = file(&dir, "pushwire.toml", text);
         assert_fails_saying(
