@@ -4,13 +4,15 @@
 # user. docs/operations.md ("Container image") says how to build and run it, what
 # was built where, and its size.
 #
-#   podman build --build-arg PUSHWIRE_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t pushwire .
+#   podman build --format docker --build-arg PUSHWIRE_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t pushwire .
 #   podman run --rm -p 8888:8888 pushwire
 #
 # Settings: PUSHWIRE_* variables (`-e PUSHWIRE_BROKER=redis://redis:6379/0`), flags
 # after the image name (`pushwire serve --history-size 500`), or a settings file
 # mounted and named with PUSHWIRE_CONFIG. scripts/packaging parses every
-# instruction of this file and checks the facts above.
+# instruction of this file and checks the facts above (a step of ./scripts/test);
+# scripts/image-test builds it with podman and starts it (see docs/operations.md).
+# With podman, --format docker keeps the HEALTHCHECK (OCI images have none).
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
