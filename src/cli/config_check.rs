@@ -32,7 +32,9 @@ const CHECK_ABOUT: &str = "\
 Check a settings file: print the settings `pushwire serve --config FILE` would run \
 with, one per line as TOML, each followed by where it came from: `default`, the \
 file and its line (`pushwire.toml:3`), a PUSHWIRE_* variable, or a flag given \
-after FILE. Secrets (--api-key, --token-secret) are shown as \"<hidden>\".
+after FILE. A secret (--api-key, --token-secret) that is set shows as a comment, \
+`# api-key is set (hidden)`, so that the listing stays a settings file that sets \
+nothing it does not show.
 
 An unknown key, a value the flag refuses, a TLS certificate or key that cannot be \
 used, or a token key that cannot be read fails with one line on stderr naming the \
@@ -143,7 +145,7 @@ fn check(raw: &[OsString], file: &Path) -> Result<String, String> {
         let setting = if values.is_empty() && !many {
             format!("# {key} is not set")
         } else if arg.is_hide_env_values_set() {
-            format!("{key} = \"<hidden>\"")
+            format!("# {key} is set (hidden)")
         } else if many {
             let items: Vec<String> = values.iter().map(|v| toml_value(v)).collect();
             format!("{key} = [{}]", items.join(", "))
