@@ -10,13 +10,14 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::Command;
+use clap::{Arg, ArgAction, Command};
 
 /// The flag that names the file, and its variable.
 const FLAG: &str = "--config";
 const VARIABLE: &str = "PUSHWIRE_CONFIG";
 
-/// Why a configuration file cannot be used.
+/// Why a configuration file cannot be used. Each message names the file, and
+/// the line where the file says something wrong.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigFileError {
     /// The file cannot be read.
@@ -26,16 +27,51 @@ pub(crate) enum ConfigFileError {
         source: std::io::Error,
     },
     /// The file is not valid TOML.
-    #[error("config file {path} is not valid TOML: {reason}")]
-    Parse { path: PathBuf, reason: String },
+    #[error("config file {path}:{line}: not valid TOML: {reason}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     /// A key that names no setting.
     #[error(
-        "config file {path}: unknown setting {key:?} (the settings are the flags of `pushwire serve --help`)"
+        "config file {path}:{line}: {key}: unknown setting (the settings are the flags of `pushwire serve --help`)"
     )]
-    Unknown { path: PathBuf, key: String },
+    Unknown {
+        path: PathBuf,
+        line: usize,
+        key: String,
+    },
     /// A value of a type no flag takes (a table, a date).
-    #[error("config file {path}: {key} must be a string, a number, a boolean or a list of those")]
-    Type { path: PathBuf, key: String },
+    #[error(
+        "config file {path}:{line}: {key}: must be a string, a number, a boolean or a list of those"
+    )]
+    Type {
+        path: PathBuf,
+        line: usize,
+        key: String,
+    },
+    /// A value the flag's own parser refuses.
+    #[error("config file {path}:{line}: {key}: {reason}")]
+    Value {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        reason: String,
+    },
+}
+
+/// One setting of the file: the flag it sets, its values, and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileSetting {
+    /// The clap id of the flag (`history_size`).
+    pub(crate) id: String,
+    /// The key as the file writes it (`history-size` or `history_size`).
+    pub(crate) key: String,
+    /// Its values as text, each one accepted by the flag's parser.
+    pub(crate) values: Vec<String>,
+    /// The line of the key, from 1.
+    pub(crate) line: usize,
 }
 
 /// The file named by `--config FILE` / `--config=FILE` in `args` (after the program
@@ -59,77 +95,206 @@ pub(crate) fn path(args: &[OsString]) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The settings of the file at `path`: (flag id, values) pairs, checked against
-/// the flags of `serve` (the arguments of `command` that have a long name).
-pub(crate) fn read(
-    path: &Path,
-    serve: &Command,
-) -> Result<Vec<(String, Vec<String>)>, ConfigFileError> {
+/// The settings of the file at `path`, in the file's order, checked against the
+/// flags of `serve` (the arguments of `command` that have a long name): each key
+/// must name a flag, and each value must pass that flag's own parser.
+pub(crate) fn read(path: &Path, serve: &Command) -> Result<Vec<FileSetting>, ConfigFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let table: toml::Table =
-        text.parse()
-            .map_err(|err: toml::de::Error| ConfigFileError::Parse {
-                path: path.to_owned(),
-                reason: err.message().to_owned(),
-            })?;
+    parse(path, &text, serve)
+}
+
+/// [`read`] on the file's text.
+fn parse(path: &Path, text: &str, serve: &Command) -> Result<Vec<FileSetting>, ConfigFileError> {
+    let line = |offset: usize| line_of(text, offset);
+    let table = toml::de::DeTable::parse(text).map_err(|err| ConfigFileError::Parse {
+        path: path.to_owned(),
+        line: line(err.span().map_or(0, |span| span.start)),
+        reason: err.message().trim().to_owned(),
+    })?;
+    let mut entries: Vec<_> = table.get_ref().iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
     let mut settings = Vec::new();
-    for (key, value) in table {
-        let long = key.replace('_', "-");
+    for (key, value) in entries {
+        let at = line(key.span().start);
+        let name = key.get_ref().to_string();
+        let long = name.replace('_', "-");
         let Some(arg) = serve
             .get_arguments()
             .find(|arg| arg.get_long() == Some(long.as_str()) && long != "config")
         else {
             return Err(ConfigFileError::Unknown {
                 path: path.to_owned(),
-                key,
+                line: at,
+                key: name,
             });
         };
-        let scalar = |value: &toml::Value| match value {
-            toml::Value::String(s) => Some(s.clone()),
-            toml::Value::Integer(n) => Some(n.to_string()),
-            toml::Value::Float(x) => Some(x.to_string()),
-            toml::Value::Boolean(b) => Some(b.to_string()),
-            _ => None,
-        };
-        let values = match &value {
-            toml::Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>(),
+        let values = match value.get_ref() {
+            toml::de::DeValue::Array(items) => items
+                .iter()
+                .map(|item| scalar(item.get_ref()))
+                .collect::<Option<Vec<_>>>(),
             other => scalar(other).map(|v| vec![v]),
         }
         .ok_or_else(|| ConfigFileError::Type {
             path: path.to_owned(),
-            key: key.clone(),
+            line: at,
+            key: name.clone(),
         })?;
-        settings.push((arg.get_id().to_string(), values));
+        check_values(arg, &values).map_err(|reason| ConfigFileError::Value {
+            path: path.to_owned(),
+            line: line(value.span().start),
+            key: name.clone(),
+            reason,
+        })?;
+        settings.push(FileSetting {
+            id: arg.get_id().to_string(),
+            key: name,
+            values,
+            line: at,
+        });
     }
     Ok(settings)
 }
 
-/// `command` with the file's settings as the defaults of its serve flags (on the
-/// top level and on the `serve` subcommand, which share them).
-pub(crate) fn apply(mut command: Command, settings: &[(String, Vec<String>)]) -> Command {
-    fn set(command: Command, settings: &[(String, Vec<String>)]) -> Command {
-        settings.iter().fold(command, |command, (id, values)| {
+/// A TOML value a flag can take, as the text given on the command line.
+fn scalar(value: &toml::de::DeValue<'_>) -> Option<String> {
+    match value {
+        toml::de::DeValue::String(s) => Some(s.to_string()),
+        toml::de::DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix())
+            .ok()
+            .map(|n| n.to_string()),
+        toml::de::DeValue::Float(x) => Some(x.as_str().to_owned()),
+        toml::de::DeValue::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The line (from 1) of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |before| before.matches('\n').count())
+        + 1
+}
+
+/// Runs `values` through `arg`'s own parser, as if each were given as
+/// `--flag=value`: one line saying what is wrong, or nothing.
+fn check_values(arg: &Arg, values: &[String]) -> Result<(), String> {
+    let Some(long) = arg.get_long() else {
+        return Ok(());
+    };
+    let probe = Command::new("pushwire")
+        .no_binary_name(true)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg(
+            arg.clone()
+                .env(None::<&str>)
+                .required(false)
+                .action(ArgAction::Append)
+                .num_args(1),
+        );
+    let args = values.iter().map(|value| format!("--{long}={value}"));
+    match probe.try_get_matches_from(args) {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            Err(first.strip_prefix("error: ").unwrap_or(first).to_owned())
+        }
+    }
+}
+
+/// `command` with the file's settings as the defaults of its serve flags: on the
+/// top level and on each subcommand named in `paths` (`["serve"]`, `["config",
+/// "check"]`), which share them.
+pub(crate) fn apply(mut command: Command, settings: &[FileSetting], paths: &[&[&str]]) -> Command {
+    fn set(command: Command, settings: &[FileSetting]) -> Command {
+        settings.iter().fold(command, |command, setting| {
             // clap keeps defaults for the life of the program; this runs once.
-            let values: Vec<&'static str> = values
+            let values: Vec<&'static str> = setting
+                .values
                 .iter()
                 .map(|v| &*Box::leak(v.clone().into_boxed_str()))
                 .collect();
-            command.mut_arg(id, |arg| arg.default_values(values))
+            command.mut_arg(&setting.id, |arg| arg.default_values(values))
         })
     }
+    fn at(command: Command, path: &[&str], settings: &[FileSetting]) -> Command {
+        match path.split_first() {
+            None => set(command, settings),
+            Some((name, rest)) => {
+                let name = name.to_string();
+                command.mut_subcommand(name, |sub| at(sub, rest, settings))
+            }
+        }
+    }
     command = set(command, settings);
-    command.mut_subcommand("serve", |serve| set(serve, settings))
+    for path in paths {
+        command = at(command, path, settings);
+    }
+    command
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory as _;
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
+    }
+
+    fn parsed(text: &str) -> Result<Vec<FileSetting>, String> {
+        parse(Path::new("p.toml"), text, &crate::cli::Cli::command()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_keep_their_line_and_their_flag() {
+        let settings = parsed(
+            "# a comment\n\nport = 8001\nhistory_ttl = \"10m\"\npresence = [\"a\", \"b\"]\n",
+        )
+        .expect("valid");
+        let lines: Vec<_> = settings
+            .iter()
+            .map(|s| (s.id.as_str(), s.line, s.values.clone()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("port", 3, vec![String::from("8001")]),
+                ("history_ttl", 4, vec![String::from("10m")]),
+                ("presence", 5, vec![String::from("a"), String::from("b")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        assert_eq!(
+            parsed("port = 1\nport = 2\n")
+                .unwrap_err()
+                .split(": not valid TOML")
+                .next(),
+            Some("config file p.toml:2")
+        );
+        assert!(
+            parsed("\n\nmax-header-size = 10\n")
+                .unwrap_err()
+                .starts_with("config file p.toml:3: max-header-size: invalid value '10'")
+        );
+        assert!(
+            parsed("bind = 1.5\nbogus = true\n")
+                .unwrap_err()
+                .starts_with("config file p.toml:1: bind: invalid value '1.5'")
+        );
+        assert!(
+            parsed("config = \"other.toml\"\n")
+                .unwrap_err()
+                .starts_with("config file p.toml:1: config: unknown setting")
+        );
     }
 
     #[test]

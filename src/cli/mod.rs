@@ -1,5 +1,6 @@
 //! The `pushwire` command line: a thin layer that parses flags and runs the library.
 
+mod config_check;
 mod config_file;
 mod pubsub;
 mod serve;
@@ -10,13 +11,23 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// What `pushwire --version` prints after the name: the package's version and the
+/// git commit it was built from (`unknown` when built outside a git checkout; see
+/// `build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PUSHWIRE_GIT_COMMIT"),
+    ")"
+);
+
 /// pushwire: a real-time push server. Browsers connect over WebSocket and get data the
 /// moment the server has it.
 ///
 /// Run without a subcommand, pushwire serves the counter demo: open the URL it prints,
 /// and the page counts up once a second over its own WebSocket.
 #[derive(Debug, Parser)]
-#[command(name = "pushwire", version, args_conflicts_with_subcommands = true)]
+#[command(name = "pushwire", version = VERSION, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -41,6 +52,9 @@ enum Command {
     /// Print a token (JWT) for a client of a server that requires them.
     #[command(long_about = token::TOKEN_ABOUT)]
     Token(token::TokenArgs),
+    /// Check a settings file (see `pushwire config check --help`).
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
 }
 
 /// Parses the command line and runs it; returns the process's exit code.
@@ -54,11 +68,11 @@ pub fn main() -> ExitCode {
     // fail on it.
     let serving = !matches!(
         raw.get(1).and_then(|a| a.to_str()),
-        Some("bench" | "pub" | "sub" | "token" | "help")
+        Some("bench" | "pub" | "sub" | "token" | "config" | "help")
     );
     if serving && let Some(path) = config_file::path(&raw) {
         match config_file::read(&path, &command) {
-            Ok(settings) => command = config_file::apply(command, &settings),
+            Ok(settings) => command = config_file::apply(command, &settings, &[&["serve"]]),
             Err(err) => {
                 eprintln!("pushwire: error: {err}");
                 return ExitCode::from(2);
@@ -66,7 +80,7 @@ pub fn main() -> ExitCode {
         }
     }
     let parsed = command
-        .try_get_matches_from(raw)
+        .try_get_matches_from(&raw)
         .and_then(|matches| Cli::from_arg_matches(&matches));
     let cli = match parsed {
         Ok(cli) => cli,
@@ -93,6 +107,9 @@ pub fn main() -> ExitCode {
         Some(Command::Pub(args)) => return pubsub::publish(args),
         Some(Command::Sub(args)) => return pubsub::subscribe(args),
         Some(Command::Token(args)) => return token::run(args),
+        Some(Command::Config(config_check::ConfigCommand::Check(args))) => {
+            return config_check::run(&raw, args.file());
+        }
         None => cli.serve,
     };
     let config_file = args.config_file().map(std::path::Path::to_owned);

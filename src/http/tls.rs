@@ -70,6 +70,13 @@ impl TlsConfig {
     pub fn key_path(&self) -> &Path {
         &self.key
     }
+
+    /// Reads both files and checks them as binding would (a certificate, a key
+    /// rustls can sign with, the two matching), without serving: what
+    /// `pushwire config check` runs.
+    pub fn check(&self) -> Result<(), TlsError> {
+        load(self, &rustls::crypto::ring::default_provider()).map(|_| ())
+    }
 }
 
 /// The certificate new handshakes get: swapped whole by a reload, read (one

@@ -273,17 +273,17 @@ fn a_bad_config_file_fails_in_one_line_naming_the_file() {
     let path = unknown.path().display().to_string();
     assert_one_line_failure(
         run(pushwire().args(["--config", &path])),
-        &format!("config file {path}: unknown setting \"prot\""),
+        &format!("config file {path}:2: prot: unknown setting"),
     );
     let broken = write("port = [\n");
     assert_one_line_failure(
         run(pushwire().args(["--config", &broken.path().display().to_string()])),
-        "is not valid TOML",
+        "not valid TOML",
     );
     let table = write("[port]\nx = 1\n");
     assert_one_line_failure(
         run(pushwire().args(["--config", &table.path().display().to_string()])),
-        "port must be a string, a number, a boolean or a list of those",
+        "port: must be a string, a number, a boolean or a list of those",
     );
     // Values go through the flag's own checks.
     let bad_value = write("port = 99999\n");

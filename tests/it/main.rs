@@ -57,3 +57,4 @@ mod metrics;
 mod bench;
 mod cli;
 mod cli_pubsub;
+mod config_check;

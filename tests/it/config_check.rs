@@ -1,0 +1,251 @@
+//! `pushwire config check FILE` and `pushwire --version`, over the built binary.
+
+use crate::common;
+
+use std::process::{Command, Stdio};
+
+use common::binary::pushwire;
+use common::tls::make_cert_for;
+
+/// Runs to completion and returns (exit code, stdout, stderr).
+fn run(command: &mut Command) -> (Option<i32>, String, String) {
+    let output = command.stdin(Stdio::null()).output().expect("run pushwire");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A settings file with `text`, in `dir`.
+fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    path.display().to_string()
+}
+
+/// The line of the listing that sets `key` (or says it is not set).
+fn line_of<'a>(listing: &'a str, key: &str) -> &'a str {
+    listing
+        .lines()
+        .find(|line| {
+            line.starts_with(&format!("{key} = ")) || line.starts_with(&format!("# {key} is "))
+        })
+        .unwrap_or_else(|| panic!("no line for {key} in:\n{listing}"))
+}
+
+/// A failure: exit status 2, nothing on stdout, one line on stderr that says `all`.
+fn assert_fails_saying(result: (Option<i32>, String, String), all: &[&str]) {
+    let (code, stdout, stderr) = result;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stdout, "", "printed settings although it failed");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    for part in all {
+        assert!(stderr.contains(part), "{stderr:?} does not say {part:?}");
+    }
+}
+
+#[test]
+fn config_check_says_where_each_setting_came_from() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = file(
+        &dir,
+        "pushwire.toml",
+        "# settings\nbind = \"0.0.0.0\"\n\nport = 8001\nhistory_ttl = \"10m\"\npresence = [\"chat\", \"room\"]\napi-key = \"s3cret\"\nmax-connections = 100\n",
+    );
+    let (code, listing, stderr) = run(pushwire()
+        .args(["config", "check", &path, "--max-connections", "5"])
+        .env("PUSHWIRE_BROKER", "redis://127.0.0.1:6379/0"));
+    assert_eq!(code, Some(0), "{stderr}");
+    let says = |key: &str, setting: &str, origin: &str| {
+        let line = line_of(&listing, key);
+        assert!(line.starts_with(setting), "{line:?} is not {setting:?}");
+        assert!(
+            line.ends_with(&format!("# {origin}")),
+            "{line:?} does not come from {origin:?}"
+        );
+    };
+    says("bind", "bind = \"0.0.0.0\"", &format!("{path}:2"));
+    says("port", "port = 8001", &format!("{path}:4"));
+    says("history-ttl", "history-ttl = \"10m\"", &format!("{path}:5"));
+    says(
+        "presence",
+        "presence = [\"chat\", \"room\"]",
+        &format!("{path}:6"),
+    );
+    says("api-key", "# api-key is set (hidden)", &format!("{path}:7"));
+    assert!(!listing.contains("s3cret"), "a secret was printed");
+    says(
+        "broker",
+        "broker = \"redis://127.0.0.1:6379/0\"",
+        "PUSHWIRE_BROKER",
+    );
+    says(
+        "max-connections",
+        "max-connections = 5",
+        "--max-connections",
+    );
+    says("interval", "interval = \"1s\"", "default");
+    says("tls-cert", "# tls-cert is not set", "default");
+}
+
+#[test]
+fn config_check_lists_every_flag_of_serve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = file(&dir, "pushwire.toml", "port = 8001\n");
+    let (code, listing, stderr) = run(pushwire().args(["config", "check", &path]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, help, _) = run(pushwire().args(["serve", "--help"]));
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("--"))
+        .map(|flag| flag.trim_end_matches([',', '.', ')', ':']))
+        .filter(|flag| !flag.is_empty() && !["help", "version", "config"].contains(flag))
+        .collect();
+    assert!(
+        flags.len() > 20,
+        "too few flags found in serve --help: {flags:?}"
+    );
+    for flag in flags {
+        line_of(&listing, flag);
+    }
+}
+
+#[test]
+fn what_config_check_prints_is_a_settings_file_with_the_same_settings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = file(
+        &dir,
+        "first.toml",
+        "port = 8001\npresence = [\"a\", \"b\"]\nallowed-origin = \"https://app.example.com\"\n",
+    );
+    let (code, listing, stderr) = run(pushwire().args(["config", "check", &first]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let second = file(&dir, "second.toml", &listing);
+    let (code, again, stderr) = run(pushwire().args(["config", "check", &second]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| {
+                line.split(" # ")
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(settings(&listing), settings(&again));
+    assert!(again.contains("allowed-origin = [\"https://app.example.com\"]"));
+}
+
+#[test]
+fn config_check_fails_on_an_unknown_key_naming_it_and_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = file(
+        &dir,
+        "pushwire.toml",
+        "port = 8001\n\n# typo\nprot = 8002\n",
+    );
+    assert_fails_saying(
+        run(pushwire().args(["config", "check", &path])),
+        &[&format!("{path}:4: prot: unknown setting")],
+    );
+}
+
+#[test]
+fn config_check_fails_on_a_bad_value_naming_the_key_and_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (text, line, key, says) in [
+        ("port = 8001\nport-x = 1\n", 2, "port-x", "unknown setting"),
+        ("bind = \"0.0.0.0\"\nport = 70000\n", 2, "port", "70000"),
+        ("history-ttl = \"5 parsecs\"\n", 1, "history-ttl", "parsecs"),
+        ("\n\nbroker = \"http://x\"\n", 3, "broker", "http://x"),
+        ("max_subscriptions = 0\n", 1, "max_subscriptions", "0"),
+        ("interval = true\n", 1, "interval", "true"),
+        (
+            "port = 1\n[tls-cert]\nfile = 1\n",
+            2,
+            "tls-cert",
+            "must be a string",
+        ),
+    ] {
+        let path = file(&dir, "pushwire.toml", text);
+        assert_fails_saying(
+            run(pushwire().args(["config", "check", &path])),
+            &[&format!("{path}:{line}: {key}"), says],
+        );
+        // The server reads the file the same way, and fails the same way.
+        let (code, _, stderr) = run(pushwire().args(["serve", "--port", "0", "--config", &path]));
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{path}:{line}: {key}")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn config_check_fails_on_a_file_that_is_not_toml_naming_the_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = file(&dir, "pushwire.toml", "port = 8001\nbroker = \"redis://x\n");
+    assert_fails_saying(
+        run(pushwire().args(["config", "check", &path])),
+        &[&format!("{path}:2: not valid TOML")],
+    );
+    assert_fails_saying(
+        run(pushwire().args(["config", "check", "/no/such/pushwire.toml"])),
+        &["cannot read config file /no/such/pushwire.toml"],
+    );
+}
+
+#[test]
+fn config_check_fails_on_tls_files_the_server_could_not_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let made = make_cert_for(&["127.0.0.1"]);
+    let cert = file(&dir, "cert.pem", &made.cert_pem);
+    let key = file(&dir, "key.pem", &made.key_pem);
+    let good = file(
+        &dir,
+        "good.toml",
+        &format!("tls-cert = {cert:?}\ntls-key = {key:?}\n"),
+    );
+    let (code, listing, stderr) = run(pushwire().args(["config", "check", &good]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&listing, "tls-key").ends_with(&format!("# {good}:2")));
+    // The key in place of the certificate: no certificate in it.
+    let bad = file(
+        &dir,
+        "bad.toml",
+        &format!("port = 1\ntls-cert = {key:?}\ntls-key = {key:?}\n"),
+    );
+    assert_fails_saying(
+        run(pushwire().args(["config", "check", &bad])),
+        &[&format!("tls-cert ({bad}:2)"), "no certificate"],
+    );
+    let half = file(&dir, "half.toml", &format!("tls-cert = {cert:?}\n"));
+    assert_fails_saying(
+        run(pushwire().args(["config", "check", &half])),
+        &["--tls-cert needs --tls-key"],
+    );
+}
+
+#[test]
+fn version_shows_the_version_and_the_git_commit() {
+    let (code, stdout, stderr) = run(pushwire().arg("--version"));
+    assert_eq!(code, Some(0), "{stderr}");
+    // What git says of this checkout, when it is one (else the build says unknown).
+    let git = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let commit = git.unwrap_or_else(|| String::from("unknown"));
+    assert_eq!(
+        stdout.trim(),
+        format!("pushwire {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
+}
