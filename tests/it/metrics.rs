@@ -198,6 +198,9 @@ async fn a_workload_over_every_transport_shows_in_the_metrics_and_promtool_accep
         let url = format!("{base}/poll?topic=quiet&since={since}");
         async move { reqwest::get(url).await?.json::<Value>().await }
     });
+    // Waiting once its subscription counts (beside a's and the stream's): a message
+    // published from then on reaches it, if need be when it goes live.
+    wait_sample(&server, "pushwire_subscriptions", 3.0).await;
     wait_sample(&server, "pushwire_connections{transport=\"poll\"}", 1.0).await;
     let (status, _) = publish_http(&server, "quiet", "\"wake\"").await;
     assert_eq!(status, 200);
