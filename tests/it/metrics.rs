@@ -173,6 +173,9 @@ async fn a_workload_over_every_transport_shows_in_the_metrics_and_promtool_accep
     let socket = connect(&server.ws_url("/socket")).await;
     let (mut a, _) = ws(&server).await;
     sub(&mut a, "news", None).await;
+    // Refused inside the connection: a bad topic name.
+    let refused = request(&mut a, json!({"op": "sub", "id": 5, "topic": "bad topic"})).await;
+    assert_eq!(refused["error"]["code"], 422, "{refused}");
     let mut sse = Sse::open(&server.url("/sse?topic=news"), None).await;
     let (subscribed, _) = sse.json().await;
     assert_eq!(subscribed.event.as_deref(), Some("subscribed"));
@@ -250,9 +253,10 @@ async fn a_workload_over_every_transport_shows_in_the_metrics_and_promtool_accep
             // One observation per message, however many subscribers.
             ("pushwire_publish_latency_seconds_count", 4.0),
             ("pushwire_publish_latency_seconds_bucket{le=\"+Inf\"}", 4.0),
+            // The bad topic name over /ws and over the publish API.
             (
                 "pushwire_rejected_requests_total{reason=\"bad_request\"}",
-                1.0,
+                2.0,
             ),
             (
                 "pushwire_rejected_requests_total{reason=\"too_large\"}",
