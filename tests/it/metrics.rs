@@ -714,3 +714,52 @@ async fn every_dashboard_query_parses_and_names_only_exported_metrics() {
     drop(held);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn broker_round_trips_and_errors_are_counted_on_a_real_redis() {
+    let redis = crate::common::redis::RedisServer::start();
+    let config = ServeConfig {
+        port: 0,
+        broker: Some(pushwire::broker::RedisConfig {
+            command_timeout: Duration::from_millis(300),
+            ..pushwire::broker::RedisConfig::new(redis.url())
+        }),
+        ..ServeConfig::default()
+    };
+    let server = start(pushwire::node::app(&config).expect("the node's app")).await;
+    let ready = reqwest::Client::new();
+    let deadline = Instant::now() + STEP;
+    while ready
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "never ready on Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(publish_http(&server, "news", "1").await.0, 200);
+    // Redis stops answering: the next publish times out (503).
+    redis.pause();
+    let (status, reply) = publish_http(&server, "news", "2").await;
+    redis.resume();
+    assert_eq!(status, 503, "{reply}");
+    let text = scrape(&server).await;
+    assert_samples(
+        &text,
+        &[
+            ("pushwire_messages_published_total", 1.0),
+            ("pushwire_broker_round_trip_seconds_count", 2.0),
+            ("pushwire_broker_errors_total", 1.0),
+            (
+                "pushwire_rejected_requests_total{reason=\"unavailable\"}",
+                1.0,
+            ),
+        ],
+    );
+    // The failed call waited for its timeout: at least 0.3 s in the histogram.
+    let sum = sample(&text, "pushwire_broker_round_trip_seconds_sum").expect("sum");
+    assert!(sum >= 0.3, "{sum}");
+    server.stop().await;
+}
