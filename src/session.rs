@@ -15,7 +15,7 @@ use crate::auth::{TOKEN_EXPIRED, TokenVerifier};
 use crate::broker::Recovery;
 use crate::clock::{ticks, unix_millis, until_millis};
 use crate::hub::{Hub, Lagged, Pending, Sink, Subscription};
-use crate::ops::Metrics;
+use crate::ops::{Metrics, Rejection};
 use crate::protocol::PushJson;
 use crate::protocol::session::{
     Action, MESSAGES_LOST, PresenceRefused, Rules, SLOW_CONSUMER, Session, SessionConfig,
@@ -149,6 +149,9 @@ async fn act(
     while let Some(action) = session.poll_action() {
         match action {
             Action::Send(text) => {
+                if let (Some(metrics), Some(code)) = (hub.metrics(), refused(&text)) {
+                    metrics.rejected(Rejection::of_status(code));
+                }
                 if socket.send(text).await.is_err() {
                     return false;
                 }
@@ -210,9 +213,36 @@ async fn act(
     true
 }
 
+/// The code of an error reply (`{"id":…,"error":{"code":403,…}}`), for the
+/// metrics; `None` for anything else. The last match is the reply's own: inside
+/// the id and the message a quote is escaped.
+fn refused(text: &str) -> Option<u16> {
+    const MARK: &str = ",\"error\":{\"code\":";
+    if !text.starts_with("{\"id\":") {
+        return None;
+    }
+    let rest = &text[text.rfind(MARK)? + MARK.len()..];
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_replies_are_told_apart() {
+        assert_eq!(
+            refused(r#"{"id":1,"error":{"code":403,"message":"no"}}"#),
+            Some(403)
+        );
+        assert_eq!(
+            refused(r#"{"id":"x\",\"error\":{\"code\":1","error":{"code":422,"message":"m"}}"#),
+            Some(422)
+        );
+        assert_eq!(refused(r#"{"id":1,"ok":{"topic":"a"}}"#), None);
+        assert_eq!(refused(r#"{"topic":"a","unsub":{"code":401}}"#), None);
+    }
 
     fn future_size<F, Fut>(_: &F) -> usize
     where

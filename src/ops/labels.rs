@@ -18,14 +18,12 @@ impl Transport {
     /// Every transport, in label order.
     pub const ALL: [Transport; 4] = [Self::Ws, Self::Socket, Self::Sse, Self::Poll];
 
+    /// The label values, in the order of [`Transport::ALL`].
+    pub const LABELS: [&'static str; 4] = ["ws", "socket", "sse", "poll"];
+
     /// The label value: `ws`, `socket`, `sse`, `poll`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ws => "ws",
-            Self::Socket => "socket",
-            Self::Sse => "sse",
-            Self::Poll => "poll",
-        }
+        Self::LABELS[self.index()]
     }
 
     pub(crate) fn index(self) -> usize {
@@ -129,21 +127,56 @@ impl Rejection {
         }
     }
 
+    /// The label values, in the order of [`Rejection::ALL`].
+    pub const LABELS: [&'static str; 7] = [
+        "bad_request",
+        "unauthorized",
+        "forbidden",
+        "too_large",
+        "rate_limited",
+        "unavailable",
+        "other",
+    ];
+
     /// The label value: `bad_request`, `unauthorized`, `forbidden`, `too_large`,
     /// `rate_limited`, `unavailable`, `other`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "bad_request",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::TooLarge => "too_large",
-            Self::RateLimited => "rate_limited",
-            Self::Unavailable => "unavailable",
-            Self::Other => "other",
-        }
+        Self::LABELS[self.index()]
     }
 
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_outside_the_set_are_other() {
+        assert_eq!(CloseLabel::of(1008).as_str(), "1008");
+        assert_eq!(CloseLabel::of(3000).as_str(), "3000");
+        assert_eq!(CloseLabel::of(1005).as_str(), "other");
+        assert_eq!(CloseLabel::of(4999).as_str(), "other");
+    }
+
+    #[test]
+    fn statuses_map_to_reasons() {
+        assert_eq!(Rejection::of_status(422), Rejection::BadRequest);
+        assert_eq!(Rejection::of_status(401), Rejection::Unauthorized);
+        assert_eq!(Rejection::of_status(403), Rejection::Forbidden);
+        assert_eq!(Rejection::of_status(413), Rejection::TooLarge);
+        assert_eq!(Rejection::of_status(429), Rejection::RateLimited);
+        assert_eq!(Rejection::of_status(503), Rejection::Unavailable);
+        assert_eq!(Rejection::of_status(500), Rejection::Other);
+        assert_eq!(Rejection::TooLarge.as_str(), "too_large");
+        assert_eq!(Transport::Sse.as_str(), "sse");
+        for (index, reason) in Rejection::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), index);
+        }
+        for (index, transport) in Transport::ALL.iter().enumerate() {
+            assert_eq!(transport.index(), index);
+        }
     }
 }

@@ -25,16 +25,6 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     2.5, 5.0,
 ];
 
-const TRANSPORTS: [&str; 4] = ["ws", "socket", "sse", "poll"];
-const REJECTIONS: [&str; 7] = [
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "too_large",
-    "rate_limited",
-    "unavailable",
-    "other",
-];
 const RECOVERED: [&str; 2] = ["true", "false"];
 
 /// One node's metrics. Shared as `Arc<Metrics>` by the hub, the transports and the
@@ -77,7 +67,7 @@ impl Metrics {
     /// A fresh set of metrics, every value 0, named `pushwire_…`.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("pushwire");
-        let connections = GaugeSet::new("transport", &TRANSPORTS);
+        let connections = GaugeSet::new("transport", &Transport::LABELS);
         registry.register(
             "connections",
             "Open client connections, by transport (ws, socket, sse, poll)",
@@ -140,7 +130,7 @@ impl Metrics {
             "WebSocket connections closed, by close code (other for codes not listed)",
             closes.clone(),
         );
-        let rejections = CounterSet::new("reason", &REJECTIONS);
+        let rejections = CounterSet::new("reason", &Rejection::LABELS);
         registry.register(
             "rejected_requests",
             "Requests refused, by reason",

@@ -173,6 +173,9 @@ async fn a_workload_over_every_transport_shows_in_the_metrics_and_promtool_accep
     let socket = connect(&server.ws_url("/socket")).await;
     let (mut a, _) = ws(&server).await;
     sub(&mut a, "news", None).await;
+    // Refused inside the connection: a bad topic name.
+    let refused = request(&mut a, json!({"op": "sub", "id": 5, "topic": "bad topic"})).await;
+    assert_eq!(refused["error"]["code"], 422, "{refused}");
     let mut sse = Sse::open(&server.url("/sse?topic=news"), None).await;
     let (subscribed, _) = sse.json().await;
     assert_eq!(subscribed.event.as_deref(), Some("subscribed"));
@@ -198,6 +201,9 @@ async fn a_workload_over_every_transport_shows_in_the_metrics_and_promtool_accep
         let url = format!("{base}/poll?topic=quiet&since={since}");
         async move { reqwest::get(url).await?.json::<Value>().await }
     });
+    // Waiting once its subscription counts (beside a's and the stream's): a message
+    // published from then on reaches it, if need be when it goes live.
+    wait_sample(&server, "pushwire_subscriptions", 3.0).await;
     wait_sample(&server, "pushwire_connections{transport=\"poll\"}", 1.0).await;
     let (status, _) = publish_http(&server, "quiet", "\"wake\"").await;
     assert_eq!(status, 200);
@@ -247,9 +253,10 @@ async fn a_workload_over_every_transport_shows_in_the_metrics_and_promtool_accep
             // One observation per message, however many subscribers.
             ("pushwire_publish_latency_seconds_count", 4.0),
             ("pushwire_publish_latency_seconds_bucket{le=\"+Inf\"}", 4.0),
+            // The bad topic name over /ws and over the publish API.
             (
                 "pushwire_rejected_requests_total{reason=\"bad_request\"}",
-                1.0,
+                2.0,
             ),
             (
                 "pushwire_rejected_requests_total{reason=\"too_large\"}",
@@ -706,4 +713,53 @@ async fn every_dashboard_query_parses_and_names_only_exported_metrics() {
     assert!(unshown.is_empty(), "no panel shows {unshown:?}");
     drop(held);
     node.stop().await;
+}
+
+#[tokio::test]
+async fn broker_round_trips_and_errors_are_counted_on_a_real_redis() {
+    let redis = crate::common::redis::RedisServer::start();
+    let config = ServeConfig {
+        port: 0,
+        broker: Some(pushwire::broker::RedisConfig {
+            command_timeout: Duration::from_millis(300),
+            ..pushwire::broker::RedisConfig::new(redis.url())
+        }),
+        ..ServeConfig::default()
+    };
+    let server = start(pushwire::node::app(&config).expect("the node's app")).await;
+    let ready = reqwest::Client::new();
+    let deadline = Instant::now() + STEP;
+    while ready
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "never ready on Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(publish_http(&server, "news", "1").await.0, 200);
+    // Redis stops answering: the next publish times out (503).
+    redis.pause();
+    let (status, reply) = publish_http(&server, "news", "2").await;
+    redis.resume();
+    assert_eq!(status, 503, "{reply}");
+    let text = scrape(&server).await;
+    assert_samples(
+        &text,
+        &[
+            ("pushwire_messages_published_total", 1.0),
+            ("pushwire_broker_round_trip_seconds_count", 2.0),
+            ("pushwire_broker_errors_total", 1.0),
+            (
+                "pushwire_rejected_requests_total{reason=\"unavailable\"}",
+                1.0,
+            ),
+        ],
+    );
+    // The failed call waited for its timeout: at least 0.3 s in the histogram.
+    let sum = sample(&text, "pushwire_broker_round_trip_seconds_sum").expect("sum");
+    assert!(sum >= 0.3, "{sum}");
+    server.stop().await;
 }
