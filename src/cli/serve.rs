@@ -10,7 +10,7 @@ use pushwire::auth::{AUTH_TIMEOUT, AuthConfig};
 use pushwire::broker::RedisConfig;
 use pushwire::config::{
     ServeConfig, parse_broker, parse_handshake_timeout, parse_idle_timeout, parse_interval,
-    parse_leeway, parse_origin, parse_timeout, parse_ttl,
+    parse_leeway, parse_origin, parse_timeout, parse_ttl, parse_wait,
 };
 use pushwire::hub::HubConfig;
 use pushwire::protocol::session::SessionConfig;
@@ -230,6 +230,17 @@ pub(crate) struct ServeArgs {
         value_name = "PATTERN"
     )]
     public_topic: Vec<String>,
+
+    /// On SIGTERM or SIGINT, answer 503 on /readyz for this long (0s: not at all)
+    /// while serving as before, so that a load balancer stops sending new clients;
+    /// then tell every client to reconnect. The signal again ends the wait.
+    #[arg(long, env = "PUSHWIRE_DRAIN_DELAY", default_value = "5s", value_name = "DURATION", value_parser = parse_wait)]
+    drain_delay: Duration,
+
+    /// After clients were told to reconnect, wait at most this long for their
+    /// connections to close before exiting.
+    #[arg(long, env = "PUSHWIRE_SHUTDOWN_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_wait)]
+    shutdown_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -305,6 +316,8 @@ impl ServeArgs {
                 public_topics: self.public_topic,
                 auth_timeout: AUTH_TIMEOUT,
             },
+            drain_delay: self.drain_delay,
+            shutdown_timeout: self.shutdown_timeout,
         })
     }
 }

@@ -66,6 +66,7 @@ pub struct App {
     ws_config: Arc<ws::Config>,
     runtime: Runtime,
     shutdown_timeout: Duration,
+    drain_delay: Duration,
     limits: HttpLimits,
     http2_idle_timeout: Duration,
     hub: Option<Hub>,
@@ -102,6 +103,7 @@ impl App {
             ws_config: Arc::new(ws::Config::default()),
             runtime: Runtime::default(),
             shutdown_timeout: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             limits: HttpLimits::default(),
             http2_idle_timeout: HTTP2_IDLE_TIMEOUT,
             hub: None,
@@ -229,6 +231,15 @@ impl App {
         self
     }
 
+    /// How long the server drains before it shuts down (default none): from the
+    /// stop signal on, `/readyz` answers 503 for this long while everything else is
+    /// served as before, so that a load balancer that checks it stops sending new
+    /// clients; then clients are told to reconnect (see [`Server::run_until`]).
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
     /// Sets the limits on request heads (size, time to send; see [`HttpLimits`]).
     pub fn http_limits(mut self, limits: HttpLimits) -> Self {
         self.limits = limits;
@@ -325,7 +336,10 @@ impl App {
         let health = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .with_state(ready_hub);
+            .with_state(health::Readiness {
+                hub: ready_hub,
+                draining: self.runtime.draining.clone(),
+            });
         let sockets = sockets.merge(health);
         let router = files
             .layer(CompressionLayer::new())
@@ -345,6 +359,7 @@ impl App {
             router,
             runtime: self.runtime,
             shutdown_timeout: self.shutdown_timeout,
+            drain_delay: self.drain_delay,
             limits: self.limits,
             http2_idle_timeout: self.http2_idle_timeout,
             gate,

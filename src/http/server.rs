@@ -15,6 +15,10 @@ use super::runtime::Runtime;
 use super::serve::{HttpLimits, accept_loop};
 use super::tls::{Tls, TlsReloader};
 use crate::error::Error;
+use crate::ws::CloseCode;
+
+/// The close reason of `/ws` sessions when the server shuts down (with 1012).
+const SERVICE_RESTART: &str = "service restart";
 
 /// How often keepalive visits every connection.
 const KEEPALIVE_SWEEP: Duration = Duration::from_secs(1);
@@ -26,6 +30,7 @@ pub struct Server {
     pub(crate) router: Router,
     pub(crate) runtime: Runtime,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) drain_delay: Duration,
     pub(crate) limits: HttpLimits,
     pub(crate) http2_idle_timeout: Duration,
     pub(crate) gate: Option<Arc<Gate>>,
@@ -53,10 +58,12 @@ impl Server {
         self.tls.as_ref().map(|tls| tls.reloader.clone())
     }
 
-    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully. With
-    /// TLS, SIGHUP reloads the certificate and key (on Unix), reading them on a
-    /// blocking thread: a reload that fails is logged and keeps the certificate in
-    /// use.
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then drains and shuts down
+    /// gracefully (see [`Server::run_until`]). A second signal while draining ends
+    /// the drain delay at once; one more while waiting for connections to close
+    /// stops waiting. With TLS, SIGHUP reloads the certificate and key (on Unix),
+    /// reading them on a blocking thread: a reload that fails is logged and keeps
+    /// the certificate in use.
     pub async fn run(self) -> Result<(), Error> {
         #[cfg(unix)]
         if let Some(reloader) = self.tls_reloader() {
@@ -76,16 +83,39 @@ impl Server {
                 ),
             }
         }
-        self.run_until(shutdown_signal()).await
+        self.serve(shutdown_signal(), shutdown_signal).await
     }
 
-    /// Serves until `signal` resolves, then shuts down gracefully: stops accepting,
-    /// closes every WebSocket with 1001, and waits for them (bounded by the shutdown
-    /// timeout).
+    /// Serves until `signal` resolves, then drains and shuts down gracefully:
+    ///
+    /// 1. for the drain delay ([`App::drain_delay`](crate::App::drain_delay), none
+    ///    by default) `/readyz` answers 503 while everything else is served as
+    ///    before, so that a load balancer stops sending new clients;
+    /// 2. then it stops accepting and tells every client to reconnect: each `/ws`
+    ///    session is closed with 1012 "service restart" (the other socket routes
+    ///    with 1001 "server shutting down"), each after the messages already queued
+    ///    for it; SSE streams end after a `retry:` line; waiting long-polls are
+    ///    answered at once, with `Retry-After`;
+    /// 3. and waits for the connections to finish, at most the shutdown timeout
+    ///    ([`App::shutdown_timeout`](crate::App::shutdown_timeout)).
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        self.serve(signal, std::future::pending::<()>).await
+    }
+
+    /// [`Server::run_until`], where each call of `again` resolves on the next
+    /// signal: one during the drain delay ends it, one during the wait for
+    /// connections ends that.
+    async fn serve<F>(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+        mut again: impl FnMut() -> F,
+    ) -> Result<(), Error>
+    where
+        F: Future<Output = ()>,
+    {
         let runtime = self.runtime.clone();
         let accepting = tokio::spawn(accept_loop(
             self.listener,
@@ -96,24 +126,47 @@ impl Server {
             self.tls,
             self.gate,
         ));
-        let sweeper = tokio::spawn(
-            Arc::clone(&self.runtime.registry)
-                .sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
-        );
+        let sweepers = [&self.runtime.registry, &self.runtime.topics].map(|registry| {
+            tokio::spawn(
+                Arc::clone(registry).sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
+            )
+        });
         signal.await;
-        tracing::info!("shutting down");
+        self.runtime.draining.cancel();
+        if !self.drain_delay.is_zero() {
+            tracing::info!(
+                "draining: /readyz answers 503 for {:?} while clients are served; \
+                 signal again to end the wait",
+                self.drain_delay
+            );
+            tokio::select! {
+                () = tokio::time::sleep(self.drain_delay) => {}
+                () = again() => tracing::info!("signalled again: the drain delay ends now"),
+            }
+        }
+        tracing::info!("shutting down: clients are told to reconnect");
         self.runtime.shutdown.cancel();
+        self.runtime
+            .topics
+            .close_all(CloseCode::SERVICE_RESTART, SERVICE_RESTART);
         self.runtime.registry.shutdown();
-        let _ = sweeper.await;
+        for sweeper in sweepers {
+            let _ = sweeper.await;
+        }
         if let Err(err) = accepting.await {
             tracing::error!(error = %err, "the accept loop failed");
         }
-        self.runtime.shutdown.cancel();
         self.runtime.tracker.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait())
-            .await
-            .is_err()
-        {
+        let finished = tokio::select! {
+            finished = tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait()) => {
+                finished.is_ok()
+            }
+            () = again() => {
+                tracing::info!("signalled again: not waiting for connections to close");
+                false
+            }
+        };
+        if !finished {
             tracing::warn!(
                 "{} connection tasks still running after {:?}; exiting anyway",
                 self.runtime.tracker.len(),

@@ -1,0 +1,234 @@
+//! Graceful drain (`docs/operations.md`, "Drain and rolling restarts"): on SIGTERM
+//! the `pushwire` binary answers 503 on `/readyz` for `--drain-delay` while it
+//! serves as before, then tells every client to reconnect (1012 on `/ws` after the
+//! messages queued before it, a `retry:` line on SSE, `Retry-After` on a waiting
+//! long-poll) and exits within `--shutdown-timeout`.
+//!
+//! The drain delay in these tests is an hour, ended by a second SIGTERM: what
+//! happens during the delay is checked without racing a timer.
+
+use crate::common;
+
+use common::STEP;
+use common::redis::{Node, status, wait_status};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// `pushwire serve` on a free port with the in-process broker and `extra` flags.
+fn serve(extra: &[&str]) -> Node {
+    let mut args: Vec<String> = ["serve", "--port", "0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Node::start_args(&args)
+}
+
+/// A `/ws` client of `node` past its hello, subscribed to `topic`.
+async fn subscriber(node: &Node, topic: &str) -> common::Client {
+    let mut client = common::connect(&node.ws_url()).await;
+    let hello = common::topics::next_json(&mut client).await;
+    assert!(hello["hello"].is_object(), "{hello}");
+    common::topics::sub(&mut client, topic, None).await;
+    client
+}
+
+/// `POST /api/publish` of `entries` (a batch); the answer's status.
+async fn publish_batch(node: &Node, entries: &Value) -> u16 {
+    let response = tokio::time::timeout(
+        STEP,
+        reqwest::Client::new()
+            .post(node.url("/api/publish"))
+            .header("content-type", "application/json")
+            .body(entries.to_string())
+            .send(),
+    )
+    .await
+    .expect("publish timed out")
+    .expect("publish failed");
+    response.status().as_u16()
+}
+
+/// Reads the messages of `client` up to its close frame: their offsets, and the
+/// close code and reason.
+async fn offsets_until_close(client: &mut common::Client) -> (Vec<u64>, Option<(u16, String)>) {
+    let mut offsets = Vec::new();
+    loop {
+        match common::next(client).await {
+            WsMessage::Text(text) => {
+                let push: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                offsets.push(push["offset"].as_u64().expect("a message"));
+            }
+            WsMessage::Close(frame) => {
+                let close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                return (offsets, close);
+            }
+            other => panic!("expected a message or a close, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_answers_503_while_draining_and_everything_else_is_served() {
+    let mut node = serve(&["--drain-delay", "1h"]);
+    let mut early = subscriber(&node, "news").await;
+
+    node.terminate();
+    wait_status(&node, "/readyz", 503, STEP).await;
+    let readyz = reqwest::get(node.url("/readyz")).await.expect("readyz");
+    assert_eq!(readyz.text().await.expect("body"), "draining\n");
+    assert_eq!(status(&node, "/healthz").await, Some(200));
+
+    // Served as before: a publish reaches the subscriber of before, and a new
+    // client connects and subscribes.
+    let mut late = subscriber(&node, "news").await;
+    assert_eq!(
+        publish_batch(&node, &json!([{"topic": "news", "data": "during"}])).await,
+        200
+    );
+    for client in [&mut early, &mut late] {
+        let push = common::topics::next_json(client).await;
+        assert_eq!(
+            (push["offset"].as_u64(), &push["data"]),
+            (Some(1), &json!("during"))
+        );
+    }
+    common::sse::get(&node.url("/sse?topic=news"), None).await;
+
+    // The second signal ends the delay: clients are told to reconnect.
+    node.terminate();
+    for client in [&mut early, &mut late] {
+        let (offsets, close) = offsets_until_close(client).await;
+        assert_eq!(offsets, Vec::<u64>::new());
+        assert_eq!(close, Some((1012, "service restart".to_owned())));
+    }
+    let exit = node.wait_exit(STEP).await.expect("exit after the drain");
+    assert!(exit.success(), "{exit}");
+}
+
+#[tokio::test]
+async fn a_ws_client_gets_every_message_queued_before_its_1012() {
+    let mut node = serve(&["--drain-delay", "0s"]);
+    let mut client = subscriber(&node, "burst").await;
+    // Published while the client reads nothing: they wait in its queue (or in
+    // the sockets' buffers) when the signal comes.
+    let batch: Vec<Value> = (1..=500)
+        .map(|n| json!({"topic": "burst", "data": n}))
+        .collect();
+    assert_eq!(publish_batch(&node, &Value::Array(batch)).await, 200);
+    node.terminate();
+
+    let (offsets, close) = offsets_until_close(&mut client).await;
+    assert_eq!(offsets, (1..=500).collect::<Vec<u64>>());
+    assert_eq!(close, Some((1012, "service restart".to_owned())));
+    let exit = node.wait_exit(STEP).await.expect("exit");
+    assert!(exit.success(), "{exit}");
+}
+
+#[tokio::test]
+async fn sse_streams_end_with_a_retry_hint_and_waiting_polls_answer_with_retry_after() {
+    let mut node = serve(&["--drain-delay", "1h"]);
+    // The topic's position, so that the next poll waits.
+    let first: Value = reqwest::get(node.url("/poll?topic=news&timeout=0"))
+        .await
+        .expect("poll")
+        .json()
+        .await
+        .expect("JSON");
+    let since = first["since"].as_str().expect("since").to_owned();
+    let mut sse = common::sse::get(&node.url("/sse?topic=news"), None).await;
+    let opening = tokio::time::timeout(STEP, sse.chunk())
+        .await
+        .expect("the stream's first chunk")
+        .expect("read")
+        .expect("a chunk");
+    assert!(String::from_utf8_lossy(&opening).contains("event: subscribed"));
+    let poll_url = node.url(&format!("/poll?topic=news&since={since}&timeout=60000"));
+    let poll = tokio::spawn(async move { reqwest::get(poll_url).await });
+
+    node.terminate();
+    wait_status(&node, "/readyz", 503, STEP).await;
+    // Draining: the poll still waits, for a message or its timeout.
+    assert!(!poll.is_finished(), "a poll answered while the node drains");
+
+    node.terminate();
+    let answer = tokio::time::timeout(STEP, poll)
+        .await
+        .expect("the waiting poll is answered at once")
+        .expect("task")
+        .expect("poll");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = answer.json().await.expect("JSON");
+    assert_eq!(body["messages"], json!([]));
+    assert_eq!(body["since"], since.as_str());
+
+    // The stream's end: a `retry:` of at most a second, then a clean end.
+    let mut rest = String::new();
+    loop {
+        let chunk = tokio::time::timeout(STEP, sse.chunk())
+            .await
+            .expect("the stream ends")
+            .expect("the stream ends cleanly, not with an error");
+        match chunk {
+            Some(chunk) => rest.push_str(&String::from_utf8_lossy(&chunk)),
+            None => break,
+        }
+    }
+    let retry: u64 = rest
+        .lines()
+        .find_map(|line| line.strip_prefix("retry: "))
+        .unwrap_or_else(|| panic!("no retry line in {rest:?}"))
+        .parse()
+        .expect("a number of milliseconds");
+    assert!(retry <= 1000, "{rest:?}");
+    let exit = node.wait_exit(STEP).await.expect("exit");
+    assert!(exit.success(), "{exit}");
+}
+
+/// A client that never reads, so that the server's writes to it make no progress
+/// (its write timeout is 30 s): the process exits after `--shutdown-timeout`
+/// anyway.
+#[tokio::test]
+async fn the_process_exits_after_the_shutdown_timeout_even_with_a_stuck_client() {
+    let mut node = serve(&["--drain-delay", "0s", "--shutdown-timeout", "1s"]);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let tcp = socket.connect(node.addr).await.expect("connect");
+    let (mut stuck, _) = tokio_tungstenite::client_async(node.ws_url(), tcp)
+        .await
+        .expect("handshake");
+    let _hello = stuck.next().await;
+    stuck
+        .send(WsMessage::text(
+            json!({"op": "sub", "id": 1, "topic": "big"}).to_string(),
+        ))
+        .await
+        .expect("sub");
+    let _reply = stuck.next().await;
+    // Megabytes the client will never read.
+    let data = "x".repeat(60_000);
+    for _ in 0..10 {
+        let batch: Vec<Value> = (0..15)
+            .map(|_| json!({"topic": "big", "data": data}))
+            .collect();
+        assert_eq!(publish_batch(&node, &Value::Array(batch)).await, 200);
+    }
+
+    node.terminate();
+    let exit = node
+        .wait_exit(STEP)
+        .await
+        .expect("exit within the shutdown timeout, not the 30 s write timeout");
+    assert!(exit.success(), "{exit}");
+    drop(stuck);
+}
