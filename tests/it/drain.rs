@@ -9,6 +9,8 @@
 
 use crate::common;
 
+use std::time::Duration;
+
 use common::STEP;
 use common::redis::{Node, status, wait_status};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -231,4 +233,105 @@ async fn the_process_exits_after_the_shutdown_timeout_even_with_a_stuck_client()
         .expect("exit within the shutdown timeout, not the 30 s write timeout");
     assert!(exit.success(), "{exit}");
     drop(stuck);
+}
+
+/// `pushwire serve` on `redis` with the rolling-restart settings, on `port` (0: a
+/// free one).
+fn cluster_node(redis: &common::redis::RedisServer, port: u16) -> Node {
+    let port = port.to_string();
+    let args: Vec<String> = [
+        "serve",
+        "--port",
+        &port,
+        "--broker",
+        &redis.url(),
+        "--broker-timeout",
+        "10s",
+        // History covers every reconnect of the run.
+        "--history-size",
+        "100000",
+        "--history-ttl",
+        "10m",
+        "--drain-delay",
+        "1s",
+        "--shutdown-timeout",
+        "10s",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    Node::start_args(&args)
+}
+
+/// Three nodes on one Redis, restarted one at a time with SIGTERM while
+/// `pushwire bench soak --exact` publishes a numbered sequence on each topic and
+/// subscribers over `/ws`, SSE and long-poll, spread over the nodes (each
+/// connection to a node that answers 200 on `/readyz`, as a load balancer would
+/// send it), reconnect when told to and resubscribe from their positions. The soak
+/// judges every message: each subscriber must end with every message of its
+/// topics, in order, each once.
+#[tokio::test]
+async fn a_rolling_restart_of_three_nodes_under_load_loses_and_repeats_nothing() {
+    let redis = common::redis::RedisServer::start();
+    let mut nodes: Vec<Node> = (0..3).map(|_| cluster_node(&redis, 0)).collect();
+    for node in &nodes {
+        wait_status(node, "/readyz", 200, common::redis::READY).await;
+    }
+    let urls = nodes
+        .iter()
+        .map(|node| node.url(""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let soak = common::binary::pushwire_async()
+        .args(["bench", "soak", "--exact", "--url", &urls])
+        .args(["--duration", "25s", "--connections", "30", "--topics", "3"])
+        .args(["--topics-per-subscriber", "2", "--rate", "30"])
+        // Sessions end only when a node asks its clients to reconnect.
+        .args(["--min-lifetime", "10m", "--max-lifetime", "10m"])
+        .args(["--max-pause", "300ms", "--poll-timeout", "5s"])
+        .args(["--final-timeout", "60s", "--sample", "5s"])
+        .spawn()
+        .expect("start pushwire bench soak");
+
+    // The subscribers subscribe, then the publishers start; then each node in
+    // turn drains, exits and starts again on its port.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for node in &mut nodes {
+        let port = node.addr.port();
+        node.terminate();
+        let exit = node
+            .wait_exit(STEP + STEP)
+            .await
+            .expect("the node exits after its drain");
+        assert!(exit.success(), "{exit}");
+        *node = cluster_node(&redis, port);
+        wait_status(node, "/readyz", 200, common::redis::READY).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    let output = tokio::time::timeout(Duration::from_secs(180), soak.wait_with_output())
+        .await
+        .expect("the soak ends")
+        .expect("soak output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = format!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{report}");
+    assert!(stdout.contains("soak: PASS"), "{report}");
+    // Every transport was told to reconnect by a draining node, at least once.
+    let told = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("told to reconnect by a node shutting down: "))
+        .unwrap_or_else(|| panic!("no reconnect counts in {report}"));
+    for transport in ["ws", "sse", "poll"] {
+        let count: u64 = told
+            .split([',', ';'])
+            .find_map(|part| part.trim().strip_prefix(&format!("{transport} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {transport} count in {told:?}"));
+        assert!(
+            count > 0,
+            "no {transport} subscriber was told to reconnect: {report}"
+        );
+    }
+    assert!(stdout.contains(" 0 not recovered"), "{report}");
 }

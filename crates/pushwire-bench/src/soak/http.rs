@@ -16,6 +16,8 @@ pub(crate) struct Client {
     sender: SendRequest<String>,
     host: String,
     driver: tokio::task::JoinHandle<()>,
+    /// Whether the last response carried `Retry-After`.
+    retry_after: bool,
 }
 
 impl Drop for Client {
@@ -41,7 +43,14 @@ impl Client {
             sender,
             host: addr.to_string(),
             driver,
+            retry_after: false,
         })
+    }
+
+    /// Whether the last response carried `Retry-After` (a node that shuts down
+    /// says so on the long-polls it answers).
+    pub(crate) fn retry_after(&self) -> bool {
+        self.retry_after
     }
 
     /// Sends a request and answers the response head and its body stream.
@@ -72,6 +81,7 @@ impl Client {
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();
+        self.retry_after = response.headers().contains_key(http::header::RETRY_AFTER);
         Ok((status, BodyReader(response.into_body())))
     }
 
