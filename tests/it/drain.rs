@@ -335,3 +335,90 @@ async fn a_rolling_restart_of_three_nodes_under_load_loses_and_repeats_nothing()
     }
     assert!(stdout.contains(" 0 not recovered"), "{report}");
 }
+
+/// `POST /api/publish/{topic}` of `n` as JSON on `node`; the epoch it got.
+async fn publish_number(node: &Node, topic: &str, n: u64) -> String {
+    let response = tokio::time::timeout(
+        STEP,
+        reqwest::Client::new()
+            .post(node.url(&format!("/api/publish/{topic}")))
+            .header("content-type", "application/json")
+            .body(n.to_string())
+            .send(),
+    )
+    .await
+    .expect("publish timed out")
+    .expect("publish failed");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(answer["offset"], n, "{answer}");
+    answer["epoch"].as_str().expect("epoch").to_owned()
+}
+
+/// `pushwire sub` follows a node that restarts: told 1012, it reconnects (once the
+/// node is back on its port) and resumes from the last message it printed.
+#[tokio::test]
+async fn pushwire_sub_reconnects_after_1012_and_resumes_where_it_was() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let redis = common::redis::RedisServer::start();
+    let mut node = cluster_node(&redis, 0);
+    let other = cluster_node(&redis, 0);
+    for node in [&node, &other] {
+        wait_status(node, "/readyz", 200, common::redis::READY).await;
+    }
+    let mut epoch = String::new();
+    for n in 1..=3 {
+        epoch = publish_number(&other, "restarts", n).await;
+    }
+    let since = format!("restarts@{epoch}:0");
+    let mut sub = common::binary::pushwire_async()
+        .args([
+            "sub", "restarts", "--json", "--count", "6", "--since", &since,
+        ])
+        .args(["--url", &node.ws_url()])
+        .spawn()
+        .expect("start pushwire sub");
+    let mut lines = tokio::io::BufReader::new(sub.stdout.take().expect("stdout")).lines();
+    let mut offsets = Vec::new();
+    while offsets.len() < 3 {
+        let line = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("a line within the time limit")
+            .expect("read")
+            .expect("a line");
+        let message: Value = serde_json::from_str(&line).expect("JSON");
+        offsets.push(message["offset"].as_u64().expect("offset"));
+    }
+
+    let port = node.addr.port();
+    node.terminate();
+    let exit = node.wait_exit(STEP).await.expect("the node exits");
+    assert!(exit.success(), "{exit}");
+    for n in 4..=6 {
+        publish_number(&other, "restarts", n).await;
+    }
+    node = cluster_node(&redis, port);
+    wait_status(&node, "/readyz", 200, common::redis::READY).await;
+
+    while let Some(line) = tokio::time::timeout(STEP, lines.next_line())
+        .await
+        .expect("a line within the time limit")
+        .expect("read")
+    {
+        let message: Value = serde_json::from_str(&line).expect("JSON");
+        offsets.push(message["offset"].as_u64().expect("offset"));
+    }
+    assert_eq!(offsets, vec![1, 2, 3, 4, 5, 6]);
+    let output = tokio::time::timeout(STEP, sub.wait_with_output())
+        .await
+        .expect("sub exits after --count")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the server restarts (1012); reconnecting"),
+        "{stderr}"
+    );
+    drop(node);
+}
