@@ -26,7 +26,7 @@ use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, SocketRoute};
-use super::{health, origin, poll, presence, publish, sse};
+use super::{drain, health, origin, poll, presence, publish, sse};
 use crate::auth::TokenVerifier;
 use crate::error::Error;
 use crate::hub::Hub;
@@ -345,6 +345,10 @@ impl App {
             .layer(CompressionLayer::new())
             .merge(sockets)
             .fallback(|| async { not_found() })
+            .layer(axum::middleware::from_fn_with_state(
+                self.runtime.draining.clone(),
+                drain::close_while_draining,
+            ))
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),

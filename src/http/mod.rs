@@ -5,6 +5,7 @@
 mod access;
 mod app;
 mod assets;
+mod drain;
 mod error;
 mod health;
 mod limits;

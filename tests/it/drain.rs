@@ -422,3 +422,29 @@ async fn pushwire_sub_reconnects_after_1012_and_resumes_where_it_was() {
     );
     drop(node);
 }
+
+/// While draining, HTTP/1.1 answers close their connection, so that the next
+/// request goes (through the balancer) to a node that is still ready.
+#[tokio::test]
+async fn http_answers_close_their_connection_while_the_node_drains() {
+    let mut node = serve(&["--drain-delay", "1h"]);
+    let connection = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let before = reqwest::get(node.url("/healthz")).await.expect("healthz");
+    assert_eq!(connection(&before), None);
+    node.terminate();
+    wait_status(&node, "/readyz", 503, STEP).await;
+    for path in ["/healthz", "/poll?topic=news&timeout=0", "/"] {
+        let during = reqwest::get(node.url(path)).await.expect(path);
+        assert_eq!(during.status(), 200, "{path}");
+        assert_eq!(connection(&during).as_deref(), Some("close"), "{path}");
+    }
+    node.terminate();
+    let exit = node.wait_exit(STEP).await.expect("exit");
+    assert!(exit.success(), "{exit}");
+}

@@ -779,9 +779,10 @@ impl Churner {
                     self.since_text()
                 ));
             }
-            if client.retry_after() {
-                // A node that shuts down answers at once with Retry-After: poll a
-                // ready node next.
+            if client.retry_after() || client.closing() {
+                // A node that shuts down answers at once with Retry-After; one that
+                // drains closes each connection after its answer: poll a ready node
+                // next, on a new connection.
                 self.shared.counters.told_to_reconnect[Transport::Poll as usize]
                     .fetch_add(1, Ordering::Relaxed);
                 return Ok(());

@@ -18,6 +18,8 @@ pub(crate) struct Client {
     driver: tokio::task::JoinHandle<()>,
     /// Whether the last response carried `Retry-After`.
     retry_after: bool,
+    /// Whether the last response carried `Connection: close`.
+    closing: bool,
 }
 
 impl Drop for Client {
@@ -44,7 +46,14 @@ impl Client {
             host: addr.to_string(),
             driver,
             retry_after: false,
+            closing: false,
         })
+    }
+
+    /// Whether the last response carried `Connection: close` (a draining node
+    /// says so on every answer): the next request needs a new connection.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
     }
 
     /// Whether the last response carried `Retry-After` (a node that shuts down
@@ -82,6 +91,10 @@ impl Client {
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();
         self.retry_after = response.headers().contains_key(http::header::RETRY_AFTER);
+        self.closing = response
+            .headers()
+            .get(http::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         Ok((status, BodyReader(response.into_body())))
     }
 

@@ -237,6 +237,10 @@ impl Way {
                         64 * 1024,
                     )
                     .await?;
+                if client.closing() {
+                    // The node closes this connection (it drains): a new one next.
+                    *slot = None;
+                }
                 if status != http::StatusCode::OK {
                     return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
                 }
