@@ -66,7 +66,7 @@ covers the gap (or the topic's epoch changed), one line on standard error says
 `recovered: false` for that topic, which then continues with live messages only.
 
 When the server restarts (it drains and closes the connection with 1012 \"service
-restart\"), sub reconnects to the same URL, for up to 30 s, and resumes every topic
+restart\"), sub reconnects to the same URL, for up to --reconnect-for (30 s), and resumes every topic
 after the last message it printed: nothing is missed or printed twice while the
 server's history covers the gap.";
 
@@ -180,6 +180,11 @@ pub(crate) struct SubArgs {
     /// Exit (status 0) after printing N messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+
+    /// When the server restarts (close 1012), try this long to reconnect and resume
+    /// (then exit 1); 0s: exit 0 instead, as on a normal close.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    reconnect_for: std::time::Duration,
 }
 
 fn parse_positions(text: &str) -> Result<Positions, String> {
@@ -312,10 +317,6 @@ async fn authenticate(client: &mut Client, token: Option<&str>) -> Result<(), St
     Ok(())
 }
 
-/// How long `pushwire sub` keeps trying to reconnect after the server said it
-/// restarts (1012).
-const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
-
 async fn follow(args: SubArgs) -> Result<(), String> {
     // Where each topic stands: the --since given, then each message printed.
     let mut positions = args.since.clone().unwrap_or_default();
@@ -327,15 +328,22 @@ async fn follow(args: SubArgs) -> Result<(), String> {
             // A server that restarts (it drains: 1012) asks us to come back: we
             // resubscribe from where each topic stands, on it or on whatever node
             // the URL reaches now.
-            None if client.close_code() == Some(CloseCode::SERVICE_RESTART) => {
+            None if client.close_code() == Some(CloseCode::SERVICE_RESTART)
+                && !args.reconnect_for.is_zero() =>
+            {
                 eprintln!("pushwire: the server restarts (1012); reconnecting");
                 client = reconnect(&args, &mut positions).await?;
             }
-            // A server that shuts down or closes normally ends the stream; anything
-            // else (a slow-consumer close, a broken connection) is an error.
+            // A server that shuts down or closes normally ends the stream (a restart
+            // too, with --reconnect-for 0s); anything else (a slow-consumer close, a
+            // broken connection) is an error.
             None => {
                 return match client.close_code() {
-                    Some(code) if code == CloseCode::NORMAL || code == CloseCode::GOING_AWAY => {
+                    Some(code)
+                        if code == CloseCode::NORMAL
+                            || code == CloseCode::GOING_AWAY
+                            || code == CloseCode::SERVICE_RESTART =>
+                    {
                         Ok(())
                     }
                     Some(code) => Err(format!("the connection closed with {}", code.0)),
@@ -395,9 +403,9 @@ async fn subscribe_all(args: &SubArgs, positions: &mut Positions) -> Result<Clie
 }
 
 /// [`subscribe_all`] again after a restart, retried with backoff (and jitter) for
-/// [`RECONNECT_FOR`]: the server may be gone for a moment.
+/// `--reconnect-for`: the server may be gone for a moment.
 async fn reconnect(args: &SubArgs, positions: &mut Positions) -> Result<Client, String> {
-    let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
+    let deadline = tokio::time::Instant::now() + args.reconnect_for;
     let mut ceiling = std::time::Duration::from_millis(250);
     loop {
         // At once or soon: the clients of a node do not all come back together.
@@ -407,8 +415,8 @@ async fn reconnect(args: &SubArgs, positions: &mut Positions) -> Result<Client, 
             Ok(client) => return Ok(client),
             Err(err) if tokio::time::Instant::now() >= deadline => {
                 return Err(format!(
-                    "could not reconnect within {}s after the server restarted: {err}",
-                    RECONNECT_FOR.as_secs()
+                    "could not reconnect within {} after the server restarted: {err}",
+                    humantime::format_duration(args.reconnect_for)
                 ));
             }
             Err(_) => ceiling = (ceiling * 2).min(std::time::Duration::from_secs(2)),
