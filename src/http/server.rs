@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::limits::Gate;
@@ -83,7 +84,10 @@ impl Server {
                 ),
             }
         }
-        self.serve(shutdown_signal(), shutdown_signal).await
+        let (tx, signals) = mpsc::unbounded_channel();
+        // Listening from now on: no signal is missed between the steps.
+        tokio::spawn(forward_signals(StopSignals::listen(), tx));
+        self.serve(signals).await
     }
 
     /// Serves until `signal` resolves, then drains and shuts down gracefully:
@@ -102,20 +106,18 @@ impl Server {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        self.serve(signal, std::future::pending::<()>).await
+        let (tx, signals) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(());
+        });
+        self.serve(signals).await
     }
 
-    /// [`Server::run_until`], where each call of `again` resolves on the next
-    /// signal: one during the drain delay ends it, one during the wait for
+    /// [`Server::run_until`] on the signals of `signals`: the first starts the
+    /// drain, one during the drain delay ends it, one during the wait for
     /// connections ends that.
-    async fn serve<F>(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-        mut again: impl FnMut() -> F,
-    ) -> Result<(), Error>
-    where
-        F: Future<Output = ()>,
-    {
+    async fn serve(self, mut signals: mpsc::UnboundedReceiver<()>) -> Result<(), Error> {
         let runtime = self.runtime.clone();
         let accepting = tokio::spawn(accept_loop(
             self.listener,
@@ -131,7 +133,7 @@ impl Server {
                 Arc::clone(registry).sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
             )
         });
-        signal.await;
+        next_signal(&mut signals).await;
         self.runtime.draining.cancel();
         if !self.drain_delay.is_zero() {
             tracing::info!(
@@ -141,7 +143,9 @@ impl Server {
             );
             tokio::select! {
                 () = tokio::time::sleep(self.drain_delay) => {}
-                () = again() => tracing::info!("signalled again: the drain delay ends now"),
+                () = next_signal(&mut signals) => {
+                    tracing::info!("signalled again: the drain delay ends now");
+                }
             }
         }
         tracing::info!("shutting down: clients are told to reconnect");
@@ -161,7 +165,7 @@ impl Server {
             finished = tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait()) => {
                 finished.is_ok()
             }
-            () = again() => {
+            () = next_signal(&mut signals) => {
                 tracing::info!("signalled again: not waiting for connections to close");
                 false
             }
@@ -214,30 +218,73 @@ async fn reload_on_sighup(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+/// Resolves on the next signal of `signals`; never once they can no longer come.
+async fn next_signal(signals: &mut mpsc::UnboundedReceiver<()>) {
+    if signals.recv().await.is_none() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// SIGTERM and SIGINT, listened for from the moment they are made.
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGTERM or SIGINT (Ctrl-C elsewhere).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(signal: &mut Option<tokio::signal::unix::Signal>) {
+                let received = match signal {
+                    Some(signal) => signal.recv().await.is_some(),
+                    None => false,
+                };
+                if !received {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::select! {
+                () = one(&mut self.terminate) => {}
+                () = one(&mut self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    }
+}
+
+/// Sends one `()` on `tx` per stop signal, until the server is gone.
+async fn forward_signals(mut signals: StopSignals, tx: mpsc::UnboundedSender<()>) {
+    loop {
+        signals.next().await;
+        if tx.send(()).is_err() {
+            return;
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

@@ -195,12 +195,10 @@ async fn sse_streams_end_with_a_retry_hint_and_waiting_polls_answer_with_retry_a
     assert!(exit.success(), "{exit}");
 }
 
-/// A client that never reads, so that the server's writes to it make no progress
-/// (its write timeout is 30 s): the process exits after `--shutdown-timeout`
-/// anyway.
-#[tokio::test]
-async fn the_process_exits_after_the_shutdown_timeout_even_with_a_stuck_client() {
-    let mut node = serve(&["--drain-delay", "0s", "--shutdown-timeout", "1s"]);
+/// A `/ws` client of `node` subscribed to a topic on which megabytes are then
+/// published, which it never reads: the server's writes to it make no progress
+/// (until its write timeout, 30 s).
+async fn stuck_client(node: &Node) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket
         .set_recv_buffer_size(4096)
@@ -217,20 +215,46 @@ async fn the_process_exits_after_the_shutdown_timeout_even_with_a_stuck_client()
         .await
         .expect("sub");
     let _reply = stuck.next().await;
-    // Megabytes the client will never read.
     let data = "x".repeat(60_000);
     for _ in 0..10 {
         let batch: Vec<Value> = (0..15)
             .map(|_| json!({"topic": "big", "data": data}))
             .collect();
-        assert_eq!(publish_batch(&node, &Value::Array(batch)).await, 200);
+        assert_eq!(publish_batch(node, &Value::Array(batch)).await, 200);
     }
+    stuck
+}
 
+#[tokio::test]
+async fn the_process_exits_after_the_shutdown_timeout_even_with_a_stuck_client() {
+    let mut node = serve(&["--drain-delay", "0s", "--shutdown-timeout", "1s"]);
+    let stuck = stuck_client(&node).await;
     node.terminate();
     let exit = node
         .wait_exit(STEP)
         .await
         .expect("exit within the shutdown timeout, not the 30 s write timeout");
+    assert!(exit.success(), "{exit}");
+    drop(stuck);
+}
+
+/// A signal while the node waits for its connections to close ends the wait.
+#[tokio::test]
+async fn a_second_signal_ends_the_wait_for_connections() {
+    let mut node = serve(&["--drain-delay", "0s", "--shutdown-timeout", "1h"]);
+    let stuck = stuck_client(&node).await;
+    node.terminate();
+    // Closing: it no longer accepts connections, and waits for the stuck one.
+    let deadline = std::time::Instant::now() + STEP;
+    while status(&node, "/healthz").await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.terminate();
+    let exit = node
+        .wait_exit(STEP)
+        .await
+        .expect("exit at the second signal, not after the hour or the 30 s write timeout");
     assert!(exit.success(), "{exit}");
     drop(stuck);
 }
