@@ -52,7 +52,8 @@ export async function startPushwire({ args = [], readyTimeout = 15000, port: wan
   const port = wanted ?? await freePort();
   const bin = pushwireBinary();
   const argv = ['--bind', '127.0.0.1', '--port', String(port), ...args];
-  const child = await spawnGroup(bin, argv, { env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1' } });
+  // No drain delay unless `args` asks for one (flags win over PUSHWIRE_*): a stop is a stop here.
+  const child = await spawnGroup(bin, argv, { env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1', PUSHWIRE_DRAIN_DELAY: '0s' } });
   const server = {
     port,
     url: `http://127.0.0.1:${port}/`,
