@@ -65,6 +65,13 @@ pub struct ServeConfig {
     /// Who may read `/metrics`; `None`: no `/metrics` (and nothing is counted,
     /// unless the admin page is on).
     pub metrics: Option<MetricsAccess>,
+    /// How long `/readyz` answers 503 before clients are told to reconnect, at
+    /// SIGTERM (see [`crate::App::drain_delay`]); none by default (`pushwire
+    /// serve`: 5 s).
+    pub drain_delay: Duration,
+    /// How long shutdown waits for connections to close after telling them to
+    /// (see [`crate::App::shutdown_timeout`]).
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -88,8 +95,21 @@ impl Default for ServeConfig {
             log_format: LogFormat::default(),
             log_filter: None,
             metrics: Some(MetricsAccess::LikePublish),
+            // None here, as for `App`; `pushwire serve` drains 5 s by default.
+            drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Parses a `--drain-delay` or `--shutdown-timeout` such as `5s` (0 to 1 h).
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    let wait = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 5s, or 0s)"))?;
+    if wait > Duration::from_secs(3600) {
+        return Err(String::from("must be at most 1h"));
+    }
+    Ok(wait)
 }
 
 impl ServeConfig {

@@ -64,6 +64,8 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
         .http_limits(config.http_limits.clone())
         .http2_idle_timeout(config.http2_idle_timeout)
         .session_config(config.session)
+        .drain_delay(config.drain_delay)
+        .shutdown_timeout(config.shutdown_timeout)
         .topics(hub(config)?);
     if let Some(key) = &config.api_key {
         app = app.api_key(key.clone());

@@ -54,7 +54,11 @@
 //!
 //! To resume after a disconnection, remember the [`Position`] of the last message of
 //! each topic and pass it as `since` when subscribing again: the reply says whether
-//! every missed message follows ([`SubscribeReply::recovered`]).
+//! every missed message follows ([`SubscribeReply::recovered`]). A server that
+//! restarts (it drains, `docs/operations.md`) closes the connection with 1012
+//! ([`CloseCode::SERVICE_RESTART`], see [`Client::close_code`]) after every message
+//! queued for it: that is the moment to connect again, soon, and resubscribe so
+//! (`pushwire sub` does, for up to 30 s).
 //!
 //! Topic names are sent as given and checked by the server: a name outside the
 //! grammar comes back as [`ClientError::Server`] with code 422.
@@ -309,7 +313,8 @@ impl Client {
     }
 
     /// How the connection ended, once [`next_event`](Self::next_event) has
-    /// reported its end: 1000 or 1001 for a normal close, 1008 for a slow consumer,
+    /// reported its end: 1000 or 1001 for a normal close, 1012 when the server
+    /// restarts (reconnect and resubscribe with `since`), 1008 for a slow consumer,
     /// 1006 when it broke without a close handshake. `None` while it is open.
     pub fn close_code(&self) -> Option<CloseCode> {
         self.socket.close_code()

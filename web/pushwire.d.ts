@@ -453,9 +453,11 @@ export type TransportHost = {
      */
     opened: () => void;
     /**
-     * The connection is gone (or could not be opened).
+     * The connection is gone (or could not be opened);
+     * `restart`: the server said it restarts (WebSocket close 1012), so the next attempts use the
+     * same transport rather than fall back to another.
      */
-    closed: (why: string) => void;
+    closed: (why: string, restart?: boolean) => void;
     /**
      * The server answered a
      * subscription (`sub`: the one it answers, when the transport knows it).

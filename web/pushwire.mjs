@@ -26,7 +26,9 @@
  *
  * Transports: WebSocket (/ws) first, then Server-Sent Events (/sse), then long-polling (/poll),
  * or the order in `opts.transports`. On a disconnect the client reconnects with exponential
- * backoff and full jitter and resumes every subscription from the last position it delivered:
+ * backoff and full jitter and resumes every subscription from the last position it delivered
+ * (a server that restarts says so: WebSocket close 1012, an SSE stream's end, a long-poll answered
+ * at once with Retry-After; the client comes back within a second, on the same transport):
  * each message is delivered once, in offset order; what cannot be recovered is reported
  * ('lost'), never skipped silently. Each transport implements one interface (`Transport`, below)
  * and reports to the client through another (`TransportHost`).
@@ -337,7 +339,9 @@
  * @property {(topic: string) => Promise<string | null>} subToken A subscription token for `topic` (or null).
  * @property {() => Promise<string[]>} subTokens The subscription tokens of every subscription.
  * @property {() => void} opened The connection is open (and authenticated); every `sub` is sent.
- * @property {(why: string) => void} closed The connection is gone (or could not be opened).
+ * @property {(why: string, restart?: boolean) => void} closed The connection is gone (or could not be opened);
+ *   `restart`: the server said it restarts (WebSocket close 1012), so the next attempts use the
+ *   same transport rather than fall back to another.
  * @property {(entry: SubEntry, sub?: PushwireSubscription) => void} subscribed The server answered a
  *   subscription (`sub`: the one it answers, when the transport knows it).
  * @property {(sub: PushwireSubscription, error: WireError) => void} refused The server refused a subscription.
@@ -561,7 +565,9 @@ function webSocketTransport(host) {
   };
   ws.onclose = (event) => {
     failAll('connection closed');
-    host.closed(`WebSocket closed (${event.code}${event.reason ? ' ' + event.reason : ''})`);
+    // 1012 "service restart": a draining server asks us to come back (to another node, or to
+    // it once restarted) and resume; nothing says WebSocket itself is unwelcome.
+    host.closed(`WebSocket closed (${event.code}${event.reason ? ' ' + event.reason : ''})`, event.code === 1012);
   };
 
   /** @type {Transport} */
@@ -696,11 +702,13 @@ function pollTransport(host) {
       const timer = setTimeout(() => ac.abort(), quick ? host.opts.openTimeout : timeout + 10000);
       /** @type {any} */
       let body;
+      let retryAfter = 0;
       try {
         const [token, subTokens] = await Promise.all([host.token(), host.subTokens()]);
         // `client`: the same key on every poll keeps this client a presence member between polls.
         const res = await globalThis.fetch(`${host.endpoint('/poll')}?${withToken(query, token, subTokens)}&client=${host.key}&timeout=${timeout}`, { signal: ac.signal, cache: 'no-store' });
         body = await res.json().catch(() => null);
+        retryAfter = Number(res.headers.get('retry-after')) || 0;
         if (!res.ok || !body) {
           const err = body && body.error;
           throw new PushwireError(`poll failed: ${(err && err.message) || 'HTTP ' + res.status}`, (err && err.code) || res.status);
@@ -722,6 +730,15 @@ function pollTransport(host) {
         if (m.unsub) host.ended(m);
         else if (m.join || m.leave) host.presence(m);
         else host.deliver(m);
+      }
+      // A server that shuts down answers at once with Retry-After (seconds): poll again within
+      // that time, at a random moment, so that its clients do not all come back at once.
+      if (retryAfter > 0 && !stopped) {
+        await new Promise((resolve) => {
+          const done = () => { wake = null; clearTimeout(timer); resolve(undefined); };
+          const timer = setTimeout(done, Math.random() * Math.min(retryAfter, 10) * 1000);
+          wake = done;
+        });
       }
     }
   }
@@ -836,6 +853,8 @@ class PushwireClient {
   _conn = null;
   /** @internal @type {TransportName | null} the transport that last opened: tried first on reconnect */
   _lastGood = null;
+  /** @internal @type {TransportName | null} the transport a server closed with 1012 (restart): the only one tried for a few rounds */
+  _restarted = null;
   /** @internal connection attempts since the last open (for backoff) */
   _failures = 0;
   /** @internal @type {Array<{ resolve: (conn: Transport) => void, reject: (error: PushwireError) => void }>} waiting for an open connection */
@@ -1164,7 +1183,10 @@ class PushwireClient {
    */
   _cycle() {
     this._timer = null;
-    const order = this._lastGood ? [this._lastGood, ...this._order.filter((t) => t !== this._lastGood)] : this._order;
+    let order = this._lastGood ? [this._lastGood, ...this._order.filter((t) => t !== this._lastGood)] : this._order;
+    // After a restart the server asked for (close 1012), the same transport again, for a few
+    // rounds: a node that is down for a moment is no reason to fall back to long-polling.
+    if (this._restarted && this._failures <= 3) order = [this._restarted];
     this._try(order, 0);
   }
 
@@ -1210,15 +1232,17 @@ class PushwireClient {
         clearTimeout(openTimer);
         this._failures = 0;
         this._lastGood = name;
+        this._restarted = null;
         this._setState('open', name);
         for (const w of this._waiters.splice(0)) w.resolve(/** @type {Transport} */ (conn));
         this._scheduleProbe();
       },
-      closed: (why) => {
+      closed: (why, restart) => {
         if (!current()) return;
         clearTimeout(openTimer);
         this._drop();
         if (opened) {
+          if (restart) this._restarted = name;
           this._retry(why);
         } else {
           this._try(order, i + 1); // fall back to the next transport
@@ -1446,7 +1470,7 @@ class PushwireClient {
         probe.open = true; // every topic's `sub` has been sent
         this._probeReady(probe, base);
       },
-      closed: (why) => (probing() ? this._probeEnd(probe, why, true) : base.closed(why)),
+      closed: (why, restart) => (probing() ? this._probeEnd(probe, why, true) : base.closed(why, restart)),
       subscribed: (entry, sub) => {
         if (!probing()) return base.subscribed(entry, sub);
         sub = sub || this._subs.get(entry.topic);

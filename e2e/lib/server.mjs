@@ -355,7 +355,8 @@ export async function startServer({ port, interval = '1s', readyTimeout = 15000,
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--interval', interval];
   if (tls) args.push('--tls-cert', tls.certFile, '--tls-key', tls.keyFile);
   if (staticDir) args.push('--static-dir', staticDir);
-  const server = await spawnServer('pushwire', pushwireBinary(), args, env);
+  // No drain delay: a stop (SIGTERM) is a stop here, not a rolling restart.
+  const server = await spawnServer('pushwire', pushwireBinary(), args, { PUSHWIRE_DRAIN_DELAY: '0s', ...env });
   server.port = port;
   server.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
   try {

@@ -45,18 +45,20 @@ const CUT_MS = 3000; // how long the relay refuses everything
 // pushwire
 
 /**
- * Start `pushwire --bind 127.0.0.1 --port <free> ...args` and wait until it serves
- * /pushwire.js (at most 15 s). Returns { port, url, command, output(), stop() }.
+ * Start `pushwire --bind 127.0.0.1 --port <port, else a free one> ...args` and wait until it
+ * serves /pushwire.js (at most 15 s). Returns { port, url, command, child, output(), stop() }.
  */
-export async function startPushwire({ args = [], readyTimeout = 15000 } = {}) {
-  const port = await freePort();
+export async function startPushwire({ args = [], readyTimeout = 15000, port: wanted } = {}) {
+  const port = wanted ?? await freePort();
   const bin = pushwireBinary();
   const argv = ['--bind', '127.0.0.1', '--port', String(port), ...args];
-  const child = await spawnGroup(bin, argv, { env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1' } });
+  // No drain delay unless `args` asks for one (flags win over PUSHWIRE_*): a stop is a stop here.
+  const child = await spawnGroup(bin, argv, { env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1', PUSHWIRE_DRAIN_DELAY: '0s' } });
   const server = {
     port,
     url: `http://127.0.0.1:${port}/`,
     command: `${bin} ${argv.join(' ')}`,
+    child,
     output: () => child.outputTail(),
     stop: () => stopGroup(child, { signal: 'SIGTERM', graceMs: 3000 }),
   };
@@ -241,7 +243,7 @@ function readChat() {
 const short = (s) => JSON.stringify({ ...s, log: s.log.slice(-12), messages: s.messages.map((m) => `${m.offset}:${m.who}:${m.text}`) });
 
 /** Wrap a puppeteer page on /chat with bounded reads and waits. */
-function chatPage(page, label) {
+export function chatPage(page, label) {
   let last = null;
   const read = async () => { last = await withTimeout(page.evaluate(readChat), PROTOCOL_TIMEOUT_MS, `${label}: read the chat page`); return last; };
   return {

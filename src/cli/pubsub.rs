@@ -63,7 +63,12 @@ printed with its quotes), or with --json the whole message,
 With --since, each topic it names resumes after the position given: the messages
 published since then come first, then live ones. When the server's history no longer
 covers the gap (or the topic's epoch changed), one line on standard error says
-`recovered: false` for that topic, which then continues with live messages only.";
+`recovered: false` for that topic, which then continues with live messages only.
+
+When the server restarts (it drains and closes the connection with 1012 \"service
+restart\"), sub reconnects to the same URL, for up to --reconnect-for (30 s), and resumes every topic
+after the last message it printed: nothing is missed or printed twice while the
+server's history covers the gap.";
 
 const SUB_EXAMPLES: &str = "\
 Examples:
@@ -80,7 +85,8 @@ none is given). A server whose certificate no authority the system trusts has si
 To resume later, keep the last line of `--json` output: its topic, epoch and offset
 make the next `--since` (topic@epoch:offset).
 
-Exit status: 0 after --count messages or when the server closes the connection, 1 when
+Exit status: 0 after --count messages or when the server closes the connection (other
+than to restart), 1 when
 a subscription is refused, the connection or its TLS handshake fails, or --cacert is
 unusable, 2 for bad arguments.";
 
@@ -174,6 +180,11 @@ pub(crate) struct SubArgs {
     /// Exit (status 0) after printing N messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+
+    /// When the server restarts (close 1012), try this long to reconnect and resume
+    /// (then exit 1); 0s: exit 0 instead, as on a normal close.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    reconnect_for: std::time::Duration,
 }
 
 fn parse_positions(text: &str) -> Result<Positions, String> {
@@ -307,12 +318,68 @@ async fn authenticate(client: &mut Client, token: Option<&str>) -> Result<(), St
 }
 
 async fn follow(args: SubArgs) -> Result<(), String> {
+    // Where each topic stands: the --since given, then each message printed.
+    let mut positions = args.since.clone().unwrap_or_default();
+    let mut client = subscribe_all(&args, &mut positions).await?;
+    let mut printed = 0u64;
+    while args.count.is_none_or(|count| printed < count) {
+        let event = client.next_event().await.map_err(describe)?;
+        match event {
+            // A server that restarts (it drains: 1012) asks us to come back: we
+            // resubscribe from where each topic stands, on it or on whatever node
+            // the URL reaches now.
+            None if client.close_code() == Some(CloseCode::SERVICE_RESTART)
+                && !args.reconnect_for.is_zero() =>
+            {
+                eprintln!("pushwire: the server restarts (1012); reconnecting");
+                client = reconnect(&args, &mut positions).await?;
+            }
+            // A server that shuts down or closes normally ends the stream (a restart
+            // too, with --reconnect-for 0s); anything else (a slow-consumer close, a
+            // broken connection) is an error.
+            None => {
+                return match client.close_code() {
+                    Some(code)
+                        if code == CloseCode::NORMAL
+                            || code == CloseCode::GOING_AWAY
+                            || code == CloseCode::SERVICE_RESTART =>
+                    {
+                        Ok(())
+                    }
+                    Some(code) => Err(format!("the connection closed with {}", code.0)),
+                    None => Err(String::from("the connection closed")),
+                };
+            }
+            Some(event @ Event::Message { .. }) => {
+                let line = match (&event, args.json) {
+                    (Event::Message { data, .. }, false) => data.as_str().to_owned(),
+                    _ => event.to_json(),
+                };
+                print_line(&line)?;
+                if let Event::Message {
+                    topic, position, ..
+                } = event
+                {
+                    positions.set(&topic, position);
+                }
+                printed += 1;
+            }
+            Some(Event::Join { .. } | Event::Leave { .. }) => {}
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// Connects, authenticates and subscribes to every topic, each from its position
+/// in `positions` when it has one; a topic without one (or not recovered) gets the
+/// position its live stream continues from.
+async fn subscribe_all(args: &SubArgs, positions: &mut Positions) -> Result<Client, String> {
     let mut client = args.server.connect().await?;
     authenticate(&mut client, args.server.token.as_deref()).await?;
     for topic in &args.topics {
-        let since = Topic::new(topic)
-            .ok()
-            .and_then(|t| args.since.as_ref().and_then(|s| s.get(&t)).cloned());
+        let name = Topic::new(topic).ok();
+        let since = name.as_ref().and_then(|t| positions.get(t).cloned());
         let reply = client
             .subscribe(topic, since.as_ref())
             .await
@@ -326,35 +393,35 @@ async fn follow(args: SubArgs) -> Result<(), String> {
                 since.epoch, since.offset, reply.position.epoch, reply.position.offset
             );
         }
-    }
-    let mut printed = 0u64;
-    while args.count.is_none_or(|count| printed < count) {
-        let event = client.next_event().await.map_err(describe)?;
-        match event {
-            // A server that shuts down or closes normally ends the stream; anything
-            // else (a slow-consumer close, a broken connection) is an error.
-            None => {
-                return match client.close_code() {
-                    Some(code) if code == CloseCode::NORMAL || code == CloseCode::GOING_AWAY => {
-                        Ok(())
-                    }
-                    Some(code) => Err(format!("the connection closed with {}", code.0)),
-                    None => Err(String::from("the connection closed")),
-                };
-            }
-            Some(event @ Event::Message { .. }) => {
-                let line = match (&event, args.json) {
-                    (Event::Message { data, .. }, false) => data.as_str().to_owned(),
-                    _ => event.to_json(),
-                };
-                print_line(&line)?;
-                printed += 1;
-            }
-            Some(Event::Join { .. } | Event::Leave { .. }) => {}
+        if (since.is_none() || reply.recovered == Some(false))
+            && let Some(name) = &name
+        {
+            positions.set(name, reply.position.clone());
         }
     }
-    client.close().await;
-    Ok(())
+    Ok(client)
+}
+
+/// [`subscribe_all`] again after a restart, retried with backoff (and jitter) for
+/// `--reconnect-for`: the server may be gone for a moment.
+async fn reconnect(args: &SubArgs, positions: &mut Positions) -> Result<Client, String> {
+    let deadline = tokio::time::Instant::now() + args.reconnect_for;
+    let mut ceiling = std::time::Duration::from_millis(250);
+    loop {
+        // At once or soon: the clients of a node do not all come back together.
+        let wait = ceiling.mul_f64(rand::random_range(0.0..1.0));
+        tokio::time::sleep(wait).await;
+        match subscribe_all(args, positions).await {
+            Ok(client) => return Ok(client),
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "could not reconnect within {} after the server restarted: {err}",
+                    humantime::format_duration(args.reconnect_for)
+                ));
+            }
+            Err(_) => ceiling = (ceiling * 2).min(std::time::Duration::from_secs(2)),
+        }
+    }
 }
 
 fn cannot_publish(topic: &str, err: ClientError) -> String {

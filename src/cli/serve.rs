@@ -10,7 +10,7 @@ use pushwire::auth::{AUTH_TIMEOUT, AuthConfig};
 use pushwire::broker::RedisConfig;
 use pushwire::config::{
     ServeConfig, parse_broker, parse_handshake_timeout, parse_idle_timeout, parse_interval,
-    parse_leeway, parse_origin, parse_timeout, parse_ttl,
+    parse_leeway, parse_origin, parse_timeout, parse_ttl, parse_wait,
 };
 use pushwire::hub::HubConfig;
 use pushwire::logging::{LogFormat, parse_filter};
@@ -268,6 +268,16 @@ pub(crate) struct ServeArgs {
     /// either, info.
     #[arg(long = "log", env = "PUSHWIRE_LOG", value_name = "FILTER", value_parser = parse_filter)]
     log: Option<String>,
+    /// On SIGTERM or SIGINT, answer 503 on /readyz for this long (0s: not at all)
+    /// while serving as before, so that a load balancer stops sending new clients;
+    /// then tell every client to reconnect. The signal again ends the wait.
+    #[arg(long, env = "PUSHWIRE_DRAIN_DELAY", default_value = "5s", value_name = "DURATION", value_parser = parse_wait)]
+    drain_delay: Duration,
+
+    /// After clients were told to reconnect, wait at most this long for their
+    /// connections to close before exiting.
+    #[arg(long, env = "PUSHWIRE_SHUTDOWN_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_wait)]
+    shutdown_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -355,6 +365,8 @@ impl ServeArgs {
             },
             log_format: self.log_format,
             log_filter: self.log.filter(|filter| !filter.is_empty()),
+            drain_delay: self.drain_delay,
+            shutdown_timeout: self.shutdown_timeout,
         })
     }
 }

@@ -28,7 +28,7 @@ use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
-use super::{admin, health, metrics, origin, poll, presence, publish, sse};
+use super::{admin, drain, health, metrics, origin, poll, presence, publish, sse};
 use crate::admin::feed::publish_snapshots;
 use crate::admin::nodes::heartbeat;
 use crate::admin::{AdminAuth, NodeList};
@@ -74,6 +74,7 @@ pub struct App {
     ws_config: Arc<ws::Config>,
     runtime: Runtime,
     shutdown_timeout: Duration,
+    drain_delay: Duration,
     limits: HttpLimits,
     http2_idle_timeout: Duration,
     hub: Option<Hub>,
@@ -115,6 +116,7 @@ impl App {
             ws_config: Arc::new(ws::Config::default()),
             runtime: Runtime::default(),
             shutdown_timeout: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             limits: HttpLimits::default(),
             http2_idle_timeout: HTTP2_IDLE_TIMEOUT,
             hub: None,
@@ -268,6 +270,15 @@ impl App {
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long the server drains before it shuts down (default none): from the
+    /// stop signal on, `/readyz` answers 503 for this long while everything else is
+    /// served as before, so that a load balancer that checks it stops sending new
+    /// clients; then clients are told to reconnect (see [`Server::run_until`]).
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
         self
     }
 
@@ -433,7 +444,10 @@ impl App {
         let health = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .with_state(ready_hub);
+            .with_state(health::Readiness {
+                hub: ready_hub,
+                draining: self.runtime.draining.clone(),
+            });
         let sockets = sockets.merge(health);
         let sockets = match (&metrics, &self.metrics) {
             (Some(metrics), Some(access)) => {
@@ -450,6 +464,10 @@ impl App {
             .layer(CompressionLayer::new())
             .merge(sockets)
             .fallback(|| async { not_found() })
+            .layer(axum::middleware::from_fn_with_state(
+                self.runtime.draining.clone(),
+                drain::close_while_draining,
+            ))
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -464,6 +482,7 @@ impl App {
             router,
             runtime: self.runtime,
             shutdown_timeout: self.shutdown_timeout,
+            drain_delay: self.drain_delay,
             limits: self.limits,
             http2_idle_timeout: self.http2_idle_timeout,
             gate,

@@ -7,6 +7,7 @@ mod admin;
 mod app;
 mod assets;
 mod cors;
+mod drain;
 mod error;
 mod health;
 mod limits;

@@ -38,6 +38,10 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// or one larger message); the next poll gets the rest.
 pub const MAX_MESSAGES: usize = 1000;
 
+/// The `Retry-After` of the polls a shutting-down server answers: within a
+/// second (the browser client waits a random time up to it).
+const RETRY_AFTER: &str = "1";
+
 /// `GET /poll`. A poll with `?client=` keeps its client present on its topics
 /// through the state's poll members (see [`presence`]).
 pub(crate) async fn handle(
@@ -202,7 +206,7 @@ async fn answer(
     }
     body.put_slice(b"]}");
     log.sent((messages.len() + ended.len()) as u64, body.len() as u64);
-    Ok((
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -212,7 +216,15 @@ async fn answer(
         ],
         body.freeze(),
     )
-        .into_response())
+        .into_response();
+    if shutdown.is_cancelled() {
+        // The server shuts down: poll again soon, through the load balancer (this
+        // node no longer accepts connections).
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+    }
+    Ok(response)
 }
 
 fn write_messages(out: &mut BytesMut, messages: &[Arc<Push>]) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::limits::Gate;
@@ -15,6 +16,10 @@ use super::runtime::Runtime;
 use super::serve::{HttpLimits, accept_loop};
 use super::tls::{Tls, TlsReloader};
 use crate::error::Error;
+use crate::ws::CloseCode;
+
+/// The close reason of `/ws` sessions when the server shuts down (with 1012).
+const SERVICE_RESTART: &str = "service restart";
 
 /// How often keepalive visits every connection.
 const KEEPALIVE_SWEEP: Duration = Duration::from_secs(1);
@@ -26,6 +31,7 @@ pub struct Server {
     pub(crate) router: Router,
     pub(crate) runtime: Runtime,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) drain_delay: Duration,
     pub(crate) limits: HttpLimits,
     pub(crate) http2_idle_timeout: Duration,
     pub(crate) gate: Option<Arc<Gate>>,
@@ -55,10 +61,12 @@ impl Server {
         self.tls.as_ref().map(|tls| tls.reloader.clone())
     }
 
-    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully. With
-    /// TLS, SIGHUP reloads the certificate and key (on Unix), reading them on a
-    /// blocking thread: a reload that fails is logged and keeps the certificate in
-    /// use.
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then drains and shuts down
+    /// gracefully (see [`Server::run_until`]). A second signal while draining ends
+    /// the drain delay at once; one more while waiting for connections to close
+    /// stops waiting. With TLS, SIGHUP reloads the certificate and key (on Unix),
+    /// reading them on a blocking thread: a reload that fails is logged and keeps
+    /// the certificate in use.
     pub async fn run(self) -> Result<(), Error> {
         #[cfg(unix)]
         if let Some(reloader) = self.tls_reloader() {
@@ -78,16 +86,40 @@ impl Server {
                 ),
             }
         }
-        self.run_until(shutdown_signal()).await
+        let (tx, signals) = mpsc::unbounded_channel();
+        // Listening from now on: no signal is missed between the steps.
+        tokio::spawn(forward_signals(StopSignals::listen(), tx));
+        self.serve(signals).await
     }
 
-    /// Serves until `signal` resolves, then shuts down gracefully: stops accepting,
-    /// closes every WebSocket with 1001, and waits for them (bounded by the shutdown
-    /// timeout).
+    /// Serves until `signal` resolves, then drains and shuts down gracefully:
+    ///
+    /// 1. for the drain delay ([`App::drain_delay`](crate::App::drain_delay), none
+    ///    by default) `/readyz` answers 503 while everything else is served as
+    ///    before, so that a load balancer stops sending new clients;
+    /// 2. then it stops accepting and tells every client to reconnect: each `/ws`
+    ///    session is closed with 1012 "service restart" (the other socket routes
+    ///    with 1001 "server shutting down"), each after the messages already queued
+    ///    for it; SSE streams end after a `retry:` line; waiting long-polls are
+    ///    answered at once, with `Retry-After`;
+    /// 3. and waits for the connections to finish, at most the shutdown timeout
+    ///    ([`App::shutdown_timeout`](crate::App::shutdown_timeout)).
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        let (tx, signals) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(());
+        });
+        self.serve(signals).await
+    }
+
+    /// [`Server::run_until`] on the signals of `signals`: the first starts the
+    /// drain, one during the drain delay ends it, one during the wait for
+    /// connections ends that.
+    async fn serve(self, mut signals: mpsc::UnboundedReceiver<()>) -> Result<(), Error> {
         let runtime = self.runtime.clone();
         let accepting = tokio::spawn(accept_loop(
             self.listener,
@@ -98,24 +130,49 @@ impl Server {
             self.tls,
             self.gate,
         ));
-        let sweeper = tokio::spawn(
-            Arc::clone(&self.runtime.registry)
-                .sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
-        );
-        signal.await;
-        tracing::info!("shutting down");
+        let sweepers = [&self.runtime.registry, &self.runtime.topics].map(|registry| {
+            tokio::spawn(
+                Arc::clone(registry).sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
+            )
+        });
+        next_signal(&mut signals).await;
+        self.runtime.draining.cancel();
+        if !self.drain_delay.is_zero() {
+            tracing::info!(
+                "draining: /readyz answers 503 for {:?} while clients are served; \
+                 signal again to end the wait",
+                self.drain_delay
+            );
+            tokio::select! {
+                () = tokio::time::sleep(self.drain_delay) => {}
+                () = next_signal(&mut signals) => {
+                    tracing::info!("signalled again: the drain delay ends now");
+                }
+            }
+        }
+        tracing::info!("shutting down: clients are told to reconnect");
         self.runtime.shutdown.cancel();
+        self.runtime
+            .topics
+            .close_all(CloseCode::SERVICE_RESTART, SERVICE_RESTART);
         self.runtime.registry.shutdown();
-        let _ = sweeper.await;
+        for sweeper in sweepers {
+            let _ = sweeper.await;
+        }
         if let Err(err) = accepting.await {
             tracing::error!(error = %err, "the accept loop failed");
         }
-        self.runtime.shutdown.cancel();
         self.runtime.tracker.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait())
-            .await
-            .is_err()
-        {
+        let finished = tokio::select! {
+            finished = tokio::time::timeout(self.shutdown_timeout, self.runtime.tracker.wait()) => {
+                finished.is_ok()
+            }
+            () = next_signal(&mut signals) => {
+                tracing::info!("signalled again: not waiting for connections to close");
+                false
+            }
+        };
+        if !finished {
             tracing::warn!(
                 "{} connection tasks still running after {:?}; exiting anyway",
                 self.runtime.tracker.len(),
@@ -163,30 +220,73 @@ async fn reload_on_sighup(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+/// Resolves on the next signal of `signals`; never once they can no longer come.
+async fn next_signal(signals: &mut mpsc::UnboundedReceiver<()>) {
+    if signals.recv().await.is_none() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// SIGTERM and SIGINT, listened for from the moment they are made.
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGTERM or SIGINT (Ctrl-C elsewhere).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(signal: &mut Option<tokio::signal::unix::Signal>) {
+                let received = match signal {
+                    Some(signal) => signal.recv().await.is_some(),
+                    None => false,
+                };
+                if !received {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::select! {
+                () = one(&mut self.terminate) => {}
+                () = one(&mut self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    }
+}
+
+/// Sends one `()` on `tx` per stop signal, until the server is gone.
+async fn forward_signals(mut signals: StopSignals, tx: mpsc::UnboundedSender<()>) {
+    loop {
+        signals.next().await;
+        if tx.send(()).is_err() {
+            return;
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

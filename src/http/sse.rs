@@ -35,6 +35,11 @@ use crate::topic::{Positions, Push, PushKind, Topic};
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// The longest reconnection delay a stream's farewell asks for: each stream ends
+/// with a `retry:` drawn between 0 and this, so that the clients of a node that
+/// shuts down do not all come back in the same instant.
+pub const FAREWELL_RETRY_MS: u64 = 1000;
+
 /// How many messages may wait for a slow SSE client before it is disconnected
 /// (and at most [`MAX_BUFFERED_BYTES`] of them).
 const BUFFER: usize = 4096;
@@ -255,11 +260,24 @@ async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, Stat
             chunk.freeze()
         }
         _ = live.keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
-        () = live.shutdown.cancelled() => return None,
+        () = live.shutdown.cancelled() => {
+            // The server shuts down: the last chunk asks the client to come back
+            // (to another node, or to this one restarted) soon; then the stream ends.
+            state.live = None;
+            return Some((Ok(farewell()), state));
+        }
         () = expired(&mut live.expiry) => live.expire()?,
     };
     state.log.sent(sse_events(&chunk), chunk.len() as u64);
     Some((Ok(chunk), state))
+}
+
+/// The last chunk of a stream that ends because the server shuts down: a
+/// `retry:` of up to [`FAREWELL_RETRY_MS`] (EventSource reconnects after it, with
+/// `Last-Event-ID`) and a comment that says why.
+fn farewell() -> Bytes {
+    let retry = rand::random_range(0..=FAREWELL_RETRY_MS);
+    Bytes::from(format!("retry: {retry}\n: service restart\n\n"))
 }
 
 /// Appends one message (with the updated positions as its id) or presence event.

@@ -100,6 +100,12 @@ pub(crate) async fn topics(
         let (hub, auth, token) = (hub.clone(), auth.clone(), token.clone());
         crate::session::run(socket, hub, auth, token, Arc::clone(&session)).boxed()
     });
+    // Topic sessions have a registry of their own: a draining server tells them
+    // 1012 "service restart", so that they come back and resume.
+    let runtime = Runtime {
+        registry: Arc::clone(&runtime.topics),
+        ..runtime
+    };
     let route = SocketRoute::new(handler, ws_config, runtime).with_metrics(metrics, Transport::Ws);
     upgrade(Arc::new(route), peer, request).await
 }

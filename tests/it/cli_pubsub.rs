@@ -310,16 +310,42 @@ async fn sub_reports_an_unrecovered_gap_on_stderr_and_continues_live() {
 }
 
 #[tokio::test]
-async fn sub_exits_0_when_the_server_shuts_down() {
+async fn sub_without_reconnecting_exits_0_when_the_server_shuts_down() {
     let (server, hub) = server().await;
     let url = url(&server);
-    let child = start_sub(&hub, &["news", "--url", &url], &["news"]).await;
+    let args = ["news", "--url", &url, "--reconnect-for", "0s"];
+    let child = start_sub(&hub, &args, &["news"]).await;
     tokio::time::timeout(STEP, server.stop())
         .await
         .expect("the server stops in time");
     let output = finish(child).await;
     assert_success(&output);
     assert_eq!(output.stdout, "");
+}
+
+/// A server that shuts down says it restarts (1012): `sub` tries to come back, and
+/// fails with status 1 once `--reconnect-for` has passed without a server.
+#[tokio::test]
+async fn sub_fails_with_status_1_when_a_restarting_server_does_not_come_back() {
+    let (server, hub) = server().await;
+    let url = url(&server);
+    let args = ["news", "--url", &url, "--reconnect-for", "1s"];
+    let child = start_sub(&hub, &args, &["news"]).await;
+    tokio::time::timeout(STEP, server.stop())
+        .await
+        .expect("the server stops in time");
+    let output = finish(child).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{output:?}");
+    assert_eq!(
+        lines[0],
+        "pushwire: the server restarts (1012); reconnecting"
+    );
+    assert!(
+        lines[1].contains("could not reconnect within 1s after the server restarted"),
+        "{output:?}"
+    );
 }
 
 #[tokio::test]

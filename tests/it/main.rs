@@ -33,6 +33,7 @@ mod permissions;
 
 // Many nodes on a real Redis.
 mod cluster;
+mod drain;
 mod presence_transports;
 
 // The bad-input corpus and the limits.

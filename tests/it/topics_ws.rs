@@ -650,13 +650,14 @@ async fn a_broker_that_is_down_answers_503_and_the_connection_stays_open() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_topic_clients_with_1001() {
+async fn shutdown_closes_topic_clients_with_1012_service_restart() {
     let (server, _hub) = start_topics(HubConfig::default()).await;
     let (mut c, _) = ws(&server).await;
     sub(&mut c, "a", None).await;
     let stopping = tokio::spawn(server.stop());
     let close = next_close(&mut c).await.expect("close frame");
-    assert_eq!(u16::from(close.code), 1001);
+    assert_eq!(u16::from(close.code), 1012);
+    assert_eq!(close.reason.as_str(), "service restart");
     tokio::time::timeout(STEP, stopping)
         .await
         .expect("stop")

@@ -29,6 +29,9 @@ impl CloseCode {
     pub const EXTENSION: Self = Self(1010);
     /// 1011: the server hit an unexpected condition.
     pub const INTERNAL: Self = Self(1011);
+    /// 1012: the service is restarting; the client may reconnect (IANA registry). A
+    /// draining server says this to every client it asks to come back.
+    pub const SERVICE_RESTART: Self = Self(1012);
 
     /// Whether this code may appear in a close frame on the wire (RFC 6455 §7.4.1, §7.4.2 and
     /// the IANA registry): 1000–1003, 1007–1014 and 3000–4999.

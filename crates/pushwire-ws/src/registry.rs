@@ -5,7 +5,7 @@
 //!
 //! A server keeps one [`Registry`], adds every [`Socket`] it opens, runs
 //! [`Registry::sweep_until`] beside its accept loop, and calls
-//! [`Registry::shutdown`] when it stops. A client holding many connections can do
+//! [`Registry::shutdown`] when it stops (or [`Registry::close_all`], to say why). A client holding many connections can do
 //! the same through `client::ClientConfig::registry`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::error::CloseCode;
+use super::message::CloseFrame;
 use super::queue::{EVENT_SHUTDOWN, Shared, clock_ms};
 use super::socket::Socket;
 
@@ -22,6 +24,8 @@ use super::socket::Socket;
 pub struct Registry {
     connections: Mutex<Vec<Weak<Shared>>>,
     shutting_down: AtomicBool,
+    /// The close frame of [`Registry::close_all`], for connections added after it.
+    farewell: Mutex<Option<CloseFrame>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -43,7 +47,10 @@ impl Registry {
         let shared = socket.shared();
         self.lock().push(Arc::downgrade(shared));
         if self.shutting_down.load(Ordering::Acquire) {
-            shared.raise(EVENT_SHUTDOWN);
+            match crate::sync::lock(&self.farewell).clone() {
+                Some(frame) => shared.request_close(frame),
+                None => shared.raise(EVENT_SHUTDOWN),
+            }
         }
     }
 
@@ -76,6 +83,18 @@ impl Registry {
         self.shutting_down.store(true, Ordering::Release);
         for shared in self.lock().iter().filter_map(Weak::upgrade) {
             shared.raise(EVENT_SHUTDOWN);
+        }
+    }
+
+    /// Tells every connection, present and future, to close with `code` and
+    /// `reason`, each after the messages already queued for it (as
+    /// [`Sender::close`](crate::Sender::close) does). A draining server says 1012
+    /// ([`CloseCode::SERVICE_RESTART`]) this way, so that clients reconnect.
+    pub fn close_all(&self, code: CloseCode, reason: &str) {
+        *crate::sync::lock(&self.farewell) = Some(CloseFrame::new(code, reason));
+        self.shutting_down.store(true, Ordering::Release);
+        for shared in self.lock().iter().filter_map(Weak::upgrade) {
+            shared.request_close(CloseFrame::new(code, reason));
         }
     }
 

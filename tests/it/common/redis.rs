@@ -247,6 +247,30 @@ impl Node {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// SIGTERM: the node drains and shuts down (see `docs/operations.md`).
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "TERM");
+        }
+    }
+
+    /// Waits (up to `limit`) for the node to exit after [`terminate`](Self::terminate);
+    /// `None` when it is still running then.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: the node dies at once, without closing anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -65,12 +65,19 @@ pub(crate) struct Track {
     /// Whether a subscription is live (its reply came, and no unsubscribe reply
     /// since): only then may messages arrive.
     live: bool,
+    /// How many messages arrived in order (each the one after the previous).
+    received: u64,
 }
 
 impl Track {
     /// The last position seen.
     pub(crate) fn position(&self) -> Option<&Position> {
         self.position.as_ref()
+    }
+
+    /// How many messages arrived, each the one after the previous.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
     }
 
     /// Forgets the position (the next subscription starts fresh).
@@ -164,6 +171,7 @@ impl Track {
             )));
         }
         position.offset = offset;
+        self.received += 1;
         Ok(())
     }
 
@@ -223,6 +231,7 @@ mod tests {
         assert_eq!(track.message("E", 8), Ok(()));
         assert_eq!(track.message("E", 9), Ok(()));
         assert_eq!(track.position(), Some(&at("E", 9)));
+        assert_eq!(track.received(), 2);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub(crate) struct Churner {
     /// Per slot, since when its live stream runs in this connection (`/ws` and
     /// `/sse` only).
     live_from: Vec<Option<Instant>>,
+    /// Whether its first subscriptions were all answered (and counted).
+    first_subscribed: bool,
 }
 
 /// A live stream that lacks a message acknowledged this long before its
@@ -99,6 +101,7 @@ impl Churner {
             deflate,
             slots: Vec::new(),
             live_from: Vec::new(),
+            first_subscribed: false,
         }
     }
 
@@ -125,15 +128,22 @@ impl Churner {
         mut finals: tokio::sync::watch::Receiver<bool>,
     ) {
         let s = Arc::clone(&self.settings);
-        // Spread the first connections over the first lifetime.
-        let start = rand_duration(Duration::ZERO, s.max_lifetime);
+        // Spread the first connections over the first lifetime (`--exact`: a
+        // second, and the publishers wait for them).
+        let start = if s.exact {
+            rand_duration(Duration::ZERO, Duration::from_secs(1))
+        } else {
+            rand_duration(Duration::ZERO, s.max_lifetime)
+        };
         tokio::select! {
             () = stop.cancelled() => {}
             () = tokio::time::sleep(start) => {}
         }
         let mut sessions = 0u64;
         while !stop.is_cancelled() {
-            if self.slots.is_empty() || rand::random_range(0..s.fresh_every.max(1)) == 0 {
+            if self.slots.is_empty()
+                || (s.fresh_every > 0 && rand::random_range(0..s.fresh_every) == 0)
+            {
                 self.pick_topics();
             }
             let lifetime = rand_duration(s.min_lifetime, s.max_lifetime);
@@ -168,6 +178,9 @@ impl Churner {
                     .counters
                     .caught_up
                     .fetch_add(1, Ordering::Relaxed);
+                if s.exact {
+                    self.check_everything_received();
+                }
                 return;
             }
             if Instant::now() >= until.at() {
@@ -193,6 +206,23 @@ impl Churner {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `--exact`: each topic's messages, from offset 1 to the last published, all
+    /// arrived (in order, each once: the track checked that one by one).
+    fn check_everything_received(&self) {
+        for (t, track) in &self.slots {
+            let topic = &self.shared.topics[*t];
+            let last = topic.last().map_or(0, |(_, offset)| offset);
+            if track.received() != last {
+                self.shared.violation(format!(
+                    "{} {}: received {} messages, but {last} were published",
+                    self.transport.name(),
+                    topic.name,
+                    track.received()
+                ));
+            }
         }
     }
 
@@ -278,6 +308,18 @@ impl Churner {
             self.live_from[slot] = Some(Instant::now());
         }
         let counters = &self.shared.counters;
+        if !self.first_subscribed && self.slots.iter().all(|(_, t)| t.position().is_some()) {
+            self.first_subscribed = true;
+            counters.first_subscribed.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.settings.exact && matches!(result, Ok(Subscribed::NotRecovered)) {
+            let name = self.topic_name(slot).to_owned();
+            self.shared.violation(format!(
+                "{} {name}: recovered: false from {since:?} (--exact: history covers every \
+                 pause)",
+                self.transport.name()
+            ));
+        }
         match result {
             Ok(Subscribed::Fresh) => counters.fresh.fetch_add(1, Ordering::Relaxed),
             Ok(Subscribed::Recovered) => counters.recovered.fetch_add(1, Ordering::Relaxed),
@@ -346,7 +388,8 @@ impl Churner {
     }
 
     async fn ws_session(&mut self, until: Until, stop: &CancellationToken) -> Result<(), String> {
-        let target = Target::at(self.shared.addr, "/ws");
+        let (_, addr) = self.shared.node();
+        let target = Target::at(addr, "/ws");
         let opening = async {
             let mut conn = Conn::open(&target, None, self.deflate).await?;
             match conn.next().await? {
@@ -412,6 +455,12 @@ impl Churner {
             };
             match event {
                 Event::End => break true,
+                // A node that shuts down asks us to come back (to a ready node).
+                Event::Closed(1012) => {
+                    self.shared.counters.told_to_reconnect[Transport::Ws as usize]
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
                 Event::Closed(code) => {
                     return Err(format!("the server closed the connection ({code})"));
                 }
@@ -529,7 +578,7 @@ impl Churner {
     }
 
     async fn sse_session(&mut self, until: Until, stop: &CancellationToken) -> Result<(), String> {
-        let mut client = connect_http(self.shared.addr).await?;
+        let mut client = connect_http(self.shared.node().1).await?;
         let since_sent: Vec<Option<Position>> = self
             .slots
             .iter()
@@ -554,6 +603,7 @@ impl Churner {
         }
         let mut buffer: Vec<u8> = Vec::new();
         let mut subscribed = false;
+        let mut farewell = false;
         loop {
             if subscribed && self.done(until) {
                 return Ok(());
@@ -564,12 +614,19 @@ impl Churner {
                 chunk = body.next() => chunk?,
             };
             let Some(chunk) = chunk else {
+                if farewell {
+                    // A node that shuts down ends the stream after `retry:`.
+                    self.shared.counters.told_to_reconnect[Transport::Sse as usize]
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
                 return Err("the server ended the stream".into());
             };
             buffer.extend_from_slice(&chunk);
             while let Some(end) = find(&buffer, b"\n\n") {
                 let event: Vec<u8> = buffer.drain(..end + 2).collect();
                 let text = String::from_utf8_lossy(&event).into_owned();
+                farewell |= text.contains("\n: service restart");
                 self.sse_event(&text, &since_sent, &mut subscribed);
             }
         }
@@ -655,7 +712,7 @@ impl Churner {
     }
 
     async fn poll_session(&mut self, until: Until, stop: &CancellationToken) -> Result<(), String> {
-        let mut client = connect_http(self.shared.addr).await?;
+        let mut client = connect_http(self.shared.node().1).await?;
         loop {
             if self.done(until) {
                 return Ok(());
@@ -721,6 +778,14 @@ impl Churner {
                     answer.since,
                     self.since_text()
                 ));
+            }
+            if client.retry_after() || client.closing() {
+                // A node that shuts down answers at once with Retry-After; one that
+                // drains closes each connection after its answer: poll a ready node
+                // next, on a new connection.
+                self.shared.counters.told_to_reconnect[Transport::Poll as usize]
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(());
             }
         }
     }

@@ -16,6 +16,10 @@ pub(crate) struct Client {
     sender: SendRequest<String>,
     host: String,
     driver: tokio::task::JoinHandle<()>,
+    /// Whether the last response carried `Retry-After`.
+    retry_after: bool,
+    /// Whether the last response carried `Connection: close`.
+    closing: bool,
 }
 
 impl Drop for Client {
@@ -41,7 +45,21 @@ impl Client {
             sender,
             host: addr.to_string(),
             driver,
+            retry_after: false,
+            closing: false,
         })
+    }
+
+    /// Whether the last response carried `Connection: close` (a draining node
+    /// says so on every answer): the next request needs a new connection.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the last response carried `Retry-After` (a node that shuts down
+    /// says so on the long-polls it answers).
+    pub(crate) fn retry_after(&self) -> bool {
+        self.retry_after
     }
 
     /// Sends a request and answers the response head and its body stream.
@@ -72,6 +90,11 @@ impl Client {
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();
+        self.retry_after = response.headers().contains_key(http::header::RETRY_AFTER);
+        self.closing = response
+            .headers()
+            .get(http::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         Ok((status, BodyReader(response.into_body())))
     }
 

@@ -23,6 +23,19 @@
 //! - **Samples**: with `--pid`, the server's resident memory and open files every
 //!   `--sample`, one table row each, with the counters at that time.
 //!
+//! - **Several nodes** (`--url A,B,C`): each connection goes to a node that
+//!   answers 200 on `/readyz`, as a load balancer that checks it would send it
+//!   (every node is checked every 100 ms); a publisher leaves a node that stops
+//!   being ready. A node that shuts down tells its clients to reconnect (close
+//!   1012, an SSE stream's end after `retry:`, a poll answered with `Retry-After`):
+//!   counted, not an error, and the subscriber comes back to a ready node. A
+//!   publish whose answer was lost is looked up (the topic's position on a ready
+//!   node) and sent again only if it did not happen, so every message stays exact.
+//! - **`--exact`** (for rolling restarts, `tests/it/drain.rs`): every subscriber
+//!   subscribes before the publishers start and keeps its topics; no long pauses;
+//!   `recovered: false` is a violation; and at the end each subscriber must have
+//!   received exactly every message of each of its topics, from offset 1 on.
+//!
 //! The run passes when nothing was violated; timing and memory are reported, never
 //! judged.
 
@@ -45,9 +58,16 @@ use super::stats;
 /// Flags of `pushwire bench soak`.
 #[derive(Debug, Args)]
 pub struct SoakArgs {
-    /// The server's base URL (`http://127.0.0.1:8080`).
+    /// The server's base URL (`http://127.0.0.1:8080`); several (comma-separated
+    /// or repeated) for nodes that share a broker: each connection goes to one
+    /// that answers 200 on /readyz.
+    #[arg(long, value_delimiter = ',', required = true)]
+    url: Vec<String>,
+    /// Every subscriber gets every message: subscribers subscribe before the
+    /// publishers start and keep their topics, no long pauses, `recovered: false`
+    /// is a violation, and each must end with every message of its topics.
     #[arg(long)]
-    url: String,
+    exact: bool,
     /// The server's process id: its memory and open files are sampled.
     #[arg(long)]
     pid: Option<u32>,
@@ -85,7 +105,8 @@ pub struct SoakArgs {
     /// messages at the topic's rate), so that `recovered: false` is exercised.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     long_pause: Duration,
-    /// One session in this many starts afresh, with other topics and no position.
+    /// One session in this many starts afresh, with other topics and no position
+    /// (0: never).
     #[arg(long, default_value_t = 10)]
     fresh_every: u64,
     /// The longest a long-poll waits.
@@ -135,6 +156,7 @@ pub(crate) struct Settings {
     fresh_every: u64,
     poll_timeout: Duration,
     final_timeout: Duration,
+    exact: bool,
 }
 
 /// One topic of the run.
@@ -186,6 +208,12 @@ impl TopicState {
 #[derive(Default)]
 pub(crate) struct Counters {
     sessions: [AtomicU64; 3],
+    /// Sessions the server ended by asking the client to reconnect (it shuts down).
+    told_to_reconnect: [AtomicU64; 3],
+    /// Subscribers whose first subscriptions were all answered.
+    first_subscribed: AtomicU64,
+    /// Publishes whose answer was lost, found done (or not) on a ready node.
+    publishes_resolved: AtomicU64,
     open: [AtomicU64; 3],
     fresh: AtomicU64,
     recovered: AtomicU64,
@@ -201,9 +229,16 @@ pub(crate) struct Counters {
     violations: AtomicU64,
 }
 
+/// One server of the run.
+pub(crate) struct Node {
+    addr: SocketAddr,
+    /// Its `/readyz` answered 200 at the last check.
+    ready: std::sync::atomic::AtomicBool,
+}
+
 /// What every task shares.
 pub(crate) struct Shared {
-    addr: SocketAddr,
+    nodes: Vec<Node>,
     topics: Vec<TopicState>,
     counters: Counters,
     /// The first violations, with details.
@@ -218,6 +253,25 @@ pub(crate) struct Shared {
 const KEPT: usize = 50;
 
 impl Shared {
+    /// A node to connect to: a ready one at random (any one when none is ready);
+    /// its index and address.
+    fn node(&self) -> (usize, SocketAddr) {
+        let ready: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.is_ready(i))
+            .collect();
+        let i = if ready.is_empty() {
+            rand::random_range(0..self.nodes.len())
+        } else {
+            ready[rand::random_range(0..ready.len())]
+        };
+        (i, self.nodes[i].addr)
+    }
+
+    /// Whether node `i` answered 200 on `/readyz` at the last check.
+    fn is_ready(&self, i: usize) -> bool {
+        self.nodes[i].ready.load(Ordering::Relaxed)
+    }
+
     /// Records a failure of the protocol's promise.
     fn violation(&self, what: String) {
         self.counters.violations.fetch_add(1, Ordering::Relaxed);
@@ -254,7 +308,16 @@ struct Sample {
 }
 
 pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
-    let addr = base_addr(&args.url)?;
+    let nodes = args
+        .url
+        .iter()
+        .map(|url| {
+            base_addr(url).map(|addr| Node {
+                addr,
+                ready: std::sync::atomic::AtomicBool::new(true),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if args.topics == 0 || args.connections == 0 || args.transports.is_empty() {
         return Err(BenchError::Usage(
             "--topics, --connections and --transports must not be empty".into(),
@@ -273,7 +336,7 @@ pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
         .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
         .collect();
     let shared = Arc::new(Shared {
-        addr,
+        nodes,
         topics: (0..args.topics)
             .map(|i| TopicState {
                 name: format!("soak-{run_id}-{i}"),
@@ -292,11 +355,12 @@ pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
         min_lifetime: args.min_lifetime,
         max_lifetime: args.max_lifetime,
         max_pause: args.max_pause,
-        long_pause_every: args.long_pause_every,
+        long_pause_every: if args.exact { 0 } else { args.long_pause_every },
         long_pause: args.long_pause,
-        fresh_every: args.fresh_every,
+        fresh_every: if args.exact { 0 } else { args.fresh_every },
         poll_timeout: args.poll_timeout,
         final_timeout: args.final_timeout,
+        exact: args.exact,
     });
     println!(
         "soak: {} subscribers over {} churning for {}, {} topics (soak-{run_id}-*), {} msg/s, \
@@ -310,19 +374,27 @@ pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
         humantime::format_duration(args.duration),
         args.topics,
         args.rate,
-        args.url,
+        args.url.join(","),
         args.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     );
 
     let stop = CancellationToken::new();
+    let balancer_stop = CancellationToken::new();
+    let balancer = tokio::spawn(check_nodes(Arc::clone(&shared), balancer_stop.clone()));
     let (finals_tx, finals_rx) = tokio::sync::watch::channel(false);
     let per_topic = args.rate / args.topics as f64;
+    let everyone = if args.exact {
+        args.connections as u64
+    } else {
+        0
+    };
     let publishers: Vec<_> = (0..args.topics)
         .map(|i| {
             tokio::spawn(publish::run(
                 Arc::clone(&shared),
                 i,
                 per_topic,
+                everyone,
                 stop.clone(),
             ))
         })
@@ -379,6 +451,8 @@ pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
             }
         }
     };
+    balancer_stop.cancel();
+    let _ = balancer.await;
     let panicked = joined.iter().filter(|j| j.is_err()).count();
     if panicked > 0 {
         shared.violation(format!("{panicked} subscriber tasks panicked"));
@@ -390,6 +464,42 @@ pub(crate) async fn run(args: SoakArgs) -> Result<(), BenchError> {
     samples.push(last);
 
     summarize(&args, &shared, &samples)
+}
+
+/// Checks every node's `/readyz` every 100 ms until `stop`, as a load balancer
+/// does: a node is ready while it answers 200 (within a second).
+async fn check_nodes(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clients: Vec<Option<http::Client>> = shared.nodes.iter().map(|_| None).collect();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (i, node) in shared.nodes.iter().enumerate() {
+            let check = async {
+                if clients[i].is_none() {
+                    clients[i] = Some(http::Client::connect(node.addr).await?);
+                }
+                let Some(client) = clients[i].as_mut() else {
+                    return Err(String::from("no connection"));
+                };
+                let (status, _) = client
+                    .fetch(::http::Method::GET, "/readyz", &[], String::new(), 1024)
+                    .await?;
+                Ok(status == ::http::StatusCode::OK)
+            };
+            let ready = match tokio::time::timeout(Duration::from_secs(1), check).await {
+                Ok(Ok(ready)) => ready,
+                Ok(Err(_)) | Err(_) => {
+                    clients[i] = None;
+                    false
+                }
+            };
+            node.ready.store(ready, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The address in `http://host:port`.
@@ -490,6 +600,16 @@ fn summarize(args: &SoakArgs, shared: &Shared, samples: &[Sample]) -> Result<(),
         args.connections,
         load(&c.dropped)
     );
+    if c.told_to_reconnect.iter().any(|n| load(n) > 0) || shared.nodes.len() > 1 {
+        println!(
+            "told to reconnect by a node shutting down: ws {}, sse {}, poll {}; {} publishes \
+             whose answer was lost were looked up",
+            load(&c.told_to_reconnect[0]),
+            load(&c.told_to_reconnect[1]),
+            load(&c.told_to_reconnect[2]),
+            load(&c.publishes_resolved)
+        );
+    }
     println!(
         "live delivery: {} stalls (a /ws or /sse stream without a message that was \
          acknowledged more than {} before its connection closed; reported, not judged)",
