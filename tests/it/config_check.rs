@@ -249,3 +249,29 @@ fn version_shows_the_version_and_the_git_commit() {
         format!("pushwire {} (commit {commit})", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn config_check_hides_every_secret_that_is_set() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = file(
+        &dir,
+        "pushwire.toml",
+        "api-key = \"key-s3cret\"\nmetrics-key = \"metrics-s3cret\"\nadmin-password = \"admin-s3cret\"\n",
+    );
+    let (code, listing, stderr) = run(pushwire().args(["config", "check", &path]).env(
+        "PUSHWIRE_TOKEN_SECRET",
+        "token-s3cret-token-s3cret-token-s3cret",
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    for key in ["api-key", "metrics-key", "admin-password", "token-secret"] {
+        let line = line_of(&listing, key);
+        assert!(
+            line.starts_with(&format!("# {key} is set (hidden)")),
+            "{line:?} shows {key}"
+        );
+    }
+    assert!(
+        !listing.contains("s3cret"),
+        "a secret was printed:\n{listing}"
+    );
+}
