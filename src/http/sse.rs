@@ -264,7 +264,9 @@ async fn next_chunk(mut state: State) -> Option<(Result<Bytes, Infallible>, Stat
             // The server shuts down: the last chunk asks the client to come back
             // (to another node, or to this one restarted) soon; then the stream ends.
             state.live = None;
-            return Some((Ok(farewell()), state));
+            let farewell = farewell();
+            state.log.sent(sse_events(&farewell), farewell.len() as u64);
+            return Some((Ok(farewell), state));
         }
         () = expired(&mut live.expiry) => live.expire()?,
     };
