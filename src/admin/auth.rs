@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::{digest, hmac};
 
+use crate::auth::same_secret;
 use crate::clock::unix_secs;
 
 /// How long an admin token is valid (the admin page renews it well before).
@@ -70,12 +71,7 @@ impl AdminAuth {
         if given.is_empty() {
             return Err(AdminAuthError::Missing);
         }
-        let given = sha256(given.as_bytes());
-        let diff = given
-            .iter()
-            .zip(&self.digest)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 {
+        if same_secret(&sha256(given.as_bytes()), &self.digest) {
             Ok(())
         } else {
             Err(AdminAuthError::WrongPassword)

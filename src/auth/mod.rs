@@ -67,12 +67,14 @@ mod der;
 mod keys;
 mod policy;
 mod ring_crypto;
+mod secret;
 mod sign;
 mod verify;
 
 pub use claims::Claims;
 pub use config::{AUTH_TIMEOUT, AuthConfig, AuthConfigError, DEFAULT_LEEWAY};
 pub use policy::{Identity, Pattern, Permission, SubscriptionGrant, forbidden};
+pub(crate) use secret::same_secret;
 pub use sign::{SignError, SigningKey, sign};
 pub use verify::{TokenError, TokenVerifier};
 
