@@ -54,6 +54,27 @@ impl Target {
         })
     }
 
+    /// The path (and query) of the URL; empty when it has none.
+    pub(crate) fn path(&self) -> &str {
+        let rest = self.url.strip_prefix("ws://").unwrap_or(&self.url);
+        rest.find('/').map_or("", |slash| &rest[slash..])
+    }
+
+    /// The same server at `path` instead of the URL's own path.
+    pub(crate) fn with_path(&self, path: &str) -> Self {
+        let rest = self.url.strip_prefix("ws://").unwrap_or(&self.url);
+        let host = rest.split_once('/').map_or(rest, |(host, _)| host);
+        Self {
+            url: format!("ws://{host}{path}"),
+            addr: self.addr,
+        }
+    }
+
+    /// The address the host resolved to.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `path` on the server at `addr`.
     pub(crate) fn at(addr: SocketAddr, path: &str) -> Self {
         Self {

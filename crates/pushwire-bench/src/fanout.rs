@@ -4,12 +4,19 @@
 //! publish-to-receive latency. A list of rates (`--rates 100,200,500`) runs one step
 //! per rate, on the same connections, and stops at the first step that falls
 //! behind: that finds the sustained deliveries per second.
+//!
+//! `--protocol pusher` runs the same scenario over Pusher Channels: subscribers
+//! on a Pusher channel of the app `--app-key` (the client protocol 7 at
+//! `/app/{key}`), each message an event triggered through the app's HTTP API
+//! (`POST /apps/{id}/events`, signed with `--app-secret`); the event's data is the
+//! same payload, so delivery, order and latency are measured as over `/ws`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Frame, Target};
+use super::pusher::{self, AppSigner, EventPublisher};
 use super::stats::{self, Latencies, Report, now_micros};
 use super::workers::{self, Workers};
 use super::{BenchError, Common, Role, Stop, open_all, role};
@@ -41,17 +48,43 @@ pub struct FanoutArgs {
     /// A step falls behind when its p99 latency exceeds this.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     max_p99: Duration,
-    /// The topic (protocol mode).
+    /// The topic (protocol mode), or the Pusher channel (`--protocol pusher`).
     #[arg(long, default_value = "bench")]
     topic: String,
     /// Where the publisher connects (default: the first `--url`). With several
     /// `--url`s, one that no subscriber uses measures delivery across a cluster.
+    /// With `--protocol pusher`, the server whose HTTP API takes the events
+    /// (`ws://` or `http://`; its path is not used).
     #[arg(long)]
     publish_url: Option<String>,
     /// Speak no protocol: subscribers connect to the URL (a `/broadcast` endpoint)
     /// and the publisher sends plain text to it, as the peers in bench/peers/ expect.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "protocol")]
     raw: bool,
+    /// The protocol of subscribers and publisher: `topics` (pushwire's, at the
+    /// URL's path, `/ws`) or `pusher` (the Pusher client protocol 7; a URL without
+    /// a path gets `/app/{key}?protocol=7&client=bench&version=…`; events are
+    /// published through the Pusher HTTP API, `POST /apps/{id}/events`).
+    #[arg(long, value_enum, default_value_t = FanoutProtocol::Topics)]
+    protocol: FanoutProtocol,
+    /// The Pusher app's id (`--protocol pusher`).
+    #[arg(long, env = "PUSHER_APP_ID")]
+    app_id: Option<String>,
+    /// The Pusher app's key (`--protocol pusher`).
+    #[arg(long, env = "PUSHER_APP_KEY")]
+    app_key: Option<String>,
+    /// The Pusher app's secret, which signs the HTTP API requests (`--protocol pusher`).
+    #[arg(long, env = "PUSHER_APP_SECRET", hide_env_values = true)]
+    app_secret: Option<String>,
+}
+
+/// The protocols `pushwire bench fanout` speaks besides `--raw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FanoutProtocol {
+    /// pushwire's topic protocol (`/ws`): `sub` and `pub` requests.
+    Topics,
+    /// Pusher Channels: the client protocol 7 and the HTTP API.
+    Pusher,
 }
 
 #[derive(Default)]
@@ -99,6 +132,15 @@ fn payload(seq: u64, size: usize) -> String {
     text
 }
 
+/// How subscribers read what they receive.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// Plain text messages (`--raw`), not JSON.
+    raw: bool,
+    /// Pusher: answer `pusher:ping`.
+    pusher: bool,
+}
+
 /// Subscriber connections being read, each by a task of its own.
 struct Readers {
     totals: Arc<Totals>,
@@ -119,7 +161,7 @@ struct Step {
 }
 
 impl Readers {
-    fn spawn(subscribers: Vec<Conn>, raw: bool) -> Self {
+    fn spawn(subscribers: Vec<Conn>, reading: Reading) -> Self {
         let totals = Arc::new(Totals::default());
         let latencies = Arc::new(Latencies::new());
         let stop: Stop = Arc::new(tokio::sync::Notify::new());
@@ -139,23 +181,30 @@ impl Readers {
                         () = &mut stopped => break,
                         frame = conn.next() => frame,
                     };
+                    let mut pong = false;
                     match frame {
                         Ok(Frame::Data(message)) => {
                             let now = now_micros();
                             // Replies and presence events carry no payload of ours.
-                            if let Some((seq, sent)) = parse_payload(message, raw) {
+                            if let Some((seq, sent)) = parse_payload(message, reading.raw) {
                                 if seq != last_seq + 1 && last_seq != 0 {
                                     totals.gaps.fetch_add(1, Ordering::Relaxed);
                                 }
                                 last_seq = seq;
                                 totals.delivered.fetch_add(1, Ordering::Relaxed);
                                 latencies.record(index, now.saturating_sub(sent));
+                            } else {
+                                pong = reading.pusher && pusher::is_ping(message);
                             }
                         }
                         Ok(Frame::Closed(_)) | Err(_) => {
                             totals.dropped.fetch_add(1, Ordering::Relaxed);
                             return;
                         }
+                    }
+                    if pong && conn.send_text(pusher::PONG.to_owned()).await.is_err() {
+                        totals.dropped.fetch_add(1, Ordering::Relaxed);
+                        return;
                     }
                 }
                 conn.close().await;
@@ -237,10 +286,51 @@ impl Receivers {
     }
 }
 
+/// Who publishes: a `/ws` (or raw) connection, or the Pusher HTTP API.
+enum Publisher {
+    /// Sends on a WebSocket that a task of its own drains.
+    Socket {
+        write: pushwire_ws::Sender,
+        drain: tokio::task::JoinHandle<()>,
+    },
+    /// Triggers events through the HTTP API.
+    Pusher(Box<EventPublisher>),
+}
+
+/// The app's signer, with `--protocol pusher`.
+fn pusher_signer(args: &FanoutArgs) -> Result<Option<AppSigner>, BenchError> {
+    if args.protocol != FanoutProtocol::Pusher {
+        return Ok(None);
+    }
+    let (Some(id), Some(key), Some(secret)) = (&args.app_id, &args.app_key, &args.app_secret)
+    else {
+        return Err(BenchError::Usage(
+            "--protocol pusher needs --app-id, --app-key and --app-secret".into(),
+        ));
+    };
+    pusher::check_channel(&args.topic).map_err(BenchError::Usage)?;
+    AppSigner::new(id, key, secret)
+        .map(Some)
+        .map_err(BenchError::Usage)
+}
+
 pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     let common = &args.common;
-    let targets = common.targets()?;
+    let signer = pusher_signer(&args)?;
+    let mut targets = common.targets()?;
+    if let Some(signer) = &signer {
+        // A URL without a path gets the app's.
+        let path = pusher::subscriber_path(signer.key());
+        for target in &mut targets {
+            if target.path().is_empty() || target.path() == "/" {
+                *target = target.with_path(&path);
+            }
+        }
+    }
     let publish_to = match &args.publish_url {
+        Some(url) if signer.is_some() && url.starts_with("http://") => {
+            Target::parse(&url.replacen("http://", "ws://", 1)).map_err(BenchError::Usage)?
+        }
         Some(url) => Target::parse(url).map_err(BenchError::Usage)?,
         None => targets
             .first()
@@ -254,11 +344,18 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         return Err(BenchError::Usage("--rates must be positive".into()));
     }
     let topic = args.topic.clone();
+    let reading = Reading {
+        raw: args.raw,
+        pusher: signer.is_some(),
+    };
     let subscribe = |mut conn: Conn| {
         let topic = topic.clone();
-        let raw = args.raw;
         async move {
-            if raw {
+            if reading.raw {
+                return Ok(conn);
+            }
+            if reading.pusher {
+                pusher::subscribe(&mut conn, &topic).await?;
                 return Ok(conn);
             }
             expect_hello(&mut conn).await?;
@@ -284,7 +381,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
             let negotiated = subscribers.iter().filter(|conn| conn.deflate()).count();
             parent.answer(&json!({ "ready": subscribers.len(), "deflate": negotiated }));
-            return serve_parent(parent, Readers::spawn(subscribers, args.raw)).await;
+            return serve_parent(parent, Readers::spawn(subscribers, reading)).await;
         }
         Role::Parent(shares) => {
             // The publisher stays here: the shares are of subscribers only.
@@ -302,33 +399,52 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
             let negotiated = subscribers.iter().filter(|conn| conn.deflate()).count();
             (
-                Receivers::Here(Readers::spawn(subscribers, args.raw)),
+                Receivers::Here(Readers::spawn(subscribers, reading)),
                 negotiated,
                 Vec::new(),
             )
         }
     };
-    let mut publisher = Conn::open(&publish_to, None, common.deflate)
-        .await
-        .map_err(|reason| BenchError::Connect {
-            index: args.subscribers,
-            reason,
-        })?;
-    if !args.raw {
-        expect_hello(&mut publisher)
-            .await
-            .map_err(BenchError::Run)?;
-    }
-
-    // The publisher's own incoming (replies, or its own broadcasts) is drained by a
-    // task of its own, so it never backs up.
-    let publisher_write = publisher.sender();
-    let drain = tokio::spawn(drain(publisher));
+    let publisher_failed = |reason| BenchError::Connect {
+        index: args.subscribers,
+        reason,
+    };
+    let mut publisher = match signer {
+        Some(signer) => Publisher::Pusher(Box::new(
+            EventPublisher::connect(publish_to.addr(), signer, &args.topic, pusher::EVENT)
+                .await
+                .map_err(publisher_failed)?,
+        )),
+        None => {
+            let mut publisher = Conn::open(&publish_to, None, common.deflate)
+                .await
+                .map_err(publisher_failed)?;
+            if !args.raw {
+                expect_hello(&mut publisher)
+                    .await
+                    .map_err(BenchError::Run)?;
+            }
+            // The publisher's own incoming (replies, or its own broadcasts) is
+            // drained by a task of its own, so it never backs up.
+            Publisher::Socket {
+                write: publisher.sender(),
+                drain: tokio::spawn(drain(publisher)),
+            }
+        }
+    };
 
     let mut report = Report::new(
-        if args.raw { "fanout-raw" } else { "fanout" },
+        match (args.raw, &publisher) {
+            (true, _) => "fanout-raw",
+            (false, Publisher::Pusher(_)) => "fanout-pusher",
+            (false, Publisher::Socket { .. }) => "fanout",
+        },
         &common.label(),
     );
+    if let Publisher::Pusher(_) = publisher {
+        report.param("protocol", "pusher");
+        report.param("channel", args.topic.clone());
+    }
     report.param("subscribers", args.subscribers);
     report.param("servers", common.url.len());
     report.param(
@@ -346,6 +462,10 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     report.param("workers", worker_pids.len().max(1));
     let mut seq = 0u64;
     let mut failure = None;
+    let mut api_before = match &publisher {
+        Publisher::Pusher(events) => events.counts(),
+        Publisher::Socket { .. } => pusher::Counts::default(),
+    };
     for &rate in &args.rates {
         let cpu = stats::CpuMeter::with_workers(&common.pid, worker_pids.clone());
         let started = Instant::now();
@@ -363,17 +483,26 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
                 seq += 1;
                 sent_this_step += 1;
                 let text = payload(seq, args.size);
-                let frame = if args.raw {
-                    text
-                } else {
-                    format!(
-                        r#"{{"op":"pub","id":{seq},"topic":"{}","data":"{text}"}}"#,
-                        args.topic
-                    )
-                };
                 // Queued: the connection writes what is due in one go.
-                if publisher_write.send(frame).await.is_err() {
-                    failure = Some("the publisher's connection failed".to_owned());
+                let sent = match &mut publisher {
+                    Publisher::Pusher(events) => events.publish(text),
+                    Publisher::Socket { write, .. } => {
+                        let frame = if args.raw {
+                            text
+                        } else {
+                            format!(
+                                r#"{{"op":"pub","id":{seq},"topic":"{}","data":"{text}"}}"#,
+                                args.topic
+                            )
+                        };
+                        write
+                            .send(frame)
+                            .await
+                            .map_err(|_| "the publisher's connection failed".to_owned())
+                    }
+                };
+                if let Err(why) = sent {
+                    failure = Some(why);
                     break;
                 }
             }
@@ -415,6 +544,27 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         row.insert("latency_ms".into(), stats::percentiles_ms(&step.latency));
         row.insert("bench_cpu_pct".into(), json!(bench_cpu));
         row.insert("server_cpu_pct".into(), json!(server_cpu));
+        if let Publisher::Pusher(events) = &publisher {
+            // Every event the HTTP API refused is a failure of the run.
+            // This step's requests and answers.
+            let counts = events.counts();
+            row.insert(
+                "api_requests".into(),
+                json!(counts.requests - api_before.requests),
+            );
+            row.insert(
+                "api_accepted".into(),
+                json!(counts.accepted - api_before.accepted),
+            );
+            row.insert(
+                "api_refused".into(),
+                json!(counts.refused - api_before.refused),
+            );
+            api_before = counts;
+            if let Some(why) = events.failure() {
+                failure.get_or_insert(why);
+            }
+        }
         row.insert("kept_up".into(), json!(!behind));
         report.rows.push(row);
         if behind || failure.is_some() {
@@ -422,7 +572,9 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         }
     }
     receivers.close().await;
-    drain.abort();
+    if let Publisher::Socket { drain, .. } = publisher {
+        drain.abort();
+    }
     report.print(common.json);
     match failure {
         Some(failure) => Err(BenchError::Run(failure)),

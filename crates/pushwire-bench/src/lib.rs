@@ -14,6 +14,11 @@
 //! - `soak`: connections churn on every transport while publishers run; every
 //!   stream is checked for gaps and duplicates (see `scripts/soak`).
 //!
+//! With `--protocol pusher`, fanout's subscribers speak the Pusher client protocol
+//! (version 7, at `/app/{key}`) and its publisher the Pusher HTTP API, signed as
+//! Pusher's SDKs sign it: pushwire's Pusher side and other Pusher servers (soketi)
+//! are measured alike.
+//!
 //! With `--raw`, fanout speaks no protocol: subscribers connect to a `/broadcast`
 //! endpoint and the publisher sends plain text to it, which is what the peers in
 //! `bench/peers/` offer. Every scenario reports the processor time it used itself
@@ -24,6 +29,7 @@ mod counter;
 mod echo;
 mod fanout;
 mod idle;
+mod pusher;
 mod soak;
 mod stats;
 mod workers;
@@ -278,20 +284,25 @@ where
     Ok(conns)
 }
 
-/// Reads `conn` (which answers pings; data is dropped: nothing is measured yet)
-/// until `released`, then hands it back.
+/// Reads `conn` (which answers pings, and a Pusher server's `pusher:ping`; data is
+/// dropped: nothing is measured yet) until `released`, then hands it back.
 async fn keep_alive(
     mut conn: Conn,
     mut released: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Conn, String> {
     loop {
-        tokio::select! {
+        let frame = tokio::select! {
             biased;
             _ = released.wait_for(|released| *released) => return Ok(conn),
-            frame = conn.next() => match frame? {
-                conn::Frame::Data(_) => {}
-                conn::Frame::Closed(code) => return Err(format!("the server closed it ({code})")),
-            },
+            frame = conn.next() => frame,
+        };
+        // A Pusher server pings a quiet connection and closes it without a pong.
+        let ping = match frame? {
+            conn::Frame::Data(message) => pusher::is_ping(message),
+            conn::Frame::Closed(code) => return Err(format!("the server closed it ({code})")),
+        };
+        if ping {
+            conn.send_text(pusher::PONG.to_owned()).await?;
         }
     }
 }
