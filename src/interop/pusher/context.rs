@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::app::{PusherApp, PusherApps};
 use super::channel::Channel;
+use super::notice::Notice;
 use super::socket_id::{SocketId, SocketIds};
 use crate::hub::Hub;
 
@@ -79,6 +80,12 @@ impl Pusher {
     /// The hub.
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
+    }
+
+    /// Tells `app`'s webhooks about `notice` (queued; never waits).
+    pub fn notify(&self, app: &PusherApp, notice: Notice) {
+        // The webhook sender is not built yet: nothing is queued.
+        let _ = (app, notice);
     }
 
     /// A new connection's socket id.

@@ -24,6 +24,7 @@ pub mod app;
 pub mod channel;
 mod context;
 pub mod event;
+mod notice;
 pub mod signature;
 pub(crate) mod socket;
 pub mod socket_id;
@@ -32,4 +33,5 @@ pub use app::{AppError, PusherApp, PusherApps, PusherLimits, Webhook, WebhookEve
 pub use channel::{Channel, ChannelError, ChannelKind};
 pub use context::{Pusher, PusherSetupError};
 pub use event::{DEFAULT_EVENT, Envelope, PusherFrame};
+pub use notice::Notice;
 pub use socket_id::{SocketId, SocketIds};
