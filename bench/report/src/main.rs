@@ -14,7 +14,15 @@ use serde_json::Value;
 
 const BEGIN: &str = "<!-- bench/run:begin -->";
 const END: &str = "<!-- bench/run:end -->";
-const ORDER: [&str; 4] = ["pushwire", "tornado", "node-ws", "axum"];
+const ORDER: [&str; 7] = [
+    "pushwire",
+    "tornado",
+    "node-ws",
+    "axum",
+    "pusher: pushwire /ws",
+    "pusher: pushwire /app",
+    "pusher: soketi /app",
+];
 
 fn main() -> ExitCode {
     match run() {
@@ -214,6 +222,24 @@ fn ms_spread(values: Vec<f64>) -> String {
     format!("{mid:.2} ({lo:.2}–{hi:.2})")
 }
 
+/// Like [`ms_spread`], for counts: the median and the range, as whole numbers.
+fn num_spread(values: Vec<f64>) -> String {
+    let Some(mid) = median(values.clone()) else {
+        return "–".into();
+    };
+    if values.len() < 2 {
+        return fmt_num(Some(mid));
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(
+        "{} ({}–{})",
+        fmt_num(Some(mid)),
+        fmt_num(Some(lo)),
+        fmt_num(Some(hi))
+    )
+}
+
 /// "3" runs, or "3 (1 failed: why)".
 fn runs_cell(group: &[&Value]) -> String {
     let failed: Vec<&&Value> = group.iter().filter(|r| r["failed"] == true).collect();
@@ -225,8 +251,14 @@ fn runs_cell(group: &[&Value]) -> String {
 
 /// A fan-out run at one rate (a point of the latency sweep); saturation runs list
 /// several rates.
+/// A run of the `pusher` scenario (issue 18): its label starts with "pusher: ".
+fn is_pusher(r: &Value) -> bool {
+    label(r).starts_with("pusher: ")
+}
+
 fn is_sweep(r: &Value) -> bool {
     matches!(scenario(r), "fanout" | "fanout-raw")
+        && !is_pusher(r)
         && r["params"]["rates"]
             .as_array()
             .is_some_and(|a| a.len() == 1)
@@ -243,6 +275,126 @@ fn sustained(r: &Value) -> Option<&Value> {
         .iter()
         .filter(|s| s["kept_up"] == true)
         .last()
+}
+
+/// Server processor time per delivery, in microseconds, at a step.
+fn cpu_us_per_delivery(step: &Value) -> Option<f64> {
+    let cpu = num(&step["server_cpu_pct"])?;
+    let per_s = num(&step["deliveries_per_s"])?;
+    (per_s > 0.0).then(|| cpu / 100.0 * 1e6 / per_s)
+}
+
+/// The `pusher` scenario: the same fan-out over pushwire's `/ws`, over pushwire's
+/// Pusher endpoint, and over soketi, in rounds.
+fn pusher_section(out: &mut String, runs: &[Value]) {
+    let groups = grouped(runs, is_pusher);
+    if groups.is_empty() {
+        return;
+    }
+    let w = |out: &mut String, s: String| {
+        let _ = writeln!(out, "{s}");
+    };
+    w(
+        out,
+        "### Fan-out over the Pusher protocol (issue 18)\n".into(),
+    );
+    w(out, "The same fan-out three ways, in rounds that take each in turn: pushwire's topic protocol (`/ws`), pushwire's Pusher endpoint (subscribers speak the Pusher client protocol 7 at `/app/KEY`; each message is an event triggered through the Pusher HTTP API, signed, on one connection with one request in flight, several queued events going as one `batch_events`), and soketi with the same subscribers and publisher. The publish rate is raised step by step, as in the saturation table; a step keeps up when every subscriber got every message and p99 stayed under 1 s. With several runs: the median, and the range in brackets. µs per delivery: the server's processor time divided by the deliveries, at the sustained step.\n".into());
+    w(out, "| server | subscribers | runs | p50 / p99 ms at the first step | sustained msg/s | deliveries/s | ratio to pushwire /ws | server µs per delivery | server CPU % | bench CPU % | first step behind |".into());
+    w(out, "|---|---|---|---|---|---|---|---|---|---|---|".into());
+    let base = groups
+        .iter()
+        .find(|g| label(g[0]) == "pusher: pushwire /ws")
+        .and_then(|g| {
+            median(values(&succeeded(g), |r| {
+                sustained(r).and_then(|s| num(&s["deliveries_per_s"]))
+            }))
+        });
+    for group in &groups {
+        let ok = succeeded(group);
+        let first = |key: &'static str| values(&ok, move |r| num(&row(r, 0)["latency_ms"][key]));
+        let at_best =
+            |field: fn(&Value) -> Option<f64>| values(&ok, move |r| sustained(r).and_then(field));
+        let delivered = median(at_best(|s| num(&s["deliveries_per_s"])));
+        let behind: Vec<String> = ok
+            .iter()
+            .filter_map(|r| {
+                let b = r["results"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["kept_up"] == false)?;
+                Some(format!(
+                    "{} msg/s: {} / {}",
+                    b["rate"],
+                    fmt_num(num(&b["delivered"])),
+                    fmt_num(num(&b["expected"]))
+                ))
+            })
+            .collect();
+        w(
+            out,
+            format!(
+                "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
+                label(group[0]).trim_start_matches("pusher: "),
+                fmt_num(num(&group[0]["params"]["subscribers"])),
+                runs_cell(group),
+                ms_spread(first("p50")),
+                ms_spread(first("p99")),
+                num_spread(at_best(|s| num(&s["rate"]))),
+                fmt_num(delivered),
+                ratio(delivered, base),
+                ms_spread(at_best(cpu_us_per_delivery)),
+                fmt_num(median(at_best(|s| num(&s["server_cpu_pct"])))),
+                fmt_num(median(at_best(|s| num(&s["bench_cpu_pct"])))),
+                if ok.is_empty() {
+                    "–".to_owned()
+                } else if behind.is_empty() {
+                    "none (all steps kept up)".to_owned()
+                } else {
+                    behind.join("; ")
+                },
+            ),
+        );
+    }
+    w(out, String::new());
+    w(out, "Step by step (every run):\n".into());
+    w(out, "| server | run | msg/s | delivered / expected | p50 ms | p99 ms | server CPU % | bench CPU % | server µs per delivery | kept up |".into());
+    w(out, "|---|---|---|---|---|---|---|---|---|---|".into());
+    for group in &groups {
+        for (n, r) in group.iter().enumerate() {
+            if r["failed"] == true {
+                w(
+                    out,
+                    format!(
+                        "| {} | {} | failed: {} | | | | | | | |",
+                        label(r).trim_start_matches("pusher: "),
+                        n + 1,
+                        why(r)
+                    ),
+                );
+                continue;
+            }
+            for step in r["results"].as_array().into_iter().flatten() {
+                w(
+                    out,
+                    format!(
+                        "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                        label(r).trim_start_matches("pusher: "),
+                        n + 1,
+                        step["rate"],
+                        fmt_num(num(&step["delivered"])),
+                        fmt_num(num(&step["expected"])),
+                        ms(&step["latency_ms"], "p50"),
+                        ms(&step["latency_ms"], "p99"),
+                        fmt_num(num(&step["server_cpu_pct"])),
+                        fmt_num(num(&step["bench_cpu_pct"])),
+                        cpu_us_per_delivery(step).map_or_else(|| "–".into(), |v| format!("{v:.3}")),
+                        if step["kept_up"] == true { "yes" } else { "no" },
+                    ),
+                );
+            }
+        }
+    }
+    w(out, String::new());
 }
 
 fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String, String> {
@@ -405,6 +557,8 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
         );
     }
     w(&mut out, String::new());
+
+    pusher_section(&mut out, runs);
 
     // Idle.
     w(
