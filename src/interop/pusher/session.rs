@@ -875,3 +875,229 @@ impl<H> PusherSession<H> {
         self.waiting.take().map(|waiting| *waiting)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interop::pusher::signature::sign;
+    use crate::interop::pusher::socket_id::SocketIds;
+    use serde_json::json;
+
+    fn app(options: &str) -> Arc<PusherApp> {
+        Arc::new(
+            PusherApp::parse(&format!("1:key:secret{options}")).unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    fn open(options: &str) -> PusherSession<u32> {
+        let mut session =
+            PusherSession::open(SocketIds::new().next_id(), app(options), Some("7"), 0);
+        let sent = drain(&mut session);
+        assert!(
+            sent[0].contains("pusher:connection_established"),
+            "{sent:?}"
+        );
+        session
+    }
+
+    /// The frames sent, answering the hub as a driver would (success, nobody
+    /// present, handle 1).
+    fn drain(session: &mut PusherSession<u32>) -> Vec<String> {
+        let mut sent = Vec::new();
+        for _ in 0..100 {
+            let Some(action) = session.poll_action() else {
+                return sent;
+            };
+            match action {
+                PusherAction::Send(text) => sent.push(text),
+                PusherAction::Subscribe { .. } => session.subscribed(Ok(())),
+                PusherAction::Members { .. } => session.members(Ok(Vec::new())),
+                PusherAction::GoLive { .. } => session.went_live(Ok(1)),
+                PusherAction::Publish { .. } => session.published(Ok(())),
+                PusherAction::Close { code, .. } => sent.push(format!("close {}", code.0)),
+                _ => {}
+            }
+        }
+        panic!("endless actions");
+    }
+
+    fn auth(session: &PusherSession<u32>, text: &str) -> String {
+        format!(
+            "key:{}",
+            sign("secret", &format!("{}:{text}", session.socket_id()))
+        )
+    }
+
+    #[test]
+    fn refusals_come_with_their_code_and_a_close() {
+        for (protocol, options, code) in [
+            (None, "", "4008"),
+            (Some("seven"), "", "4006"),
+            (Some("8"), "", "4007"),
+            (Some("7"), "?enabled=false", "4003"),
+        ] {
+            let mut session: PusherSession<u32> =
+                PusherSession::open(SocketIds::new().next_id(), app(options), protocol, 0);
+            let sent = drain(&mut session);
+            assert!(sent[0].contains(&format!("\"code\":{code}")), "{sent:?}");
+            assert_eq!(sent[1], format!("close {code}"));
+        }
+    }
+
+    #[test]
+    fn silence_brings_a_ping_then_4201() {
+        let mut session = open("?activity-timeout=10");
+        assert_eq!(session.deadline(), 10_000);
+        session.tick(9_999);
+        assert!(drain(&mut session).is_empty());
+        session.tick(10_000);
+        assert_eq!(
+            drain(&mut session),
+            [r#"{"event":"pusher:ping","data":{}}"#]
+        );
+        assert_eq!(
+            session.deadline(),
+            20_000,
+            "the pong wait is at most the activity timeout"
+        );
+        session.receive_text(r#"{"event":"pusher:pong","data":{}}"#, 0, 15_000);
+        assert_eq!(session.deadline(), 25_000, "any message counts as activity");
+        session.tick(25_000);
+        drain(&mut session);
+        session.tick(35_000);
+        let sent = drain(&mut session);
+        assert!(
+            sent[0].contains("4201") && sent[1] == "close 4201",
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn private_subscriptions_check_the_signature() {
+        let mut session = open("");
+        let good = auth(&session, "private-a");
+        session.receive_text(
+            &json!({"event": "pusher:subscribe", "data": {"channel": "private-a", "auth": good}})
+                .to_string(),
+            0,
+            1,
+        );
+        let sent = drain(&mut session);
+        assert!(sent[0].contains("subscription_succeeded"), "{sent:?}");
+        session.receive_text(
+            &json!({"event": "pusher:subscribe", "data": {"channel": "private-b", "auth": good}})
+                .to_string(),
+            0,
+            1,
+        );
+        let sent = drain(&mut session);
+        assert!(
+            sent[0].contains("\"AuthError\"") && sent[0].contains("401"),
+            "{sent:?}"
+        );
+        assert_eq!(session.channel_count(), 1);
+    }
+
+    #[test]
+    fn presence_needs_a_user_id_and_small_user_info() {
+        let mut session = open("");
+        for channel_data in [
+            json!({"user_info": {}}).to_string(),
+            json!({"user_id": ""}).to_string(),
+            json!({"user_id": "a", "user_info": "x".repeat(2000)}).to_string(),
+        ] {
+            let signed = auth(&session, &format!("presence-a:{channel_data}"));
+            session.receive_text(
+                &json!({"event": "pusher:subscribe", "data": {"channel": "presence-a", "auth": signed, "channel_data": channel_data}}).to_string(),
+                0,
+                1,
+            );
+            let sent = drain(&mut session);
+            assert!(sent[0].contains("subscription_error"), "{sent:?}");
+        }
+        let channel_data = json!({"user_id": 7}).to_string();
+        let signed = auth(&session, &format!("presence-a:{channel_data}"));
+        session.receive_text(
+            &json!({"event": "pusher:subscribe", "data": {"channel": "presence-a", "auth": signed, "channel_data": channel_data}}).to_string(),
+            0,
+            1,
+        );
+        let sent = drain(&mut session);
+        assert!(
+            sent[0].contains(r#"\"ids\":[\"7\"]"#),
+            "a numeric id is its text: {sent:?}"
+        );
+    }
+
+    #[test]
+    fn client_events_are_checked_then_published_excluding_the_sender() {
+        let mut session = open("?client-events=true&max-client-events-per-second=2");
+        let good = auth(&session, "private-a");
+        session.receive_text(
+            &json!({"event": "pusher:subscribe", "data": {"channel": "private-a", "auth": good}})
+                .to_string(),
+            0,
+            1,
+        );
+        drain(&mut session);
+        let event =
+            json!({"event": "client-x", "channel": "private-a", "data": {"a": 1}}).to_string();
+        session.receive_text(&event, 0, 1);
+        let mut published = None;
+        while let Some(action) = session.poll_action() {
+            if let PusherAction::Publish { data, .. } = action {
+                published = Some(data);
+                session.published(Ok(()));
+            }
+        }
+        let envelope = published
+            .and_then(|data| Envelope::read(&data))
+            .unwrap_or_else(|| panic!("published"));
+        assert_eq!(envelope.event, "client-x");
+        assert_eq!(envelope.data.get(), r#"{"a":1}"#);
+        assert_eq!(
+            envelope.exclude.as_deref(),
+            Some(session.socket_id().as_str())
+        );
+        session.receive_text(&event, 0, 1);
+        drain(&mut session);
+        session.receive_text(&event, 0, 1);
+        let sent = drain(&mut session);
+        assert!(
+            sent[0].contains("4301"),
+            "the third within a second: {sent:?}"
+        );
+        let public = json!({"event": "client-x", "channel": "news", "data": {}}).to_string();
+        session.receive_text(&public, 2000, 1);
+        assert!(drain(&mut session)[0].contains("pusher:error"));
+    }
+
+    #[test]
+    fn client_events_need_the_app_to_allow_them() {
+        let mut session = open("");
+        let event = json!({"event": "client-x", "channel": "private-a", "data": {}}).to_string();
+        session.receive_text(&event, 0, 1);
+        let sent = drain(&mut session);
+        assert!(sent[0].contains("not enabled"), "{sent:?}");
+    }
+
+    #[test]
+    fn garbage_is_answered_not_closed() {
+        let mut session = open("");
+        for text in [
+            "",
+            "[]",
+            "{\"event\":1}",
+            "{\"event\":\"pusher:nope\"}",
+            "{\"event\":\"pusher:subscribe\"}",
+        ] {
+            session.receive_text(text, 0, 1);
+            let sent = drain(&mut session);
+            assert_eq!(sent.len(), 1, "{text}: {sent:?}");
+            assert!(
+                sent[0].contains("pusher:error") && sent[0].contains(r#""code":null"#),
+                "{sent:?}"
+            );
+        }
+    }
+}
