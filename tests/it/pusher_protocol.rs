@@ -451,3 +451,54 @@ async fn signin_subscribes_the_user_channel_and_terminate_closes_with_4009() {
     assert_eq!(u16::from(close.code), 4009);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_ws_member_with_a_user_is_a_pusher_member() {
+    use common::tokens::{authed, chat_token};
+    use pushwire::auth::{AuthConfig, TokenVerifier};
+    const TOKEN_SECRET: &str = "token-secret";
+    let verifier = TokenVerifier::from_config(&AuthConfig {
+        secret: Some(TOKEN_SECRET.into()),
+        ..AuthConfig::default()
+    })
+    .expect("auth config")
+    .expect("a key");
+    let hub = Hub::new(HubConfig {
+        presence: vec!["chat".into()],
+        ..HubConfig::default()
+    });
+    let app = PusherApp::parse(&format!("5:{KEY}:{SECRET}?namespace=chat")).expect("app");
+    let server = start(
+        App::new()
+            .topics(hub)
+            .auth(verifier)
+            .pusher(PusherApps::new(vec![app]).expect("apps")),
+    )
+    .await;
+    let mut early = authed(&server, &chat_token(TOKEN_SECRET, "wes")).await;
+    send(
+        &mut early,
+        json!({"op": "sub", "id": 1, "topic": "chat:presence-lobby"}),
+    )
+    .await;
+    assert!(next_json(&mut early).await["ok"].is_object());
+    let mut ann = open(&server, KEY).await;
+    let ok = ann.join("presence-lobby", "ann").await;
+    assert_eq!(
+        data_of(&ok)["presence"]["ids"],
+        json!(["ann", "wes"]),
+        "{ok}"
+    );
+    let mut late = authed(&server, &chat_token(TOKEN_SECRET, "liz")).await;
+    send(
+        &mut late,
+        json!({"op": "sub", "id": 1, "topic": "chat:presence-lobby"}),
+    )
+    .await;
+    let added = ann.until("pusher_internal:member_added").await;
+    assert_eq!(data_of(&added)["user_id"], "liz");
+    drop(late);
+    let removed = ann.until("pusher_internal:member_removed").await;
+    assert_eq!(data_of(&removed), json!({"user_id": "liz"}));
+    server.stop().await;
+}
