@@ -1073,6 +1073,69 @@ mod tests {
     }
 
     #[test]
+    fn client_events_are_refused_on_encrypted_channels() {
+        let mut session = open("?client-events=true");
+        let good = auth(&session, "private-encrypted-a");
+        let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": "private-encrypted-a", "auth": good}});
+        session.receive_text(&subscribe.to_string(), 0, 1);
+        assert!(drain(&mut session)[0].contains("subscription_succeeded"));
+        let event = json!({"event": "client-x", "channel": "private-encrypted-a", "data": {}});
+        session.receive_text(&event.to_string(), 0, 1);
+        let sent = drain(&mut session);
+        assert!(sent[0].contains("private-encrypted-"), "{sent:?}");
+    }
+
+    #[test]
+    fn signin_checks_the_signature_then_subscribes_the_user_channel() {
+        let mut session = open("");
+        let user_data = json!({"id": "ann"}).to_string();
+        let signed = format!(
+            "key:{}",
+            sign(
+                "secret",
+                &format!("{}::user::{user_data}", session.socket_id())
+            )
+        );
+        let bad =
+            json!({"event": "pusher:signin", "data": {"auth": "key:00", "user_data": user_data}});
+        session.receive_text(&bad.to_string(), 0, 1);
+        assert!(drain(&mut session)[0].contains("4009"));
+        let good =
+            json!({"event": "pusher:signin", "data": {"auth": signed, "user_data": user_data}});
+        session.receive_text(&good.to_string(), 0, 1);
+        let mut topic = None;
+        while let Some(action) = session.poll_action() {
+            match action {
+                PusherAction::Subscribe {
+                    topic: t, member, ..
+                } => {
+                    assert!(member.is_none());
+                    topic = Some(t);
+                    session.subscribed(Ok(()));
+                }
+                PusherAction::GoLive { roster } => {
+                    assert!(roster.is_none());
+                    session.went_live(Ok(1));
+                }
+                PusherAction::Send(text) => assert!(text.contains("signin_success"), "{text}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            topic.map(|t| t.to_string()),
+            Some(String::from("1:/23server-to-user-ann"))
+        );
+        // pusher-js subscribes to it too; another user's is refused.
+        let own = json!({"event": "pusher:subscribe", "data": {"channel": "#server-to-user-ann", "auth": ""}});
+        session.receive_text(&own.to_string(), 0, 1);
+        assert!(drain(&mut session)[0].contains("subscription_succeeded"));
+        let other =
+            json!({"event": "pusher:subscribe", "data": {"channel": "#server-to-user-bob"}});
+        session.receive_text(&other.to_string(), 0, 1);
+        assert!(drain(&mut session)[0].contains("subscription_error"));
+    }
+
+    #[test]
     fn client_events_need_the_app_to_allow_them() {
         let mut session = open("");
         let event = json!({"event": "client-x", "channel": "private-a", "data": {}}).to_string();
