@@ -502,3 +502,66 @@ async fn a_ws_member_with_a_user_is_a_pusher_member() {
     assert_eq!(data_of(&removed), json!({"user_id": "liz"}));
     server.stop().await;
 }
+
+/// A node on `redis` serving app `1` (client events on).
+async fn redis_node(redis: &common::redis::RedisServer) -> (Running, Hub) {
+    use pushwire::broker::{RedisBroker, RedisConfig};
+    let config = HubConfig {
+        presence: vec!["1".into()],
+        ..HubConfig::default()
+    };
+    let broker =
+        RedisBroker::new(config.history.clone(), RedisConfig::new(redis.url())).expect("broker");
+    let hub = Hub::with_broker(config, std::sync::Arc::new(broker));
+    for _ in 0..200 {
+        if hub.ready().await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(hub.ready().await, "the broker never became ready");
+    let app = PusherApp::parse(&format!("1:{KEY}:{SECRET}?client-events=true")).expect("app");
+    let server = start(
+        App::new()
+            .topics(hub.clone())
+            .pusher(PusherApps::new(vec![app]).expect("apps")),
+    )
+    .await;
+    (server, hub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_client_events_cross_nodes_sharing_redis() {
+    let redis = common::redis::RedisServer::start();
+    let (a, _) = redis_node(&redis).await;
+    let (b, _) = redis_node(&redis).await;
+    let room = "presence-far";
+    let mut ann = open(&a, KEY).await;
+    ann.join(room, "ann").await;
+    let mut bob = open(&b, KEY).await;
+    let ok = bob.join(room, "bob").await;
+    assert_eq!(
+        data_of(&ok)["presence"]["ids"],
+        json!(["ann", "bob"]),
+        "{ok}"
+    );
+    let added = ann.until("pusher_internal:member_added").await;
+    assert_eq!(data_of(&added)["user_id"], "bob");
+    // Bob's second socket, on the first node: still one member.
+    let mut bob2 = open(&a, KEY).await;
+    let ok = bob2.join(room, "bob").await;
+    assert_eq!(data_of(&ok)["presence"]["count"], 2, "{ok}");
+    bob.send(json!({"event": "client-wave", "channel": room, "data": {"hi": 1}}))
+        .await;
+    let wave = ann.until("client-wave").await;
+    assert_eq!(wave["user_id"], "bob");
+    assert_eq!(bob2.until("client-wave").await["data"], json!({"hi": 1}));
+    bob.quiet().await;
+    drop(bob);
+    bob2.quiet().await;
+    drop(bob2);
+    let removed = ann.until("pusher_internal:member_removed").await;
+    assert_eq!(data_of(&removed), json!({"user_id": "bob"}));
+    a.stop().await;
+    b.stop().await;
+}
