@@ -565,3 +565,28 @@ async fn presence_and_client_events_cross_nodes_sharing_redis() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_pusher_client_that_does_not_read_is_closed_as_a_slow_consumer() {
+    let (server, hub) = server().await;
+    let mut stalled = open(&server, KEY).await;
+    stalled.subscribe("flood").await;
+    let topic = Topic::new("1:flood").expect("topic");
+    let data = Envelope::with_text("big", &"f".repeat(4096)).to_data();
+    // 16 MB: more than the socket buffers and the outbound queue hold.
+    for _ in 0..4000 {
+        hub.publish(&topic, data.clone()).await.expect("publish");
+    }
+    let close = tokio::time::timeout(STEP * 3, next_close(&mut stalled.ws))
+        .await
+        .expect("closed in time")
+        .expect("a close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4100, "slow consumer")
+    );
+    // Others are served.
+    let mut fresh = open(&server, KEY).await;
+    fresh.quiet().await;
+    server.stop().await;
+}
