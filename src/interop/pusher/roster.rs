@@ -47,6 +47,12 @@ impl Roster {
         self.users.len()
     }
 
+    /// The members' user ids, in order (what the HTTP API's
+    /// `/channels/{name}/users` lists: `Roster::new(&hub.members(&topic).await?)`).
+    pub fn user_ids(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().map(|id| &**id)
+    }
+
     /// Whether `user` is a member.
     pub fn has(&self, user: &str) -> bool {
         self.users.contains_key(user)
@@ -146,6 +152,7 @@ mod tests {
             member("ws-2", Some("bob"), None),
         ]);
         assert_eq!(roster.count(), 2);
+        assert_eq!(roster.user_ids().collect::<Vec<_>>(), ["ann", "bob"]);
         assert_eq!(
             roster.subscription_data(),
             r#"{"presence":{"ids":["ann","bob"],"hash":{"ann":{"n":1},"bob":null},"count":2}}"#
