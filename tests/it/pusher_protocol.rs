@@ -590,3 +590,15 @@ async fn a_pusher_client_that_does_not_read_is_closed_as_a_slow_consumer() {
     fresh.quiet().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_draining_server_tells_pusher_clients_to_reconnect_with_4200() {
+    let (server, _hub) = server().await;
+    let mut conn = open(&server, KEY).await;
+    conn.subscribe("news").await;
+    let stopping = tokio::spawn(server.stop());
+    let close = next_close(&mut conn.ws).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4200);
+    drop(conn);
+    stopping.await.expect("stopped");
+}
