@@ -40,9 +40,11 @@
 //!   `socket_id:channel[:channel_data]`; success is
 //!   `pusher_internal:subscription_succeeded` (for presence with the member list,
 //!   users deduplicated), failure `pusher:subscription_error` on the channel with
-//!   `{"type":…,"error":…,"status":…}` (what pusher-js itself emits: `AuthError`
-//!   401 for a missing or bad signature or channel data, `LimitReached` 4100 for
-//!   a full presence channel, `InvalidChannel` 4009 for a bad name).
+//!   `{"type":…,"error":…,"status":…}` (the shape pusher-js itself emits:
+//!   `AuthError` 401 for a missing or bad signature or channel data, 403 for
+//!   another user's channel; `LimitReached` 4100 for a full presence channel or
+//!   a connection at [`MAX_CHANNELS`]; `InvalidChannel` 4009 for a bad or
+//!   overlong name; `ServerError` 503 when the broker fails).
 //! - `client-*` events on private and presence channels the socket subscribed to,
 //!   when the app enables them; not on `private-encrypted-`; at most the app's
 //!   rate per second (over it: `pusher:error` 4301) and size. They are published
@@ -83,6 +85,10 @@ use crate::ws::CloseCode;
 /// The longest the server waits for a `pusher:pong` after its ping (Pusher's
 /// recommendation), in milliseconds; shorter when the activity timeout is.
 pub const PONG_TIMEOUT_MS: u64 = 30_000;
+
+/// The most channels one connection may subscribe to (as `/ws`'s default
+/// `max_subscriptions`); more are refused with `LimitReached`.
+pub const MAX_CHANNELS: usize = 1000;
 
 /// What the session asks its driver to do, in order.
 #[derive(Debug)]
@@ -483,6 +489,14 @@ impl<H> PusherSession<H> {
                 self.succeeded(&channel, "{}");
             }
             return;
+        }
+        if self.channels.len() >= MAX_CHANNELS {
+            return self.subscription_error(
+                name,
+                "LimitReached",
+                &format!("At most {MAX_CHANNELS} channels per connection"),
+                4100,
+            );
         }
         let mut member = None;
         let mut user = None;
@@ -1133,6 +1147,24 @@ mod tests {
             json!({"event": "pusher:subscribe", "data": {"channel": "#server-to-user-bob"}});
         session.receive_text(&other.to_string(), 0, 1);
         assert!(drain(&mut session)[0].contains("subscription_error"));
+    }
+
+    #[test]
+    fn a_connection_holds_at_most_max_channels() {
+        let mut session = open("");
+        for n in 0..=MAX_CHANNELS {
+            let subscribe =
+                json!({"event": "pusher:subscribe", "data": {"channel": format!("c{n}")}});
+            session.receive_text(&subscribe.to_string(), 0, 1);
+            let sent = drain(&mut session);
+            let wanted = if n < MAX_CHANNELS {
+                "subscription_succeeded"
+            } else {
+                "LimitReached"
+            };
+            assert!(sent[0].contains(wanted), "{n}: {sent:?}");
+        }
+        assert_eq!(session.channel_count(), MAX_CHANNELS);
     }
 
     #[test]
