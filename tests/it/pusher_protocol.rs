@@ -231,12 +231,14 @@ async fn public_channels_get_ws_publishes_as_message_and_envelopes_as_their_even
     let topic = Topic::new("1:news").expect("topic");
     let mut excluded = Envelope::with_text("skip", "x");
     excluded.exclude = Some(conn.socket_id.clone());
-    hub.publish(&topic, excluded.to_data())
+    hub.publish(&topic, excluded.to_data().expect("an envelope"))
         .await
         .expect("publish");
     hub.publish(
         &topic,
-        Envelope::with_text("order-paid", "{\"id\":7}").to_data(),
+        Envelope::with_text("order-paid", "{\"id\":7}")
+            .to_data()
+            .expect("an envelope"),
     )
     .await
     .expect("publish");
@@ -248,9 +250,14 @@ async fn public_channels_get_ws_publishes_as_message_and_envelopes_as_their_even
     conn.send(json!({"event": "pusher:unsubscribe", "data": {"channel": "news"}}))
         .await;
     conn.quiet().await;
-    hub.publish(&topic, Envelope::with_text("late", "x").to_data())
-        .await
-        .expect("publish");
+    hub.publish(
+        &topic,
+        Envelope::with_text("late", "x")
+            .to_data()
+            .expect("an envelope"),
+    )
+    .await
+    .expect("publish");
     conn.quiet().await;
     server.stop().await;
 }
@@ -435,16 +442,24 @@ async fn signin_subscribes_the_user_channel_and_terminate_closes_with_4009() {
     assert_eq!(conn.next().await["event"], "pusher:subscription_error");
     let channel = Channel::for_user("ann").expect("channel");
     let topic = Topic::new(&format!("1:{}", channel.escaped())).expect("topic");
-    hub.publish(&topic, Envelope::with_text("note", "hi").to_data())
-        .await
-        .expect("publish");
+    hub.publish(
+        &topic,
+        Envelope::with_text("note", "hi")
+            .to_data()
+            .expect("an envelope"),
+    )
+    .await
+    .expect("publish");
     assert_eq!(
         conn.next().await,
         json!({"event": "note", "channel": "#server-to-user-ann", "data": "hi"})
     );
-    hub.publish(&topic, Envelope::terminate().to_data())
-        .await
-        .expect("publish");
+    hub.publish(
+        &topic,
+        Envelope::terminate().to_data().expect("an envelope"),
+    )
+    .await
+    .expect("publish");
     let error = conn.next().await;
     assert_eq!(error["data"]["code"], 4009, "{error}");
     let close = next_close(&mut conn.ws).await.expect("close");
@@ -572,7 +587,9 @@ async fn a_pusher_client_that_does_not_read_is_closed_as_a_slow_consumer() {
     let mut stalled = open(&server, KEY).await;
     stalled.subscribe("flood").await;
     let topic = Topic::new("1:flood").expect("topic");
-    let data = Envelope::with_text("big", &"f".repeat(4096)).to_data();
+    let data = Envelope::with_text("big", &"f".repeat(4096))
+        .to_data()
+        .expect("an envelope");
     // 16 MB: more than the socket buffers and the outbound queue hold.
     for _ in 0..4000 {
         hub.publish(&topic, data.clone()).await.expect("publish");

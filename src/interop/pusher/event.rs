@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::channel::Channel;
-use crate::topic::{Data, Push, PushKind};
+use crate::topic::{Data, InvalidJson, Push, PushKind};
 use crate::ws::{Message, Prepared, Utf8Bytes};
 
 /// The event name of a topic message that is not an [`Envelope`].
@@ -86,12 +86,12 @@ impl Envelope {
         }
     }
 
-    /// The envelope as the topic message's data.
-    pub fn to_data(&self) -> Data {
-        match serde_json::to_vec(self).map(Data::json) {
-            Ok(Ok(data)) => data,
-            // Serializing strings and raw JSON gives JSON.
-            Ok(Err(err)) => unreachable!("an envelope is not JSON: {err}"),
+    /// The envelope as the topic message's data; refused as any published value
+    /// is when its data nests deeper than [`MAX_DEPTH`](crate::topic::MAX_DEPTH).
+    pub fn to_data(&self) -> Result<Data, InvalidJson> {
+        match serde_json::to_vec(self) {
+            Ok(bytes) => Data::json(bytes),
+            // Strings and raw JSON always serialize.
             Err(err) => unreachable!("an envelope does not serialize: {err}"),
         }
     }
@@ -207,7 +207,7 @@ mod tests {
         envelope.exclude = Some(String::from("1.2"));
         envelope.user_id = Some(String::from("u\"1"));
         let channel = Channel::parse("presence-c").unwrap_or_else(|e| panic!("{e}"));
-        let push = push(envelope.to_data());
+        let push = push(envelope.to_data().unwrap_or_else(|e| panic!("{e}")));
         let frame = PusherFrame::of(&push, &channel);
         assert_eq!(
             text(frame),
@@ -235,7 +235,8 @@ mod tests {
     #[test]
     fn envelopes_round_trip_through_topic_data() {
         let envelope = Envelope::new("e", "[1, 2]").unwrap_or_else(|| panic!("json"));
-        let read = Envelope::read(&envelope.to_data()).unwrap_or_else(|| panic!("read"));
+        let read = Envelope::read(&envelope.to_data().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|| panic!("read"));
         assert_eq!(read.data.get(), "[1, 2]");
         assert!(Envelope::new("e", "not json").is_none());
     }

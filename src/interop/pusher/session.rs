@@ -776,13 +776,17 @@ impl<H> PusherSession<H> {
         };
         envelope.user_id = user.as_deref().map(str::to_owned);
         envelope.exclude = Some(self.socket_id.as_str().to_owned());
+        let published = match envelope.to_data() {
+            Ok(published) => published,
+            Err(err) => return self.error(None, &format!("Event data refused: {err}")),
+        };
         let topic = self.app.topic(&channel);
         self.wait(Waiting::Publish {
             channel: channel.clone(),
         });
         self.act(PusherAction::Publish {
             topic,
-            data: envelope.to_data(),
+            data: published,
         });
         self.act(PusherAction::Notify(Notice::ClientEvent {
             channel,
@@ -1084,6 +1088,35 @@ mod tests {
         let public = json!({"event": "client-x", "channel": "news", "data": {}}).to_string();
         session.receive_text(&public, 2000, 1);
         assert!(drain(&mut session)[0].contains("pusher:error"));
+    }
+
+    #[test]
+    fn a_client_event_nested_too_deep_is_refused_and_not_published() {
+        let mut session = open("?client-events=true");
+        let good = auth(&session, "private-a");
+        session.receive_text(
+            &json!({"event": "pusher:subscribe", "data": {"channel": "private-a", "auth": good}})
+                .to_string(),
+            0,
+            1,
+        );
+        drain(&mut session);
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let event = format!(r#"{{"event":"client-x","channel":"private-a","data":{deep}}}"#);
+        session.receive_text(&event, 0, 1);
+        let mut sent = Vec::new();
+        while let Some(action) = session.poll_action() {
+            match action {
+                PusherAction::Publish { .. } => panic!("a too deep event was published"),
+                PusherAction::Send(text) => sent.push(text),
+                _ => {}
+            }
+        }
+        assert!(
+            sent.len() == 1 && sent[0].contains("pusher:error") && sent[0].contains("nest"),
+            "{sent:?}"
+        );
+        assert_eq!(session.channel_count(), 1, "the connection carries on");
     }
 
     #[test]
