@@ -47,6 +47,9 @@ mod logs;
 // CORS: pages on other origins.
 mod cors;
 
+// Pusher Channels: the HTTP API.
+mod pusher_api;
+
 // TLS.
 mod readme_tokens;
 mod tls;

@@ -100,8 +100,20 @@ pub(crate) fn check(app: &PusherApp, request: &Signed<'_>, now: u64) -> Result<Q
         None if !request.body.is_empty() => return Err(missing("body_md5")),
         _ => {}
     }
+    // The path as sent, or (for SDKs that sign a channel name before the HTTP
+    // client escapes it) as decoded.
     let text = string_to_sign(request.method, request.path, &params);
-    if !verify(&app.secret, &text, &signature) {
+    let decoded = percent_decode_str(request.path).decode_utf8().ok();
+    let signed = verify(&app.secret, &text, &signature)
+        || decoded.is_some_and(|path| {
+            path != request.path
+                && verify(
+                    &app.secret,
+                    &string_to_sign(request.method, &path, &params),
+                    &signature,
+                )
+        });
+    if !signed {
         return Err(ApiError::unauthorized(format!(
             "Invalid signature: you should have sent HmacSHA256Hex({text:?}, your_secret_key), but you sent {signature:?}"
         )));
