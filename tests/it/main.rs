@@ -36,6 +36,9 @@ mod cluster;
 mod drain;
 mod presence_transports;
 
+// Pusher Channels: the client protocol.
+mod pusher_protocol;
+
 // The bad-input corpus and the limits.
 mod hostile;
 mod hostile_more;

@@ -1,7 +1,9 @@
 //! [`Pusher`]: what every Pusher connection and API request of a server shares —
 //! the apps, the hub, the socket ids.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::app::{PusherApp, PusherApps};
 use super::channel::Channel;
@@ -35,6 +37,18 @@ struct Inner {
     apps: PusherApps,
     hub: Hub,
     ids: SocketIds,
+    /// Open connections per app id on this node (for `max_connections`).
+    connections: HashMap<String, Arc<AtomicUsize>>,
+}
+
+/// One admitted connection of an app: counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Pusher {
@@ -58,11 +72,16 @@ impl Pusher {
                 });
             }
         }
+        let connections = apps
+            .iter()
+            .map(|app| (app.id.clone(), Arc::default()))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 apps,
                 hub,
                 ids: SocketIds::new(),
+                connections,
             }),
         })
     }
@@ -86,6 +105,18 @@ impl Pusher {
     pub fn notify(&self, app: &PusherApp, notice: Notice) {
         // The webhook sender is not built yet: nothing is queued.
         let _ = (app, notice);
+    }
+
+    /// Counts a new connection of `app`; `None` when the app already has its
+    /// `max_connections` on this node.
+    pub(crate) fn admit(&self, app: &PusherApp) -> Option<Admitted> {
+        let count = Arc::clone(self.inner.connections.get(&app.id)?);
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(count);
+        match app.limits.max_connections {
+            Some(max) if before >= max => None,
+            _ => Some(admitted),
+        }
     }
 
     /// A new connection's socket id.

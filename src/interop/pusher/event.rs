@@ -25,6 +25,13 @@ use crate::ws::{Message, Prepared, Utf8Bytes};
 /// The event name of a topic message that is not an [`Envelope`].
 pub const DEFAULT_EVENT: &str = "message";
 
+/// The event that ends connections: published as an [`Envelope`] to a user's
+/// channel topic (`app.topic(&Channel::for_user(id)?)`), it closes every
+/// connection signed in as that user, on every node, with `pusher:error` 4009
+/// and close code 4009 (what the HTTP API's `terminate_connections` publishes;
+/// see [`Envelope::terminate`]). It is never delivered to a client.
+pub const TERMINATE_EVENT: &str = "pusher_internal:terminate";
+
 /// A Pusher event as it is kept in a topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +74,15 @@ impl Envelope {
             },
             // A serialized JSON string is valid JSON.
             Err(err) => unreachable!("a JSON string did not parse: {err}"),
+        }
+    }
+
+    /// The envelope that terminates a user's connections, to be published to
+    /// their user channel's topic ([`TERMINATE_EVENT`], data `{}`).
+    pub fn terminate() -> Self {
+        match Self::new(TERMINATE_EVENT, "{}") {
+            Some(envelope) => envelope,
+            None => unreachable!("{{}} is JSON"),
         }
     }
 
