@@ -34,6 +34,7 @@ mod permissions;
 // Many nodes on a real Redis.
 mod cluster;
 mod drain;
+mod occupancy;
 mod presence_transports;
 
 // The bad-input corpus and the limits.
