@@ -399,6 +399,9 @@ impl App {
             Some(hub) => self.mount_topics(hub),
             None => (self.files, self.sockets),
         };
+        // Background tasks (the node heartbeat, occupancy, Pusher webhooks, the
+        // admin page's feed) stop when the server shuts down or is dropped.
+        let background = self.runtime.shutdown.child_token();
         let sockets = match (&self.pusher, &self.hub) {
             (None, _) => sockets,
             (Some(_), None) => {
@@ -409,6 +412,7 @@ impl App {
             (Some(apps), Some(hub)) => {
                 let pusher = Pusher::new(apps.clone(), hub.clone())
                     .map_err(|err| Error::Config(err.to_string()))?;
+                pusher.start(&background);
                 sockets.merge(pusher::routes(
                     pusher,
                     Arc::clone(&self.ws_config),
@@ -418,8 +422,7 @@ impl App {
             }
         };
         // The node heartbeat and the occupancy task (always, with topics) and the
-        // admin page's feed; all stop when the server shuts down or is dropped.
-        let background = self.runtime.shutdown.child_token();
+        // admin page's feed.
         if let Some(hub) = &self.hub {
             let me = NodeInfo {
                 id: hub.node_id().to_string(),

@@ -36,6 +36,7 @@ mod cluster;
 mod drain;
 mod occupancy;
 mod presence_transports;
+mod pusher_webhooks;
 
 // The bad-input corpus and the limits.
 mod hostile;
