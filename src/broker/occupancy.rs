@@ -11,10 +11,11 @@
 //! share) made it — which reports it (Pusher's `channel_occupied` /
 //! `channel_vacated` webhooks).
 //!
-//! A node's share lives as long as the node announces itself: every flush pushes
-//! its deadline forward by the TTL it is given, and a node whose deadline passed
-//! loses its share (and the topics left with no subscriber are vacated) at the
-//! next flush of any live node.
+//! A node's share lives as long as the node announces itself: every flush (at
+//! least one every fifth of the TTL, changes or not) pushes its deadline forward
+//! by the TTL it is given, and a node whose deadline passed loses its share (and
+//! the topics left with no subscriber are vacated) at the next flush of any live
+//! node.
 
 use crate::topic::Topic;
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -96,18 +96,27 @@ impl Hub {
         Ok(report.changes.len())
     }
 
-    /// Flushes occupancy every `every` (see [`Hub::flush_occupancy`]) until `stop`
-    /// is cancelled; each flush keeps this node's share alive for `ttl`.
+    /// Flushes occupancy every `every` when a topic changed, and at least every
+    /// fifth of `ttl` (keeping this node's share alive for `ttl`, and sweeping the
+    /// shares of nodes that died), until `stop` is cancelled (see
+    /// [`Hub::flush_occupancy`]).
     pub async fn run_occupancy(self, every: Duration, ttl: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let keep_alive = (ttl / 5).max(every);
+        let mut flushed: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if let Err(err) = self.flush_occupancy(ttl).await {
-                tracing::debug!(error = %err, "occupancy flush failed; retrying");
+            let due = flushed.is_none_or(|at| at.elapsed() >= keep_alive);
+            if !due && lock(&self.inner.changed).is_empty() {
+                continue;
+            }
+            match self.flush_occupancy(ttl).await {
+                Ok(_) => flushed = Some(Instant::now()),
+                Err(err) => tracing::debug!(error = %err, "occupancy flush failed; retrying"),
             }
         }
     }
