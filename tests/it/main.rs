@@ -18,6 +18,7 @@ mod ws_http;
 // The counter demo, pages and static files, the examples.
 mod counter;
 mod example_counter;
+mod example_pusher;
 mod example_topics;
 mod http;
 
@@ -34,7 +35,9 @@ mod permissions;
 // Many nodes on a real Redis.
 mod cluster;
 mod drain;
+mod occupancy;
 mod presence_transports;
+mod pusher_webhooks;
 
 // Pusher Channels: the client protocol.
 mod pusher_protocol;
