@@ -533,3 +533,120 @@ async fn terminating_a_user_publishes_on_their_own_channel() {
     drop(own);
     server.stop().await;
 }
+
+/// A Pusher protocol client (as pusher-js speaks it) past
+/// `connection_established`: the socket and its id.
+async fn pusher_client(server: &Running) -> (Client, String) {
+    let mut client = crate::common::connect(&server.ws_url(&format!(
+        "/app/{KEY}?protocol=7&client=js&version=8.6.0&flash=false"
+    )))
+    .await;
+    let hello = next_json(&mut client).await;
+    assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+    let data: Value =
+        serde_json::from_str(hello["data"].as_str().expect("a string")).expect("JSON");
+    let id = data["socket_id"].as_str().expect("socket_id").to_owned();
+    (client, id)
+}
+
+/// Sends a Pusher event and answers the next message the client gets.
+async fn pusher_send(client: &mut Client, message: Value) -> Value {
+    crate::common::topics::send(client, message).await;
+    next_json(client).await
+}
+
+/// `KEY:hex(HMAC-SHA256(secret, text))`, Pusher's channel and user auth.
+fn auth(text: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+    format!("{KEY}:{}", hex(hmac::sign(&key, text.as_bytes()).as_ref()))
+}
+
+/// The API and Pusher clients on one server: presence members counted as users,
+/// an event reaching every subscriber but the excluded socket, a signed-in user's
+/// connection closed by `terminate_connections`.
+#[tokio::test]
+async fn the_api_counts_reaches_and_terminates_pusher_clients() {
+    let (server, _hub) = server().await;
+    let mut members = Vec::new();
+    for user in ["u1", "u2", "u1"] {
+        let (mut client, id) = pusher_client(&server).await;
+        let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+        let signature = auth(&format!("{id}:presence-room:{data}"));
+        let reply = pusher_send(
+            &mut client,
+            json!({"event": "pusher:subscribe", "data": {"channel": "presence-room", "auth": signature, "channel_data": data}}),
+        )
+        .await;
+        assert_eq!(
+            reply["event"], "pusher_internal:subscription_succeeded",
+            "{reply}"
+        );
+        members.push(client);
+    }
+    let path = format!("/apps/{ID}/channels/presence-room");
+    assert_eq!(
+        Req::get(&path)
+            .param("info", "user_count,subscription_count")
+            .ok(&server)
+            .await,
+        json!({"occupied": true, "user_count": 2, "subscription_count": 3})
+    );
+    let users = Req::get(&format!("{path}/users")).ok(&server).await;
+    assert_eq!(users, json!({"users": [{"id": "u1"}, {"id": "u2"}]}));
+
+    let (mut sender, sender_id) = pusher_client(&server).await;
+    let (mut other, _) = pusher_client(&server).await;
+    for client in [&mut sender, &mut other] {
+        let reply = pusher_send(
+            client,
+            json!({"event": "pusher:subscribe", "data": {"channel": "orders"}}),
+        )
+        .await;
+        assert_eq!(reply["event"], "pusher_internal:subscription_succeeded");
+    }
+    let excluded =
+        json!({"name": "first", "channels": ["orders"], "data": "1", "socket_id": sender_id});
+    Req::post(&events_path(), excluded).ok(&server).await;
+    let to_all = json!({"name": "second", "channels": ["orders"], "data": "2"});
+    Req::post(&events_path(), to_all).ok(&server).await;
+    assert_eq!(
+        next_json(&mut other).await,
+        json!({"event": "first", "channel": "orders", "data": "1"})
+    );
+    assert_eq!(next_json(&mut other).await["event"], "second");
+    assert_eq!(
+        next_json(&mut sender).await["event"],
+        "second",
+        "the excluded socket got the first event"
+    );
+
+    let (mut user, user_socket) = pusher_client(&server).await;
+    let user_data = json!({"id": "u7"}).to_string();
+    let signature = auth(&format!("{user_socket}::user::{user_data}"));
+    let reply = pusher_send(
+        &mut user,
+        json!({"event": "pusher:signin", "data": {"auth": signature, "user_data": user_data}}),
+    )
+    .await;
+    assert_eq!(reply["event"], "pusher:signin_success", "{reply}");
+    let reply = pusher_send(
+        &mut user,
+        json!({"event": "pusher:subscribe", "data": {"channel": "#server-to-user-u7"}}),
+    )
+    .await;
+    assert_eq!(reply["event"], "pusher_internal:subscription_succeeded");
+    let body = json!({"name": "hello", "channels": ["#server-to-user-u7"], "data": "hi"});
+    Req::post(&events_path(), body).ok(&server).await;
+    assert_eq!(
+        next_json(&mut user).await,
+        json!({"event": "hello", "channel": "#server-to-user-u7", "data": "hi"})
+    );
+    let path = format!("/apps/{ID}/users/u7/terminate_connections");
+    Req::post(&path, json!({})).ok(&server).await;
+    let error = next_json(&mut user).await;
+    assert_eq!(error["event"], "pusher:error", "{error}");
+    let close = crate::common::next_close(&mut user).await.expect("a close");
+    assert_eq!(u16::from(close.code), 4009);
+    drop((members, sender, other, user));
+    server.stop().await;
+}

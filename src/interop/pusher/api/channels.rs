@@ -67,15 +67,15 @@ pub(crate) async fn info(
         out.insert(String::from("user_count"), json!(users.len()));
     }
     if attributes.subscription_count {
-        out.insert(
-            String::from("subscription_count"),
-            json!(occupancy::subscription_count(hub, topic)),
-        );
+        let count = occupancy::subscription_count(hub, topic)
+            .await
+            .map_err(broker_error)?;
+        out.insert(String::from("subscription_count"), json!(count));
     }
     Ok(out)
 }
 
-/// The answer when the broker cannot list members: 503.
+/// The answer when the broker cannot count subscribers or list members: 503.
 pub(crate) fn broker_error(err: BrokerError) -> ApiError {
     ApiError::with(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -114,7 +114,10 @@ pub(crate) async fn list(
     }
     let hub = pusher.hub();
     let mut channels = Map::new();
-    for (channel, _) in occupancy::occupied(hub, &call.app) {
+    let occupied = occupancy::occupied(hub, &call.app)
+        .await
+        .map_err(broker_error)?;
+    for (channel, _) in occupied {
         if !channel.as_str().starts_with(prefix) {
             continue;
         }
@@ -143,7 +146,10 @@ pub(crate) async fn one(
     let topic = call.app.topic(&channel);
     let hub = pusher.hub();
     let mut out = Map::new();
-    let occupied = occupancy::subscription_count(hub, &topic) > 0;
+    let occupied = occupancy::subscription_count(hub, &topic)
+        .await
+        .map_err(broker_error)?
+        > 0;
     out.insert(String::from("occupied"), Value::Bool(occupied));
     out.extend(info(hub, &channel, &topic, attributes).await?);
     Ok(json(&Value::Object(out)))

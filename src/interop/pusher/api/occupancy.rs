@@ -1,12 +1,9 @@
-//! What the channel queries know about who is subscribed: the occupied channels
-//! of an app, a channel's subscription count and its users.
-//!
-//! Counts are this node's for now (`Hub::topic_counts`, `Hub::subscriber_count`);
-//! the users of a presence channel come from the broker's member list and so
-//! span every node. The cross-node counts replace [`counts`] when the broker
-//! gains them.
+//! What the channel queries know about who is subscribed, on every node: the
+//! occupied channels of an app and a channel's subscription count (the hub's
+//! occupancy: this node's counts now, the other nodes' as they last flushed),
+//! and the users of a presence channel (the broker's member list).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::broker::BrokerError;
 use crate::hub::Hub;
@@ -14,31 +11,30 @@ use crate::interop::pusher::app::PusherApp;
 use crate::interop::pusher::channel::Channel;
 use crate::topic::Topic;
 
-/// The subscribers of every topic that has any.
-fn counts(hub: &Hub) -> Vec<(Topic, usize)> {
-    hub.topic_counts(usize::MAX)
+/// How many connections are subscribed to `topic`, on every node.
+pub(crate) async fn subscription_count(hub: &Hub, topic: &Topic) -> Result<u64, BrokerError> {
+    hub.occupancy(topic).await
 }
 
-/// How many connections are subscribed to `topic`.
-pub(crate) fn subscription_count(hub: &Hub, topic: &Topic) -> usize {
-    hub.subscriber_count(topic)
-}
-
-/// `app`'s occupied channels (at least one subscriber) and their subscription
-/// counts, by name.
-pub(crate) fn occupied(hub: &Hub, app: &PusherApp) -> BTreeMap<Channel, usize> {
-    counts(hub)
+/// `app`'s occupied channels (at least one subscriber on some node) and their
+/// subscription counts, by name.
+pub(crate) async fn occupied(
+    hub: &Hub,
+    app: &PusherApp,
+) -> Result<BTreeMap<Channel, u64>, BrokerError> {
+    let topics = hub.occupied(&format!("{}:", app.namespace)).await?;
+    Ok(topics
         .into_iter()
         .filter(|(_, n)| *n > 0)
         .filter_map(|(topic, n)| app.channel(&topic).map(|channel| (channel, n)))
-        .collect()
+        .collect())
 }
 
 /// The distinct user ids present on `topic` (members without a user are not
 /// Pusher users), in the order they are listed.
 pub(crate) async fn users(hub: &Hub, topic: &Topic) -> Result<Vec<String>, BrokerError> {
     let members = hub.members(topic).await?;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     Ok(members
         .into_iter()
         .filter_map(|member| member.user)

@@ -1,7 +1,9 @@
 //! User termination: `POST /apps/{app_id}/users/{user_id}/terminate_connections`
 //! closes every connection signed in as the user, on every node, by publishing
-//! the termination event on the user's own channel `#server-to-user-{user_id}`
-//! (which each signed-in connection is subscribed to). Answers `{}`.
+//! [`Envelope::terminate`] (the event `pusher_internal:terminate`, which the
+//! connections act on and never deliver) on the user's own channel
+//! `#server-to-user-{user_id}`, which each signed-in connection is subscribed to.
+//! Answers `{}`.
 //!
 //! (Sending events to a user is not a route of its own: the SDKs' `sendToUser`
 //! publishes to `#server-to-user-{user_id}` through `POST /events`.)
@@ -16,15 +18,6 @@ use super::{Call, call, json};
 use crate::interop::pusher::channel::Channel;
 use crate::interop::pusher::context::Pusher;
 use crate::interop::pusher::event::Envelope;
-use crate::topic::Data;
-
-/// The name of the event that tells a user's connections to close.
-const TERMINATE_EVENT: &str = "pusher_internal:terminate";
-
-/// What is published on the user's topic to close their connections.
-fn termination() -> Data {
-    Envelope::with_text(TERMINATE_EVENT, "{}").to_data()
-}
 
 /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`.
 pub(crate) async fn terminate(
@@ -56,7 +49,7 @@ async fn terminate_user(pusher: &Pusher, call: &Call, user_id: &str) -> Result<R
     let topic = call.app.topic(&channel);
     pusher
         .hub()
-        .publish(&topic, termination())
+        .publish(&topic, Envelope::terminate().to_data())
         .await
         .map_err(|err| {
             ApiError::with(
