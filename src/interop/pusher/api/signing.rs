@@ -234,6 +234,46 @@ mod tests {
     }
 
     #[test]
+    fn the_path_may_be_signed_as_sent_or_as_decoded() {
+        let query = |path: &str| {
+            let params = vec![
+                (
+                    String::from("auth_key"),
+                    String::from("278d425bdf160c739803"),
+                ),
+                (String::from("auth_timestamp"), String::from("100")),
+                (String::from("auth_version"), String::from("1.0")),
+            ];
+            let signature = crate::interop::pusher::signature::sign(
+                "7ad3773142a6692b25b8",
+                &string_to_sign("GET", path, &params),
+            );
+            format!(
+                "auth_key=278d425bdf160c739803&auth_timestamp=100&auth_version=1.0&auth_signature={signature}"
+            )
+        };
+        let sent = "/apps/3/channels/presence-a%40b";
+        for signed_path in [sent, "/apps/3/channels/presence-a@b"] {
+            let query = query(signed_path);
+            let request = Signed {
+                method: "GET",
+                path: sent,
+                query: &query,
+                body: b"",
+            };
+            assert!(check(&app(), &request, 100).is_ok(), "{signed_path}");
+        }
+        let query = query("/apps/3/channels/presence-a");
+        let request = Signed {
+            method: "GET",
+            path: sent,
+            query: &query,
+            body: b"",
+        };
+        assert!(check(&app(), &request, 100).is_err());
+    }
+
+    #[test]
     fn parameters_are_decoded_lower_cased_and_sorted() {
         let params = decode_query("b=2&A=x%20y&a=0").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
