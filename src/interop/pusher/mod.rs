@@ -20,7 +20,8 @@
 //!   one connection shows them (users, not sockets);
 //! - [`Pusher`] (`context`): apps on a hub, what connections and API requests
 //!   share; the connection driver (`socket`) and the HTTP API (`api`), which the
-//!   server mounts (`App::pusher`).
+//!   server mounts (`App::pusher`);
+//! - [`webhook`]: the apps' webhooks, batched, signed and retried.
 
 pub(crate) mod api;
 pub mod app;
@@ -33,6 +34,7 @@ pub mod session;
 pub mod signature;
 pub(crate) mod socket;
 pub mod socket_id;
+pub mod webhook;
 
 pub use app::{AppError, PusherApp, PusherApps, PusherLimits, Webhook, WebhookEvent};
 pub use channel::{Channel, ChannelError, ChannelKind};
