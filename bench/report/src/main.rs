@@ -424,7 +424,8 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
             "Written by `bench/run` on {date}, commit `{commit}`, on this machine: {cpus} cores \
          shared by the server and the load generator (`pushwire bench`, whose own processor \
          use is reported next to the server's: 100% = one core). Peers: `bench/peers/` \
-         (Tornado, Node `ws`, plain axum). Every run starts a fresh server process. \
+         (Tornado, Node `ws`, plain axum; soketi in the Pusher table). Every run starts a \
+         fresh server process. \
          pushwire is measured on its topic protocol (`/ws`, JSON pushes with offsets), the \
          peers on their `/broadcast` endpoint (`--raw`: plain text). Rows named \
          \"pushwire, N nodes\" are clusters (`bench/cluster`): N pushwire processes on one \
