@@ -24,14 +24,15 @@
 //!
 //! Every subscribe and unsubscribe of a topic (any transport) marks it *changed*;
 //! the hub's occupancy task ([`Hub::run_occupancy`], in `occupancy.rs`) hands the
-//! broker this node's counts of the changed topics every 100 ms, and the broker
+//! broker this node's counts of the changed topics every 100 ms (a count that fell
+//! to 0 once it stayed 0 for a second), and the broker
 //! answers the cluster-wide transitions this node decided, which the hub reports to
 //! its listeners ([`Hub::on_occupancy`]). [`Hub::occupancy`] and [`Hub::occupied`]
 //! add this node's exact counts to the other nodes' flushed ones.
 
 mod occupancy;
 
-pub use occupancy::OCCUPANCY_FLUSH_EVERY;
+pub use occupancy::{OCCUPANCY_FLUSH_EVERY, OCCUPANCY_GRACE};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

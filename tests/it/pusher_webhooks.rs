@@ -28,6 +28,9 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 const KEY: &str = "hook-key";
+/// How long the tests wait to see that nothing more comes: longer than the
+/// second a node waits before it tells that a channel has no subscriber left.
+const QUIET: Duration = Duration::from_millis(1500);
 const SECRET: &str = "hook-secret";
 
 /// One post as the receiver saw it.
@@ -202,7 +205,7 @@ async fn one_node_posts_occupied_and_vacated_signed_once_each() {
     sub(&mut second, "42:orders", None).await;
     drop(first);
     assert_eq!(
-        more_after(&rx, 1, Duration::from_millis(500)).await,
+        more_after(&rx, 1, QUIET).await,
         vec![],
         "one subscriber is left"
     );
@@ -214,7 +217,7 @@ async fn one_node_posts_occupied_and_vacated_signed_once_each() {
             event("channel_vacated", "orders")
         ]
     );
-    assert_eq!(more_after(&rx, 2, Duration::from_millis(500)).await, vec![]);
+    assert_eq!(more_after(&rx, 2, QUIET).await, vec![]);
     for post in rx.posts() {
         assert!(post.signed, "{post:?}");
         assert_eq!(post.content_type, "application/json");
@@ -254,14 +257,14 @@ async fn a_channel_is_vacated_once_after_its_last_subscriber_on_both_nodes_left(
     let (mut also_b, _) = ws(&b).await;
     sub(&mut also_b, "42:presence-room", None).await;
     assert_eq!(
-        more_after(&rx, 1, Duration::from_millis(500)).await,
+        more_after(&rx, 1, QUIET).await,
         vec![],
         "already occupied by node a"
     );
     drop(on_a);
     drop(on_b);
     assert_eq!(
-        more_after(&rx, 1, Duration::from_millis(500)).await,
+        more_after(&rx, 1, QUIET).await,
         vec![],
         "node b still has a subscriber"
     );
@@ -273,7 +276,7 @@ async fn a_channel_is_vacated_once_after_its_last_subscriber_on_both_nodes_left(
             event("channel_vacated", "presence-room")
         ]
     );
-    assert_eq!(more_after(&rx, 2, Duration::from_millis(500)).await, vec![]);
+    assert_eq!(more_after(&rx, 2, QUIET).await, vec![]);
     assert!(rx.posts().iter().all(|p| p.signed));
     a.stop().await;
     b.stop().await;
@@ -305,7 +308,7 @@ async fn a_post_answered_500_is_retried_until_acknowledged() {
         json!([{"name": "channel_occupied", "channel": "retry-me"}])
     );
     assert_eq!(
-        more_after(&rx, 4, Duration::from_millis(500)).await,
+        more_after(&rx, 4, QUIET).await,
         vec![],
         "acknowledged: not sent again"
     );
@@ -348,7 +351,7 @@ async fn events_that_queue_up_meanwhile_are_posted_together() {
         sub(&mut more, &format!("42:more-{n}"), None).await;
         clients.push(more);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(QUIET).await;
     hold.notify_one();
     let events = rx.wait_events(6).await;
     assert_eq!(events.len(), 6, "{events:?}");
