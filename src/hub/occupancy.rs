@@ -87,7 +87,7 @@ impl Hub {
         let mut held = Vec::new();
         let mut counts: Vec<(Topic, u64)> = Vec::with_capacity(changed.len());
         for topic in &changed {
-            let count = self.local_occupancy(topic);
+            let count = self.take_change(topic);
             if count > 0 {
                 emptied.remove(topic);
             } else if !grace.is_zero() {
@@ -161,6 +161,17 @@ impl Hub {
                 Err(err) => tracing::debug!(error = %err, "occupancy flush failed; retrying"),
             }
         }
+    }
+
+    /// [`local_occupancy`](Self::local_occupancy), and clears the topic's mark:
+    /// its next change marks it again.
+    fn take_change(&self, topic: &Topic) -> u64 {
+        let list = lock(&self.inner.topics).get(topic).cloned();
+        list.map_or(0, |list| {
+            let mut list = lock(&list);
+            list.marked = false;
+            list.entries.len() as u64
+        })
     }
 
     /// How many subscribers `topic` has on this node (those still closing
