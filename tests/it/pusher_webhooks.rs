@@ -372,3 +372,108 @@ async fn events_that_queue_up_meanwhile_are_posted_together() {
     );
     server.stop().await;
 }
+
+/// A receiver over TLS with `cert`; answers its URL.
+async fn tls_receiver(
+    receiver: Arc<Receiver>,
+    cert: &common::tls::Cert,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+        .unwrap_or_else(|e| panic!("key: {e}"));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der.clone()], key)
+    .unwrap_or_else(|e| panic!("{e}"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let router = Router::new()
+        .route("/hooks", post(receive))
+        .with_state(receiver);
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (format!("https://127.0.0.1:{}/hooks", addr.port()), task)
+}
+
+#[tokio::test]
+async fn an_https_webhook_is_posted_over_tls_to_a_trusted_receiver() {
+    let cert = common::tls::make_cert_for(&["127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, &cert.cert_pem).unwrap_or_else(|e| panic!("{e}"));
+    let rx = Arc::new(Receiver::default());
+    let (url, _receiver) = tls_receiver(Arc::clone(&rx), &cert).await;
+    // The built binary, trusting the receiver's certificate as its only root
+    // (rustls-native-certs reads SSL_CERT_FILE).
+    let mut command = common::binary::pushwire();
+    command.env("SSL_CERT_FILE", &roots).args([
+        "serve",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--pusher-app",
+        &format!("42:{KEY}:{SECRET}?webhook={url}"),
+    ]);
+    let (_node, line) = common::binary::spawn_with_first_line(&mut command);
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let mut client = common::connect(&format!("ws://{addr}/ws")).await;
+    let hello = common::topics::next_json(&mut client).await;
+    assert!(hello.get("hello").is_some(), "{hello}");
+    sub(&mut client, "42:secure", None).await;
+    assert_eq!(
+        rx.wait_events(1).await,
+        vec![event("channel_occupied", "secure")]
+    );
+    assert!(rx.posts().iter().all(|p| p.signed));
+
+    // A node that does not trust the certificate posts nothing.
+    let mut untrusting = common::binary::pushwire();
+    untrusting.env_remove("SSL_CERT_FILE").args([
+        "serve",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--pusher-app",
+        &format!("42:{KEY}:{SECRET}?webhook={url}"),
+    ]);
+    let (_other, line) = common::binary::spawn_with_first_line(&mut untrusting);
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let mut client = common::connect(&format!("ws://{addr}/ws")).await;
+    common::topics::next_json(&mut client).await;
+    sub(&mut client, "42:insecure", None).await;
+    assert_eq!(more_after(&rx, 1, QUIET).await, vec![]);
+}
