@@ -18,6 +18,10 @@ use crate::topic::Topic;
 /// before it is decided (and a remote count lags).
 pub const OCCUPANCY_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
+/// The most topics one flush tells the broker about (one Redis script); more wait
+/// for the next flushes.
+const FLUSH_LIMIT: usize = 1000;
+
 /// How long a topic must have had no local subscriber before this node tells the
 /// broker (see [`Hub::run_occupancy`]).
 pub const OCCUPANCY_GRACE: Duration = Duration::from_secs(1);
@@ -61,9 +65,10 @@ impl Hub {
         Ok(all.into_iter().filter(|(_, count)| *count > 0).collect())
     }
 
-    /// Flushes this node's counts of the topics changed since the last flush to
-    /// the broker (keeping its share alive for `ttl`) and tells the listeners the
-    /// transitions it answers; answers how many. On failure the changed topics
+    /// Flushes this node's counts of the topics changed since the last flush (at
+    /// most 1000 of them; the rest wait for the next flush) to the broker (keeping
+    /// its share alive for `ttl`) and tells the listeners the transitions it
+    /// answers; answers how many. On failure the changed topics
     /// stay marked, for the next flush.
     pub async fn flush_occupancy(&self, ttl: Duration) -> Result<usize, BrokerError> {
         self.flush_with_grace(ttl, Duration::ZERO, &mut HashMap::new())
@@ -80,9 +85,18 @@ impl Hub {
         emptied: &mut HashMap<Topic, Instant>,
     ) -> Result<usize, BrokerError> {
         let _one_at_a_time = self.inner.flushing.lock().await;
-        let changed: Vec<Topic> = std::mem::take(&mut *lock(&self.inner.changed))
-            .into_iter()
-            .collect();
+        let changed: Vec<Topic> = {
+            let mut set = lock(&self.inner.changed);
+            if set.len() <= FLUSH_LIMIT {
+                std::mem::take(&mut *set).into_iter().collect()
+            } else {
+                let batch: Vec<Topic> = set.iter().take(FLUSH_LIMIT).cloned().collect();
+                for topic in &batch {
+                    set.remove(topic);
+                }
+                batch
+            }
+        };
         let now = Instant::now();
         let mut held = Vec::new();
         let mut counts: Vec<(Topic, u64)> = Vec::with_capacity(changed.len());
@@ -201,6 +215,23 @@ mod tests {
 
     fn topic(name: &str) -> Topic {
         Topic::new(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_flush_tells_at_most_a_thousand_topics_and_the_next_ones_the_rest() {
+        let hub = Hub::new(HubConfig::default());
+        let mut kept = Vec::new();
+        for n in 0..1500 {
+            let pending = hub
+                .subscribe(topic(&format!("many:{n}")), Arc::new(Quiet), None, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            kept.push(pending.go_live().unwrap_or_else(|e| panic!("{e}")));
+        }
+        let ttl = Duration::from_secs(5);
+        assert_eq!(hub.flush_occupancy(ttl).await.ok(), Some(FLUSH_LIMIT));
+        assert_eq!(hub.flush_occupancy(ttl).await.ok(), Some(500));
+        assert_eq!(hub.flush_occupancy(ttl).await.ok(), Some(0));
     }
 
     #[tokio::test]
