@@ -1,6 +1,8 @@
 //! [`Pusher`]: what every Pusher connection and API request of a server shares —
 //! the apps, the hub, the socket ids.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio_util::sync::CancellationToken;
@@ -49,8 +51,20 @@ struct Inner {
     apps: PusherApps,
     hub: Hub,
     ids: SocketIds,
+    /// Open connections per app id on this node (for `max_connections`).
+    connections: HashMap<String, Arc<AtomicUsize>>,
     /// The apps' webhook queues.
     webhooks: Outboxes,
+}
+
+/// One admitted connection of an app: counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Pusher {
@@ -74,12 +88,17 @@ impl Pusher {
                 });
             }
         }
+        let connections = apps
+            .iter()
+            .map(|app| (app.id.clone(), Arc::default()))
+            .collect();
         let webhooks = Outboxes::new(&apps)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 apps,
                 hub,
                 ids: SocketIds::new(),
+                connections,
                 webhooks,
             }),
         })
@@ -131,6 +150,18 @@ impl Pusher {
                     inner.webhooks.notify(app, notice);
                 }
             });
+        }
+    }
+
+    /// Counts a new connection of `app`; `None` when the app already has its
+    /// `max_connections` on this node.
+    pub(crate) fn admit(&self, app: &PusherApp) -> Option<Admitted> {
+        let count = Arc::clone(self.inner.connections.get(&app.id)?);
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(count);
+        match app.limits.max_connections {
+            Some(max) if before >= max => None,
+            _ => Some(admitted),
         }
     }
 
