@@ -73,6 +73,14 @@ impl Receiver {
             .collect()
     }
 
+    /// Every event received, whole, in order.
+    fn raw_events(&self) -> Vec<Value> {
+        self.posts()
+            .iter()
+            .flat_map(|post| post.body["events"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
     /// Waits (at most 10 s) until `events` holds `n` events.
     async fn wait_events(&self, n: usize) -> Vec<(String, String)> {
         let deadline = Instant::now() + common::STEP;
@@ -146,10 +154,13 @@ async fn receiver(receiver: Arc<Receiver>) -> (String, tokio::task::JoinHandle<(
     (format!("http://{addr}/hooks"), task)
 }
 
-/// App `42` (its channels are topics `42:…`) with a webhook to `url`.
+/// App `42` (its channels are topics `42:…`, client events on) with a webhook to
+/// `url`.
 fn apps(url: &str) -> PusherApps {
-    let app = PusherApp::parse(&format!("42:{KEY}:{SECRET}?webhook={url}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let app = PusherApp::parse(&format!(
+        "42:{KEY}:{SECRET}?client-events=true&webhook={url}"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
     PusherApps::new(vec![app]).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -476,4 +487,95 @@ async fn an_https_webhook_is_posted_over_tls_to_a_trusted_receiver() {
     common::topics::next_json(&mut client).await;
     sub(&mut client, "42:insecure", None).await;
     assert_eq!(more_after(&rx, 1, QUIET).await, vec![]);
+}
+
+/// A Pusher protocol client of app 42 past `connection_established`: its socket
+/// and socket id.
+async fn pusher_client(server: &Running) -> (common::Client, String) {
+    let mut ws = common::connect(&server.ws_url(&format!(
+        "/app/{KEY}?protocol=7&client=js&version=8.6.0&flash=false"
+    )))
+    .await;
+    let hello = common::topics::next_json(&mut ws).await;
+    assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+    let data: Value = serde_json::from_str(hello["data"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let socket_id = data["socket_id"].as_str().unwrap_or_default().to_owned();
+    (ws, socket_id)
+}
+
+/// Joins presence channel `channel` as `user` and reads the success.
+async fn join(ws: &mut common::Client, socket_id: &str, channel: &str, user: &str) {
+    use futures_util::SinkExt as _;
+    let data = json!({"user_id": user, "user_info": {}}).to_string();
+    let auth = format!(
+        "{KEY}:{}",
+        pushwire::interop::pusher::signature::sign(
+            SECRET,
+            &format!("{socket_id}:{channel}:{data}")
+        )
+    );
+    let subscribe = json!({"event": "pusher:subscribe",
+        "data": {"channel": channel, "auth": auth, "channel_data": data}});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        subscribe.to_string(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..10 {
+        let message = common::topics::next_json(ws).await;
+        if message["event"] == "pusher_internal:subscription_succeeded" {
+            return;
+        }
+    }
+    panic!("{user} did not join {channel}");
+}
+
+#[tokio::test]
+async fn pusher_clients_cause_member_and_client_event_webhooks() {
+    use futures_util::SinkExt as _;
+    let rx = Arc::new(Receiver::default());
+    let (url, _receiver) = receiver(Arc::clone(&rx)).await;
+    let server = server(Hub::new(hub_config()), &url).await;
+    let room = "presence-room";
+    let (mut ann, ann_id) = pusher_client(&server).await;
+    join(&mut ann, &ann_id, room, "ann").await;
+    let (mut bob, bob_id) = pusher_client(&server).await;
+    join(&mut bob, &bob_id, room, "bob").await;
+    let wave = json!({"event": "client-wave", "channel": room, "data": {"hi": 1}});
+    ann.send(tokio_tungstenite::tungstenite::Message::text(
+        wave.to_string(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    rx.wait_events(4).await;
+    drop(bob);
+    rx.wait_events(5).await;
+    drop(ann);
+    let events = rx.wait_events(7).await;
+    assert_eq!(events.len(), 7, "{events:?}");
+    let all = rx.raw_events();
+    let position = |wanted: &Value| {
+        all.iter()
+            .position(|e| e == wanted)
+            .unwrap_or_else(|| panic!("no {wanted} in {all:#?}"))
+    };
+    let occupied = position(&json!({"name": "channel_occupied", "channel": room}));
+    let ann_added = position(&json!({"name": "member_added", "channel": room, "user_id": "ann"}));
+    let bob_added = position(&json!({"name": "member_added", "channel": room, "user_id": "bob"}));
+    let waved = position(
+        &json!({"name": "client_event", "channel": room, "event": "client-wave",
+        "data": "{\"hi\":1}", "socket_id": ann_id, "user_id": "ann"}),
+    );
+    let bob_removed =
+        position(&json!({"name": "member_removed", "channel": room, "user_id": "bob"}));
+    let ann_removed =
+        position(&json!({"name": "member_removed", "channel": room, "user_id": "ann"}));
+    let vacated = position(&json!({"name": "channel_vacated", "channel": room}));
+    assert!(ann_added < bob_added && bob_added < waved, "{all:#?}");
+    assert!(waved < bob_removed && bob_removed < ann_removed, "{all:#?}");
+    assert!(occupied < vacated && ann_removed < vacated, "{all:#?}");
+    assert_eq!(more_after(&rx, 7, QUIET).await, vec![]);
+    assert!(rx.posts().iter().all(|p| p.signed));
+    server.stop().await;
 }
