@@ -579,3 +579,61 @@ async fn pusher_clients_cause_member_and_client_event_webhooks() {
     assert!(rx.posts().iter().all(|p| p.signed));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_on_two_nodes_is_added_once_and_removed_after_their_last_socket() {
+    let redis = RedisServer::start();
+    let rx = Arc::new(Receiver::default());
+    let (url, _receiver) = receiver(Arc::clone(&rx)).await;
+    let node = || {
+        let broker = RedisBroker::new(HistoryConfig::default(), RedisConfig::new(redis.url()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Hub::with_broker(hub_config(), Arc::new(broker))
+    };
+    let (a, b) = (server(node(), &url).await, server(node(), &url).await);
+    let room = "presence-both";
+    let (mut on_a, a_id) = pusher_client(&a).await;
+    join(&mut on_a, &a_id, room, "ann").await;
+    rx.wait_events(2).await;
+    let (mut on_b, b_id) = pusher_client(&b).await;
+    join(&mut on_b, &b_id, room, "ann").await;
+    // (Node a hears of ann's socket on node b through Redis.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(on_a);
+    let mut events = more_after(&rx, 0, QUIET).await;
+    events.sort();
+    assert_eq!(
+        events,
+        vec![event("channel_occupied", room), event("member_added", room)],
+        "ann is still there on node b"
+    );
+    drop(on_b);
+    let events = rx.wait_events(4).await;
+    assert_eq!(
+        events[2..]
+            .iter()
+            .filter(|e| e.0 == "member_removed")
+            .count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        more_after(&rx, 4, QUIET).await,
+        vec![],
+        "once each: {:?}",
+        rx.raw_events()
+    );
+    let mut events = rx.events();
+    events.sort();
+    assert_eq!(
+        events,
+        vec![
+            event("channel_occupied", room),
+            event("channel_vacated", room),
+            event("member_added", room),
+            event("member_removed", room)
+        ]
+    );
+    a.stop().await;
+    b.stop().await;
+}
