@@ -14,6 +14,7 @@ use crate::http::{
     ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, MetricsAccess, Origins, TlsConfig,
 };
 use crate::hub::HubConfig;
+use crate::interop::pusher::PusherApp;
 use crate::logging::LogFormat;
 use crate::protocol::session::SessionConfig;
 
@@ -42,6 +43,9 @@ pub struct ServeConfig {
     pub api_key: Option<String>,
     /// The admin page's password; `None`: no admin page.
     pub admin_password: Option<String>,
+    /// Pusher Channels apps served on the topics (`/app/{key}`, `/apps/{id}`);
+    /// none by default.
+    pub pusher: Vec<PusherApp>,
     /// Share topics with other nodes through this Redis; `None`: the in-process
     /// broker (one node).
     pub broker: Option<RedisConfig>,
@@ -85,6 +89,7 @@ impl Default for ServeConfig {
             session: SessionConfig::default(),
             api_key: None,
             admin_password: None,
+            pusher: Vec::new(),
             broker: None,
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),

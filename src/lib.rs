@@ -62,6 +62,8 @@
 //!   process or on Redis; [`hub`]: topics and fan-out to this node's subscribers;
 //! - [`auth`]: tokens and permissions; [`protocol`]: our wire format and the
 //!   `/ws` session as a state machine;
+//! - [`interop`]: the protocols people already use (Pusher Channels) as adapters
+//!   onto the hub;
 //! - [`admin`]: the admin page's credential, its data (a snapshot a second on the
 //!   system topic `$sys/admin`) and the heartbeat that lists the nodes of a cluster;
 //! - [`App`] (the `http` module): pages, static files, sockets, SSE, long-poll and
@@ -86,6 +88,7 @@ pub mod demo;
 mod error;
 mod http;
 pub mod hub;
+pub mod interop;
 pub mod logging;
 pub mod node;
 pub mod ops;

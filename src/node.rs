@@ -12,6 +12,7 @@ use crate::demo;
 use crate::error::Error;
 use crate::http::{App, Asset, BUNDLED_PAGES_CSP};
 use crate::hub::Hub;
+use crate::interop::pusher::PusherApps;
 
 /// The chat page, served at `/chat`: a tiny chat room on topic `chat:lobby`, built
 /// on the browser client `/pushwire.js`.
@@ -37,12 +38,20 @@ pub const CHAT_ASSETS: &[Asset] = &[
 
 /// The hub `config` asks for: on the in-process broker, or on Redis when
 /// [`ServeConfig::broker`] is set (then it must be called inside a Tokio runtime).
+/// The hub tracks presence in the namespaces of its [`HubConfig`](crate::hub::HubConfig) and in
+/// those of the Pusher apps (for their `presence-` channels).
 pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
+    let mut hub_config = config.hub.clone();
+    for app in &config.pusher {
+        if !hub_config.presence.contains(&app.namespace) {
+            hub_config.presence.push(app.namespace.clone());
+        }
+    }
     Ok(match &config.broker {
-        None => Hub::new(config.hub.clone()),
+        None => Hub::new(hub_config),
         Some(redis) => {
-            let broker = RedisBroker::new(config.hub.history.clone(), redis.clone())?;
-            Hub::with_broker(config.hub.clone(), Arc::new(broker))
+            let broker = RedisBroker::new(hub_config.history.clone(), redis.clone())?;
+            Hub::with_broker(hub_config, Arc::new(broker))
         }
     })
 }
@@ -72,6 +81,11 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
     }
     if let Some(password) = &config.admin_password {
         app = app.admin_password(password);
+    }
+    if !config.pusher.is_empty() {
+        let apps =
+            PusherApps::new(config.pusher.clone()).map_err(|err| Error::Config(err.to_string()))?;
+        app = app.pusher(apps);
     }
     if let Some(access) = &config.metrics {
         app = app.metrics(access.clone());

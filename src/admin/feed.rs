@@ -32,8 +32,8 @@ pub const MAX_LISTED_TOPICS: usize = 100;
 /// The figures of a snapshot that come from the node's metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AdminNumbers {
-    /// Open connections by transport: `ws` (our protocol), `sse`, `poll`, and
-    /// `socket` (the app's own WebSocket routes).
+    /// Open connections by transport: `ws` (our protocol), `sse`, `poll`,
+    /// `socket` (the app's own WebSocket routes) and `pusher` (Pusher Channels).
     pub connections: BTreeMap<String, u64>,
     /// Messages published since the start.
     pub published: u64,
@@ -54,6 +54,7 @@ impl From<&MetricsSnapshot> for AdminNumbers {
                 ("sse", c.sse),
                 ("poll", c.poll),
                 ("socket", c.socket),
+                ("pusher", c.pusher),
             ]
             .into_iter()
             .map(|(name, n)| (name.to_owned(), n))

@@ -120,6 +120,34 @@ fn parse(path: &Path, text: &str, serve: &Command) -> Result<Vec<FileSetting>, C
     for (key, value) in entries {
         let at = line(key.span().start);
         let name = key.get_ref().to_string();
+        if name == PUSHER_TABLE {
+            let values = pusher_apps(value.get_ref(), &line).map_err(|(at, reason)| {
+                ConfigFileError::Value {
+                    path: path.to_owned(),
+                    line: at,
+                    key: String::from("pusher.apps"),
+                    reason,
+                }
+            })?;
+            let arg = serve
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(PUSHER_FLAG));
+            if let Some(arg) = arg {
+                check_values(arg, &values).map_err(|reason| ConfigFileError::Value {
+                    path: path.to_owned(),
+                    line: at,
+                    key: String::from("pusher.apps"),
+                    reason,
+                })?;
+                settings.push(FileSetting {
+                    id: arg.get_id().to_string(),
+                    key: String::from("pusher.apps"),
+                    values,
+                    line: at,
+                });
+            }
+            continue;
+        }
         let long = name.replace('_', "-");
         let Some(arg) = serve
             .get_arguments()
@@ -157,6 +185,129 @@ fn parse(path: &Path, text: &str, serve: &Command) -> Result<Vec<FileSetting>, C
         });
     }
     Ok(settings)
+}
+
+/// The table of Pusher apps: `[[pusher.apps]]`, each one table.
+const PUSHER_TABLE: &str = "pusher";
+
+/// The flag each app of the table becomes.
+const PUSHER_FLAG: &str = "pusher-app";
+
+/// The keys of an app's table that become options of its line (the others are
+/// `id`, `key`, `secret` and `webhooks`).
+const PUSHER_OPTIONS: &[&str] = &[
+    "enabled",
+    "client-events",
+    "namespace",
+    "max-connections",
+    "max-event-size",
+    "max-presence-members",
+    "max-client-events-per-second",
+];
+
+/// The `[[pusher.apps]]` tables as `--pusher-app` lines
+/// (`ID:KEY:SECRET?option=value&…`), or the line and reason of the first problem.
+fn pusher_apps(
+    value: &toml::de::DeValue<'_>,
+    line: &dyn Fn(usize) -> usize,
+) -> Result<Vec<String>, (usize, String)> {
+    use toml::de::DeValue;
+    let shape = String::from("write each app as a [[pusher.apps]] table");
+    let DeValue::Table(table) = value else {
+        return Err((0, shape));
+    };
+    let mut lines = Vec::new();
+    for (key, apps) in table.iter() {
+        let at = line(key.span().start);
+        if key.get_ref().as_ref() != "apps" {
+            return Err((
+                at,
+                format!("pusher.{}: unknown setting (only apps)", key.get_ref()),
+            ));
+        }
+        let DeValue::Array(apps) = apps.get_ref() else {
+            return Err((at, shape));
+        };
+        for app in apps.iter() {
+            let at = line(app.span().start);
+            let DeValue::Table(app) = app.get_ref() else {
+                return Err((at, shape.clone()));
+            };
+            lines.push(pusher_app_line(app).map_err(|reason| (at, reason))?);
+        }
+    }
+    Ok(lines)
+}
+
+/// One `[[pusher.apps]]` table as its `--pusher-app` line.
+fn pusher_app_line(app: &toml::de::DeTable<'_>) -> Result<String, String> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    use toml::de::DeValue;
+    let encode = |text: &str| utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
+    let text = |name: &str| -> Result<String, String> {
+        match app.get(name).map(|v| v.get_ref()) {
+            Some(DeValue::String(s)) => Ok(s.to_string()),
+            Some(_) => Err(format!("{name} must be a string")),
+            None => Err(format!("an app needs {name}")),
+        }
+    };
+    let (id, key, secret) = (text("id")?, text("key")?, text("secret")?);
+    let mut options = Vec::new();
+    for (name, value) in app.iter() {
+        let name = name.get_ref().replace('_', "-");
+        match name.as_str() {
+            "id" | "key" | "secret" => {}
+            "webhooks" => {
+                let DeValue::Array(hooks) = value.get_ref() else {
+                    return Err(String::from(
+                        "webhooks is a list of tables: [{ url = \"…\", events = [\"…\"] }]",
+                    ));
+                };
+                for hook in hooks.iter() {
+                    let DeValue::Table(hook) = hook.get_ref() else {
+                        return Err(String::from("a webhook is a table: { url = \"…\" }"));
+                    };
+                    let Some(DeValue::String(url)) = hook.get("url").map(|v| v.get_ref()) else {
+                        return Err(String::from("a webhook needs url, a string"));
+                    };
+                    options.push(format!("webhook={}", encode(url)));
+                    match hook.get("events").map(|v| v.get_ref()) {
+                        None => {}
+                        Some(DeValue::Array(events)) => {
+                            let events = events
+                                .iter()
+                                .map(|e| match e.get_ref() {
+                                    DeValue::String(s) => Ok(s.to_string()),
+                                    _ => Err(String::from("webhook events are strings")),
+                                })
+                                .collect::<Result<Vec<_>, _>>()?;
+                            options.push(format!("webhook-events={}", encode(&events.join(","))));
+                        }
+                        Some(_) => return Err(String::from("webhook events are a list")),
+                    }
+                    if let Some(other) = hook
+                        .iter()
+                        .map(|(k, _)| k.get_ref().to_string())
+                        .find(|k| k != "url" && k != "events")
+                    {
+                        return Err(format!("{other}: unknown webhook setting (url, events)"));
+                    }
+                }
+            }
+            option if PUSHER_OPTIONS.contains(&option) => {
+                let value = scalar(value.get_ref())
+                    .ok_or_else(|| format!("{option} must be a string, a number or a boolean"))?;
+                options.push(format!("{option}={}", encode(&value)));
+            }
+            other => return Err(format!("{other}: unknown Pusher app setting")),
+        }
+    }
+    let mut line = format!("{id}:{key}:{}", encode(&secret));
+    if !options.is_empty() {
+        line.push('?');
+        line.push_str(&options.join("&"));
+    }
+    Ok(line)
 }
 
 /// A TOML value a flag can take, as the text given on the command line.

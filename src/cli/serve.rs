@@ -13,6 +13,7 @@ use pushwire::config::{
     parse_leeway, parse_origin, parse_timeout, parse_ttl, parse_wait,
 };
 use pushwire::hub::HubConfig;
+use pushwire::interop::pusher::PusherApp;
 use pushwire::logging::{LogFormat, parse_filter};
 use pushwire::protocol::session::SessionConfig;
 use pushwire::topic::HistoryConfig;
@@ -90,6 +91,23 @@ pub(crate) struct ServeArgs {
         hide_env_values = true
     )]
     admin_password: Option<String>,
+
+    /// A Pusher Channels app: ID:KEY:SECRET[?option=value&…] (repeat for several;
+    /// in the variable, separate them with spaces). pusher-js and Laravel Echo
+    /// connect to /app/KEY, the pusher server SDKs publish to /apps/ID; channel C
+    /// is the topic ID:C. Options: client-events=true, namespace=NAME,
+    /// webhook=URL (webhook-events=channel_occupied,…), max-connections=N,
+    /// max-event-size=BYTES, max-presence-members=N,
+    /// max-client-events-per-second=N (docs/interop.md).
+    #[arg(
+        long = "pusher-app",
+        env = "PUSHWIRE_PUSHER_APPS",
+        value_delimiter = ' ',
+        value_name = "ID:KEY:SECRET",
+        hide_env_values = true,
+        value_parser = parse_pusher_app
+    )]
+    pusher_app: Vec<PusherApp>,
 
     /// Prometheus metrics at /metrics: on (readers as the publish API: its key, or
     /// loopback clients without one), public (anyone who reaches the port), or off
@@ -325,6 +343,7 @@ impl ServeArgs {
             },
             api_key: self.api_key.filter(|key| !key.is_empty()),
             admin_password: self.admin_password.filter(|password| !password.is_empty()),
+            pusher: self.pusher_app,
             metrics: match (
                 self.metrics.as_str(),
                 self.metrics_key.filter(|k| !k.is_empty()),
@@ -371,6 +390,11 @@ impl ServeArgs {
     }
 }
 
+/// Parses a `--pusher-app` (see [`PusherApp::parse`]).
+fn parse_pusher_app(text: &str) -> Result<PusherApp, String> {
+    PusherApp::parse(text).map_err(|err| err.to_string())
+}
+
 /// The origin policy of `--allowed-origin` values (already checked by their parser).
 fn origins(allowed: &[String]) -> Origins {
     allowed
@@ -404,6 +428,16 @@ pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
         )
         .as_bytes(),
     );
+    for app in &config.pusher {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            format!(
+                "pushwire: Pusher app {} at {ws}://{addr}/app/{} (HTTP API {http}://{addr}/apps/{})\n",
+                app.id, app.key, app.id
+            )
+            .as_bytes(),
+        );
+    }
     if config.admin_password.is_some() {
         let _ = std::io::Write::write_all(
             &mut std::io::stdout(),

@@ -28,7 +28,7 @@ use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
-use super::{admin, drain, health, metrics, origin, poll, presence, publish, sse};
+use super::{admin, drain, health, metrics, origin, poll, presence, publish, pusher, sse};
 use crate::admin::feed::publish_snapshots;
 use crate::admin::nodes::heartbeat;
 use crate::admin::{AdminAuth, NodeList};
@@ -37,6 +37,7 @@ use crate::broker::NodeInfo;
 use crate::clock::unix_millis;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::interop::pusher::{Pusher, PusherApps};
 use crate::ops::{Metrics, Transport};
 use crate::protocol::session::SessionConfig;
 use crate::ws::{self, Socket};
@@ -90,6 +91,8 @@ pub struct App {
     metrics: Option<MetricsAccess>,
     /// The metrics of the socket routes, filled by `bind` when metrics are on.
     metrics_slot: MetricsSlot,
+    /// Pusher apps served on the hub, if any.
+    pusher: Option<PusherApps>,
 }
 
 impl Default for App {
@@ -130,6 +133,7 @@ impl App {
             admin: None,
             metrics: None,
             metrics_slot: MetricsSlot::default(),
+            pusher: None,
         }
     }
 
@@ -206,6 +210,17 @@ impl App {
     /// hub's largest data.
     pub fn topics(mut self, hub: Hub) -> Self {
         self.hub = Some(hub);
+        self
+    }
+
+    /// Speaks Pusher Channels for `apps` on the hub of [`App::topics`] (which
+    /// it needs): pusher-js and Laravel Echo connect to `/app/{key}`, the `pusher`
+    /// server SDKs publish and query at `/apps/{app_id}/…`. A channel `c` of an app
+    /// is the topic `{namespace}:c`, so its events reach `/ws`, SSE and long-poll
+    /// subscribers of that topic, and the reverse (`docs/interop.md`). The hub
+    /// must track presence in each app's namespace.
+    pub fn pusher(mut self, apps: PusherApps) -> Self {
+        self.pusher = Some(apps);
         self
     }
 
@@ -383,6 +398,24 @@ impl App {
         let (mut files, sockets) = match self.hub.clone() {
             Some(hub) => self.mount_topics(hub),
             None => (self.files, self.sockets),
+        };
+        let sockets = match (&self.pusher, &self.hub) {
+            (None, _) => sockets,
+            (Some(_), None) => {
+                return Err(Error::Config(String::from(
+                    "Pusher channels are topics: App::pusher needs App::topics",
+                )));
+            }
+            (Some(apps), Some(hub)) => {
+                let pusher = Pusher::new(apps.clone(), hub.clone())
+                    .map_err(|err| Error::Config(err.to_string()))?;
+                sockets.merge(pusher::routes(
+                    pusher,
+                    Arc::clone(&self.ws_config),
+                    self.runtime.clone(),
+                    Arc::clone(&self.metrics_slot),
+                ))
+            }
         };
         // The node heartbeat (always, with topics) and the admin page's feed; both
         // stop when the server shuts down or is dropped.

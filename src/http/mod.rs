@@ -17,6 +17,7 @@ mod origin;
 mod poll;
 mod presence;
 mod publish;
+mod pusher;
 mod query;
 mod runtime;
 mod serve;

@@ -24,4 +24,7 @@ pub(crate) struct Runtime {
     /// Every open `/ws` topic session: keepalive, and at shutdown 1012 "service
     /// restart" (the client reconnects and resumes).
     pub(crate) topics: Arc<Registry>,
+    /// Every open Pusher connection (`/app/{key}`): keepalive, and at shutdown
+    /// 4200 (pusher-js reconnects at once).
+    pub(crate) pusher: Arc<Registry>,
 }

@@ -21,6 +21,9 @@ use crate::ws::CloseCode;
 /// The close reason of `/ws` sessions when the server shuts down (with 1012).
 const SERVICE_RESTART: &str = "service restart";
 
+/// The close code that tells pusher-js to reconnect at once (Pusher's 4200–4299).
+const PUSHER_RECONNECT: u16 = 4200;
+
 /// How often keepalive visits every connection.
 const KEEPALIVE_SWEEP: Duration = Duration::from_secs(1);
 
@@ -130,7 +133,12 @@ impl Server {
             self.tls,
             self.gate,
         ));
-        let sweepers = [&self.runtime.registry, &self.runtime.topics].map(|registry| {
+        let sweepers = [
+            &self.runtime.registry,
+            &self.runtime.topics,
+            &self.runtime.pusher,
+        ]
+        .map(|registry| {
             tokio::spawn(
                 Arc::clone(registry).sweep_until(KEEPALIVE_SWEEP, self.runtime.shutdown.clone()),
             )
@@ -155,6 +163,9 @@ impl Server {
         self.runtime
             .topics
             .close_all(CloseCode::SERVICE_RESTART, SERVICE_RESTART);
+        self.runtime
+            .pusher
+            .close_all(CloseCode(PUSHER_RECONNECT), SERVICE_RESTART);
         self.runtime.registry.shutdown();
         for sweeper in sweepers {
             let _ = sweeper.await;

@@ -12,16 +12,18 @@ pub enum Transport {
     Sse,
     /// A waiting long-poll (`/poll`).
     Poll,
+    /// The Pusher Channels protocol over a WebSocket (`/app/{key}`).
+    Pusher,
 }
 
 impl Transport {
     /// Every transport, in label order.
-    pub const ALL: [Transport; 4] = [Self::Ws, Self::Socket, Self::Sse, Self::Poll];
+    pub const ALL: [Transport; 5] = [Self::Ws, Self::Socket, Self::Sse, Self::Poll, Self::Pusher];
 
     /// The label values, in the order of [`Transport::ALL`].
-    pub const LABELS: [&'static str; 4] = ["ws", "socket", "sse", "poll"];
+    pub const LABELS: [&'static str; 5] = ["ws", "socket", "sse", "poll", "pusher"];
 
-    /// The label value: `ws`, `socket`, `sse`, `poll`.
+    /// The label value: `ws`, `socket`, `sse`, `poll`, `pusher`.
     pub fn as_str(self) -> &'static str {
         Self::LABELS[self.index()]
     }

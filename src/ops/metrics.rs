@@ -70,7 +70,7 @@ impl Metrics {
         let connections = GaugeSet::new("transport", &Transport::LABELS);
         registry.register(
             "connections",
-            "Open client connections, by transport (ws, socket, sse, poll)",
+            "Open client connections, by transport (ws, socket, sse, poll, pusher)",
             connections.clone(),
         );
         let subscriptions = Gauge::<i64, AtomicI64>::default();
@@ -202,6 +202,7 @@ impl Metrics {
                 socket: self.connections.get(Transport::Socket.index()),
                 sse: self.connections.get(Transport::Sse.index()),
                 poll: self.connections.get(Transport::Poll.index()),
+                pusher: self.connections.get(Transport::Pusher.index()),
             },
             subscriptions: level(&self.subscriptions),
             topics: level(&self.topics),

@@ -13,6 +13,8 @@ pub struct ConnectionCounts {
     pub sse: u64,
     /// Waiting long-polls.
     pub poll: u64,
+    /// Pusher Channels clients (`/app/{key}`).
+    pub pusher: u64,
 }
 
 impl ConnectionCounts {
@@ -22,6 +24,7 @@ impl ConnectionCounts {
             .saturating_add(self.socket)
             .saturating_add(self.sse)
             .saturating_add(self.poll)
+            .saturating_add(self.pusher)
     }
 }
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 /// The longest topic name accepted, in characters (all ASCII, so also in bytes).
-pub const MAX_TOPIC_LEN: usize = 128;
+pub const MAX_TOPIC_LEN: usize = 256;
 
 /// The longest epoch accepted.
 pub const MAX_EPOCH_LEN: usize = 32;
@@ -41,7 +41,7 @@ pub enum NameError {
     Duplicate(String),
 }
 
-/// A validated topic name: 1 to 128 characters of `A-Z a-z 0-9 _ - . : /`.
+/// A validated topic name: 1 to 256 characters of `A-Z a-z 0-9 _ - . : /`.
 ///
 /// Cheap to clone (a reference-counted string). The part before the first `:` is the
 /// topic's [namespace](Topic::namespace).
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn topic_names_follow_the_grammar() {
-        for good in ["news", "chat:lobby", "a/b.c-d_e", &"x".repeat(128)] {
+        for good in ["news", "chat:lobby", "a/b.c-d_e", &"x".repeat(256)] {
             assert!(Topic::new(good).is_ok(), "{good}");
         }
         assert_eq!(Topic::new(""), Err(NameError::EmptyTopic));
@@ -199,8 +199,8 @@ mod tests {
         assert_eq!(Topic::new("a,b"), Err(NameError::TopicChar(',')));
         assert_eq!(Topic::new("é"), Err(NameError::TopicChar('é')));
         assert_eq!(
-            Topic::new(&"x".repeat(129)),
-            Err(NameError::TopicTooLong(129))
+            Topic::new(&"x".repeat(257)),
+            Err(NameError::TopicTooLong(257))
         );
     }
 

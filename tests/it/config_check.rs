@@ -275,3 +275,48 @@ fn config_check_hides_every_secret_that_is_set() {
         "a secret was printed:\n{listing}"
     );
 }
+
+#[test]
+fn pusher_apps_come_from_tables_and_a_bad_one_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = file(
+        &dir,
+        "apps.toml",
+        "port = 8001\n\n[[pusher.apps]]\nid = \"app-1\"\nkey = \"k1\"\nsecret = \"s?&1\"\nclient_events = true\nwebhooks = [{ url = \"http://127.0.0.1:9/hooks\", events = [\"channel_occupied\"] }]\n\n[[pusher.apps]]\nid = \"app-2\"\nkey = \"k2\"\nsecret = \"s2\"\n",
+    );
+    let (code, listing, stderr) = run(pushwire().args(["config", "check", &good]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = line_of(&listing, "pusher-app");
+    assert!(line.contains("is set (hidden)"), "{line}");
+    assert!(line.ends_with(&format!("{good}:3")), "{line}");
+    assert!(
+        !listing.contains("s?&1"),
+        "a secret was printed:\n{listing}"
+    );
+
+    for (text, says) in [
+        (
+            "[[pusher.apps]]\nid = \"a\"\nkey = \"k\"\n",
+            vec!["bad.toml:1", "pusher.apps", "an app needs secret"],
+        ),
+        (
+            "port = 1\n[[pusher.apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\ncolour = \"red\"\n",
+            vec!["bad.toml:2", "colour: unknown Pusher app setting"],
+        ),
+        (
+            "[[pusher.apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nwebhooks = [{ url = \"ftp://x\" }]\n",
+            vec!["bad.toml:1", "webhook", "http:// or https://"],
+        ),
+        (
+            "[[pusher.apps]]\nid = \"a b\"\nkey = \"k\"\nsecret = \"s\"\n",
+            vec!["bad.toml:1", "id"],
+        ),
+        (
+            "[pusher]\nservers = 1\n",
+            vec!["bad.toml", "pusher.servers: unknown setting"],
+        ),
+    ] {
+        let bad = file(&dir, "bad.toml", text);
+        assert_fails_saying(run(pushwire().args(["config", "check", &bad])), &says);
+    }
+}

@@ -48,10 +48,14 @@ async fn the_topics_example_publishes_its_clock_and_accepts_http_publishes() {
 }
 
 #[test]
-fn the_readme_shows_both_examples_whole() {
+fn the_readme_shows_the_examples_whole() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    for example in ["examples/counter.rs", "examples/topics.rs"] {
+    for example in [
+        "examples/counter.rs",
+        "examples/topics.rs",
+        "examples/pusher.rs",
+    ] {
         let code = std::fs::read_to_string(root.join(example)).expect("example source");
         assert!(
             readme.contains(&format!("```rust\n{code}```")),

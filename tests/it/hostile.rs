@@ -26,7 +26,7 @@ async fn malformed_requests_get_error_replies_and_nobody_else_notices() {
     let watcher = Watcher::new(server.addr, "news").await;
     let (mut evil, _) = common::topics::ws(&server).await;
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    let long_topic = "t".repeat(129);
+    let long_topic = "t".repeat(257);
     let corpus: Vec<(String, u64)> = vec![
         ("not json".into(), 400),
         ("".into(), 400),
