@@ -17,6 +17,8 @@
 //   node sdk    trigger (one channel, two channels) and triggerBatch: the events arrive with the
 //               exact data (the frame's `data` is the SDK's JSON text, byte for byte)
 //   python sdk  an event published by the Python SDK arrives
+//   one hub     a pushwire publish (POST /api/publish/1001:news) arrives as the event `message`,
+//               its data the JSON text of the published value
 //   exclusion   a trigger with alice's socket_id reaches bob but not alice (a later trigger on the
 //               same channel reaches both, so alice's absence is not a matter of waiting)
 //   client ev.  alice's `client-typing` on `private-room` reaches bob and not alice; her
@@ -43,7 +45,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Pusher from 'pusher';
-import { launchBrowser, startPushwire } from './topics.mjs';
+import { launchBrowser, publish, startPushwire } from './topics.mjs';
 import { startRedis } from './redis.mjs';
 import { saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
 import { REPO_ROOT, makeTempDir, now, removeDir, waitFor, withTimeout } from './server.mjs';
@@ -512,6 +514,14 @@ export async function runPusherScenario({ engine }) {
     s = await alice.until((x) => gotEvent(x, 'news', 'from-python').length && x, 'the Python SDK event');
     assert.deepEqual(gotEvent(s, 'news', 'from-python').map((g) => g.data), [fromPython], 'the Python SDK event\'s data');
     step(`Python SDK trigger arrived (${pyOut})`);
+
+    // one hub: a pushwire publish to the channel's topic reaches pusher-js as event `message`.
+    const own = { hello: 'from POST /api/publish', n: [1, 2] };
+    const published = await publish(a.port, own, `${APP.id}:news`);
+    s = await alice.until((x) => gotEvent(x, 'news', 'message').length && x, 'the pushwire publish, as event message');
+    assert.deepEqual(gotEvent(s, 'news', 'message').map((g) => g.data), [own], 'event message: the published value');
+    assert.deepEqual(rawData(s, 'news', 'message'), [JSON.stringify(own)], 'event message: data is the JSON text of the published value');
+    step(`a pushwire publish to topic ${APP.id}:news (offset ${published.offset}) reached pusher-js as event message`);
 
     // exclusion by socket_id.
     await withTimeout(api.trigger('private-room', 'not-for-alice', { n: 1 }, { socket_id: aliceId }), STEP_TIMEOUT_MS, 'trigger excluding alice');
