@@ -264,7 +264,6 @@ export async function startPageServer() {
 // In the page: window.h, around pusher-js. Loaded before pusher-js, so it also records every text
 // frame the page's WebSockets receive, untouched (pusher-js parses `data` when it is JSON).
 
-/* eslint-disable no-undef */
 function harness() {
   const frames = [];
   const urls = [];
@@ -372,7 +371,6 @@ function harness() {
   };
   window.h = h;
 }
-/* eslint-enable no-undef */
 
 /** A page of the harness, seen from the test: bounded evaluate, snapshot and waits. */
 function harnessPage(page, label) {
