@@ -1,6 +1,10 @@
 //! [`MemoryBroker`]: the in-process broker, for one node. Nothing to install; history
 //! and presence live in this process and are lost with it (a restart gives every
 //! topic a new epoch, so clients learn that they cannot recover).
+//!
+//! Occupancy has one node to add up: a topic is occupied while this node's last
+//! flushed count of it is above zero, and every transition is decided by the
+//! flush that makes it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use futures_util::future::{self, BoxFuture};
 
-use super::{Broker, BrokerError, Deliver, Recovery};
+use super::{Broker, BrokerError, Deliver, OccupancyChange, OccupancyReport, Recovery};
 use crate::sync::lock;
 use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
 
@@ -25,6 +29,8 @@ pub struct MemoryBroker {
     started: Instant,
     /// Milliseconds after `started` of the last sweep.
     last_sweep: AtomicU64,
+    /// The occupied topics and their subscriber counts, as last flushed.
+    occupied: Mutex<HashMap<Topic, u64>>,
 }
 
 /// One topic's stream.
@@ -85,6 +91,7 @@ impl MemoryBroker {
             hub: OnceLock::new(),
             started: Instant::now(),
             last_sweep: AtomicU64::new(0),
+            occupied: Mutex::new(HashMap::new()),
         }
     }
 
@@ -248,5 +255,91 @@ impl Broker for MemoryBroker {
 
     fn ready(&self) -> BoxFuture<'_, bool> {
         future::ready(true).boxed()
+    }
+
+    fn occupancy_flush(
+        &self,
+        counts: Vec<(Topic, u64)>,
+        _ttl: Duration,
+    ) -> BoxFuture<'_, Result<OccupancyReport, BrokerError>> {
+        let mut occupied = lock(&self.occupied);
+        let mut changes = Vec::new();
+        for (topic, count) in counts {
+            let was = if count > 0 {
+                occupied.insert(topic.clone(), count).is_some()
+            } else {
+                occupied.remove(&topic).is_some()
+            };
+            match (was, count > 0) {
+                (false, true) => changes.push((topic, OccupancyChange::Occupied)),
+                (true, false) => changes.push((topic, OccupancyChange::Vacated)),
+                _ => {}
+            }
+        }
+        future::ready(Ok(OccupancyReport {
+            changes,
+            resend: false,
+        }))
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str) -> Topic {
+        Topic::new(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn flush(broker: &MemoryBroker, counts: &[(&str, u64)]) -> Vec<(Topic, OccupancyChange)> {
+        let counts = counts.iter().map(|(t, n)| (topic(t), *n)).collect();
+        let report = broker
+            .occupancy_flush(counts, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!report.resend, "the in-process broker never forgets a node");
+        report.changes
+    }
+
+    #[tokio::test]
+    async fn a_topic_is_occupied_by_its_first_subscriber_and_vacated_by_its_last_once() {
+        let broker = MemoryBroker::new(HistoryConfig::default());
+        assert_eq!(
+            flush(&broker, &[("a", 1), ("b", 0)]).await,
+            vec![(topic("a"), OccupancyChange::Occupied)],
+            "b never had a subscriber: no transition"
+        );
+        assert_eq!(
+            flush(&broker, &[("a", 3)]).await,
+            vec![],
+            "more subscribers: still occupied"
+        );
+        assert_eq!(flush(&broker, &[]).await, vec![], "nothing changed");
+        assert_eq!(
+            flush(&broker, &[("a", 0), ("b", 2)]).await,
+            vec![
+                (topic("a"), OccupancyChange::Vacated),
+                (topic("b"), OccupancyChange::Occupied)
+            ]
+        );
+        assert_eq!(flush(&broker, &[("a", 0)]).await, vec![], "vacated once");
+        assert_eq!(
+            flush(&broker, &[("a", 1), ("b", 0)]).await,
+            vec![
+                (topic("a"), OccupancyChange::Occupied),
+                (topic("b"), OccupancyChange::Vacated)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_node_has_no_remote_subscribers() {
+        let broker = MemoryBroker::new(HistoryConfig::default());
+        flush(&broker, &[("a", 2)]).await;
+        let remote = broker.remote_occupancy(&topic("a")).await;
+        assert_eq!(remote.ok(), Some(0));
+        let listed = broker.remote_occupied("").await;
+        assert_eq!(listed.ok(), Some(Vec::new()));
     }
 }

@@ -7,9 +7,14 @@
 //! recover what a client missed, and to track presence. The in-process broker
 //! ([`MemoryBroker`]) is the default; [`RedisBroker`] shares topics between nodes
 //! through Redis and implements the same trait.
+//!
+//! The broker also adds up every node's subscriber counts ([`occupancy`]): which
+//! topics are occupied anywhere, and the moments a topic gets its first
+//! subscriber on any node or loses its last one on every node.
 
 mod memory;
 mod nodes;
+pub mod occupancy;
 mod redis;
 
 use std::sync::{Arc, Weak};
@@ -23,6 +28,7 @@ use crate::topic::{Data, Member, Position, Push, Topic};
 pub use self::redis::{RedisBroker, RedisConfig};
 pub use memory::MemoryBroker;
 pub use nodes::NodeInfo;
+pub use occupancy::{OccupancyChange, OccupancyReport};
 
 /// Where a broker hands every published message and presence event: the hub of its
 /// node.
@@ -130,5 +136,37 @@ pub trait Broker: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<NodeInfo>, BrokerError>> {
         let _ = ttl;
         futures_util::future::ready(Ok(vec![me.clone()])).boxed()
+    }
+
+    /// Tells the broker this node's subscriber count of every topic in `counts`
+    /// (those whose count changed since the last flush; `0`: none left here) and
+    /// keeps this node's share alive for `ttl`; answers the transitions this flush
+    /// decided, each decided once across nodes (see [`occupancy`]). Called
+    /// periodically, also with nothing to tell. By default (a broker that tracks
+    /// no occupancy) nothing is decided.
+    fn occupancy_flush(
+        &self,
+        counts: Vec<(Topic, u64)>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<OccupancyReport, BrokerError>> {
+        let _ = (counts, ttl);
+        futures_util::future::ready(Ok(OccupancyReport::default())).boxed()
+    }
+
+    /// How many subscribers `topic` has on the *other* nodes, as they last
+    /// flushed. By default (one node) none.
+    fn remote_occupancy(&self, topic: &Topic) -> BoxFuture<'_, Result<u64, BrokerError>> {
+        let _ = topic;
+        futures_util::future::ready(Ok(0)).boxed()
+    }
+
+    /// The topics whose name starts with `prefix` that have subscribers on the
+    /// *other* nodes, with how many, as they last flushed. By default none.
+    fn remote_occupied(
+        &self,
+        prefix: &str,
+    ) -> BoxFuture<'_, Result<Vec<(Topic, u64)>, BrokerError>> {
+        let _ = prefix;
+        futures_util::future::ready(Ok(Vec::new())).boxed()
     }
 }

@@ -203,6 +203,7 @@ const PUSHER_OPTIONS: &[&str] = &[
     "max-event-size",
     "max-presence-members",
     "max-client-events-per-second",
+    "activity-timeout",
 ];
 
 /// The `[[pusher.apps]]` tables as `--pusher-app` lines

@@ -98,7 +98,7 @@ pub(crate) struct ServeArgs {
     /// is the topic ID:C. Options: client-events=true, namespace=NAME,
     /// webhook=URL (webhook-events=channel_occupied,…), max-connections=N,
     /// max-event-size=BYTES, max-presence-members=N,
-    /// max-client-events-per-second=N (docs/interop.md).
+    /// max-client-events-per-second=N, activity-timeout=SECONDS (docs/interop.md).
     #[arg(
         long = "pusher-app",
         env = "PUSHWIRE_PUSHER_APPS",

@@ -30,13 +30,13 @@ use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
 use super::{admin, drain, health, metrics, origin, poll, presence, publish, pusher, sse};
 use crate::admin::feed::publish_snapshots;
-use crate::admin::nodes::heartbeat;
+use crate::admin::nodes::{HEARTBEAT_TTL, heartbeat};
 use crate::admin::{AdminAuth, NodeList};
 use crate::auth::TokenVerifier;
 use crate::broker::NodeInfo;
 use crate::clock::unix_millis;
 use crate::error::Error;
-use crate::hub::Hub;
+use crate::hub::{Hub, OCCUPANCY_FLUSH_EVERY};
 use crate::interop::pusher::{Pusher, PusherApps};
 use crate::ops::{Metrics, Transport};
 use crate::protocol::session::SessionConfig;
@@ -399,6 +399,9 @@ impl App {
             Some(hub) => self.mount_topics(hub),
             None => (self.files, self.sockets),
         };
+        // Background tasks (the node heartbeat, occupancy, Pusher webhooks, the
+        // admin page's feed) stop when the server shuts down or is dropped.
+        let background = self.runtime.shutdown.child_token();
         let sockets = match (&self.pusher, &self.hub) {
             (None, _) => sockets,
             (Some(_), None) => {
@@ -409,6 +412,7 @@ impl App {
             (Some(apps), Some(hub)) => {
                 let pusher = Pusher::new(apps.clone(), hub.clone())
                     .map_err(|err| Error::Config(err.to_string()))?;
+                pusher.start(&background);
                 sockets.merge(pusher::routes(
                     pusher,
                     Arc::clone(&self.ws_config),
@@ -417,9 +421,8 @@ impl App {
                 ))
             }
         };
-        // The node heartbeat (always, with topics) and the admin page's feed; both
-        // stop when the server shuts down or is dropped.
-        let background = self.runtime.shutdown.child_token();
+        // The node heartbeat and the occupancy task (always, with topics) and the
+        // admin page's feed.
         if let Some(hub) = &self.hub {
             let me = NodeInfo {
                 id: hub.node_id().to_string(),
@@ -433,6 +436,13 @@ impl App {
                 hub.clone(),
                 me.clone(),
                 nodes.clone(),
+                background.clone(),
+            ));
+            // Occupancy: this node's subscriber counts to the broker, the
+            // transitions it decides to the listeners (Pusher's webhooks).
+            tokio::spawn(hub.clone().run_occupancy(
+                OCCUPANCY_FLUSH_EVERY,
+                HEARTBEAT_TTL,
                 background.clone(),
             ));
             if let Some(auth) = &self.admin {

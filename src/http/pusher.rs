@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::response::Response;
 use futures_util::FutureExt as _;
 
@@ -51,6 +51,7 @@ pub(crate) fn routes(
 async fn connect_handler(
     State(connect): State<Connect>,
     Path(key): Path<String>,
+    RawQuery(query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
@@ -60,8 +61,19 @@ async fn connect_handler(
         runtime,
         metrics,
     } = connect;
-    let handler: Handler =
-        Arc::new(move |socket| socket::run(socket, pusher.clone(), key.clone()).boxed());
+    let protocol = query.as_deref().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("protocol="))
+            .map(|value| {
+                percent_encoding::percent_decode_str(value)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+    });
+    let handler: Handler = Arc::new(move |socket| {
+        socket::run(socket, pusher.clone(), key.clone(), protocol.clone()).boxed()
+    });
     let runtime = Runtime {
         registry: Arc::clone(&runtime.pusher),
         ..runtime

@@ -19,8 +19,21 @@
 //!    calls [`Pending::go_live`], which delivers the buffered messages newer than
 //!    the last recovered one and switches the sink to live delivery, under the
 //!    topic's lock so no live message can overtake them.
+//!
+//! # Occupancy
+//!
+//! Every subscribe and unsubscribe of a topic (any transport) marks it *changed*;
+//! the hub's occupancy task ([`Hub::run_occupancy`], in `occupancy.rs`) hands the
+//! broker this node's counts of the changed topics every 100 ms, and the broker
+//! answers the cluster-wide transitions this node decided, which the hub reports to
+//! its listeners ([`Hub::on_occupancy`]). [`Hub::occupancy`] and [`Hub::occupied`]
+//! add this node's exact counts to the other nodes' flushed ones.
 
-use std::collections::HashMap;
+mod occupancy;
+
+pub use occupancy::OCCUPANCY_FLUSH_EVERY;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,7 +41,9 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use crate::broker::{Broker, BrokerError, Deliver, MemoryBroker, NodeInfo, Recovery};
+use crate::broker::{
+    Broker, BrokerError, Deliver, MemoryBroker, NodeInfo, OccupancyChange, Recovery,
+};
 use crate::ops::Metrics;
 use crate::sync::lock;
 use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, PushKind, Topic};
@@ -117,7 +132,16 @@ struct Inner {
     system_offsets: Mutex<HashMap<Topic, u64>>,
     /// What the hub records, once an app with metrics serves it.
     metrics: OnceLock<Arc<Metrics>>,
+    /// Topics whose local subscriber count changed since the last occupancy flush.
+    changed: Mutex<HashSet<Topic>>,
+    /// Who is told about occupancy transitions ([`Hub::on_occupancy`]).
+    occupancy_listeners: Mutex<Vec<Arc<OccupancyListener>>>,
+    /// One occupancy flush at a time, so that counts reach the broker in order.
+    flushing: tokio::sync::Mutex<()>,
 }
+
+/// A listener of occupancy transitions (see [`Hub::on_occupancy`]).
+type OccupancyListener = dyn Fn(&Topic, OccupancyChange) + Send + Sync;
 
 /// One topic's local subscribers.
 #[derive(Default)]
@@ -164,6 +188,9 @@ impl Hub {
             next_client: AtomicU64::new(1),
             system_offsets: Mutex::new(HashMap::new()),
             metrics: OnceLock::new(),
+            changed: Mutex::new(HashSet::new()),
+            occupancy_listeners: Mutex::new(Vec::new()),
+            flushing: tokio::sync::Mutex::new(()),
         });
         let weak = Arc::downgrade(&inner);
         inner.broker.attach(weak);
@@ -347,6 +374,9 @@ impl Hub {
                 dead: false,
             });
             drop(list);
+            if !topic.is_system() {
+                lock(&self.inner.changed).insert(topic.clone());
+            }
             (subscribers, key, first)
         };
         // Broker calls happen outside the hub's locks: the broker delivers into the
@@ -585,6 +615,9 @@ impl Drop for Subscription {
             let last = list.entries.is_empty();
             drop(list);
             let gone = last && topics.remove(&self.topic).is_some();
+            if removed && !self.topic.is_system() {
+                lock(&self.hub.changed).insert(self.topic.clone());
+            }
             if let Some(metrics) = self.hub.metrics.get() {
                 if removed {
                     metrics.subscriptions_add(-1);

@@ -27,6 +27,22 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
 
 const RECOVERED: [&str; 2] = ["true", "false"];
 
+/// What became of the events of Pusher webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookOutcome {
+    /// Posted and acknowledged (a 2xx answer).
+    Sent,
+    /// Given up after the last attempt.
+    Failed,
+    /// Dropped from a full queue (the oldest ones go first).
+    Dropped,
+}
+
+impl WebhookOutcome {
+    /// The label values: `sent`, `failed`, `dropped`.
+    pub const LABELS: [&'static str; 3] = ["sent", "failed", "dropped"];
+}
+
 /// One node's metrics. Shared as `Arc<Metrics>` by the hub, the transports and the
 /// `/metrics` route of one [`App`](crate::App).
 pub struct Metrics {
@@ -46,6 +62,8 @@ pub struct Metrics {
     broker_errors: Counter,
     recoveries: CounterSet,
     token_expiries: Counter,
+    webhook_events: CounterSet,
+    webhook_retries: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -161,6 +179,18 @@ impl Metrics {
             "Connections and subscriptions ended because their token expired",
             token_expiries.clone(),
         );
+        let webhook_events = CounterSet::new("outcome", &WebhookOutcome::LABELS);
+        registry.register(
+            "pusher_webhook_events",
+            "Events of Pusher webhooks, by outcome: sent, failed (after the last attempt), dropped (queue full)",
+            webhook_events.clone(),
+        );
+        let webhook_retries = Counter::default();
+        registry.register(
+            "pusher_webhook_retries",
+            "Pusher webhook posts that failed and were tried again",
+            webhook_retries.clone(),
+        );
         Self {
             registry,
             connections,
@@ -178,6 +208,8 @@ impl Metrics {
             broker_errors,
             recoveries,
             token_expiries,
+            webhook_events,
+            webhook_retries,
         }
     }
 
@@ -295,6 +327,17 @@ impl Metrics {
         self.recoveries.add(usize::from(!recovered), 1);
     }
 
+    /// `n` events of Pusher webhooks had `outcome`.
+    pub fn webhook_events(&self, outcome: WebhookOutcome, n: usize) {
+        self.webhook_events
+            .add(outcome as usize, u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// A Pusher webhook post failed and is tried again.
+    pub fn webhook_retry(&self) {
+        self.webhook_retries.inc();
+    }
+
     /// A connection or subscription ended because its token expired.
     pub fn token_expired(&self) {
         self.token_expiries.inc();
@@ -387,7 +430,7 @@ mod tests {
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!(types, 15);
+        assert_eq!(types, 17);
         assert_eq!(helps, types);
         let snapshot = metrics.snapshot();
         assert_eq!(snapshot.connections.ws, 1);

@@ -17,5 +17,5 @@ mod snapshot;
 
 pub use errors::{ErrorEvent, ErrorLayer, recent_errors};
 pub use labels::{CloseLabel, Rejection, Transport};
-pub use metrics::{ConnectionGuard, LATENCY_BUCKETS, Metrics};
+pub use metrics::{ConnectionGuard, LATENCY_BUCKETS, Metrics, WebhookOutcome};
 pub use snapshot::{ConnectionCounts, HistogramSnapshot, MetricsSnapshot};

@@ -35,7 +35,12 @@ mod permissions;
 // Many nodes on a real Redis.
 mod cluster;
 mod drain;
+mod occupancy;
 mod presence_transports;
+mod pusher_webhooks;
+
+// Pusher Channels: the client protocol.
+mod pusher_protocol;
 
 // The bad-input corpus and the limits.
 mod hostile;
@@ -47,6 +52,9 @@ mod logs;
 
 // CORS: pages on other origins.
 mod cors;
+
+// Pusher Channels: the HTTP API.
+mod pusher_api;
 
 // TLS.
 mod readme_tokens;

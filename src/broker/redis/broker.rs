@@ -22,7 +22,7 @@ use super::presence::{PRESENCE_QUEUE, presence_worker};
 use super::replies::{covers, position_of, text};
 use super::scripts::Scripts;
 use super::shared::{Control, PresenceOp, Progress, Shared, Watched, failed};
-use crate::broker::{Broker, BrokerError, Deliver, NodeInfo, Recovery};
+use crate::broker::{Broker, BrokerError, Deliver, NodeInfo, OccupancyReport, Recovery};
 use crate::clock::ttl_millis;
 use crate::sync::lock;
 use crate::topic::{Data, Epoch, HistoryConfig, Member, Position, Push, Topic};
@@ -68,6 +68,7 @@ impl RedisBroker {
             presence,
             pubsub_up: AtomicBool::new(false),
             scripts: Scripts::new(),
+            node: Epoch::random().to_string(),
         });
         let tasks = vec![
             tokio::spawn(Dispatcher::new(Arc::clone(&shared)).run(control_rx)),
@@ -324,6 +325,27 @@ impl Broker for RedisBroker {
     ) -> BoxFuture<'_, Result<Vec<NodeInfo>, BrokerError>> {
         let me = me.clone();
         async move { super::nodes::heartbeat(&self.shared, &me, ttl).await }.boxed()
+    }
+
+    fn occupancy_flush(
+        &self,
+        counts: Vec<(Topic, u64)>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<OccupancyReport, BrokerError>> {
+        async move { super::occupancy::flush(&self.shared, &counts, ttl).await }.boxed()
+    }
+
+    fn remote_occupancy(&self, topic: &Topic) -> BoxFuture<'_, Result<u64, BrokerError>> {
+        let topic = topic.clone();
+        async move { super::occupancy::remote(&self.shared, &topic).await }.boxed()
+    }
+
+    fn remote_occupied(
+        &self,
+        prefix: &str,
+    ) -> BoxFuture<'_, Result<Vec<(Topic, u64)>, BrokerError>> {
+        let prefix = prefix.to_owned();
+        async move { super::occupancy::remote_list(&self.shared, &prefix).await }.boxed()
     }
 }
 

@@ -25,6 +25,12 @@ impl Keys {
     }
 }
 
+/// The hash of a topic's subscriber count on each node (node id → count), the
+/// name the occupancy scripts build too.
+pub(super) fn occupancy_key(topic: &Topic) -> String {
+    format!("pushwire:{{{topic}}}:occ")
+}
+
 /// The topic a channel name belongs to.
 pub(super) fn topic_of_channel(channel: &str) -> Option<Topic> {
     let name = channel.strip_prefix("pushwire:{")?.strip_suffix('}')?;

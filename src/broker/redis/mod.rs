@@ -13,6 +13,10 @@
 //! | `pushwire:{T}:info` | hash | each present client's `info` |
 //! | `pushwire:{T}` | pub/sub channel | every message and presence event, in order |
 //! | `pushwire:node:<id>` | string | a live node's `NodeInfo` (JSON), kept by its heartbeat with a TTL |
+//! | `pushwire:{T}:occ` | hash | each node's count of `T`'s subscribers (broker id → count) |
+//! | `pushwire:occupied` | sorted set | the occupied topics (score 0: a prefix is a lexicographic range) |
+//! | `pushwire:occupancy:nodes` | sorted set | each node's occupancy deadline (ms) |
+//! | `pushwire:occupancy:node:<id>` | set | the topics a node has a count in |
 //!
 //! # Publishing
 //!
@@ -41,6 +45,25 @@
 //! and its members are removed (with leave events) by any node that watches the
 //! topic, within the presence TTL plus one refresh interval.
 //!
+//! # Occupancy
+//!
+//! Every 100 ms the hub hands the broker its counts of the topics whose local
+//! subscribers changed ([`Broker::occupancy_flush`](super::Broker::occupancy_flush)),
+//! never on the subscribe path. One script (`occupancy.rs`) writes them into each
+//! topic's `occ` hash under this broker's random id, pushes the node's deadline
+//! forward by the TTL it is given (the node heartbeat's, 5 s), adds up the topic's
+//! counts and, when the total crosses zero, adds the topic to or removes it from
+//! `pushwire:occupied` and answers the transition. The same script removes the
+//! share of every node whose deadline passed (a node that died, or could not
+//! reach Redis for a whole TTL), and answers the vacated topics that leaves. Redis
+//! runs scripts alone, so each transition is answered to exactly one node, which
+//! reports it. A node that learns that its share was removed (its deadline was
+//! gone) sends all its counts again at the next flush. A transition whose answer is
+//! lost (Redis ran the script, the reply timed out) is not reported.
+//!
+//! These keys are global (not in a topic's hash slot): the broker speaks to one
+//! Redis, not a Redis Cluster.
+//!
 //! # When Redis is away
 //!
 //! Every command has a timeout ([`RedisConfig::command_timeout`]); publishes fail
@@ -51,7 +74,8 @@
 //!
 //! # Files
 //!
-//! [`keys`] names a topic's keys and channel, [`nodes`] keeps the node registry, [`scripts`] holds the Lua scripts,
+//! [`keys`] names a topic's keys and channel, [`nodes`] keeps the node registry,
+//! [`occupancy`] flushes and reads subscriber counts, [`scripts`] holds the Lua scripts,
 //! [`replies`] reads their answers and [`member_text`] the stored members;
 //! [`shared`] is the state the broker handle ([`broker`]), the pub/sub
 //! dispatcher ([`dispatch`]) and the presence worker ([`presence`]) share.
@@ -61,6 +85,7 @@ mod dispatch;
 mod keys;
 mod member_text;
 mod nodes;
+mod occupancy;
 mod presence;
 mod replies;
 mod scripts;

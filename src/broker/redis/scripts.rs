@@ -3,7 +3,7 @@
 //! Redis runs a script at once and alone, so each of them is one atomic step: the
 //! next offset and its `PUBLISH` (so that a channel carries messages in offset
 //! order), a read of the history with the position it is taken at, a join or leave
-//! and its notice.
+//! and its notice, an occupancy flush and the transitions it makes.
 
 use ::redis::Script;
 
@@ -15,6 +15,8 @@ pub(super) struct Scripts {
     pub(super) leave: Script,
     pub(super) refresh: Script,
     pub(super) members: Script,
+    pub(super) occupancy_flush: Script,
+    pub(super) occupancy_list: Script,
 }
 
 /// Keys: meta, log. Args: channel, data, new epoch, history size, history ttl ms,
@@ -145,6 +147,79 @@ end
 return out
 ";
 
+/// Keys: the nodes' deadlines (zset), this node's topics (set), the occupied
+/// topics (zset, score 0). Args: this node, ttl ms, the most dead nodes to sweep,
+/// then (topic, count) pairs. Sets this node's count of each topic (in the
+/// topic's hash `pushwire:{T}:occ`, node → count), pushes its deadline forward,
+/// removes the share of every node whose deadline passed; returns {known, kind,
+/// topic, kind, topic, …}: `known` 0 when this node had no deadline (it must send
+/// all its counts), `kind` `o` (occupied) or `v` (vacated) for each transition.
+const OCCUPANCY_FLUSH: &str = r"
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local me = ARGV[1]
+local known = redis.call('ZSCORE', KEYS[1], me) and 1 or 0
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), me)
+local out = {known}
+local function settle(topic, key)
+  local total = 0
+  for _, n in ipairs(redis.call('HVALS', key)) do total = total + tonumber(n) end
+  local was = redis.call('ZSCORE', KEYS[3], topic)
+  if total > 0 and not was then
+    redis.call('ZADD', KEYS[3], 0, topic)
+    table.insert(out, 'o')
+    table.insert(out, topic)
+  elseif total == 0 and was then
+    redis.call('ZREM', KEYS[3], topic)
+    table.insert(out, 'v')
+    table.insert(out, topic)
+  end
+end
+for i = 4, #ARGV, 2 do
+  local topic = ARGV[i]
+  local key = 'pushwire:{' .. topic .. '}:occ'
+  if tonumber(ARGV[i + 1]) > 0 then
+    redis.call('HSET', key, me, ARGV[i + 1])
+    redis.call('SADD', KEYS[2], topic)
+  else
+    redis.call('HDEL', key, me)
+    redis.call('SREM', KEYS[2], topic)
+  end
+  settle(topic, key)
+end
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ms, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, node in ipairs(dead) do
+  local topics = 'pushwire:occupancy:node:' .. node
+  for _, topic in ipairs(redis.call('SMEMBERS', topics)) do
+    local key = 'pushwire:{' .. topic .. '}:occ'
+    redis.call('HDEL', key, node)
+    settle(topic, key)
+  end
+  redis.call('DEL', topics)
+  redis.call('ZREM', KEYS[1], node)
+end
+return out
+";
+
+/// Keys: the occupied topics. Args: the lowest and highest name (ZRANGEBYLEX
+/// bounds), this node. Returns {topic, count, …}: the occupied topics in range
+/// with the other nodes' subscribers, those with none left out.
+const OCCUPANCY_LIST: &str = r"
+local out = {}
+for _, topic in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])) do
+  local counts = redis.call('HGETALL', 'pushwire:{' .. topic .. '}:occ')
+  local total = 0
+  for i = 1, #counts, 2 do
+    if counts[i] ~= ARGV[3] then total = total + tonumber(counts[i + 1]) end
+  end
+  if total > 0 then
+    table.insert(out, topic)
+    table.insert(out, total)
+  end
+end
+return out
+";
+
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
@@ -154,6 +229,8 @@ impl Scripts {
             leave: Script::new(LEAVE),
             refresh: Script::new(&format!("{REAP}{REFRESH_TAIL}")),
             members: Script::new(&format!("{REAP}{MEMBERS_TAIL}")),
+            occupancy_flush: Script::new(OCCUPANCY_FLUSH),
+            occupancy_list: Script::new(OCCUPANCY_LIST),
         }
     }
 }

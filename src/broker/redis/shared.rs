@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub(super) pending: Arc<Semaphore>,
     pub(super) pubsub_up: AtomicBool,
     pub(super) scripts: Scripts,
+    /// This broker's id in the occupancy keys (random, new on every start).
+    pub(super) node: String,
 }
 
 /// A topic this node has local subscribers on.

@@ -51,6 +51,7 @@ const OPTIONS: &[&str] = &[
     "max-event-size",
     "max-presence-members",
     "max-client-events-per-second",
+    "activity-timeout",
 ];
 
 /// An app's limits; the defaults are Pusher's published ones.
@@ -74,6 +75,9 @@ pub struct PusherLimits {
     pub max_user_info: usize,
     /// Client events a connection may send per second (Pusher: 10).
     pub max_client_events_per_second: u32,
+    /// Seconds of silence after which the server pings a client (and the
+    /// `activity_timeout` it is told; Pusher: 120).
+    pub activity_timeout: u32,
 }
 
 impl Default for PusherLimits {
@@ -88,6 +92,7 @@ impl Default for PusherLimits {
             max_presence_members: 100,
             max_user_info: 1024,
             max_client_events_per_second: 10,
+            activity_timeout: 120,
         }
     }
 }
@@ -218,7 +223,8 @@ impl PusherApp {
     /// `webhook-events` (a comma-separated list of `channel_occupied`,
     /// `channel_vacated`, `member_added`, `member_removed`, `client_event`, for the
     /// `webhook` before it), `max-connections`, `max-event-size` (bytes),
-    /// `max-presence-members`, `max-client-events-per-second`.
+    /// `max-presence-members`, `max-client-events-per-second`, `activity-timeout`
+    /// (seconds).
     pub fn parse(line: &str) -> Result<Self, AppError> {
         let (credentials, options) = line.split_once('?').unwrap_or((line, ""));
         let mut parts = credentials.splitn(3, ':');
@@ -281,6 +287,10 @@ impl PusherApp {
             "max-presence-members" => self.limits.max_presence_members = number()?,
             "max-client-events-per-second" => {
                 self.limits.max_client_events_per_second =
+                    u32::try_from(number()?).map_err(|_| bad("too large"))?;
+            }
+            "activity-timeout" => {
+                self.limits.activity_timeout =
                     u32::try_from(number()?).map_err(|_| bad("too large"))?;
             }
             _ => return Err(AppError::UnknownOption(name.to_owned())),

@@ -1,12 +1,18 @@
 //! [`Pusher`]: what every Pusher connection and API request of a server shares —
 //! the apps, the hub, the socket ids.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
-use super::app::{PusherApp, PusherApps};
+use tokio_util::sync::CancellationToken;
+
+use super::app::{PusherApp, PusherApps, WebhookEvent};
 use super::channel::Channel;
 use super::notice::Notice;
 use super::socket_id::{SocketId, SocketIds};
+use super::webhook::outboxes::Outboxes;
+use crate::broker::OccupancyChange;
 use crate::hub::Hub;
 
 /// Why Pusher apps cannot be served on a hub.
@@ -23,6 +29,16 @@ pub enum PusherSetupError {
         /// Its namespace.
         namespace: String,
     },
+    /// An app's webhook URL cannot be posted to (only `http://` is supported).
+    #[error("Pusher app {app}: webhook {url:?}: {why}")]
+    WebhookUrl {
+        /// The app id.
+        app: String,
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// The Pusher side of a server: apps on a hub. Cheap to clone.
@@ -35,6 +51,20 @@ struct Inner {
     apps: PusherApps,
     hub: Hub,
     ids: SocketIds,
+    /// Open connections per app id on this node (for `max_connections`).
+    connections: HashMap<String, Arc<AtomicUsize>>,
+    /// The apps' webhook queues.
+    webhooks: Outboxes,
+}
+
+/// One admitted connection of an app: counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Pusher {
@@ -47,7 +77,7 @@ impl std::fmt::Debug for Pusher {
 
 impl Pusher {
     /// Serves `apps` on `hub`; refuses an app whose namespace has no presence in
-    /// the hub.
+    /// the hub, or with a webhook URL that is not `http://`.
     pub fn new(apps: PusherApps, hub: Hub) -> Result<Self, PusherSetupError> {
         for app in apps.iter() {
             let probe = Channel::parse("presence-probe").map(|c| app.topic(&c));
@@ -58,11 +88,18 @@ impl Pusher {
                 });
             }
         }
+        let connections = apps
+            .iter()
+            .map(|app| (app.id.clone(), Arc::default()))
+            .collect();
+        let webhooks = Outboxes::new(&apps)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 apps,
                 hub,
                 ids: SocketIds::new(),
+                connections,
+                webhooks,
             }),
         })
     }
@@ -84,8 +121,48 @@ impl Pusher {
 
     /// Tells `app`'s webhooks about `notice` (queued; never waits).
     pub fn notify(&self, app: &PusherApp, notice: Notice) {
-        // The webhook sender is not built yet: nothing is queued.
-        let _ = (app, notice);
+        self.inner.webhooks.notify(app, notice);
+    }
+
+    /// Starts the webhook senders (one per webhook) and reports the hub's
+    /// occupancy transitions of the apps' channels to them as `channel_occupied` /
+    /// `channel_vacated`; everything stops when `stop` is cancelled. Called once,
+    /// when the server starts.
+    pub fn start(&self, stop: &CancellationToken) {
+        let webhooks = &self.inner.webhooks;
+        webhooks.start(self.inner.hub.metrics().cloned(), stop);
+        if webhooks.wants(WebhookEvent::ChannelOccupied)
+            || webhooks.wants(WebhookEvent::ChannelVacated)
+        {
+            let pusher: Weak<Inner> = Arc::downgrade(&self.inner);
+            self.inner.hub.on_occupancy(move |topic, change| {
+                let Some(inner) = pusher.upgrade() else {
+                    return;
+                };
+                for app in inner.apps.iter() {
+                    let Some(channel) = app.channel(topic) else {
+                        continue;
+                    };
+                    let notice = match change {
+                        OccupancyChange::Occupied => Notice::ChannelOccupied { channel },
+                        OccupancyChange::Vacated => Notice::ChannelVacated { channel },
+                    };
+                    inner.webhooks.notify(app, notice);
+                }
+            });
+        }
+    }
+
+    /// Counts a new connection of `app`; `None` when the app already has its
+    /// `max_connections` on this node.
+    pub(crate) fn admit(&self, app: &PusherApp) -> Option<Admitted> {
+        let count = Arc::clone(self.inner.connections.get(&app.id)?);
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(count);
+        match app.limits.max_connections {
+            Some(max) if before >= max => None,
+            _ => Some(admitted),
+        }
     }
 
     /// A new connection's socket id.

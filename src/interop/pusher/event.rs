@@ -19,11 +19,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::channel::Channel;
-use crate::topic::{Data, Push, PushKind};
+use crate::topic::{Data, InvalidJson, Push, PushKind};
 use crate::ws::{Message, Prepared, Utf8Bytes};
 
 /// The event name of a topic message that is not an [`Envelope`].
 pub const DEFAULT_EVENT: &str = "message";
+
+/// The event that ends connections: published as an [`Envelope`] to a user's
+/// channel topic (`app.topic(&Channel::for_user(id)?)`), it closes every
+/// connection signed in as that user, on every node, with `pusher:error` 4009
+/// and close code 4009 (what the HTTP API's `terminate_connections` publishes;
+/// see [`Envelope::terminate`]). It is never delivered to a client.
+pub const TERMINATE_EVENT: &str = "pusher_internal:terminate";
 
 /// A Pusher event as it is kept in a topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,12 +77,21 @@ impl Envelope {
         }
     }
 
-    /// The envelope as the topic message's data.
-    pub fn to_data(&self) -> Data {
-        match serde_json::to_vec(self).map(Data::json) {
-            Ok(Ok(data)) => data,
-            // Serializing strings and raw JSON gives JSON.
-            Ok(Err(err)) => unreachable!("an envelope is not JSON: {err}"),
+    /// The envelope that terminates a user's connections, to be published to
+    /// their user channel's topic ([`TERMINATE_EVENT`], data `{}`).
+    pub fn terminate() -> Self {
+        match Self::new(TERMINATE_EVENT, "{}") {
+            Some(envelope) => envelope,
+            None => unreachable!("{{}} is JSON"),
+        }
+    }
+
+    /// The envelope as the topic message's data; refused as any published value
+    /// is when its data nests deeper than [`MAX_DEPTH`](crate::topic::MAX_DEPTH).
+    pub fn to_data(&self) -> Result<Data, InvalidJson> {
+        match serde_json::to_vec(self) {
+            Ok(bytes) => Data::json(bytes),
+            // Strings and raw JSON always serialize.
             Err(err) => unreachable!("an envelope does not serialize: {err}"),
         }
     }
@@ -191,7 +207,7 @@ mod tests {
         envelope.exclude = Some(String::from("1.2"));
         envelope.user_id = Some(String::from("u\"1"));
         let channel = Channel::parse("presence-c").unwrap_or_else(|e| panic!("{e}"));
-        let push = push(envelope.to_data());
+        let push = push(envelope.to_data().unwrap_or_else(|e| panic!("{e}")));
         let frame = PusherFrame::of(&push, &channel);
         assert_eq!(
             text(frame),
@@ -219,7 +235,8 @@ mod tests {
     #[test]
     fn envelopes_round_trip_through_topic_data() {
         let envelope = Envelope::new("e", "[1, 2]").unwrap_or_else(|| panic!("json"));
-        let read = Envelope::read(&envelope.to_data()).unwrap_or_else(|| panic!("read"));
+        let read = Envelope::read(&envelope.to_data().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|| panic!("read"));
         assert_eq!(read.data.get(), "[1, 2]");
         assert!(Envelope::new("e", "not json").is_none());
     }

@@ -15,9 +15,13 @@
 //!   (encoded once, shared by every subscriber);
 //! - [`signature`]: HMAC-SHA256 signatures (channel auth, the HTTP API, webhooks);
 //! - [`socket_id`]: socket ids, unique across nodes;
+//! - [`session`]: one client connection of the Pusher protocol, a sans-IO
+//!   machine ([`PusherSession`]); [`roster`]: a presence channel's members as
+//!   one connection shows them (users, not sockets);
 //! - [`Pusher`] (`context`): apps on a hub, what connections and API requests
 //!   share; the connection driver (`socket`) and the HTTP API (`api`), which the
-//!   server mounts (`App::pusher`).
+//!   server mounts (`App::pusher`);
+//! - [`webhook`]: the apps' webhooks, batched, signed and retried.
 
 pub(crate) mod api;
 pub mod app;
@@ -25,13 +29,18 @@ pub mod channel;
 mod context;
 pub mod event;
 mod notice;
+pub mod roster;
+pub mod session;
 pub mod signature;
 pub(crate) mod socket;
 pub mod socket_id;
+pub mod webhook;
 
 pub use app::{AppError, PusherApp, PusherApps, PusherLimits, Webhook, WebhookEvent};
 pub use channel::{Channel, ChannelError, ChannelKind};
 pub use context::{Pusher, PusherSetupError};
-pub use event::{DEFAULT_EVENT, Envelope, PusherFrame};
+pub use event::{DEFAULT_EVENT, Envelope, PusherFrame, TERMINATE_EVENT};
 pub use notice::Notice;
+pub use roster::Roster;
+pub use session::{PusherAction, PusherSession};
 pub use socket_id::{SocketId, SocketIds};
