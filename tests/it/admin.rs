@@ -207,7 +207,7 @@ async fn normal_clients_cannot_subscribe_or_publish_to_the_system_topic() {
         (400..500).contains(&status),
         "the publish API answered {status}"
     );
-    server.stop().await;
+    server.stop_with(&mut [&mut client, &mut admin]).await;
 }
 
 #[tokio::test]
