@@ -338,7 +338,7 @@ async fn a_slowloris_on_frames_is_closed_with_1008_after_the_idle_timeout() {
     }
     watcher.expect_all(2).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut patient]).await;
 }
 
 /// The demo server whose HTTP connections give up on a write after `limit`

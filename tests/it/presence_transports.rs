@@ -412,7 +412,7 @@ async fn an_sse_stream_whose_token_expires_leaves() {
     assert_eq!(watcher.left(&client).await, member);
     assert_eq!(watcher.count(&client), (1, 1));
     drop(sse);
-    server.stop().await;
+    server.stop_with(&mut [&mut watcher.ws]).await;
 }
 
 #[tokio::test]
