@@ -223,11 +223,9 @@ fn check(
         user_id: None,
         exclude: socket_id.map(str::to_owned),
     };
-    let data = serde_json::to_vec(&envelope)
-        .map_err(|err| ApiError::bad_request(format!("Invalid data: {err}")))
-        .and_then(|bytes| {
-            Data::json(bytes).map_err(|err| ApiError::bad_request(format!("Invalid data: {err}")))
-        })?;
+    let data = envelope
+        .to_data()
+        .map_err(|err| ApiError::bad_request(format!("Invalid data: {err}")))?;
     Ok(Checked {
         channels,
         data,

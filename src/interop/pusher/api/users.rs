@@ -47,9 +47,15 @@ async fn terminate_user(pusher: &Pusher, call: &Call, user_id: &str) -> Result<R
         .filter(|channel| !user_id.is_empty() && call.app.fits(channel))
         .ok_or_else(|| ApiError::bad_request(format!("Invalid user id {user_id:?}")))?;
     let topic = call.app.topic(&channel);
+    let terminate = Envelope::terminate().to_data().map_err(|err| {
+        ApiError::with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Could not terminate the user's connections: {err}"),
+        )
+    })?;
     pusher
         .hub()
-        .publish(&topic, Envelope::terminate().to_data())
+        .publish(&topic, terminate)
         .await
         .map_err(|err| {
             ApiError::with(
