@@ -244,17 +244,31 @@ export async function stopGroup(child, { signal = 'SIGTERM', graceMs = 3000, pol
   } else {
     killGroupSync(pid, signal);
   }
-  const leaderGone = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+  const leaderGone = await settledWithin(exited.then(() => true), graceMs, false);
   if (!leaderGone || groupAlive(pid)) {
     // Give the rest of the group (e.g. Xvfb behind xvfb-run) a moment to follow, then force it.
     const end = now() + (leaderGone ? 1000 : 0);
     while (groupAlive(pid) && now() < end) await sleep(50);
     killGroupSync(pid, 'SIGKILL');
-    await Promise.race([exited, sleep(2000)]);
+    await settledWithin(exited, 2000);
     const end2 = now() + 2000;
     while (groupAlive(pid) && now() < end2) await sleep(50);
   }
   untrackGroup(pid);
+}
+
+/**
+ * `promise`'s value, or `fallback` once `ms` have passed. The timer is cleared either way: a
+ * pending one would keep the test file's process alive for the rest of `ms` after its last test.
+ */
+async function settledWithin(promise, ms, fallback) {
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(resolve, ms, fallback); });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Keep the last `max` characters written to a stream, for error messages. */

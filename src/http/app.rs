@@ -36,7 +36,7 @@ use crate::auth::TokenVerifier;
 use crate::broker::NodeInfo;
 use crate::clock::unix_millis;
 use crate::error::Error;
-use crate::hub::{Hub, OCCUPANCY_FLUSH_EVERY};
+use crate::hub::{Hub, OCCUPANCY_FLUSH_EVERY, OCCUPANCY_GRACE};
 use crate::interop::pusher::{Pusher, PusherApps};
 use crate::ops::{Metrics, Transport};
 use crate::protocol::session::SessionConfig;
@@ -443,6 +443,7 @@ impl App {
             tokio::spawn(hub.clone().run_occupancy(
                 OCCUPANCY_FLUSH_EVERY,
                 HEARTBEAT_TTL,
+                OCCUPANCY_GRACE,
                 background.clone(),
             ));
             if let Some(auth) = &self.admin {

@@ -24,14 +24,15 @@
 //!
 //! Every subscribe and unsubscribe of a topic (any transport) marks it *changed*;
 //! the hub's occupancy task ([`Hub::run_occupancy`], in `occupancy.rs`) hands the
-//! broker this node's counts of the changed topics every 100 ms, and the broker
+//! broker this node's counts of the changed topics every 100 ms (a count that fell
+//! to 0 once it stayed 0 for a second), and the broker
 //! answers the cluster-wide transitions this node decided, which the hub reports to
 //! its listeners ([`Hub::on_occupancy`]). [`Hub::occupancy`] and [`Hub::occupied`]
 //! add this node's exact counts to the other nodes' flushed ones.
 
 mod occupancy;
 
-pub use occupancy::OCCUPANCY_FLUSH_EVERY;
+pub use occupancy::{OCCUPANCY_FLUSH_EVERY, OCCUPANCY_GRACE};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -147,6 +148,9 @@ type OccupancyListener = dyn Fn(&Topic, OccupancyChange) + Send + Sync;
 #[derive(Default)]
 struct Subscribers {
     entries: Slab<Entry>,
+    /// The topic is in the hub's changed set since the last occupancy flush (so
+    /// that churn on a busy topic touches that set once per flush).
+    marked: bool,
 }
 
 struct Entry {
@@ -373,8 +377,10 @@ impl Hub {
                 pending: Some(Vec::new()),
                 dead: false,
             });
+            let mark = !list.marked && !topic.is_system();
+            list.marked |= mark;
             drop(list);
-            if !topic.is_system() {
+            if mark {
                 lock(&self.inner.changed).insert(topic.clone());
             }
             (subscribers, key, first)
@@ -613,9 +619,11 @@ impl Drop for Subscription {
             let mut list = lock(&self.subscribers);
             let removed = list.entries.try_remove(self.key).is_some();
             let last = list.entries.is_empty();
+            let mark = removed && !list.marked && !self.topic.is_system();
+            list.marked |= mark;
             drop(list);
             let gone = last && topics.remove(&self.topic).is_some();
-            if removed && !self.topic.is_system() {
+            if mark {
                 lock(&self.hub.changed).insert(self.topic.clone());
             }
             if let Some(metrics) = self.hub.metrics.get() {

@@ -3,7 +3,7 @@
 //! background, the transitions it answers told to the listeners, and the queries
 //! that add this node's exact counts to the other nodes' flushed ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,14 @@ use crate::topic::Topic;
 /// How often [`Hub::run_occupancy`] flushes: the longest a transition waits
 /// before it is decided (and a remote count lags).
 pub const OCCUPANCY_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The most topics one flush tells the broker about (one Redis script); more wait
+/// for the next flushes.
+const FLUSH_LIMIT: usize = 1000;
+
+/// How long a topic must have had no local subscriber before this node tells the
+/// broker (see [`Hub::run_occupancy`]).
+pub const OCCUPANCY_GRACE: Duration = Duration::from_secs(1);
 
 impl Hub {
     /// Calls `listener` with every occupancy transition this node decides (each
@@ -57,19 +65,58 @@ impl Hub {
         Ok(all.into_iter().filter(|(_, count)| *count > 0).collect())
     }
 
-    /// Flushes this node's counts of the topics changed since the last flush to
-    /// the broker (keeping its share alive for `ttl`) and tells the listeners the
-    /// transitions it answers; answers how many. On failure the changed topics
+    /// Flushes this node's counts of the topics changed since the last flush (at
+    /// most 1000 of them; the rest wait for the next flush) to the broker (keeping
+    /// its share alive for `ttl`) and tells the listeners the transitions it
+    /// answers; answers how many. On failure the changed topics
     /// stay marked, for the next flush.
     pub async fn flush_occupancy(&self, ttl: Duration) -> Result<usize, BrokerError> {
+        self.flush_with_grace(ttl, Duration::ZERO, &mut HashMap::new())
+            .await
+    }
+
+    /// [`Hub::flush_occupancy`], except that a topic whose local count fell to 0
+    /// is told only once it stayed 0 for `grace` (`emptied`: since when each was
+    /// seen at 0).
+    async fn flush_with_grace(
+        &self,
+        ttl: Duration,
+        grace: Duration,
+        emptied: &mut HashMap<Topic, Instant>,
+    ) -> Result<usize, BrokerError> {
         let _one_at_a_time = self.inner.flushing.lock().await;
-        let changed: Vec<Topic> = std::mem::take(&mut *lock(&self.inner.changed))
-            .into_iter()
-            .collect();
-        let counts: Vec<(Topic, u64)> = changed
-            .iter()
-            .map(|topic| (topic.clone(), self.local_occupancy(topic)))
-            .collect();
+        let changed: Vec<Topic> = {
+            let mut set = lock(&self.inner.changed);
+            if set.len() <= FLUSH_LIMIT {
+                std::mem::take(&mut *set).into_iter().collect()
+            } else {
+                let batch: Vec<Topic> = set.iter().take(FLUSH_LIMIT).cloned().collect();
+                for topic in &batch {
+                    set.remove(topic);
+                }
+                batch
+            }
+        };
+        let now = Instant::now();
+        let mut held = Vec::new();
+        let mut counts: Vec<(Topic, u64)> = Vec::with_capacity(changed.len());
+        for topic in &changed {
+            let count = self.take_change(topic);
+            if count > 0 {
+                emptied.remove(topic);
+            } else if !grace.is_zero() {
+                let since = *emptied.entry(topic.clone()).or_insert(now);
+                if now.saturating_duration_since(since) < grace {
+                    held.push(topic.clone());
+                    continue;
+                }
+                emptied.remove(topic);
+            }
+            counts.push((topic.clone(), count));
+        }
+        if !held.is_empty() {
+            lock(&self.inner.changed).extend(held);
+        }
         let report = match self.inner.broker.occupancy_flush(counts, ttl).await {
             Ok(report) => report,
             Err(err) => {
@@ -99,12 +146,21 @@ impl Hub {
     /// Flushes occupancy every `every` when a topic changed, and at least every
     /// fifth of `ttl` (keeping this node's share alive for `ttl`, and sweeping the
     /// shares of nodes that died), until `stop` is cancelled (see
-    /// [`Hub::flush_occupancy`]).
-    pub async fn run_occupancy(self, every: Duration, ttl: Duration, stop: CancellationToken) {
+    /// [`Hub::flush_occupancy`]). A topic whose last local subscriber left is told
+    /// only once it had none for `grace` ([`OCCUPANCY_GRACE`]): a long-poll
+    /// between two polls, or a page reloading, does not vacate its channel.
+    pub async fn run_occupancy(
+        self,
+        every: Duration,
+        ttl: Duration,
+        grace: Duration,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let keep_alive = (ttl / 5).max(every);
         let mut flushed: Option<Instant> = None;
+        let mut emptied = HashMap::new();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -114,11 +170,22 @@ impl Hub {
             if !due && lock(&self.inner.changed).is_empty() {
                 continue;
             }
-            match self.flush_occupancy(ttl).await {
+            match self.flush_with_grace(ttl, grace, &mut emptied).await {
                 Ok(_) => flushed = Some(Instant::now()),
                 Err(err) => tracing::debug!(error = %err, "occupancy flush failed; retrying"),
             }
         }
+    }
+
+    /// [`local_occupancy`](Self::local_occupancy), and clears the topic's mark:
+    /// its next change marks it again.
+    fn take_change(&self, topic: &Topic) -> u64 {
+        let list = lock(&self.inner.topics).get(topic).cloned();
+        list.map_or(0, |list| {
+            let mut list = lock(&list);
+            list.marked = false;
+            list.entries.len() as u64
+        })
     }
 
     /// How many subscribers `topic` has on this node (those still closing
@@ -148,6 +215,53 @@ mod tests {
 
     fn topic(name: &str) -> Topic {
         Topic::new(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_flush_tells_at_most_a_thousand_topics_and_the_next_ones_the_rest() {
+        let hub = Hub::new(HubConfig::default());
+        let mut kept = Vec::new();
+        for n in 0..1500 {
+            let pending = hub
+                .subscribe(topic(&format!("many:{n}")), Arc::new(Quiet), None, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            kept.push(pending.go_live().unwrap_or_else(|e| panic!("{e}")));
+        }
+        let ttl = Duration::from_secs(5);
+        assert_eq!(hub.flush_occupancy(ttl).await.ok(), Some(FLUSH_LIMIT));
+        assert_eq!(hub.flush_occupancy(ttl).await.ok(), Some(500));
+        assert_eq!(hub.flush_occupancy(ttl).await.ok(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_topic_is_vacated_only_after_it_stayed_empty_for_the_grace() {
+        let hub = Hub::new(HubConfig::default());
+        let (ttl, grace) = (Duration::from_secs(5), Duration::from_millis(200));
+        let mut emptied = HashMap::new();
+        let mut flush = async |hub: &Hub| {
+            hub.flush_with_grace(ttl, grace, &mut emptied)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let sub = async |hub: &Hub| {
+            hub.subscribe(topic("poll:me"), Arc::new(Quiet), None, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .go_live()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let first = sub(&hub).await;
+        assert_eq!(flush(&hub).await, 1, "occupied");
+        drop(first);
+        assert_eq!(flush(&hub).await, 0, "empty for less than the grace");
+        let again = sub(&hub).await;
+        assert_eq!(flush(&hub).await, 0, "back before the grace ended");
+        drop(again);
+        assert_eq!(flush(&hub).await, 0);
+        tokio::time::sleep(grace + Duration::from_millis(50)).await;
+        assert_eq!(flush(&hub).await, 1, "vacated once the grace passed");
+        assert_eq!(flush(&hub).await, 0);
     }
 
     #[tokio::test]

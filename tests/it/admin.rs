@@ -207,7 +207,7 @@ async fn normal_clients_cannot_subscribe_or_publish_to_the_system_topic() {
         (400..500).contains(&status),
         "the publish API answered {status}"
     );
-    server.stop().await;
+    server.stop_with(&mut [&mut client, &mut admin]).await;
 }
 
 #[tokio::test]
@@ -263,7 +263,7 @@ async fn the_admin_socket_gets_a_snapshot_every_second() {
         json!({"op": "unsub", "id": 2, "topic": "$sys/admin"}),
     )
     .await;
-    server.stop().await;
+    server.stop_with(&mut [&mut admin]).await;
 }
 
 #[tokio::test]
@@ -284,7 +284,7 @@ async fn the_admin_socket_needs_no_jwt_where_tokens_are_required() {
     // Its other requests still need a token.
     let reply = request(&mut admin, json!({"op": "sub", "id": 5, "topic": "news"})).await;
     assert_eq!(reply["error"]["code"], 401, "{reply}");
-    server.stop().await;
+    server.stop_with(&mut [&mut admin]).await;
 }
 
 #[tokio::test]

@@ -92,7 +92,7 @@ async fn malformed_requests_get_error_replies_and_nobody_else_notices() {
     assert!(next_json(&mut evil).await["ok"].is_object());
     watcher.expect_all(sent + 1).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut evil]).await;
 }
 
 #[tokio::test]
@@ -152,7 +152,7 @@ async fn a_subscribe_flood_stops_at_the_subscription_limit() {
     publish(server.addr, "news", 0).await;
     watcher.expect_all(1).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut evil]).await;
 }
 
 #[tokio::test]
@@ -365,7 +365,14 @@ async fn the_node_connection_limit_answers_503_and_frees_places_on_close() {
             Err(err) => panic!("the place was not freed: {err}"),
         }
     }
-    server.stop().await;
+    server
+        .stop_with(
+            &mut held
+                .iter_mut()
+                .map(|c| c as &mut dyn common::AnswersClose)
+                .collect::<Vec<_>>(),
+        )
+        .await;
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ async fn a_message_in_100000_empty_fragments_is_answered_like_any_other() {
     publish(server.addr, "news", 0).await;
     watcher.expect_all(1).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut tcp]).await;
 }
 
 #[tokio::test]
@@ -338,7 +338,7 @@ async fn a_slowloris_on_frames_is_closed_with_1008_after_the_idle_timeout() {
     }
     watcher.expect_all(2).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut patient]).await;
 }
 
 /// The demo server whose HTTP connections give up on a write after `limit`
@@ -608,7 +608,7 @@ async fn invalid_and_non_ascii_topic_names_get_422_on_every_transport() {
     }
     watcher.expect_all(names.len() as u64).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 #[tokio::test]
@@ -682,6 +682,8 @@ async fn deeply_nested_and_huge_json_is_refused_on_every_way_in() {
     )
     .await;
     assert_eq!(read_close(&mut tcp).await.0, 1009);
+    // Answers the close (the server may have closed the connection already).
+    let _ = tcp.write_all(&common::masked_frame(0x88, b"")).await;
     publish(server.addr, "news", 1).await;
     // Many small values within the limits are fine.
     let wide = format!("[{}0]", "0,".repeat(15_000));
@@ -690,7 +692,7 @@ async fn deeply_nested_and_huge_json_is_refused_on_every_way_in() {
     publish(server.addr, "news", 2).await;
     watcher.expect_all(3).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 #[tokio::test]
@@ -764,7 +766,7 @@ async fn content_length_with_chunked_is_read_as_chunked_and_the_connection_close
     assert_eq!(next_json(&mut smuggled).await["data"], json!({"n": 99}));
     watcher.expect_all(2).await;
     a_normal_client_is_served(server.addr).await;
-    server.stop().await;
+    server.stop_with(&mut [&mut smuggled]).await;
 }
 
 #[tokio::test]
@@ -864,6 +866,8 @@ async fn a_publish_flood_on_the_api_is_answered_in_order_and_a_stalled_subscribe
     // The one that never read was closed as a slow consumer.
     let (code, reason) = read_close(&mut stalled).await;
     assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
+    // Answers the close (the server may have closed the connection already).
+    let _ = stalled.write_all(&common::masked_frame(0x88, b"")).await;
     watcher.expect_all(1).await;
     a_normal_client_is_served(server.addr).await;
     server.stop().await;

@@ -32,6 +32,9 @@ impl Server {
     fn start(command: &mut Command) -> Self {
         let mut child = command
             .env("PUSHWIRE_PORT", "0")
+            // Stops at the first SIGTERM: the drain delay (5 s by default) is not
+            // what these tests look at (tests/it/drain.rs is).
+            .env("PUSHWIRE_DRAIN_DELAY", "0s")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -240,7 +240,7 @@ async fn an_sse_stream_is_a_member_while_it_runs() {
     assert_eq!(watcher.left(&client).await, json!({"client": client}));
     assert_eq!(watcher.members().await, vec![json!({"client": watcher.id})]);
     assert_eq!(watcher.count(&client), (1, 1));
-    server.stop().await;
+    server.stop_with(&mut [&mut watcher.ws]).await;
 }
 
 #[tokio::test]
@@ -412,7 +412,7 @@ async fn an_sse_stream_whose_token_expires_leaves() {
     assert_eq!(watcher.left(&client).await, member);
     assert_eq!(watcher.count(&client), (1, 1));
     drop(sse);
-    server.stop().await;
+    server.stop_with(&mut [&mut watcher.ws]).await;
 }
 
 #[tokio::test]
@@ -495,5 +495,5 @@ async fn sse_and_poll_members_show_the_info_they_give() {
         .expect("SSE timed out")
         .expect("SSE failed");
     assert_eq!(response.status(), 413);
-    server.stop().await;
+    server.stop_with(&mut [&mut watcher.ws]).await;
 }

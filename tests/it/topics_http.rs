@@ -296,7 +296,7 @@ async fn ws_sse_and_poll_deliver_the_same_messages_in_the_same_order() {
         );
     }
     assert_eq!(over_poll.len(), 60);
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 #[tokio::test]
@@ -333,7 +333,7 @@ async fn publish_api_answers_positions_and_takes_json_or_text() {
     assert_eq!(reply[0]["offset"], 3);
     assert_eq!(reply[1]["topic"], "other");
     assert_eq!(pushes(&mut client, 1).await[0]["data"], 3);
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 #[tokio::test]

@@ -37,10 +37,10 @@ async fn the_in_process_broker_is_always_ready() {
 #[tokio::test]
 async fn hello_names_each_client_differently() {
     let (server, _hub) = start_topics(HubConfig::default()).await;
-    let (_a, a) = ws(&server).await;
-    let (_b, b) = ws(&server).await;
+    let (mut a_client, a) = ws(&server).await;
+    let (mut b_client, b) = ws(&server).await;
     assert_ne!(a, b);
-    server.stop().await;
+    server.stop_with(&mut [&mut a_client, &mut b_client]).await;
 }
 
 #[tokio::test]
@@ -78,7 +78,9 @@ async fn subscriber_receives_messages_published_over_ws_and_http_in_order() {
             json!({"topic": "news", "epoch": epoch, "offset": 2, "data": {"n": 2}}),
         ]
     );
-    server.stop().await;
+    server
+        .stop_with(&mut [&mut sub_client, &mut publisher])
+        .await;
 }
 
 #[tokio::test]
@@ -156,7 +158,7 @@ async fn a_subscriber_that_stops_reading_is_closed_and_does_not_delay_the_others
             .expect("the fast subscriber was held up")
             .expect("fast reader failed");
     }
-    let _fast = tokio::time::timeout(Duration::from_secs(60), reader)
+    let mut fast = tokio::time::timeout(Duration::from_secs(60), reader)
         .await
         .expect("the fast subscriber was held up")
         .expect("fast reader failed");
@@ -189,7 +191,7 @@ async fn a_subscriber_that_stops_reading_is_closed_and_does_not_delay_the_others
     let close = close.expect("a close frame with a code");
     assert_eq!(u16::from(close.code), 1008);
     assert_eq!(close.reason.as_str(), "slow consumer");
-    server.stop().await;
+    server.stop_with(&mut [&mut slow, &mut fast]).await;
 }
 
 #[tokio::test]
@@ -222,7 +224,7 @@ async fn resubscribe_after_gap_recovers_missed_messages() {
     let got = pushes(&mut client, 6).await;
     assert_eq!(offsets(&got), vec![6, 7, 8, 9, 10, 11]);
     assert_eq!(got[0]["data"], 6);
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 #[tokio::test]
@@ -272,7 +274,7 @@ async fn recovery_while_publishing_has_no_gap_and_no_duplicate() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let published = publisher.await.expect("publisher");
     assert!(last <= published);
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 #[tokio::test]
@@ -297,7 +299,9 @@ async fn history_keeps_only_the_last_n_messages() {
     let ok = sub(&mut recent, "h", Some(json!({"epoch": epoch, "offset": 8}))).await;
     assert_eq!(ok["recovered"], true, "{ok}");
     assert_eq!(offsets(&pushes(&mut recent, 3).await), vec![9, 10, 11]);
-    server.stop().await;
+    server
+        .stop_with(&mut [&mut client, &mut late, &mut recent])
+        .await;
 }
 
 #[tokio::test]
@@ -330,7 +334,9 @@ async fn history_forgets_messages_older_than_its_ttl() {
     )
     .await;
     assert_eq!(ok["recovered"], true, "{ok}");
-    server.stop().await;
+    server
+        .stop_with(&mut [&mut client, &mut fresh, &mut stale, &mut current])
+        .await;
 }
 
 #[tokio::test]
@@ -355,7 +361,9 @@ async fn another_epoch_or_a_future_offset_is_not_recovered() {
     let (mut ahead, _) = ws(&server).await;
     let ok = sub(&mut ahead, "e", Some(json!({"epoch": epoch, "offset": 99}))).await;
     assert_eq!(ok["recovered"], false);
-    server.stop().await;
+    server
+        .stop_with(&mut [&mut client, &mut other, &mut ahead])
+        .await;
 }
 
 #[tokio::test]
@@ -380,7 +388,7 @@ async fn a_topic_gets_a_new_epoch_after_it_was_dropped() {
     assert_ne!(ok["epoch"], first);
     assert_eq!(ok["offset"], 0);
     assert_eq!(ok["recovered"], false);
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 #[tokio::test]
@@ -396,7 +404,7 @@ async fn unsubscribe_stops_delivery() {
     let push = next_json(&mut client).await;
     assert_eq!(push["topic"], "b");
     assert_eq!(hub.subscriber_count(&Topic::new("a").expect("topic")), 0);
-    server.stop().await;
+    server.stop_with(&mut [&mut client]).await;
 }
 
 /// Sends `text` and returns the error reply's id and code.
@@ -488,7 +496,7 @@ async fn every_bad_request_gets_its_error_code_and_the_connection_stays_open() {
     )
     .await;
     assert_eq!(reply["ok"]["offset"], 1);
-    server.stop().await;
+    server.stop_with(&mut [&mut c]).await;
 }
 
 #[tokio::test]
@@ -510,7 +518,7 @@ async fn publishing_can_be_reserved_to_the_api() {
     assert_eq!(reply["error"]["code"], 403);
     let (status, _) = publish_http(&server, "a", "1").await;
     assert_eq!(status, 200);
-    server.stop().await;
+    server.stop_with(&mut [&mut c]).await;
 }
 
 #[tokio::test]
@@ -581,7 +589,7 @@ async fn presence_announces_joins_and_leaves_and_lists_members() {
     )
     .await;
     assert_eq!(reply["ok"]["members"].as_array().map(Vec::len), Some(1));
-    server.stop().await;
+    server.stop_with(&mut [&mut ann]).await;
 }
 
 /// A broker whose backing service is down: every call fails. It stands for a
@@ -646,7 +654,7 @@ async fn a_broker_that_is_down_answers_503_and_the_connection_stays_open() {
     // Not ready, but alive.
     assert_eq!(common::raw_get(server.addr, "/readyz").await.0, 503);
     assert_eq!(common::raw_get(server.addr, "/healthz").await.0, 200);
-    server.stop().await;
+    server.stop_with(&mut [&mut c]).await;
 }
 
 #[tokio::test]

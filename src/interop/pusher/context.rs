@@ -29,7 +29,7 @@ pub enum PusherSetupError {
         /// Its namespace.
         namespace: String,
     },
-    /// An app's webhook URL cannot be posted to (only `http://` is supported).
+    /// An app's webhook URL cannot be posted to (not `http://` or `https://`).
     #[error("Pusher app {app}: webhook {url:?}: {why}")]
     WebhookUrl {
         /// The app id.
@@ -77,7 +77,7 @@ impl std::fmt::Debug for Pusher {
 
 impl Pusher {
     /// Serves `apps` on `hub`; refuses an app whose namespace has no presence in
-    /// the hub, or with a webhook URL that is not `http://`.
+    /// the hub, or with a webhook URL that cannot be posted to.
     pub fn new(apps: PusherApps, hub: Hub) -> Result<Self, PusherSetupError> {
         for app in apps.iter() {
             let probe = Channel::parse("presence-probe").map(|c| app.topic(&c));

@@ -23,7 +23,7 @@ pub mod topics;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use pushwire::App;
 use pushwire::config::ServeConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -66,6 +66,83 @@ impl Running {
                 .expect("server task panicked");
             result.expect("server returned an error");
         }
+    }
+}
+
+impl Running {
+    /// [`stop`](Self::stop)s the server while `clients` read on and answer its close
+    /// frame, as a browser's socket would. A client the test holds but no longer
+    /// reads cannot answer it: the server would wait its close timeout (5 s) for
+    /// each such client before it can finish.
+    pub async fn stop_with(self, clients: &mut [&mut dyn AnswersClose]) {
+        let answers = futures_util::future::join_all(clients.iter_mut().map(|c| c.answer_close()));
+        tokio::join!(self.stop(), answers);
+    }
+}
+
+/// A WebSocket client that can read on until the server ends the connection,
+/// answering its close frame (see [`Running::stop_with`]). Best effort, bounded
+/// by [`STEP`]: what comes before the close frame is skipped.
+pub trait AnswersClose {
+    fn answer_close(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
+}
+
+impl AnswersClose for Client {
+    fn answer_close(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(STEP, async {
+                // The client library queues its answer to a close frame and sends it
+                // at the next read, which also sees the server end the connection.
+                while let Some(Ok(_)) = self.next().await {}
+            })
+            .await;
+        })
+    }
+}
+
+/// A raw WebSocket connection ([`raw_ws`]): answers the close frame with an empty one.
+impl AnswersClose for TcpStream {
+    fn answer_close(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(STEP, async {
+                loop {
+                    let mut head = [0u8; 2];
+                    if self.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let len = match head[1] & 0x7F {
+                        126 => {
+                            let mut ext = [0u8; 2];
+                            if self.read_exact(&mut ext).await.is_err() {
+                                return;
+                            }
+                            u64::from(u16::from_be_bytes(ext))
+                        }
+                        127 => {
+                            let mut ext = [0u8; 8];
+                            if self.read_exact(&mut ext).await.is_err() {
+                                return;
+                            }
+                            u64::from_be_bytes(ext)
+                        }
+                        n => u64::from(n),
+                    };
+                    let mut payload = (&mut *self).take(len);
+                    if tokio::io::copy(&mut payload, &mut tokio::io::sink())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if head[0] & 0x0F == 0x8 {
+                        let _ = self.write_all(&masked_frame(0x88, b"")).await;
+                        let _ = tokio::io::copy(self, &mut tokio::io::sink()).await;
+                        return;
+                    }
+                }
+            })
+            .await;
+        })
     }
 }
 
@@ -113,14 +190,24 @@ pub async fn connect(url: &str) -> Client {
 }
 
 /// The next frame of any kind, pings included, failing the test after [`STEP`].
+///
+/// A close frame is answered before it is returned, as a browser does: the client
+/// library only queues its answer, and sends it at the next read or write, which a
+/// test that has seen the close rarely makes (the server would wait its close
+/// timeout for it).
 pub async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut WebSocketStream<S>,
 ) -> WsMessage {
-    tokio::time::timeout(STEP, client.next())
+    let frame = tokio::time::timeout(STEP, client.next())
         .await
         .expect("no message within the time limit")
         .expect("stream ended")
-        .expect("protocol error")
+        .expect("protocol error");
+    if let WsMessage::Close(_) = frame {
+        // Best effort: the server may have closed the connection already.
+        let _ = tokio::time::timeout(STEP, client.flush()).await;
+    }
+    frame
 }
 
 /// The next message other than a ping, failing the test after [`STEP`].

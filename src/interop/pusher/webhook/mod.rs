@@ -21,18 +21,20 @@
 //!   them); `member_added`, `member_removed` and `client_event` from the
 //!   connections that see them.
 //!
-//! Only `http://` URLs are supported: an app with an `https://` webhook is refused
-//! when the server starts (put a TLS-terminating proxy in front of the receiver).
+//! `http://` URLs are posted to through a pool of kept connections; `https://`
+//! URLs on a connection per post, the receiver's certificate checked against the
+//! operating system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` choose others).
 //!
 //! Files: [`payload`] writes the body, [`outbox`] is the bounded queue,
-//! [`outboxes`] maps apps to their queues, [`post`] makes one signed request,
-//! [`sender`] batches and retries.
+//! [`outboxes`] maps apps to their queues, [`post`] makes one signed request
+//! ([`tls`] for `https://`), [`sender`] batches and retries.
 
 pub(crate) mod outbox;
 pub(crate) mod outboxes;
 pub(crate) mod payload;
 pub(crate) mod post;
 pub(crate) mod sender;
+pub(crate) mod tls;
 
 use std::time::Duration;
 

@@ -18,7 +18,8 @@ pub(crate) struct Outboxes {
 }
 
 impl Outboxes {
-    /// An outbox per webhook of `apps`; refuses a URL that is not `http://`.
+    /// An outbox per webhook of `apps`; refuses a URL that is not `http://` or
+    /// `https://` with a host.
     pub(crate) fn new(apps: &PusherApps) -> Result<Self, PusherSetupError> {
         let mut by_app: HashMap<String, Vec<Arc<Outbox>>> = HashMap::new();
         for app in apps.iter() {
@@ -89,11 +90,8 @@ impl Outboxes {
 fn check_url(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|err| format!("{err}"))?;
     match uri.scheme_str() {
-        Some("http") if uri.authority().is_some() => Ok(()),
-        Some("https") => Err(String::from(
-            "https:// webhooks are not supported; use http:// (behind a TLS-terminating proxy if the receiver is remote)",
-        )),
-        _ => Err(String::from("not an http:// URL")),
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err(String::from("not an http:// or https:// URL with a host")),
     }
 }
 
@@ -102,10 +100,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_http_urls_with_a_host_are_accepted() {
+    fn only_http_and_https_urls_with_a_host_are_accepted() {
         assert!(check_url("http://127.0.0.1:8080/hooks").is_ok());
         assert!(check_url("http://hooks.internal/pusher").is_ok());
-        assert!(check_url("https://example.com/").is_err_and(|why| why.contains("https://")));
+        assert!(check_url("https://example.com/").is_ok());
         assert!(check_url("ftp://x/").is_err());
         assert!(check_url("/relative").is_err());
         assert!(check_url("not a url").is_err());
