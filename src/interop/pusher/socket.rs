@@ -254,18 +254,37 @@ fn leave(
     handle: Handle,
     user: Option<Arc<str>>,
 ) {
-    if let Some(user) = user
-        && !handle.sink.others_of(&user)
-    {
-        pusher.notify(
-            session.app(),
-            Notice::MemberRemoved {
-                channel,
-                user_id: user.to_string(),
-            },
-        );
-    }
+    let Some(user) = user else {
+        drop(handle);
+        return;
+    };
+    // What this node has seen; the broker's list, asked after the leave, is the
+    // one that also knows of joins on other nodes not yet delivered here.
+    let seen_others = handle.sink.others_of(&user);
+    let me = handle.sink.socket_id.clone();
     drop(handle);
+    let (pusher, app) = (pusher.clone(), Arc::clone(session.app()));
+    let topic = app.topic(&channel);
+    tokio::spawn(async move {
+        let others = match pusher.hub().members(&topic).await {
+            Ok(members) => members
+                .iter()
+                .any(|m| m.user.as_deref() == Some(&*user) && &*m.client != me.as_str()),
+            Err(err) => {
+                tracing::warn!(%topic, error = %err, "cannot list members; member_removed decided from this node's view");
+                seen_others
+            }
+        };
+        if !others {
+            pusher.notify(
+                &app,
+                Notice::MemberRemoved {
+                    channel,
+                    user_id: user.to_string(),
+                },
+            );
+        }
+    });
 }
 
 /// Carries out the session's actions in order, feeding the hub's answers back;
