@@ -19,14 +19,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut app = PusherApp::new("app-1", "app-key", "app-secret")?;
     app.client_events = true;
-    // The hub tracks presence in the app's namespace, for its presence- channels.
-    let hub = Hub::new(HubConfig {
-        presence: vec![app.namespace.clone()],
-        ..HubConfig::default()
-    });
+    let clock = app.topic(&Channel::parse("clock")?);
+    let apps = PusherApps::new(vec![app])?;
+    // The hub tracks presence in the app's namespace (its presence- channels) and
+    // guards the topics of its private channels from clients without tokens.
+    let hub = Hub::new(apps.hub_config(HubConfig::default()));
 
     // The backend: the uptime on channel `clock`, once a second.
-    let clock = app.topic(&Channel::parse("clock")?);
     let publisher = hub.clone();
     tokio::spawn(async move {
         let started = Instant::now();
@@ -42,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let server = App::new()
         .topics(hub)
-        .pusher(PusherApps::new(vec![app])?)
+        .pusher(apps)
         .bind(format!("127.0.0.1:{port}"))
         .await?;
     println!("pusher-js at ws://{}/app/app-key", server.local_addr());
