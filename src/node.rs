@@ -38,15 +38,12 @@ pub const CHAT_ASSETS: &[Asset] = &[
 
 /// The hub `config` asks for: on the in-process broker, or on Redis when
 /// [`ServeConfig::broker`] is set (then it must be called inside a Tokio runtime).
-/// The hub tracks presence in the namespaces of its [`HubConfig`](crate::hub::HubConfig) and in
-/// those of the Pusher apps (for their `presence-` channels).
+/// Pusher apps add their namespaces to the hub's presence and guard their private
+/// channels' topics ([`PusherApps::hub_config`]).
 pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
-    let mut hub_config = config.hub.clone();
-    for app in &config.pusher {
-        if !hub_config.presence.contains(&app.namespace) {
-            hub_config.presence.push(app.namespace.clone());
-        }
-    }
+    let apps =
+        PusherApps::new(config.pusher.clone()).map_err(|err| Error::Config(err.to_string()))?;
+    let hub_config = apps.hub_config(config.hub.clone());
     Ok(match &config.broker {
         None => Hub::new(hub_config),
         Some(redis) => {

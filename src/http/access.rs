@@ -4,6 +4,7 @@
 use super::error::HttpError;
 use super::query::{MAX_TOPICS, Wanted, bearer};
 use crate::auth::{Permission, TokenError, TokenVerifier};
+use crate::hub::HubConfig;
 use crate::protocol::Ended;
 use crate::topic::ErrorCode;
 use crate::topic::Topic;
@@ -11,16 +12,27 @@ use crate::topic::Topic;
 /// Checks that an SSE or long-poll request may subscribe to every topic it names:
 /// its connection token comes from `?token=` or `Authorization: Bearer`, its
 /// subscription tokens from `?sub_token=` (repeatable). Without `auth` everything
-/// is allowed. A topic the request resumes (it has a position for it) that it may
+/// is allowed but the hub's guarded topics (403). A topic the request resumes (it has a position for it) that it may
 /// no longer receive is not refused: it is taken out of `wanted` and answered in
 /// [`Access::ended`], to be ended with an `unsub` event; any other topic it may not
 /// receive refuses the request (401 or 403).
 pub(crate) fn authorize(
     auth: Option<&TokenVerifier>,
+    hub: &HubConfig,
     headers: &http::HeaderMap,
     wanted: &mut Wanted,
 ) -> Result<Access, HttpError> {
     let Some(verifier) = auth else {
+        // Without tokens nobody is granted a guarded topic (a Pusher app's
+        // private channel): its own protocol authorizes its clients.
+        if let Some(topic) = wanted.topics.iter().find(|t| hub.guards(t.as_str())) {
+            return Err(HttpError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{topic:?} needs a token that grants it (a Pusher private, presence or user channel)"
+                ),
+            ));
+        }
         return Ok(Access::default());
     };
     let token = wanted

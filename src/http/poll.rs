@@ -83,7 +83,7 @@ async fn answer(
     peer: Option<SocketAddr>,
 ) -> Result<Response, HttpError> {
     let mut wanted = wanted(query)?;
-    let mut access = authorize(auth, headers, &mut wanted)?;
+    let mut access = authorize(auth, hub.config(), headers, &mut wanted)?;
     // A waiting poll is an open connection until it is answered.
     let _connection = ConnectionGuard::open(hub.metrics(), Transport::Poll);
     let key = presence::poll_key(&wanted)?;

@@ -102,7 +102,7 @@ async fn start(
     // A stream with a token ends when the token does; the client reconnects with
     // a fresh one (and resumes from its Last-Event-ID). A topic held by a
     // subscription token ends alone, with an `unsub` event.
-    let access = authorize(auth, headers, &mut wanted)?;
+    let access = authorize(auth, hub.config(), headers, &mut wanted)?;
     let expiry = access
         .next_deadline()
         .map(|at| Box::pin(tokio::time::sleep(until_millis(at))));

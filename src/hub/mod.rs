@@ -62,6 +62,21 @@ pub struct HubConfig {
     /// How many live messages a subscription may buffer while it is still sending
     /// what it recovered; beyond that it is dropped as a slow consumer.
     pub pending_limit: usize,
+    /// Topic name prefixes that clients of pushwire's own protocol (`/ws`, SSE,
+    /// long-poll) may use only with a token that grants them: without token checks
+    /// they are refused (403). The topics of Pusher apps' private, presence and
+    /// user channels are guarded this way (their own protocol authorizes them);
+    /// the publish API, with its key, may publish to them.
+    pub guarded: Vec<String>,
+}
+
+impl HubConfig {
+    /// Whether `topic` starts with one of the [`guarded`](Self::guarded) prefixes.
+    pub fn guards(&self, topic: &str) -> bool {
+        self.guarded
+            .iter()
+            .any(|prefix| topic.starts_with(prefix.as_str()))
+    }
 }
 
 impl Default for HubConfig {
@@ -71,6 +86,7 @@ impl Default for HubConfig {
             presence: Vec::new(),
             max_data_size: 64 * 1024,
             pending_limit: 10_000,
+            guarded: Vec::new(),
         }
     }
 }

@@ -44,7 +44,8 @@
 //! use pushwire::HubConfig;
 //! use pushwire::protocol::session::{Action, Rules, Session, SessionConfig};
 //!
-//! let config = Rules::new(&SessionConfig::default(), &HubConfig::default());
+//! let hub = HubConfig::default();
+//! let config = Rules::new(&SessionConfig::default(), &hub);
 //! // `()` stands for the driver's subscription handle.
 //! let mut session: Session<()> = Session::open(Arc::from("n-1"), None, None, 0);
 //! session.receive_text(r#"{"op":"unsub","id":1,"topic":"news"}"#, &config, 0);
@@ -147,7 +148,7 @@ impl Default for SessionConfig {
 /// hub's largest data. A driver builds it with [`Rules::new`] and hands it in with
 /// each message (so that an idle session does not hold it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rules {
+pub struct Rules<'a> {
     /// The largest published value, in bytes of JSON ([`HubConfig::max_data_size`]).
     pub max_data_size: usize,
     /// See [`SessionConfig::max_subscriptions`].
@@ -158,18 +159,28 @@ pub struct Rules {
     pub client_publish: bool,
     /// See [`SessionConfig::system_topics`].
     pub system_topics: bool,
+    /// Topic prefixes that need a token ([`HubConfig::guarded`]).
+    pub guarded: &'a [String],
 }
 
-impl Rules {
+impl<'a> Rules<'a> {
     /// The rules of `session` on a hub configured with `hub`.
-    pub fn new(session: &SessionConfig, hub: &HubConfig) -> Self {
+    pub fn new(session: &SessionConfig, hub: &'a HubConfig) -> Self {
         Self {
             max_data_size: hub.max_data_size,
             max_subscriptions: session.max_subscriptions,
             max_requests_per_second: session.max_requests_per_second,
             client_publish: session.client_publish,
             system_topics: session.system_topics,
+            guarded: &hub.guarded,
         }
+    }
+
+    /// Whether `topic` needs a token ([`HubConfig::guards`]).
+    fn guards(&self, topic: &str) -> bool {
+        self.guarded
+            .iter()
+            .any(|prefix| topic.starts_with(prefix.as_str()))
     }
 }
 
@@ -416,7 +427,7 @@ impl<H> Session<H> {
     /// A text message: one request, under the rules of `config` (passed with each
     /// message rather than kept: every idle connection would pay for a copy), at
     /// `ticks` (a `crate::clock::ticks` reading, for the request rate).
-    pub fn receive_text(&mut self, text: &str, config: &Rules, ticks: u32) {
+    pub fn receive_text(&mut self, text: &str, config: &Rules<'_>, ticks: u32) {
         let (id, mut request) = request::parse(text, config.max_data_size);
         let rate = config.max_requests_per_second;
         if rate > 0
@@ -457,6 +468,15 @@ impl<H> Session<H> {
                 auth.deadline = 0;
                 auth.authenticated = false;
             }
+        }
+        if let (None, Ok(checked)) = (&self.auth, &request)
+            && let Some(topic) = checked.topic().filter(|t| config.guards(t.as_str()))
+        {
+            // Without tokens nobody is granted a guarded topic (a Pusher app's
+            // private channel): its own protocol authorizes its clients.
+            request = Err(ErrorCode::Forbidden.reply(format!(
+                "{topic:?} needs a token that grants it (a Pusher private, presence or user channel)"
+            )));
         }
         if let (false, Some(auth), Ok(checked)) = (system, &mut self.auth, &request) {
             match auth.authorize(checked) {
@@ -621,7 +641,7 @@ impl<H> Session<H> {
         since: Option<Position>,
         info: Option<Data>,
         grant: Option<Grant>,
-        config: &Rules,
+        config: &Rules<'_>,
     ) {
         if let (Some(grant), Some(auth)) = (grant, &mut self.auth)
             && self.subscriptions.contains_key(&topic)
@@ -858,8 +878,10 @@ mod tests {
 
     const SECRET: &str = "a secret long enough for HS256 tests";
 
-    fn config() -> Rules {
-        Rules::new(&SessionConfig::default(), &HubConfig::default())
+    static HUB: std::sync::LazyLock<HubConfig> = std::sync::LazyLock::new(HubConfig::default);
+
+    fn config() -> Rules<'static> {
+        Rules::new(&SessionConfig::default(), &HUB)
     }
 
     fn open() -> Session<u32> {
@@ -906,7 +928,7 @@ mod tests {
     }
 
     /// Subscribes to `name` and goes live with `handle`, checking each step.
-    fn subscribe(session: &mut Session<u32>, cfg: &Rules, name: &str, handle: u32) {
+    fn subscribe(session: &mut Session<u32>, cfg: &Rules<'_>, name: &str, handle: u32) {
         session.receive_text(
             &format!(r#"{{"op":"sub","id":1,"topic":"{name}"}}"#),
             cfg,

@@ -5,6 +5,7 @@
 //! mapped topic as the envelope; channel queries; user termination; refusals
 //! counted in `/metrics`.
 
+use crate::common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest as _, Md5};
@@ -15,7 +16,7 @@ use pushwire::{App, Data, Hub, HubConfig, MetricsAccess, Topic};
 use ring::hmac;
 use serde_json::{Value, json};
 
-use crate::common::topics::{next_json, sub, ws};
+use crate::common::topics::{next_json, sub};
 use crate::common::{Client, Running, STEP, start};
 
 const ID: &str = "app1";
@@ -31,17 +32,21 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// A server with the apps `app1` (enabled) and `off` (disabled), metrics public.
 async fn server() -> (Running, Hub) {
-    let config = HubConfig {
-        presence: vec![ID.to_owned(), String::from("off")],
-        ..HubConfig::default()
-    };
-    let hub = Hub::new(config);
     let app = PusherApp::new(ID, KEY, SECRET).expect("app");
     let mut off = PusherApp::new("off", "off-key", "off-secret").expect("app");
     off.enabled = false;
     let apps = PusherApps::new(vec![app, off]).expect("apps");
+    let hub = Hub::new(apps.hub_config(HubConfig::default()));
+    // pushwire's own clients need tokens (the observers of private channels).
+    let verifier = pushwire::auth::TokenVerifier::from_config(&pushwire::auth::AuthConfig {
+        secret: Some(common::tokens::SECRET.into()),
+        ..pushwire::auth::AuthConfig::default()
+    })
+    .expect("auth config")
+    .expect("a key");
     let app = App::new()
         .topics(hub.clone())
+        .auth(verifier)
         .pusher(apps)
         .metrics(MetricsAccess::Public);
     (start(app).await, hub)
@@ -169,8 +174,22 @@ fn events_path() -> String {
 }
 
 /// A `/ws` client subscribed to `topic`.
+/// A `/ws` subscriber of `topic`, with a token that grants every topic (those of
+/// private and presence channels are guarded: they need one).
 async fn subscriber(server: &Running, topic: &str) -> Client {
-    let (mut client, _) = ws(server).await;
+    subscriber_as(server, topic, "observer").await
+}
+
+/// [`subscriber`] whose token's user is `user` (a member on presence topics).
+async fn subscriber_as(server: &Running, topic: &str, user: &str) -> Client {
+    let exp = now() + 3600;
+    let token = common::tokens::hs256(&pushwire::auth::Claims {
+        sub: Some(user.into()),
+        exp,
+        topics: common::tokens::grants(&[("*", &["sub"])]),
+        ..pushwire::auth::Claims::default()
+    });
+    let mut client = common::tokens::authed(server, &token).await;
     sub(&mut client, topic, None).await;
     client
 }
@@ -414,14 +433,12 @@ async fn refused_requests_get_pushers_status_and_message_and_reach_no_one() {
 async fn channel_queries_answer_occupancy_counts_and_users() {
     let (server, hub) = server().await;
     let mut clients = Vec::new();
-    for topic in [
-        "app1:orders",
-        "app1:orders",
-        "app1:presence-room",
-        "off:orders",
-    ] {
+    for topic in ["app1:orders", "app1:orders", "off:orders"] {
         clients.push(subscriber(&server, topic).await);
     }
+    // A /ws subscriber with a user is a member of a presence topic: u2, who joins
+    // below on a Pusher socket too, and is counted once.
+    clients.push(subscriber_as(&server, "app1:presence-room", "u2").await);
     let room = Topic::new("app1:presence-room").expect("topic");
     let member = |client: &str, user: Option<&str>| Member {
         client: client.into(),

@@ -21,6 +21,11 @@ const SECRET: &str = "app-secret";
 /// A server with three apps: `1` (client events on, 2 connections at most, 2
 /// presence members, client events 3/s), `2` (disabled), `3` (pings after 1 s).
 async fn server() -> (Running, Hub) {
+    serve(None).await
+}
+
+/// [`server`] checking tokens of pushwire's own protocol with `verifier`.
+async fn serve(verifier: Option<pushwire::auth::TokenVerifier>) -> (Running, Hub) {
     let apps = [
         format!(
             "1:{KEY}:{SECRET}?client-events=true&max-connections=20&max-presence-members=2&max-client-events-per-second=3"
@@ -33,13 +38,12 @@ async fn server() -> (Running, Hub) {
         .iter()
         .map(|line| PusherApp::parse(line).expect("app"))
         .collect();
-    let hub = Hub::new(HubConfig {
-        presence: vec!["1".into(), "2".into(), "3".into(), "4".into()],
-        ..HubConfig::default()
-    });
-    let app = App::new()
-        .topics(hub.clone())
-        .pusher(PusherApps::new(apps).expect("apps"));
+    let apps = PusherApps::new(apps).expect("apps");
+    let hub = Hub::new(apps.hub_config(HubConfig::default()));
+    let mut app = App::new().topics(hub.clone()).pusher(apps);
+    if let Some(verifier) = verifier {
+        app = app.auth(verifier);
+    }
     (start(app).await, hub)
 }
 
@@ -351,20 +355,43 @@ async fn presence_lists_users_once_and_tells_of_first_joins_and_last_leaves() {
 
 #[tokio::test]
 async fn client_events_reach_others_and_ws_but_never_the_sender() {
-    let (server, _hub) = server().await;
+    use pushwire::auth::{AuthConfig, Claims, TokenVerifier};
+    let verifier = TokenVerifier::from_config(&AuthConfig {
+        secret: Some(common::tokens::SECRET.into()),
+        ..AuthConfig::default()
+    })
+    .expect("auth config")
+    .expect("a key");
+    let (server, _hub) = serve(Some(verifier)).await;
     let room = "presence-chat";
     let mut ann = open(&server, KEY).await;
     let mut bob = open(&server, KEY).await;
     ann.join(room, "ann").await;
     bob.join(room, "bob").await;
     ann.until("pusher_internal:member_added").await;
-    let (mut client, _) = ws(&server).await;
+    // A presence channel's topic is guarded: a /ws client needs a token that
+    // grants it.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let token = common::tokens::hs256(&Claims {
+        sub: Some("observer".into()),
+        exp,
+        topics: common::tokens::grants(&[("1:*", &["sub"])]),
+        ..Claims::default()
+    });
+    let mut client = common::tokens::authed(&server, &token).await;
     send(
         &mut client,
         json!({"op": "sub", "id": 1, "topic": "1:presence-chat"}),
     )
     .await;
     assert!(next_json(&mut client).await["ok"].is_object());
+    // The observer's token has a user: it is a member (announced to both).
+    ann.until("pusher_internal:member_added").await;
+    bob.until("pusher_internal:member_added").await;
     ann.send(json!({"event": "client-typing", "channel": room, "data": {"on": true}}))
         .await;
     let got = bob.next().await;
@@ -478,18 +505,10 @@ async fn a_ws_member_with_a_user_is_a_pusher_member() {
     })
     .expect("auth config")
     .expect("a key");
-    let hub = Hub::new(HubConfig {
-        presence: vec!["chat".into()],
-        ..HubConfig::default()
-    });
     let app = PusherApp::parse(&format!("5:{KEY}:{SECRET}?namespace=chat")).expect("app");
-    let server = start(
-        App::new()
-            .topics(hub)
-            .auth(verifier)
-            .pusher(PusherApps::new(vec![app]).expect("apps")),
-    )
-    .await;
+    let apps = PusherApps::new(vec![app]).expect("apps");
+    let hub = Hub::new(apps.hub_config(HubConfig::default()));
+    let server = start(App::new().topics(hub).auth(verifier).pusher(apps)).await;
     let mut early = authed(&server, &chat_token(TOKEN_SECRET, "wes")).await;
     send(
         &mut early,
@@ -521,10 +540,9 @@ async fn a_ws_member_with_a_user_is_a_pusher_member() {
 /// A node on `redis` serving app `1` (client events on).
 async fn redis_node(redis: &common::redis::RedisServer) -> (Running, Hub) {
     use pushwire::broker::{RedisBroker, RedisConfig};
-    let config = HubConfig {
-        presence: vec!["1".into()],
-        ..HubConfig::default()
-    };
+    let app = PusherApp::parse(&format!("1:{KEY}:{SECRET}?client-events=true")).expect("app");
+    let apps = PusherApps::new(vec![app]).expect("apps");
+    let config = apps.hub_config(HubConfig::default());
     let broker =
         RedisBroker::new(config.history.clone(), RedisConfig::new(redis.url())).expect("broker");
     let hub = Hub::with_broker(config, std::sync::Arc::new(broker));
@@ -535,13 +553,7 @@ async fn redis_node(redis: &common::redis::RedisServer) -> (Running, Hub) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(hub.ready().await, "the broker never became ready");
-    let app = PusherApp::parse(&format!("1:{KEY}:{SECRET}?client-events=true")).expect("app");
-    let server = start(
-        App::new()
-            .topics(hub.clone())
-            .pusher(PusherApps::new(vec![app]).expect("apps")),
-    )
-    .await;
+    let server = start(App::new().topics(hub.clone()).pusher(apps)).await;
     (server, hub)
 }
 
@@ -618,4 +630,47 @@ async fn a_draining_server_tells_pusher_clients_to_reconnect_with_4200() {
     assert_eq!(u16::from(close.code), 4200);
     drop(conn);
     stopping.await.expect("stopped");
+}
+
+#[tokio::test]
+async fn private_channel_topics_need_a_token_on_pushwires_own_transports() {
+    let (server, _hub) = server().await;
+    let (mut client, _) = ws(&server).await;
+    for topic in [
+        "1:private-a",
+        "1:private-encrypted-a",
+        "1:presence-a",
+        "1:/23server-to-user-7",
+    ] {
+        for op in ["sub", "pub"] {
+            let reply = common::topics::request(
+                &mut client,
+                json!({"op": op, "id": 1, "topic": topic, "data": 1}),
+            )
+            .await;
+            assert_eq!(reply["error"]["code"], 403, "{op} {topic}: {reply}");
+        }
+    }
+    common::topics::sub(&mut client, "1:news", None).await;
+    let http = reqwest::Client::new();
+    for path in ["/sse?topic=1:private-a", "/poll?topic=1:presence-a"] {
+        let response = tokio::time::timeout(STEP, http.get(server.url(path)).send())
+            .await
+            .expect("in time")
+            .expect("answered");
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    // The backend's publish API (its key, or loopback) may publish to them: the
+    // signed Pusher subscriber gets it.
+    let mut pusher = open(&server, KEY).await;
+    let ok = pusher.subscribe("private-a").await;
+    assert_eq!(
+        ok["event"], "pusher_internal:subscription_succeeded",
+        "{ok}"
+    );
+    let (status, _) = common::topics::publish_http(&server, "1:private-a", "{\"n\":1}").await;
+    assert_eq!(status, 200);
+    let event = pusher.until("message").await;
+    assert_eq!(event["channel"], "private-a");
+    server.stop_with(&mut [&mut client, &mut pusher.ws]).await;
 }

@@ -165,10 +165,7 @@ fn apps(url: &str) -> PusherApps {
 }
 
 fn hub_config() -> HubConfig {
-    HubConfig {
-        presence: vec!["42".into()],
-        ..HubConfig::default()
-    }
+    apps("http://127.0.0.1:9/unused").hub_config(HubConfig::default())
 }
 
 /// A server with topics on `hub` and app 42 posting to `url`, with metrics.
@@ -258,15 +255,15 @@ async fn a_channel_is_vacated_once_after_its_last_subscriber_on_both_nodes_left(
     let (a, b) = (server(node(0), &url).await, server(node(1), &url).await);
 
     let (mut on_a, _) = ws(&a).await;
-    sub(&mut on_a, "42:presence-room", None).await;
+    sub(&mut on_a, "42:room", None).await;
     assert_eq!(
         rx.wait_events(1).await,
-        vec![event("channel_occupied", "presence-room")]
+        vec![event("channel_occupied", "room")]
     );
     let (mut on_b, _) = ws(&b).await;
-    sub(&mut on_b, "42:presence-room", None).await;
+    sub(&mut on_b, "42:room", None).await;
     let (mut also_b, _) = ws(&b).await;
-    sub(&mut also_b, "42:presence-room", None).await;
+    sub(&mut also_b, "42:room", None).await;
     assert_eq!(
         more_after(&rx, 1, QUIET).await,
         vec![],
@@ -283,8 +280,8 @@ async fn a_channel_is_vacated_once_after_its_last_subscriber_on_both_nodes_left(
     assert_eq!(
         rx.wait_events(2).await,
         vec![
-            event("channel_occupied", "presence-room"),
-            event("channel_vacated", "presence-room")
+            event("channel_occupied", "room"),
+            event("channel_vacated", "room")
         ]
     );
     assert_eq!(more_after(&rx, 2, QUIET).await, vec![]);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use percent_encoding::percent_decode_str;
 
 use super::channel::{Channel, ChannelKind};
+use crate::hub::HubConfig;
 use crate::topic::{MAX_TOPIC_LEN, Topic};
 
 /// Why an app's line was refused.
@@ -327,6 +328,21 @@ impl PusherApp {
             && self.namespace.len() + 1 + channel.escaped().len() <= MAX_TOPIC_LEN
     }
 
+    /// The topic prefixes of the channels only the Pusher protocol's signatures
+    /// open: `private-` (and `private-encrypted-`), `presence-` and the users' own
+    /// channels.
+    pub fn guarded_prefixes(&self) -> [String; 3] {
+        let user = Channel::for_user("x")
+            .map(|c| c.escaped())
+            .unwrap_or_default();
+        let user = user.trim_end_matches('x');
+        [
+            format!("{}:private-", self.namespace),
+            format!("{}:presence-", self.namespace),
+            format!("{}:{user}", self.namespace),
+        ]
+    }
+
     /// Whether `channel` needs an auth signature to subscribe.
     pub fn needs_auth(channel: &Channel) -> bool {
         !matches!(channel.kind(), ChannelKind::Public)
@@ -389,6 +405,24 @@ impl PusherApps {
     /// their `presence-` channels).
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
         self.apps.iter().map(|app| app.namespace.as_str())
+    }
+
+    /// `hub` made fit to serve these apps: presence tracked in each app's
+    /// namespace, and the topics of its private, presence and user channels
+    /// guarded ([`HubConfig::guarded`]: pushwire's own clients need a token that
+    /// grants them; the Pusher protocol checks its own signatures).
+    pub fn hub_config(&self, mut hub: HubConfig) -> HubConfig {
+        for app in self.apps.iter() {
+            if !hub.presence.contains(&app.namespace) {
+                hub.presence.push(app.namespace.clone());
+            }
+            for prefix in app.guarded_prefixes() {
+                if !hub.guarded.contains(&prefix) {
+                    hub.guarded.push(prefix);
+                }
+            }
+        }
+        hub
     }
 }
 

@@ -21,13 +21,24 @@ pub enum PusherSetupError {
     /// The hub does not track presence in an app's namespace, so its `presence-`
     /// channels would have no members.
     #[error(
-        "Pusher app {app}: the hub must track presence in its namespace {namespace:?} (HubConfig::presence)"
+        "Pusher app {app}: the hub must track presence in its namespace {namespace:?} (HubConfig::presence; PusherApps::hub_config does it)"
     )]
     NoPresence {
         /// The app id.
         app: String,
         /// Its namespace.
         namespace: String,
+    },
+    /// The hub does not guard the topics of an app's private channels, so
+    /// pushwire's own clients could read them without the app's signature.
+    #[error(
+        "Pusher app {app}: the hub must guard the topics starting with {prefix:?} (HubConfig::guarded; PusherApps::hub_config does it)"
+    )]
+    NotGuarded {
+        /// The app id.
+        app: String,
+        /// The prefix not guarded.
+        prefix: String,
     },
     /// An app's webhook URL cannot be posted to (not `http://` or `https://`).
     #[error("Pusher app {app}: webhook {url:?}: {why}")]
@@ -85,6 +96,16 @@ impl Pusher {
                 return Err(PusherSetupError::NoPresence {
                     app: app.id.clone(),
                     namespace: app.namespace.clone(),
+                });
+            }
+            if let Some(prefix) = app
+                .guarded_prefixes()
+                .into_iter()
+                .find(|prefix| !hub.config().guarded.contains(prefix))
+            {
+                return Err(PusherSetupError::NotGuarded {
+                    app: app.id.clone(),
+                    prefix,
                 });
             }
         }

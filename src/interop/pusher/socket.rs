@@ -383,10 +383,7 @@ mod tests {
     fn an_idle_connection_is_small() {
         let app = PusherApp::new("1", "k", "s").unwrap_or_else(|e| panic!("{e}"));
         let apps = PusherApps::new(vec![app]).unwrap_or_else(|e| panic!("{e}"));
-        let hub = Hub::new(crate::HubConfig {
-            presence: vec![String::from("1")],
-            ..crate::HubConfig::default()
-        });
+        let hub = Hub::new(apps.hub_config(crate::HubConfig::default()));
         let pusher = Pusher::new(apps, hub).unwrap_or_else(|e| panic!("{e}"));
         let handler = |socket: Socket| {
             run(

@@ -25,9 +25,9 @@
 //! URLs on a connection per post, the receiver's certificate checked against the
 //! operating system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` choose others).
 //!
-//! Files: [`payload`] writes the body, [`outbox`] is the bounded queue,
-//! [`outboxes`] maps apps to their queues, [`post`] makes one signed request
-//! ([`tls`] for `https://`), [`sender`] batches and retries.
+//! Files: `payload.rs` writes the body, `outbox.rs` is the bounded queue,
+//! `outboxes.rs` maps apps to their queues, `post.rs` makes one signed request
+//! (`tls.rs` for `https://`), `sender.rs` batches and retries.
 
 pub(crate) mod outbox;
 pub(crate) mod outboxes;
