@@ -3,7 +3,8 @@
 //! occupancy: this node's counts now, the other nodes' as they last flushed),
 //! and the users of a presence channel (the broker's member list).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::broker::BrokerError;
 use crate::hub::Hub;
@@ -31,14 +32,9 @@ pub(crate) async fn occupied(
 }
 
 /// The distinct user ids present on `topic` (members without a user are not
-/// Pusher users), in the order they are listed.
+/// Pusher users), sorted.
 pub(crate) async fn users(hub: &Hub, topic: &Topic) -> Result<Vec<String>, BrokerError> {
     let members = hub.members(topic).await?;
-    let mut seen = HashSet::new();
-    Ok(members
-        .into_iter()
-        .filter_map(|member| member.user)
-        .filter(|user| seen.insert(user.clone()))
-        .map(|user| user.to_string())
-        .collect())
+    let users: BTreeSet<Arc<str>> = members.into_iter().filter_map(|m| m.user).collect();
+    Ok(users.into_iter().map(|user| user.to_string()).collect())
 }
