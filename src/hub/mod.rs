@@ -73,10 +73,16 @@ pub struct HubConfig {
 impl HubConfig {
     /// Whether `topic` starts with one of the [`guarded`](Self::guarded) prefixes.
     pub fn guards(&self, topic: &str) -> bool {
-        self.guarded
-            .iter()
-            .any(|prefix| topic.starts_with(prefix.as_str()))
+        guards(&self.guarded, topic)
     }
+}
+
+/// Whether `topic` starts with one of `prefixes` (what [`HubConfig::guards`] and
+/// the session's [`Rules`](crate::protocol::session::Rules) check).
+pub fn guards(prefixes: &[String], topic: &str) -> bool {
+    prefixes
+        .iter()
+        .any(|prefix| topic.starts_with(prefix.as_str()))
 }
 
 impl Default for HubConfig {

@@ -178,9 +178,7 @@ impl<'a> Rules<'a> {
 
     /// Whether `topic` needs a token ([`HubConfig::guards`]).
     fn guards(&self, topic: &str) -> bool {
-        self.guarded
-            .iter()
-            .any(|prefix| topic.starts_with(prefix.as_str()))
+        crate::hub::guards(self.guarded, topic)
     }
 }
 
