@@ -377,7 +377,7 @@
 const TRANSPORTS = ['websocket', 'sse', 'poll'];
 /** @type {Record<string, TransportName>} */
 const ALIASES = { ws: 'websocket', websocket: 'websocket', sse: 'sse', eventsource: 'sse', poll: 'poll', 'long-poll': 'poll' };
-const TOPIC = /^[A-Za-z0-9_.:/-]{1,256}$/;
+const TOPIC = /^[A-Za-z0-9_.:/%-]{1,256}$/;
 const EPOCH = /^[A-Za-z0-9]{1,32}$/;
 const DEFAULTS = {
   minDelay: 500, maxDelay: 10000, openTimeout: 10000, pollTimeout: 25000,
@@ -416,7 +416,7 @@ const fromServer = (err, topic) =>
 /** @param {unknown} topic @returns {asserts topic is string} */
 function checkTopic(topic) {
   if (typeof topic !== 'string' || !TOPIC.test(topic)) {
-    throw new PushwireError(`invalid topic ${JSON.stringify(topic)}: 1 to 256 of A-Z a-z 0-9 _ - . : /`, 422, /** @type {string} */ (topic));
+    throw new PushwireError(`invalid topic ${JSON.stringify(topic)}: 1 to 256 of A-Z a-z 0-9 _ - . : / %`, 422, /** @type {string} */ (topic));
   }
 }
 

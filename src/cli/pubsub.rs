@@ -139,7 +139,7 @@ impl ServerArgs {
 #[derive(Debug, Args)]
 #[command(after_long_help = PUB_EXAMPLES, allow_negative_numbers = true)]
 pub(crate) struct PubArgs {
-    /// The topic: 1 to 256 characters of A-Z a-z 0-9 _ - . : / (the server checks).
+    /// The topic: 1 to 256 characters of A-Z a-z 0-9 _ - . : / % (the server checks).
     #[arg(value_name = "TOPIC")]
     topic: String,
 

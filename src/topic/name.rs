@@ -28,7 +28,7 @@ pub enum NameError {
     #[error("a topic name has at most {MAX_TOPIC_LEN} characters, this one has {0}")]
     TopicTooLong(usize),
     /// The topic name has a character outside the grammar.
-    #[error("{0:?} is not allowed in a topic name (use A-Z a-z 0-9 _ - . : /)")]
+    #[error("{0:?} is not allowed in a topic name (use A-Z a-z 0-9 _ - . : / %)")]
     TopicChar(char),
     /// The epoch is empty, too long, or not alphanumeric.
     #[error("an epoch is 1 to {MAX_EPOCH_LEN} characters of A-Z a-z 0-9")]
@@ -41,7 +41,9 @@ pub enum NameError {
     Duplicate(String),
 }
 
-/// A validated topic name: 1 to 256 characters of `A-Z a-z 0-9 _ - . : /`.
+/// A validated topic name: 1 to 256 characters of `A-Z a-z 0-9 _ - . : / %`
+/// (`%` lets names carry percent-encoded text: Mercure topics are IRIs, see
+/// [`crate::interop::mercure::topic`]).
 ///
 /// Cheap to clone (a reference-counted string). The part before the first `:` is the
 /// topic's [namespace](Topic::namespace).
@@ -105,7 +107,7 @@ fn check_topic(name: &str) -> Result<(), NameError> {
 }
 
 fn is_topic_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/')
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | '%')
 }
 
 impl FromStr for Topic {
@@ -190,7 +192,13 @@ mod tests {
 
     #[test]
     fn topic_names_follow_the_grammar() {
-        for good in ["news", "chat:lobby", "a/b.c-d_e", &"x".repeat(256)] {
+        for good in [
+            "news",
+            "chat:lobby",
+            "a/b.c-d_e",
+            "m:a%3Fb",
+            &"x".repeat(256),
+        ] {
             assert!(Topic::new(good).is_ok(), "{good}");
         }
         assert_eq!(Topic::new(""), Err(NameError::EmptyTopic));

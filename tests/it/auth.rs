@@ -12,7 +12,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::tokens::{SECRET, authed, grants, hs256};
 use common::topics::*;
 use common::{Client, Running, STEP, connect, next_close, start};
-use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use pushwire::auth::{AuthConfig, Claims, SigningKey, TokenVerifier, now, sign};
 use pushwire::{App, Hub, HubConfig};
 use serde_json::{Value, json};
@@ -27,16 +26,8 @@ fn rsa_private() -> Vec<u8> {
 
 /// A fresh P-256 key pair: (private PKCS#8 PEM, public SPKI PEM).
 fn ec_pair() -> (String, String) {
-    let secret = p256::SecretKey::random(&mut rand_core::OsRng);
-    let private = secret
-        .to_pkcs8_pem(LineEnding::LF)
-        .expect("PKCS#8 PEM")
-        .to_string();
-    let public = secret
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .expect("SPKI PEM");
-    (private, public)
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    (pair.serialize_pem(), pair.public_key_pem())
 }
 
 /// Claims for `user`, valid for `ttl` seconds (negative: expired that long ago).

@@ -15,15 +15,11 @@
 //! subscriber of the topic (a topic is the channel of at most one app: apps have
 //! namespaces of their own).
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-
 use super::channel::Channel;
-use crate::topic::{Data, InvalidJson, Push, PushKind};
+use crate::topic::{Push, PushKind};
 use crate::ws::{Message, Prepared, Utf8Bytes};
 
-/// The event name of a topic message that is not an [`Envelope`].
-pub const DEFAULT_EVENT: &str = "message";
+pub use crate::interop::envelope::{DEFAULT_EVENT, Envelope};
 
 /// The event that ends connections: published as an [`Envelope`] to a user's
 /// channel topic (`app.topic(&Channel::for_user(id)?)`), it closes every
@@ -32,51 +28,7 @@ pub const DEFAULT_EVENT: &str = "message";
 /// see [`Envelope::terminate`]). It is never delivered to a client.
 pub const TERMINATE_EVENT: &str = "pusher_internal:terminate";
 
-/// A Pusher event as it is kept in a topic.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Envelope {
-    /// The event name.
-    pub event: String,
-    /// The event's data as the publisher gave it (a JSON string for every Pusher
-    /// SDK), byte for byte.
-    pub data: Box<RawValue>,
-    /// The user who sent a client event on a presence channel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    /// The socket that must not get the event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exclude: Option<String>,
-}
-
 impl Envelope {
-    /// The envelope of `event` with `data` (its JSON text), or `None` when `data`
-    /// is not JSON.
-    pub fn new(event: &str, data: &str) -> Option<Self> {
-        Some(Self {
-            event: event.to_owned(),
-            data: RawValue::from_string(data.to_owned()).ok()?,
-            user_id: None,
-            exclude: None,
-        })
-    }
-
-    /// The envelope of an event whose data is a string (what the HTTP API and
-    /// client events carry): `data` is written as a JSON string.
-    pub fn with_text(event: &str, text: &str) -> Self {
-        let quoted = serde_json::Value::String(text.to_owned()).to_string();
-        match RawValue::from_string(quoted) {
-            Ok(data) => Self {
-                event: event.to_owned(),
-                data,
-                user_id: None,
-                exclude: None,
-            },
-            // A serialized JSON string is valid JSON.
-            Err(err) => unreachable!("a JSON string did not parse: {err}"),
-        }
-    }
-
     /// The envelope that terminates a user's connections, to be published to
     /// their user channel's topic ([`TERMINATE_EVENT`], data `{}`).
     pub fn terminate() -> Self {
@@ -84,21 +36,6 @@ impl Envelope {
             Some(envelope) => envelope,
             None => unreachable!("{{}} is JSON"),
         }
-    }
-
-    /// The envelope as the topic message's data; refused as any published value
-    /// is when its data nests deeper than [`MAX_DEPTH`](crate::topic::MAX_DEPTH).
-    pub fn to_data(&self) -> Result<Data, InvalidJson> {
-        match serde_json::to_vec(self) {
-            Ok(bytes) => Data::json(bytes),
-            // Strings and raw JSON always serialize.
-            Err(err) => unreachable!("an envelope does not serialize: {err}"),
-        }
-    }
-
-    /// The envelope a topic message holds, if it is one.
-    pub fn read(data: &Data) -> Option<Self> {
-        serde_json::from_slice(data.as_bytes()).ok()
     }
 }
 
@@ -188,7 +125,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::topic::{Epoch, Topic};
+    use crate::topic::{Data, Epoch, Topic};
 
     fn push(data: Data) -> Arc<Push> {
         let topic = Topic::new("app:c").unwrap_or_else(|e| panic!("{e}"));
@@ -230,14 +167,5 @@ mod tests {
             text(PusherFrame::of(&push, &channel)),
             r#"{"event":"message","channel":"c","data":"{\"price\":1.5,\"event\":\"x\"}"}"#
         );
-    }
-
-    #[test]
-    fn envelopes_round_trip_through_topic_data() {
-        let envelope = Envelope::new("e", "[1, 2]").unwrap_or_else(|| panic!("json"));
-        let read = Envelope::read(&envelope.to_data().unwrap_or_else(|e| panic!("{e}")))
-            .unwrap_or_else(|| panic!("read"));
-        assert_eq!(read.data.get(), "[1, 2]");
-        assert!(Envelope::new("e", "not json").is_none());
     }
 }

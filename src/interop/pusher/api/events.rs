@@ -217,12 +217,8 @@ fn check(
         return Err(ApiError::bad_request(format!("Invalid socket_id {id:?}")));
     }
     let attributes = Attributes::parse(info)?;
-    let envelope = Envelope {
-        event: name.to_owned(),
-        data: data.to_owned(),
-        user_id: None,
-        exclude: socket_id.map(str::to_owned),
-    };
+    let mut envelope = Envelope::of(name, data.to_owned());
+    envelope.exclude = socket_id.map(str::to_owned);
     let data = envelope
         .to_data()
         .map_err(|err| ApiError::bad_request(format!("Invalid data: {err}")))?;
