@@ -30,6 +30,7 @@
 //! its listeners ([`Hub::on_occupancy`]). [`Hub::occupancy`] and [`Hub::occupied`]
 //! add this node's exact counts to the other nodes' flushed ones.
 
+pub(crate) mod mailbox;
 mod occupancy;
 
 pub use occupancy::{OCCUPANCY_FLUSH_EVERY, OCCUPANCY_GRACE};
