@@ -22,13 +22,15 @@
 //! # The pieces
 //! - [`config`]: the hub's settings ([`MercureConfig`]);
 //! - [`topic`]: IRIs ↔ pushwire topics;
-//! - [`matcher`]: exact, URL Pattern and (0.x) URI Template matchers;
+//! - [`matcher`]: exact, URL Pattern and (0.x) URI Template matchers
+//!   (`template.rs` compiles RFC 6570 templates);
 //! - [`token`]: access tokens, where they come from and what they grant;
 //! - [`error`]: refusals as RFC 6750 errors ([`MercureError`]).
 
 pub mod config;
 pub mod error;
 pub mod matcher;
+mod template;
 pub mod token;
 pub mod topic;
 
