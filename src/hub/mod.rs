@@ -41,6 +41,7 @@
 //! subscriber's `Last-Event-ID` is found in the journal).
 
 pub mod journal;
+pub(crate) mod mailbox;
 mod occupancy;
 
 pub use journal::Journal;

@@ -243,6 +243,7 @@ impl Metrics {
                 sse: self.connections.get(Transport::Sse.index()),
                 poll: self.connections.get(Transport::Poll.index()),
                 pusher: self.connections.get(Transport::Pusher.index()),
+                mercure: self.connections.get(Transport::Mercure.index()),
             },
             subscriptions: level(&self.subscriptions),
             topics: level(&self.topics),
