@@ -35,6 +35,7 @@ mod permissions;
 // Many nodes on a real Redis.
 mod cluster;
 mod drain;
+mod journal;
 mod occupancy;
 mod presence_transports;
 mod pusher_webhooks;
