@@ -43,7 +43,10 @@ pub const CHAT_ASSETS: &[Asset] = &[
 pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
     let apps =
         PusherApps::new(config.pusher.clone()).map_err(|err| Error::Config(err.to_string()))?;
-    let hub_config = apps.hub_config(config.hub.clone());
+    let mut hub_config = apps.hub_config(config.hub.clone());
+    if let Some(mercure) = &config.mercure {
+        hub_config = mercure.hub_config(hub_config);
+    }
     Ok(match &config.broker {
         None => Hub::new(hub_config),
         Some(redis) => {
@@ -83,6 +86,9 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
         let apps =
             PusherApps::new(config.pusher.clone()).map_err(|err| Error::Config(err.to_string()))?;
         app = app.pusher(apps);
+    }
+    if let Some(mercure) = &config.mercure {
+        app = app.mercure(mercure.clone());
     }
     if let Some(access) = &config.metrics {
         app = app.metrics(access.clone());
