@@ -55,14 +55,13 @@ use self::conn::{Conn, Frame, Target};
 use self::sse::SseConn;
 
 /// Scenarios of `pushwire bench`.
-// Parsed once per run: the size of the largest variant does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Scenario {
     /// N connections each expecting its own 1 Hz counter (the demo's /socket).
     Counter(counter::CounterArgs),
     /// N subscribers on a topic, a publisher at R msg/s: delivery and latency.
-    Fanout(fanout::FanoutArgs),
+    // Boxed: its flags are many, and the other scenarios should not pay for them.
+    Fanout(Box<fanout::FanoutArgs>),
     /// C connections ping-ponging with an echo server: round trips and latency.
     Echo(echo::EchoArgs),
     /// Hold N idle WebSockets open and report the server's memory per connection.
@@ -117,6 +116,17 @@ impl Common {
         self.label.clone().unwrap_or_else(|| self.url.join(" "))
     }
 
+    /// The WebSocket servers to connect to (`ws://` URLs only), in the order
+    /// connections take them.
+    fn ws_targets(&self) -> Result<Vec<Target>, BenchError> {
+        if let Some(url) = self.url.iter().find(|url| !url.starts_with("ws://")) {
+            return Err(BenchError::Usage(format!(
+                "invalid URL {url:?}: expected ws://host:port/path (this scenario speaks WebSocket)"
+            )));
+        }
+        self.targets()
+    }
+
     /// The servers to connect to, in the order connections take them.
     fn targets(&self) -> Result<Vec<Target>, BenchError> {
         self.url
@@ -159,7 +169,7 @@ pub enum BenchError {
 pub async fn run(scenario: Scenario) -> Result<(), BenchError> {
     match scenario {
         Scenario::Counter(args) => counter::run(args).await,
-        Scenario::Fanout(args) => fanout::run(args).await,
+        Scenario::Fanout(args) => fanout::run(*args).await,
         Scenario::Echo(args) => echo::run(args).await,
         Scenario::Idle(args) => idle::run(args).await,
         Scenario::Soak(args) => soak::run(args).await,
