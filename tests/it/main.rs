@@ -60,6 +60,10 @@ mod cors;
 // Pusher Channels: the HTTP API.
 mod pusher_api;
 
+// Mercure: subscribers and publishers.
+mod mercure_publish;
+mod mercure_subscribe;
+
 // TLS.
 mod readme_tokens;
 mod tls;
