@@ -152,7 +152,8 @@ impl Matcher {
                     .test(UrlPatternMatchInput::Url(url))
                     .unwrap_or(false)
             }
-            Compiled::Template(template) => template.matches(topic),
+            // As the 0.x hub did: a template also matches its own text.
+            Compiled::Template(template) => *self.text == *topic || template.matches(topic),
         }
     }
 }
@@ -340,6 +341,7 @@ mod tests {
         assert!(books.matches("https://example.com/books/"));
         assert!(!books.matches("https://example.com/books/1/reviews"));
         assert!(!books.matches("https://example.org/books/1"));
+        assert!(books.matches("https://example.com/books/{id}"));
         assert_eq!(books.kind().name(), "uritemplate");
     }
 }
