@@ -36,6 +36,7 @@ mod permissions;
 // Many nodes on a real Redis.
 mod cluster;
 mod drain;
+mod journal;
 mod occupancy;
 mod presence_transports;
 mod pusher_webhooks;
