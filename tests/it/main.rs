@@ -18,6 +18,7 @@ mod ws_http;
 // The counter demo, pages and static files, the examples.
 mod counter;
 mod example_counter;
+mod example_mercure;
 mod example_pusher;
 mod example_topics;
 mod http;
@@ -42,6 +43,9 @@ mod pusher_webhooks;
 
 // Pusher Channels: the client protocol.
 mod pusher_protocol;
+
+// Mercure: active subscriptions (their events and their API).
+mod mercure_subscriptions;
 
 // The bad-input corpus and the limits.
 mod hostile;

@@ -400,10 +400,15 @@ fn peek_header(token: &str) -> Result<Header, MercureError> {
         alg: Option<String>,
         typ: Option<String>,
         kid: Option<String>,
+        crit: Option<Value>,
     }
     let bytes = unverified_part(token, 0)?;
     let peek: Peek =
         serde_json::from_slice(&bytes).map_err(|_| invalid("the token's header is malformed"))?;
+    if peek.crit.is_some() {
+        // RFC 7515 §4.1.11: extensions the recipient must understand; we know none.
+        return Err(invalid("the token's header has critical extensions"));
+    }
     let alg = match peek.alg.as_deref() {
         Some("HS256") => Algorithm::HS256,
         Some("RS256") => Algorithm::RS256,
@@ -685,6 +690,8 @@ fn selectors(list: Option<&Value>, name: &str, base: &str) -> Result<Vec<Matcher
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use http::HeaderValue;
     use jsonwebtoken::{EncodingKey, Header as JwtHeader};
     use serde_json::json;
@@ -926,6 +933,25 @@ mod tests {
         );
         let no_alg = format!("{}.{}.", b64(&json!({"typ": "at+jwt"})), b64(&body));
         assert_eq!(refusal(&auth, &no_alg), "the token's header has no alg");
+        let crit = mint_with(
+            &JwtHeader {
+                typ: Some("at+jwt".into()),
+                crit: Some(vec!["exp".into()]),
+                ..JwtHeader::new(Algorithm::HS256)
+            },
+            &body,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        );
+        assert_eq!(
+            refusal(&auth, &crit),
+            "the token's header has critical extensions"
+        );
+        let twice = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "HS256", "typ": "at+jwt"})),
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"{ISS}","iss":"https://evil/"}}"#))
+        );
+        assert_eq!(refusal(&auth, &twice), "the token's claims are malformed");
         let hs384 = mint_with(
             &JwtHeader {
                 typ: Some("at+jwt".into()),
@@ -1265,6 +1291,54 @@ mod tests {
             },
             &EncodingKey::from_secret(pair.public_key_pem().as_bytes()),
         );
+        assert_eq!(
+            refusal(&auth, &confused),
+            "the token's algorithm does not fit the issuer's key"
+        );
+    }
+
+    #[test]
+    fn pem_and_jwks_rsa_issuers_verify_rs256_tokens() {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+        let config = MercureConfig {
+            issuers: vec![Issuer {
+                iss: ISS.into(),
+                key: KeySpec::Pem(keys.join("rsa-public.pem")),
+            }],
+            ..MercureConfig::default()
+        };
+        let auth = auth(&config);
+        let private = std::fs::read(keys.join("rsa-private.pem")).unwrap_or_else(|e| panic!("{e}"));
+        let key = EncodingKey::from_rsa_pem(&private).unwrap_or_else(|e| panic!("{e}"));
+        let rs256 = JwtHeader {
+            typ: Some("at+jwt".into()),
+            ..JwtHeader::new(Algorithm::RS256)
+        };
+        let body = claims(json!([detail(&["publish"], json!([{"match": "*"}]))]));
+        let grants = auth
+            .verify(&mint_with(&rs256, &body, &key), HUB, HUB)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(grants.may_publish("https://example.com/anything"));
+        // The same key from a JWKS file, picked by kid.
+        let jwks = MercureConfig {
+            issuers: vec![Issuer {
+                iss: ISS.into(),
+                key: KeySpec::Jwks(keys.join("rsa.jwks.json")),
+            }],
+            ..MercureConfig::default()
+        };
+        let named = JwtHeader {
+            kid: Some("rsa-1".into()),
+            ..rs256.clone()
+        };
+        assert!(
+            MercureAuth::new(&jwks)
+                .map(|a| a.verify(&mint_with(&named, &body, &key), HUB, HUB).is_ok())
+                .unwrap_or(false)
+        );
+        // The same claims as HS256 with the public key as the secret.
+        let public = std::fs::read(keys.join("rsa-public.pem")).unwrap_or_else(|e| panic!("{e}"));
+        let confused = mint_with(&at_jwt(), &body, &EncodingKey::from_secret(&public));
         assert_eq!(
             refusal(&auth, &confused),
             "the token's algorithm does not fit the issuer's key"
