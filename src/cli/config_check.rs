@@ -32,12 +32,13 @@ const CHECK_ABOUT: &str = "\
 Check a settings file: print the settings `pushwire serve --config FILE` would run \
 with, one per line as TOML, each followed by where it came from: `default`, the \
 file and its line (`pushwire.toml:3`), a PUSHWIRE_* variable, or a flag given \
-after FILE. A secret (--api-key, --token-secret, --metrics-key, --admin-password) that is set shows as a comment, \
+after FILE. A setting that holds a secret (--api-key, --token-secret, --metrics-key, \
+--admin-password, --pusher-app, --mercure-issuer, --mercure-compat) that is set shows as a comment, \
 `# api-key is set (hidden)`, so that the listing stays a settings file that sets \
 nothing it does not show.
 
 An unknown key, a value the flag refuses, a TLS certificate or key that cannot be \
-used, or a token key that cannot be read fails with one line on stderr naming the \
+used, or a token key (Mercure's too) that cannot be read fails with one line on stderr naming the \
 key and the file's line, and exit status 2; nothing is printed on stdout then.";
 
 /// `pushwire config check FILE [FLAGS]`.
@@ -116,6 +117,15 @@ fn check(raw: &[OsString], file: &Path) -> Result<String, String> {
             origin("token_jwks")
         )
     })?;
+    if let Some(mercure) = &config.mercure {
+        pushwire::interop::mercure::MercureAuth::new(mercure).map_err(|err| {
+            format!(
+                "mercure-issuer ({}) / mercure-compat ({}): {err}",
+                origin("mercure_issuer"),
+                origin("mercure_compat")
+            )
+        })?;
+    }
 
     let mut out = format!(
         "# the settings of `pushwire serve --config {}`, each with where it came from\n",

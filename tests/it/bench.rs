@@ -357,3 +357,152 @@ async fn a_bad_url_is_one_line_and_exit_status_1() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("ws://"), "{stderr}");
 }
+
+/// `http://…` for `ws://…`: the same server, for the event-stream scenarios.
+fn http(ws_url: &str) -> String {
+    ws_url.replacen("ws://", "http://", 1)
+}
+
+/// Checks that every step of a fan-out report kept up: every update published
+/// reached every subscriber, in order, and the server accepted every publish.
+fn check_every_step(report: &Value, subscribers: u64) {
+    let steps = report["results"].as_array().expect("steps");
+    assert!(!steps.is_empty(), "{report}");
+    for step in steps {
+        let published = step["published"].as_u64().expect("published");
+        assert!(published >= 1, "{report}");
+        assert_eq!(step["expected"], published * subscribers, "{report}");
+        assert_eq!(step["delivered"], step["expected"], "{report}");
+        assert_eq!(step["gaps"], 0, "{report}");
+        assert_eq!(step["dropped"], 0, "{report}");
+        assert_eq!(step["api_accepted"], step["api_requests"], "{report}");
+        assert_eq!(step["api_refused"], 0, "{report}");
+        assert!(step["latency_ms"]["p99"].is_number(), "{report}");
+    }
+}
+
+/// Mercure: anonymous subscribers of `GET /.well-known/mercure?match=…`, each
+/// update a form POSTed with a token the generator minted for the hub's issuer
+/// (checked by the hub); then subscribers that show the token too.
+#[tokio::test]
+async fn fanout_over_mercure_delivers_every_update_to_every_subscriber() {
+    use common::mercure::{ISSUER, SECRET, config, start_hub};
+    for anonymous in [true, false] {
+        let (server, _hub) = start_hub(config(anonymous), HubConfig::default()).await;
+        let url = http(&server.ws_url(""));
+        let mut args = vec![
+            "fanout",
+            "--url",
+            &url,
+            "--protocol",
+            "mercure",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-issuer",
+            ISSUER,
+            "--subscribers",
+            "30",
+            "--rates",
+            "50,100",
+            "--duration",
+            "1s",
+        ];
+        if anonymous {
+            args.push("--anonymous");
+        }
+        let report = bench(&args).await;
+        assert_eq!(report["scenario"], "fanout-mercure", "{report}");
+        assert_eq!(report["params"]["anonymous"], anonymous, "{report}");
+        assert_eq!(
+            report["params"]["topic"], "https://example.com/bench",
+            "{report}"
+        );
+        check_every_step(&report, 30);
+        server.stop().await;
+    }
+}
+
+/// A token the hub does not trust fails the run, with the hub's answer.
+#[tokio::test]
+async fn fanout_over_mercure_fails_on_a_refused_publish() {
+    use common::mercure::{ISSUER, config, start_hub};
+    let (server, _hub) = start_hub(config(true), HubConfig::default()).await;
+    let url = http(&server.ws_url(""));
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        pushwire_async()
+            .args(["bench", "fanout", "--url", &url, "--protocol", "mercure"])
+            .args(["--anonymous", "--jwt-secret", "not-the-secret"])
+            .args(["--jwt-issuer", ISSUER, "--subscribers", "5"])
+            .args(["--rates", "10", "--duration", "500ms", "--json"])
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("bench did not finish within 60 s")
+    .expect("run pushwire bench");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("answered 401"), "{stderr}");
+    server.stop().await;
+}
+
+/// pushwire's own `/sse` and publish API, the comparison the Mercure figures need;
+/// alone, then with the subscribers in two worker processes.
+#[tokio::test]
+async fn fanout_over_sse_delivers_every_message_to_every_subscriber() {
+    let server = common::start(App::new().topics(Hub::new(HubConfig::default()))).await;
+    let url = http(&server.ws_url(""));
+    for workers in ["1", "2"] {
+        let report = bench(&[
+            "fanout",
+            "--url",
+            &url,
+            "--protocol",
+            "sse",
+            "--subscribers",
+            "31",
+            "--workers",
+            workers,
+            "--rates",
+            "50,100",
+            "--duration",
+            "1s",
+        ])
+        .await;
+        assert_eq!(report["scenario"], "fanout-sse", "{report}");
+        assert_eq!(report["params"]["workers"].to_string(), workers, "{report}");
+        assert_eq!(
+            report["params"]["publish_path"], "/api/publish/bench",
+            "{report}"
+        );
+        check_every_step(&report, 31);
+    }
+    server.stop().await;
+}
+
+/// `idle` holds event streams when its URL is `http://`: Mercure subscribers here.
+#[tokio::test]
+async fn idle_holds_mercure_subscribers_and_reads_the_servers_memory() {
+    use common::mercure::{config, start_hub};
+    let (server, _hub) = start_hub(config(true), HubConfig::default()).await;
+    let url = http(&server.ws_url("/.well-known/mercure?match=https%3A%2F%2Fexample.com%2Fbench"));
+    let pid = std::process::id().to_string();
+    let report = bench(&[
+        "idle",
+        "--url",
+        &url,
+        "--connections",
+        "40",
+        "--hold",
+        "100ms",
+        "--pid",
+        &pid,
+    ])
+    .await;
+    let row = &report["results"][0];
+    assert_eq!(report["params"]["transport"], "sse", "{report}");
+    assert_eq!(row["connections"], 40, "{report}");
+    assert!(row["rss_after_kib"].as_u64().unwrap_or(0) > 0, "{report}");
+    server.stop().await;
+}

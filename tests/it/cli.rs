@@ -664,3 +664,178 @@ async fn token_settings_come_from_the_settings_file_too() {
         200
     );
 }
+
+#[tokio::test]
+async fn mercure_flags_serve_a_hub_whose_topics_are_the_namespace_s() {
+    let (mut server, hub, after) = mercure_server(
+        &[("PUSHWIRE_MERCURE_NAMESPACE", "news")],
+        &["--mercure-anonymous"],
+    )
+    .await;
+    assert_eq!(after, "(topics news:IRI)");
+    assert!(
+        hub.starts_with("http://127.0.0.1:") && hub.ends_with("/.well-known/mercure"),
+        "{hub}"
+    );
+
+    // An anonymous subscriber of https://example.com/a …
+    let client = reqwest::Client::new();
+    let mut stream = client
+        .get(format!("{hub}?match=https%3A%2F%2Fexample.com%2Fa"))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/event-stream"[..])
+    );
+    // … gets what the publish API publishes to the topic news:https://example.com/a.
+    let base = hub.trim_end_matches("/.well-known/mercure");
+    let published = client
+        .post(format!("{base}/api/publish/news:https://example.com/a"))
+        .header("content-type", "application/json")
+        .body(r#"{"n":1}"#)
+        .send()
+        .await
+        .expect("publish");
+    assert!(published.status().is_success(), "{}", published.status());
+    let mut text = String::new();
+    for _ in 0..20 {
+        if text.contains("data: {\"n\":1}\n") {
+            break;
+        }
+        let chunk = tokio::time::timeout(STEP, stream.chunk())
+            .await
+            .expect("no event in time")
+            .expect("read the stream")
+            .expect("the stream ended");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("data: {\"n\":1}\n"), "{text:?}");
+    assert!(text.contains("id: urn:pushwire:"), "{text:?}");
+    drop(stream);
+    // Active subscriptions are off unless asked for.
+    let listing = client
+        .get(format!("{hub}/subscriptions"))
+        .send()
+        .await
+        .expect("GET the subscriptions API");
+    assert_eq!(listing.status(), 404);
+    let _ = server.kill().await;
+
+    let (mut server, hub, _) =
+        mercure_server(&[("PUSHWIRE_MERCURE_SUBSCRIPTIONS", "true")], &[]).await;
+    let listing = client
+        .get(format!("{hub}/subscriptions"))
+        .send()
+        .await
+        .expect("GET the subscriptions API");
+    assert_eq!(listing.status(), 401, "the API wants a token");
+    let _ = server.kill().await;
+}
+
+#[test]
+fn a_bad_mercure_setting_fails_in_one_line_without_its_secret() {
+    assert_one_line_failure(
+        run(pushwire().args(["--mercure-issuer", "backend=hs512:top-s3cret"])),
+        "--mercure-issuer",
+    );
+    let (_, _, stderr) = run(pushwire().args(["--mercure-issuer", "backend=hs512:top-s3cret"]));
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let (_, _, stderr) = run(pushwire().env("PUSHWIRE_MERCURE_COMPAT", "top-s3cret"));
+    assert!(stderr.contains("--mercure-compat"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert_one_line_failure(
+        run(pushwire().args(["--mercure-namespace", "a:b"])),
+        "--mercure-namespace",
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--mercure-heartbeat", "0s"])),
+        "--mercure-heartbeat",
+    );
+}
+
+/// A `pushwire` started with `env` and `args`, the hub URL its banner prints, and
+/// what the banner says after it.
+async fn mercure_server(
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (tokio::process::Child, String, String) {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let mut server = common::binary::pushwire_async()
+        .args(["--port", "0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .spawn()
+        .expect("spawn pushwire");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    for _ in 0..10 {
+        let line = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("no banner line in time")
+            .expect("read stdout")
+            .expect("the banner ended before the hub's line");
+        if let Some(rest) = line.strip_prefix("pushwire: Mercure hub at ") {
+            let (hub, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            return (server, hub.to_owned(), after.to_owned());
+        }
+    }
+    panic!("the banner names no Mercure hub");
+}
+
+/// POSTs an update to `hub` with `token`: the status and the body.
+async fn mercure_publish(hub: &str, token: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(hub)
+        .bearer_auth(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&data=%7B%7D")
+        .send()
+        .await
+        .expect("publish");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_symfony_command_lines_of_interop_md_accept_the_tokens_they_are_for() {
+    use common::mercure::{detail, token_with, unix};
+    let secret = "!ChangeThisMercureHubJWTSecretKey!";
+    let public = "https://example.com/.well-known/mercure";
+    let issuers = format!("symfony=hs256:{secret}");
+    let compat = format!("hs256:{secret}");
+    // MercureBundle's 1.0 tokens: at+jwt, iss from jwt.claims, aud its public URL.
+    let v1 = token_with(
+        "symfony",
+        secret,
+        public,
+        3600,
+        &[detail(&["publish"], &[("*", "exact")])],
+    );
+    // Its 0.x tokens: the mercure claim, no typ, iss or aud.
+    let v0 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"mercure": {"publish": ["*"], "subscribe": []}, "exp": unix(3600)}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign");
+
+    let (mut server, hub, _) = mercure_server(
+        &[("PUSHWIRE_MERCURE_ISSUERS", &issuers)],
+        &["--mercure-audience", public],
+    )
+    .await;
+    let (status, id) = mercure_publish(&hub, &v1).await;
+    assert_eq!(status, 200, "{id}");
+    assert!(id.starts_with("urn:uuid:"), "{id}");
+    assert_eq!(mercure_publish(&hub, &v0).await.0, 401);
+    let _ = server.kill().await;
+
+    let (mut server, hub, _) = mercure_server(&[("PUSHWIRE_MERCURE_COMPAT", &compat)], &[]).await;
+    let (status, id) = mercure_publish(&hub, &v0).await;
+    assert_eq!(status, 200, "{id}");
+    // No issuer is trusted there: an access token is refused.
+    assert_eq!(mercure_publish(&hub, &v1).await.0, 401);
+    let _ = server.kill().await;
+}

@@ -18,6 +18,7 @@ mod ws_http;
 // The counter demo, pages and static files, the examples.
 mod counter;
 mod example_counter;
+mod example_mercure;
 mod example_pusher;
 mod example_topics;
 mod http;
@@ -35,12 +36,16 @@ mod permissions;
 // Many nodes on a real Redis.
 mod cluster;
 mod drain;
+mod journal;
 mod occupancy;
 mod presence_transports;
 mod pusher_webhooks;
 
 // Pusher Channels: the client protocol.
 mod pusher_protocol;
+
+// Mercure: active subscriptions (their events and their API).
+mod mercure_subscriptions;
 
 // The bad-input corpus and the limits.
 mod hostile;
@@ -55,6 +60,10 @@ mod cors;
 
 // Pusher Channels: the HTTP API.
 mod pusher_api;
+
+// Mercure: subscribers and publishers.
+mod mercure_publish;
+mod mercure_subscribe;
 
 // TLS.
 mod readme_tokens;

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 const BEGIN: &str = "<!-- bench/run:begin -->";
 const END: &str = "<!-- bench/run:end -->";
-const ORDER: [&str; 7] = [
+const ORDER: [&str; 11] = [
     "pushwire",
     "tornado",
     "node-ws",
@@ -22,6 +22,10 @@ const ORDER: [&str; 7] = [
     "pusher: pushwire /ws",
     "pusher: pushwire /app",
     "pusher: soketi /app",
+    "mercure: pushwire /sse",
+    "mercure: pushwire /.well-known/mercure",
+    "mercure: pushwire /sse idle",
+    "mercure: pushwire /.well-known/mercure idle",
 ];
 
 fn main() -> ExitCode {
@@ -287,23 +291,92 @@ fn cpu_us_per_delivery(step: &Value) -> Option<f64> {
 /// The `pusher` scenario: the same fan-out over pushwire's `/ws`, over pushwire's
 /// Pusher endpoint, and over soketi, in rounds.
 fn pusher_section(out: &mut String, runs: &[Value]) {
-    let groups = grouped(runs, is_pusher);
+    let _ = writeln!(out, "### Fan-out over the Pusher protocol (issue 18)\n");
+    let _ = writeln!(out, "{PUSHER_INTRO}\n");
+    protocol_table(out, runs, "pusher: ", "pushwire /ws");
+}
+
+/// A run of the `mercure` scenario (issue 19): its label starts with "mercure: ".
+fn is_mercure(r: &Value) -> bool {
+    label(r).starts_with("mercure: ")
+}
+
+/// The `mercure` scenario: the same fan-out over pushwire's `/sse` and over its
+/// Mercure hub, in rounds, and the memory of idle subscribers of both.
+fn mercure_section(out: &mut String, runs: &[Value]) {
+    let fanout = |r: &Value| is_mercure(r) && scenario(r) != "idle";
+    if !runs.iter().any(is_mercure) {
+        return;
+    }
+    let _ = writeln!(out, "### Mercure: fan-out and idle subscribers (issue 19)\n");
+    if runs.iter().any(fanout) {
+        let _ = writeln!(out, "{MERCURE_INTRO}\n");
+        let picked: Vec<Value> = runs.iter().filter(|r| fanout(r)).cloned().collect();
+        protocol_table(out, &picked, "mercure: ", "pushwire /sse");
+    }
+    let idle = servers(runs, |r| is_mercure(r) && scenario(r) == "idle");
+    if idle.is_empty() {
+        return;
+    }
+    let w = |out: &mut String, s: String| {
+        let _ = writeln!(out, "{s}");
+    };
+    w(out, "Memory per idle subscriber: the server's resident memory (`VmRSS`) before and after opening the streams, a fresh server for each, divided by the streams.\n".into());
+    w(
+        out,
+        "| endpoint | streams | RSS before KiB | RSS after KiB | bytes per subscriber | ratio to /sse |"
+            .into(),
+    );
+    w(out, "|---|---|---|---|---|---|".into());
+    let base = idle
+        .iter()
+        .find(|r| label(r) == "mercure: pushwire /sse idle")
+        .and_then(|r| num(&row(r, 0)["bytes_per_conn"]));
+    for r in idle {
+        let name = label(r)
+            .trim_start_matches("mercure: pushwire ")
+            .trim_end_matches(" idle");
+        if r["failed"] == true {
+            w(out, format!("| {name} | failed: {} | | | | |", why(r)));
+            continue;
+        }
+        let x = row(r, 0);
+        let b = num(&x["bytes_per_conn"]);
+        w(
+            out,
+            format!(
+                "| {name} | {} | {} | {} | {} | {} |",
+                fmt_num(num(&x["connections"])),
+                fmt_num(num(&x["rss_before_kib"])),
+                fmt_num(num(&x["rss_after_kib"])),
+                fmt_num(b),
+                ratio(b, base)
+            ),
+        );
+    }
+    w(out, String::new());
+}
+
+const PUSHER_INTRO: &str = "The same fan-out three ways, in rounds that take each in turn: pushwire's topic protocol (`/ws`), pushwire's Pusher endpoint (subscribers speak the Pusher client protocol 7 at `/app/KEY`; each message is an event triggered through the Pusher HTTP API, signed, on one connection with one request in flight, several queued events going as one `batch_events`), and soketi with the same subscribers and publisher. The publish rate is raised step by step, as in the saturation table; a step keeps up when every subscriber got every message and p99 stayed under 1 s. With several runs: the median, and the range in brackets. µs per delivery: the server's processor time divided by the deliveries, at the sustained step.";
+
+const MERCURE_INTRO: &str = "The same fan-out two ways on the same server (`--mercure --mercure-anonymous --mercure-issuer bench=hs256:…`), in rounds that take each in turn: pushwire's own Server-Sent Events (`GET /sse?topic=bench`, each message published through the publish API, `POST /api/publish/bench`) and its Mercure hub (`GET /.well-known/mercure?match=https://example.com/bench`, anonymous subscribers; each message an update POSTed as a form, `topic` and `data`, with an HS256 `at+jwt` token of a trusted issuer). The generator reads every stream with its own small HTTP/1.1 event-stream reader, one task per subscriber, and publishes one request at a time on one keep-alive connection. The publish rate is raised step by step; a step keeps up when every subscriber got every message and p99 stayed under 1 s. With several runs: the median, and the range in brackets. µs per delivery: the server's processor time divided by the deliveries, at the sustained step.";
+
+/// The table of a scenario that measures one fan-out several ways (runs labelled
+/// `{prefix}NAME`), with the ratio to the way `base`, and its step-by-step table.
+fn protocol_table(out: &mut String, runs: &[Value], prefix: &str, base: &str) {
+    let groups = grouped(runs, |r| label(r).starts_with(prefix));
     if groups.is_empty() {
         return;
     }
     let w = |out: &mut String, s: String| {
         let _ = writeln!(out, "{s}");
     };
-    w(
-        out,
-        "### Fan-out over the Pusher protocol (issue 18)\n".into(),
-    );
-    w(out, "The same fan-out three ways, in rounds that take each in turn: pushwire's topic protocol (`/ws`), pushwire's Pusher endpoint (subscribers speak the Pusher client protocol 7 at `/app/KEY`; each message is an event triggered through the Pusher HTTP API, signed, on one connection with one request in flight, several queued events going as one `batch_events`), and soketi with the same subscribers and publisher. The publish rate is raised step by step, as in the saturation table; a step keeps up when every subscriber got every message and p99 stayed under 1 s. With several runs: the median, and the range in brackets. µs per delivery: the server's processor time divided by the deliveries, at the sustained step.\n".into());
-    w(out, "| server | subscribers | runs | p50 / p99 ms at the first step | sustained msg/s | deliveries/s | ratio to pushwire /ws | server µs per delivery | server CPU % | bench CPU % | first step behind |".into());
+    let base_label = format!("{prefix}{base}");
+    w(out, format!("| server | subscribers | runs | p50 / p99 ms at the first step | sustained msg/s | deliveries/s | ratio to {base} | server µs per delivery | server CPU % | bench CPU % | first step behind |"));
     w(out, "|---|---|---|---|---|---|---|---|---|---|---|".into());
     let base = groups
         .iter()
-        .find(|g| label(g[0]) == "pusher: pushwire /ws")
+        .find(|g| label(g[0]) == base_label)
         .and_then(|g| {
             median(values(&succeeded(g), |r| {
                 sustained(r).and_then(|s| num(&s["deliveries_per_s"]))
@@ -334,7 +407,7 @@ fn pusher_section(out: &mut String, runs: &[Value]) {
             out,
             format!(
                 "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
-                label(group[0]).trim_start_matches("pusher: "),
+                label(group[0]).trim_start_matches(prefix),
                 fmt_num(num(&group[0]["params"]["subscribers"])),
                 runs_cell(group),
                 ms_spread(first("p50")),
@@ -366,7 +439,7 @@ fn pusher_section(out: &mut String, runs: &[Value]) {
                     out,
                     format!(
                         "| {} | {} | failed: {} | | | | | | | |",
-                        label(r).trim_start_matches("pusher: "),
+                        label(r).trim_start_matches(prefix),
                         n + 1,
                         why(r)
                     ),
@@ -378,7 +451,7 @@ fn pusher_section(out: &mut String, runs: &[Value]) {
                     out,
                     format!(
                         "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
-                        label(r).trim_start_matches("pusher: "),
+                        label(r).trim_start_matches(prefix),
                         n + 1,
                         step["rate"],
                         fmt_num(num(&step["delivered"])),
@@ -560,6 +633,7 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
     w(&mut out, String::new());
 
     pusher_section(&mut out, runs);
+    mercure_section(&mut out, runs);
 
     // Idle.
     w(
@@ -572,7 +646,7 @@ fn render(runs: &[Value], commands: &str, commit: Option<&str>) -> Result<String
             .into(),
     );
     w(&mut out, "|---|---|---|---|---|".into());
-    let idle = servers(runs, |r| scenario(r) == "idle");
+    let idle = servers(runs, |r| scenario(r) == "idle" && !is_mercure(r));
     let base = idle
         .iter()
         .find(|r| label(r) == "pushwire")

@@ -38,11 +38,12 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Checks and resolves `url`.
+    /// Checks and resolves `url`: `ws://host:port/path`, or `http://…` for the
+    /// scenarios that read Server-Sent Events.
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("invalid URL {url:?}: expected ws://host:port/path"))?;
+        let rest = without_scheme(url).ok_or_else(|| {
+            format!("invalid URL {url:?}: expected ws://host:port/path (or http://)")
+        })?;
         let host = rest.split_once('/').map_or(rest, |(host, _)| host);
         let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
             .map_err(|err| format!("cannot resolve {host:?}: {err}"))?
@@ -56,18 +57,30 @@ impl Target {
 
     /// The path (and query) of the URL; empty when it has none.
     pub(crate) fn path(&self) -> &str {
-        let rest = self.url.strip_prefix("ws://").unwrap_or(&self.url);
+        let rest = without_scheme(&self.url).unwrap_or(&self.url);
         rest.find('/').map_or("", |slash| &rest[slash..])
     }
 
     /// The same server at `path` instead of the URL's own path.
     pub(crate) fn with_path(&self, path: &str) -> Self {
-        let rest = self.url.strip_prefix("ws://").unwrap_or(&self.url);
+        let rest = without_scheme(&self.url).unwrap_or(&self.url);
         let host = rest.split_once('/').map_or(rest, |(host, _)| host);
+        let scheme = if self.is_http() { "http" } else { "ws" };
         Self {
-            url: format!("ws://{host}{path}"),
+            url: format!("{scheme}://{host}{path}"),
             addr: self.addr,
         }
+    }
+
+    /// Whether the URL is `http://` (Server-Sent Events), not `ws://`.
+    pub(crate) fn is_http(&self) -> bool {
+        self.url.starts_with("http://")
+    }
+
+    /// `host:port` as the URL spells it (for a `Host` header).
+    pub(crate) fn authority(&self) -> &str {
+        let rest = without_scheme(&self.url).unwrap_or(&self.url);
+        rest.split_once('/').map_or(rest, |(host, _)| host)
     }
 
     /// The address the host resolved to.
@@ -82,6 +95,12 @@ impl Target {
             addr,
         }
     }
+}
+
+/// The URL after `ws://` or `http://`; `None` for any other scheme.
+fn without_scheme(url: &str) -> Option<&str> {
+    url.strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("http://"))
 }
 
 /// Loopback source addresses to spread connections over (127.0.0.1, .2, …, after

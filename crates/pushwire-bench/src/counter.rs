@@ -88,7 +88,7 @@ impl Part {
 
 pub(crate) async fn run(args: CounterArgs) -> Result<(), BenchError> {
     let common = &args.common;
-    let targets = common.targets()?;
+    let targets = common.ws_targets()?;
     if args.period.is_zero() {
         return Err(BenchError::Usage("--period must be more than 0".into()));
     }

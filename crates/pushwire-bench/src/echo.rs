@@ -31,7 +31,7 @@ pub struct EchoArgs {
 
 pub(crate) async fn run(args: EchoArgs) -> Result<(), BenchError> {
     let common = &args.common;
-    let targets = common.targets()?;
+    let targets = common.ws_targets()?;
     check_file_limit(args.connections)?;
     let conns = open_all(common, &targets, args.connections, |conn| async {
         Ok(conn)

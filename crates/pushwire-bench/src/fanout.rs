@@ -10,16 +10,26 @@
 //! `/app/{key}`), each message an event triggered through the app's HTTP API
 //! (`POST /apps/{id}/events`, signed with `--app-secret`); the event's data is the
 //! same payload, so delivery, order and latency are measured as over `/ws`.
+//!
+//! `--protocol mercure` runs it over Mercure: subscribers are event streams of
+//! `GET /.well-known/mercure?match=<topic IRI>` (anonymous, or with `--token` or
+//! a token minted from `--jwt-secret`), each message a form POSTed to the hub
+//! (`topic`, and `data`: the payload). `--protocol sse` is the same over
+//! pushwire's own `/sse?topic=…` and its publish API (`POST /api/publish/{topic}`),
+//! so that the two compare at the same load. Both take `http://` URLs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Frame, Target};
+use super::mercure;
+use super::post_publisher::{PostPublisher, PostTarget};
 use super::pusher::{self, AppSigner, EventPublisher};
+use super::sse::SseConn;
 use super::stats::{self, Latencies, Report, now_micros};
 use super::workers::{self, Workers};
-use super::{BenchError, Common, Role, Stop, open_all, role};
+use super::{BenchError, Common, Role, Stop, Subscriber, open_all, open_all_sse, role};
 use clap::Args;
 use hdrhistogram::Histogram;
 use serde_json::{Map, json};
@@ -76,6 +86,31 @@ pub struct FanoutArgs {
     /// The Pusher app's secret, which signs the HTTP API requests (`--protocol pusher`).
     #[arg(long, env = "PUSHER_APP_SECRET", hide_env_values = true)]
     app_secret: Option<String>,
+    /// A bearer token: the Mercure publisher's (and subscribers', unless
+    /// `--anonymous`) with `--protocol mercure`; the publish API's key with
+    /// `--protocol sse`.
+    #[arg(long, env = "PUSHWIRE_BENCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Mint the Mercure token here: an HS256 access token (`typ: at+jwt`) signed
+    /// with this secret, granting publish and subscribe on every topic.
+    #[arg(
+        long,
+        env = "PUSHWIRE_BENCH_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "token"
+    )]
+    jwt_secret: Option<String>,
+    /// The minted token's issuer (`iss`), one the hub trusts.
+    #[arg(long, default_value = "bench")]
+    jwt_issuer: String,
+    /// The minted token's audience (`aud`); by default the hub's URL,
+    /// `http://HOST:PORT/.well-known/mercure` of the publisher's server.
+    #[arg(long)]
+    jwt_audience: Option<String>,
+    /// Mercure subscribers send no token (the hub must allow anonymous
+    /// subscribers); only the publisher does.
+    #[arg(long)]
+    anonymous: bool,
 }
 
 /// The protocols `pushwire bench fanout` speaks besides `--raw`.
@@ -85,6 +120,11 @@ pub(crate) enum FanoutProtocol {
     Topics,
     /// Pusher Channels: the client protocol 7 and the HTTP API.
     Pusher,
+    /// Mercure: event streams of `/.well-known/mercure?match=…`, forms POSTed
+    /// to the hub.
+    Mercure,
+    /// pushwire's own event streams (`/sse?topic=…`) and publish API.
+    Sse,
 }
 
 #[derive(Default)]
@@ -161,7 +201,7 @@ struct Step {
 }
 
 impl Readers {
-    fn spawn(subscribers: Vec<Conn>, reading: Reading) -> Self {
+    fn spawn<C: Subscriber>(subscribers: Vec<C>, reading: Reading) -> Self {
         let totals = Arc::new(Totals::default());
         let latencies = Arc::new(Latencies::new());
         let stop: Stop = Arc::new(tokio::sync::Notify::new());
@@ -179,7 +219,7 @@ impl Readers {
                 loop {
                     let frame = tokio::select! {
                         () = &mut stopped => break,
-                        frame = conn.next() => frame,
+                        frame = conn.read() => frame,
                     };
                     let mut pong = false;
                     match frame {
@@ -202,12 +242,12 @@ impl Readers {
                             return;
                         }
                     }
-                    if pong && conn.send_text(pusher::PONG.to_owned()).await.is_err() {
+                    if pong && conn.pong().await.is_err() {
                         totals.dropped.fetch_add(1, Ordering::Relaxed);
                         return;
                     }
                 }
-                conn.close().await;
+                conn.finish().await;
             }));
         }
         Self {
@@ -295,6 +335,203 @@ enum Publisher {
     },
     /// Triggers events through the HTTP API.
     Pusher(Box<EventPublisher>),
+    /// POSTs each message: Mercure forms, or the publish API.
+    Post(Box<PostPublisher>),
+}
+
+impl Publisher {
+    /// Requests and answers so far, for the HTTP publishers.
+    fn counts(&self) -> Option<pusher::Counts> {
+        match self {
+            Self::Pusher(events) => Some(events.counts()),
+            Self::Post(posts) => Some(posts.counts()),
+            Self::Socket { .. } => None,
+        }
+    }
+
+    /// The first refusal or lost connection of the HTTP publishers.
+    fn failure(&self) -> Option<String> {
+        match self {
+            Self::Pusher(events) => events.failure(),
+            Self::Post(posts) => posts.failure(),
+            Self::Socket { .. } => None,
+        }
+    }
+}
+
+/// How the event-stream protocols (`mercure`, `sse`) subscribe and publish.
+struct Streams {
+    /// Mercure (else pushwire's `/sse`).
+    mercure: bool,
+    /// The Mercure topic IRI, or the pushwire topic.
+    topic: String,
+    /// Headers of every subscriber's `GET`.
+    headers: Vec<(String, String)>,
+    /// Where the publisher POSTs, and how.
+    post: PostTarget,
+}
+
+impl Streams {
+    /// Checks the URLs of `--protocol mercure|sse` and gives each subscriber
+    /// target its path; mints or takes the token.
+    fn new(
+        args: &FanoutArgs,
+        targets: &mut [Target],
+        publish_to: &Target,
+    ) -> Result<Self, BenchError> {
+        let mercure = args.protocol == FanoutProtocol::Mercure;
+        if let Some(ws) = targets.iter().chain([publish_to]).find(|t| !t.is_http()) {
+            return Err(BenchError::Usage(format!(
+                "--protocol {} takes http:// URLs, not a ws:// one ({})",
+                if mercure { "mercure" } else { "sse" },
+                ws.authority()
+            )));
+        }
+        let topic = if mercure {
+            mercure::topic_iri(&args.topic)
+        } else {
+            args.topic.clone()
+        };
+        for target in targets.iter_mut() {
+            let path = if mercure {
+                mercure::subscriber_path(target.path(), &topic)
+            } else if target.path().is_empty() || target.path() == "/" {
+                format!("/sse?topic={topic}")
+            } else {
+                target.path().to_owned()
+            };
+            *target = target.with_path(&path);
+        }
+        let token = match (&args.token, &args.jwt_secret) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(secret)) if mercure => {
+                let audience = args.jwt_audience.clone().unwrap_or_else(|| {
+                    format!("http://{}{}", publish_to.authority(), mercure::HUB_PATH)
+                });
+                Some(mercure::mint_token(secret, &args.jwt_issuer, &audience))
+            }
+            (None, Some(_)) => {
+                return Err(BenchError::Usage(
+                    "--jwt-secret mints Mercure tokens: --protocol mercure".into(),
+                ));
+            }
+            (None, None) => None,
+        };
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let mut headers = Vec::new();
+        if let (true, false, Some(authorization)) = (mercure, args.anonymous, &authorization) {
+            headers.push(("Authorization".to_owned(), authorization.clone()));
+        }
+        let post = if mercure {
+            let path = publish_to.path().split('?').next().unwrap_or_default();
+            PostTarget {
+                addr: publish_to.addr(),
+                path: if path.is_empty() || path == "/" {
+                    mercure::HUB_PATH.to_owned()
+                } else {
+                    path.to_owned()
+                },
+                content_type: "application/x-www-form-urlencoded",
+                authorization,
+            }
+        } else {
+            PostTarget {
+                addr: publish_to.addr(),
+                path: format!("/api/publish/{topic}"),
+                content_type: "application/json",
+                authorization,
+            }
+        };
+        Ok(Self {
+            mercure,
+            topic,
+            headers,
+            post,
+        })
+    }
+
+    /// The request body that publishes `text`.
+    fn body(&self, text: &str) -> String {
+        if self.mercure {
+            mercure::form(&self.topic, text)
+        } else {
+            // The payload is digits, spaces and `x`: a JSON string as it is.
+            format!("\"{text}\"")
+        }
+    }
+}
+
+/// Subscribers as opened: WebSockets or event streams.
+enum Opened {
+    Sockets(Vec<Conn>),
+    Streams(Vec<SseConn>),
+}
+
+impl Opened {
+    fn len(&self) -> usize {
+        match self {
+            Self::Sockets(conns) => conns.len(),
+            Self::Streams(conns) => conns.len(),
+        }
+    }
+
+    /// How many negotiated permessage-deflate.
+    fn deflate(&self) -> usize {
+        match self {
+            Self::Sockets(conns) => conns.iter().filter(|conn| conn.deflate()).count(),
+            Self::Streams(_) => 0,
+        }
+    }
+
+    fn read(self, reading: Reading) -> Readers {
+        match self {
+            Self::Sockets(conns) => Readers::spawn(conns, reading),
+            Self::Streams(conns) => Readers::spawn(conns, reading),
+        }
+    }
+}
+
+/// Opens the `count` subscribers: event streams with `streams`, else WebSockets
+/// that `subscribe` prepares.
+async fn open_subscribers<F, Fut>(
+    common: &Common,
+    targets: &[Target],
+    count: usize,
+    streams: Option<&Streams>,
+    subscribe: F,
+) -> Result<Opened, BenchError>
+where
+    F: Fn(Conn) -> Fut,
+    Fut: std::future::Future<Output = Result<Conn, String>>,
+{
+    let Some(streams) = streams else {
+        return Ok(Opened::Sockets(
+            open_all(common, targets, count, subscribe).await?,
+        ));
+    };
+    let mercure = streams.mercure;
+    let conns = open_all_sse(
+        common,
+        targets,
+        count,
+        &streams.headers,
+        |mut conn| async move {
+            // A Mercure hub subscribes before it answers; `/sse` says so in an event.
+            if !mercure {
+                loop {
+                    if let Frame::Closed(_) = conn.next().await? {
+                        return Err("the stream ended before `subscribed`".into());
+                    }
+                    if conn.event_type() == "subscribed" {
+                        break;
+                    }
+                }
+            }
+            Ok(conn)
+        },
+    )
+    .await?;
+    Ok(Opened::Streams(conns))
 }
 
 /// The app's signer, with `--protocol pusher`.
@@ -328,7 +565,11 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         }
     }
     let publish_to = match &args.publish_url {
-        Some(url) if signer.is_some() && url.starts_with("http://") => {
+        Some(url)
+            if signer.is_some()
+                && url.starts_with("http://")
+                && !matches!(args.protocol, FanoutProtocol::Mercure | FanoutProtocol::Sse) =>
+        {
             Target::parse(&url.replacen("http://", "ws://", 1)).map_err(BenchError::Usage)?
         }
         Some(url) => Target::parse(url).map_err(BenchError::Usage)?,
@@ -336,6 +577,17 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             .first()
             .cloned()
             .ok_or_else(|| BenchError::Usage("no --url".into()))?,
+    };
+    let streams = match args.protocol {
+        FanoutProtocol::Mercure | FanoutProtocol::Sse if args.raw => {
+            return Err(BenchError::Usage(
+                "--raw is for WebSocket peers, not --protocol mercure|sse".into(),
+            ));
+        }
+        FanoutProtocol::Mercure | FanoutProtocol::Sse => {
+            Some(Streams::new(&args, &mut targets, &publish_to)?)
+        }
+        FanoutProtocol::Topics | FanoutProtocol::Pusher => None,
     };
     if args.size < 40 {
         return Err(BenchError::Usage("--size must be at least 40 bytes".into()));
@@ -345,13 +597,15 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     }
     let topic = args.topic.clone();
     let reading = Reading {
-        raw: args.raw,
+        // A Mercure update's data is the payload as published.
+        raw: args.raw || args.protocol == FanoutProtocol::Mercure,
         pusher: signer.is_some(),
     };
+    let raw = args.raw;
     let subscribe = |mut conn: Conn| {
         let topic = topic.clone();
         async move {
-            if reading.raw {
+            if raw {
                 return Ok(conn);
             }
             if reading.pusher {
@@ -378,10 +632,17 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     // One more file for the publisher.
     let (mut receivers, negotiated, worker_pids) = match role(common, args.subscribers + 1)? {
         Role::Worker(parent) => {
-            let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
-            let negotiated = subscribers.iter().filter(|conn| conn.deflate()).count();
+            let subscribers = open_subscribers(
+                common,
+                &targets,
+                args.subscribers,
+                streams.as_ref(),
+                subscribe,
+            )
+            .await?;
+            let negotiated = subscribers.deflate();
             parent.answer(&json!({ "ready": subscribers.len(), "deflate": negotiated }));
-            return serve_parent(parent, Readers::spawn(subscribers, reading)).await;
+            return serve_parent(parent, subscribers.read(reading)).await;
         }
         Role::Parent(shares) => {
             // The publisher stays here: the shares are of subscribers only.
@@ -396,10 +657,17 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
             )
         }
         Role::Alone => {
-            let subscribers = open_all(common, &targets, args.subscribers, subscribe).await?;
-            let negotiated = subscribers.iter().filter(|conn| conn.deflate()).count();
+            let subscribers = open_subscribers(
+                common,
+                &targets,
+                args.subscribers,
+                streams.as_ref(),
+                subscribe,
+            )
+            .await?;
+            let negotiated = subscribers.deflate();
             (
-                Receivers::Here(Readers::spawn(subscribers, reading)),
+                Receivers::Here(subscribers.read(reading)),
                 negotiated,
                 Vec::new(),
             )
@@ -409,13 +677,18 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         index: args.subscribers,
         reason,
     };
-    let mut publisher = match signer {
-        Some(signer) => Publisher::Pusher(Box::new(
+    let mut publisher = match (signer, &streams) {
+        (_, Some(streams)) => Publisher::Post(Box::new(
+            PostPublisher::connect(streams.post.clone())
+                .await
+                .map_err(publisher_failed)?,
+        )),
+        (Some(signer), None) => Publisher::Pusher(Box::new(
             EventPublisher::connect(publish_to.addr(), signer, &args.topic, pusher::EVENT)
                 .await
                 .map_err(publisher_failed)?,
         )),
-        None => {
+        (None, None) => {
             let mut publisher = Conn::open(&publish_to, None, common.deflate)
                 .await
                 .map_err(publisher_failed)?;
@@ -434,16 +707,26 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     };
 
     let mut report = Report::new(
-        match (args.raw, &publisher) {
+        match (args.raw, args.protocol) {
             (true, _) => "fanout-raw",
-            (false, Publisher::Pusher(_)) => "fanout-pusher",
-            (false, Publisher::Socket { .. }) => "fanout",
+            (false, FanoutProtocol::Pusher) => "fanout-pusher",
+            (false, FanoutProtocol::Mercure) => "fanout-mercure",
+            (false, FanoutProtocol::Sse) => "fanout-sse",
+            (false, FanoutProtocol::Topics) => "fanout",
         },
         &common.label(),
     );
     if let Publisher::Pusher(_) = publisher {
         report.param("protocol", "pusher");
         report.param("channel", args.topic.clone());
+    }
+    if let Some(streams) = &streams {
+        report.param("protocol", if streams.mercure { "mercure" } else { "sse" });
+        report.param("topic", streams.topic.clone());
+        report.param("publish_path", streams.post.path.clone());
+        if streams.mercure {
+            report.param("anonymous", streams.headers.is_empty());
+        }
     }
     report.param("subscribers", args.subscribers);
     report.param("servers", common.url.len());
@@ -462,10 +745,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     report.param("workers", worker_pids.len().max(1));
     let mut seq = 0u64;
     let mut failure = None;
-    let mut api_before = match &publisher {
-        Publisher::Pusher(events) => events.counts(),
-        Publisher::Socket { .. } => pusher::Counts::default(),
-    };
+    let mut api_before = publisher.counts().unwrap_or_default();
     for &rate in &args.rates {
         let cpu = stats::CpuMeter::with_workers(&common.pid, worker_pids.clone());
         let started = Instant::now();
@@ -486,6 +766,10 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
                 // Queued: the connection writes what is due in one go.
                 let sent = match &mut publisher {
                     Publisher::Pusher(events) => events.publish(text),
+                    Publisher::Post(posts) => {
+                        let body = streams.as_ref().map(|s| s.body(&text)).unwrap_or_default();
+                        posts.publish(body)
+                    }
                     Publisher::Socket { write, .. } => {
                         let frame = if args.raw {
                             text
@@ -544,10 +828,9 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         row.insert("latency_ms".into(), stats::percentiles_ms(&step.latency));
         row.insert("bench_cpu_pct".into(), json!(bench_cpu));
         row.insert("server_cpu_pct".into(), json!(server_cpu));
-        if let Publisher::Pusher(events) = &publisher {
+        if let Some(counts) = publisher.counts() {
             // Every event the HTTP API refused is a failure of the run.
             // This step's requests and answers.
-            let counts = events.counts();
             row.insert(
                 "api_requests".into(),
                 json!(counts.requests - api_before.requests),
@@ -561,7 +844,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<(), BenchError> {
                 json!(counts.refused - api_before.refused),
             );
             api_before = counts;
-            if let Some(why) = events.failure() {
+            if let Some(why) = publisher.failure() {
                 failure.get_or_insert(why);
             }
         }

@@ -19,6 +19,12 @@
 //! Pusher's SDKs sign it: pushwire's Pusher side and other Pusher servers (soketi)
 //! are measured alike.
 //!
+//! With `--protocol mercure`, fanout's subscribers are Server-Sent Events streams
+//! of a Mercure hub (`GET /.well-known/mercure?match=…`) and its publisher POSTs
+//! Mercure's forms; `--protocol sse` is the same over pushwire's own `/sse` and
+//! publish API. `idle` holds event streams instead of WebSockets when its URL is
+//! `http://…`: the server's memory per idle SSE (or Mercure) subscriber.
+//!
 //! With `--raw`, fanout speaks no protocol: subscribers connect to a `/broadcast`
 //! endpoint and the publisher sends plain text to it, which is what the peers in
 //! `bench/peers/` offer. Every scenario reports the processor time it used itself
@@ -29,8 +35,11 @@ mod counter;
 mod echo;
 mod fanout;
 mod idle;
+mod mercure;
+mod post_publisher;
 mod pusher;
 mod soak;
+mod sse;
 mod stats;
 mod workers;
 
@@ -42,7 +51,8 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use self::conn::{Conn, Target};
+use self::conn::{Conn, Frame, Target};
+use self::sse::SseConn;
 
 /// Scenarios of `pushwire bench`.
 #[derive(Debug, Subcommand)]
@@ -50,7 +60,8 @@ pub enum Scenario {
     /// N connections each expecting its own 1 Hz counter (the demo's /socket).
     Counter(counter::CounterArgs),
     /// N subscribers on a topic, a publisher at R msg/s: delivery and latency.
-    Fanout(fanout::FanoutArgs),
+    // Boxed: its flags are many, and the other scenarios should not pay for them.
+    Fanout(Box<fanout::FanoutArgs>),
     /// C connections ping-ponging with an echo server: round trips and latency.
     Echo(echo::EchoArgs),
     /// Hold N idle WebSockets open and report the server's memory per connection.
@@ -105,6 +116,17 @@ impl Common {
         self.label.clone().unwrap_or_else(|| self.url.join(" "))
     }
 
+    /// The WebSocket servers to connect to (`ws://` URLs only), in the order
+    /// connections take them.
+    fn ws_targets(&self) -> Result<Vec<Target>, BenchError> {
+        if let Some(url) = self.url.iter().find(|url| !url.starts_with("ws://")) {
+            return Err(BenchError::Usage(format!(
+                "invalid URL {url:?}: expected ws://host:port/path (this scenario speaks WebSocket)"
+            )));
+        }
+        self.targets()
+    }
+
     /// The servers to connect to, in the order connections take them.
     fn targets(&self) -> Result<Vec<Target>, BenchError> {
         self.url
@@ -147,7 +169,7 @@ pub enum BenchError {
 pub async fn run(scenario: Scenario) -> Result<(), BenchError> {
     match scenario {
         Scenario::Counter(args) => counter::run(args).await,
-        Scenario::Fanout(args) => fanout::run(args).await,
+        Scenario::Fanout(args) => fanout::run(*args).await,
         Scenario::Echo(args) => echo::run(args).await,
         Scenario::Idle(args) => idle::run(args).await,
         Scenario::Soak(args) => soak::run(args).await,
@@ -214,7 +236,44 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Opens `count` connections to the `targets` in turn, `concurrency` handshakes at a
+/// A connection a scenario reads: a WebSocket ([`Conn`]) or an event stream
+/// ([`SseConn`]).
+pub(crate) trait Subscriber: Send + Sized + 'static {
+    /// The next message (an event's data, for a stream).
+    fn read(&mut self) -> impl Future<Output = Result<Frame<'_>, String>> + Send;
+    /// Answers a Pusher server's `pusher:ping` (a stream has nothing to answer).
+    fn pong(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Ends the connection.
+    fn finish(self) -> impl Future<Output = ()> + Send;
+}
+
+impl Subscriber for Conn {
+    async fn read(&mut self) -> Result<Frame<'_>, String> {
+        self.next().await
+    }
+
+    async fn pong(&mut self) -> Result<(), String> {
+        self.send_text(pusher::PONG.to_owned()).await
+    }
+
+    async fn finish(self) {
+        self.close().await;
+    }
+}
+
+impl Subscriber for SseConn {
+    async fn read(&mut self) -> Result<Frame<'_>, String> {
+        self.next().await
+    }
+
+    async fn pong(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn finish(self) {}
+}
+
+/// Opens `count` WebSockets to the `targets` in turn, `concurrency` handshakes at a
 /// time, spread over the source addresses; `prepare` runs on each (to subscribe, for
 /// one) before it counts as open.
 async fn open_all<F, Fut>(
@@ -227,6 +286,63 @@ where
     F: Fn(Conn) -> Fut,
     Fut: std::future::Future<Output = Result<Conn, String>>,
 {
+    if let Some(http) = targets.iter().find(|target| target.is_http()) {
+        return Err(BenchError::Usage(format!(
+            "{} is http://: this scenario speaks WebSocket (ws://)",
+            http.path()
+        )));
+    }
+    let deflate = common.deflate;
+    open_each(
+        common,
+        targets,
+        count,
+        move |target, source| async move { Conn::open(&target, source, deflate).await },
+        prepare,
+    )
+    .await
+}
+
+/// Opens `count` event streams (`GET` with `headers`) to the `targets` in turn, as
+/// [`open_all`] opens WebSockets.
+async fn open_all_sse<F, Fut>(
+    common: &Common,
+    targets: &[Target],
+    count: usize,
+    headers: &[(String, String)],
+    prepare: F,
+) -> Result<Vec<SseConn>, BenchError>
+where
+    F: Fn(SseConn) -> Fut,
+    Fut: std::future::Future<Output = Result<SseConn, String>>,
+{
+    open_each(
+        common,
+        targets,
+        count,
+        |target, source| async move { SseConn::open(&target, source, headers).await },
+        prepare,
+    )
+    .await
+}
+
+/// Opens `count` connections with `open`, to the `targets` in turn, `concurrency`
+/// at a time, spread over the source addresses; `prepare` runs on each before it
+/// counts as open.
+async fn open_each<C, O, OFut, F, Fut>(
+    common: &Common,
+    targets: &[Target],
+    count: usize,
+    open: O,
+    prepare: F,
+) -> Result<Vec<C>, BenchError>
+where
+    C: Subscriber,
+    O: Fn(Target, Option<IpAddr>) -> OFut,
+    OFut: std::future::Future<Output = Result<C, String>>,
+    F: Fn(C) -> Fut,
+    Fut: std::future::Future<Output = Result<C, String>>,
+{
     let per_worker = common.sources.unwrap_or(count.div_ceil(20_000));
     let skip = common.worker_index.unwrap_or(0) * per_worker.max(1);
     let Some(first) = targets.first() else {
@@ -234,8 +350,7 @@ where
     };
     let sources: Vec<Option<IpAddr>> = conn::sources(per_worker, skip, first);
     let bar = progress(count as u64, "connecting");
-    let deflate = common.deflate;
-    let prepare = &prepare;
+    let (open, prepare) = (&open, &prepare);
     // Connections already open are kept alive while the others open: a task per
     // connection answers the server's pings (a server may close a connection it
     // has heard nothing from, and opening tens of thousands can take minutes).
@@ -247,7 +362,7 @@ where
             let bar = bar.clone();
             let released = released.clone();
             async move {
-                let conn = Conn::open(target, source, deflate).await?;
+                let conn = open(target.clone(), source).await?;
                 let conn = prepare(conn).await?;
                 bar.inc(1);
                 Ok::<_, String>(tokio::spawn(keep_alive(conn, released)))
@@ -286,23 +401,23 @@ where
 
 /// Reads `conn` (which answers pings, and a Pusher server's `pusher:ping`; data is
 /// dropped: nothing is measured yet) until `released`, then hands it back.
-async fn keep_alive(
-    mut conn: Conn,
+async fn keep_alive<C: Subscriber>(
+    mut conn: C,
     mut released: tokio::sync::watch::Receiver<bool>,
-) -> Result<Conn, String> {
+) -> Result<C, String> {
     loop {
         let frame = tokio::select! {
             biased;
             _ = released.wait_for(|released| *released) => return Ok(conn),
-            frame = conn.next() => frame,
+            frame = conn.read() => frame,
         };
         // A Pusher server pings a quiet connection and closes it without a pong.
         let ping = match frame? {
-            conn::Frame::Data(message) => pusher::is_ping(message),
-            conn::Frame::Closed(code) => return Err(format!("the server closed it ({code})")),
+            Frame::Data(message) => pusher::is_ping(message),
+            Frame::Closed(code) => return Err(format!("the server closed it ({code})")),
         };
         if ping {
-            conn.send_text(pusher::PONG.to_owned()).await?;
+            conn.pong().await?;
         }
     }
 }

@@ -41,7 +41,7 @@
 
 mod check;
 mod churn;
-mod http;
+pub(crate) mod http;
 mod publish;
 
 use std::net::SocketAddr;
