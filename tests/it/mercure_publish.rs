@@ -398,3 +398,48 @@ async fn the_compatibility_mode_takes_0x_selectors_and_tokens() {
     assert_eq!(resumed.last_event_id().as_deref(), Some("earliest"));
     server.stop().await;
 }
+
+/// A form posted with the token in the hub's cookie publishes only from the hub's
+/// own origin, even when every origin may use the hub (`Origins::any`): another
+/// site's page (its `Origin`), or a request without one, is answered as if it had
+/// no token, and nothing reaches subscribers.
+#[tokio::test]
+async fn a_cookie_token_publishes_only_from_the_hubs_own_origin() {
+    let config = config(true);
+    let hub = pushwire::Hub::new(config.hub_config(HubConfig::default()));
+    let app = pushwire::App::new()
+        .topics(hub)
+        .mercure(config)
+        .allowed_origins(pushwire::Origins::any());
+    let server = common::start(app).await;
+    let cookie = format!("{}={}", pushwire::interop::mercure::config::DEFAULT_COOKIE, publisher(&server));
+    let own = server.url("");
+    let own = own.trim_end_matches('/').to_owned();
+    let mut stream = Stream::open(&subscribe_url(&server, &[("match", "csrf")]), &[]).await;
+    let post = |origin: Option<String>, data: &'static str| {
+        let mut request = reqwest::Client::new()
+            .post(hub_url(&server))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie.clone())
+            .body(format!("topic=csrf&data={data}"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    for (origin, data) in [(Some("http://evil.example".to_owned()), "forged"), (None, "no-origin")] {
+        let response = post(origin.clone(), data).await.expect("post");
+        assert_eq!(response.status(), 401, "origin {origin:?}");
+        assert_eq!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer realm=\"mercure\"")
+        );
+    }
+    let response = post(Some(own), "same-site").await.expect("post");
+    assert_eq!(response.status(), 200);
+    let event = stream.next().await;
+    assert_eq!(event.data, "same-site", "the refused forms reached nobody");
+}

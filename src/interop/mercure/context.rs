@@ -8,7 +8,7 @@ use http::{HeaderMap, Uri, header};
 
 use super::config::MercureConfig;
 use super::error::MercureError;
-use super::token::{Grants, MercureAuth, find_token};
+use super::token::{Grants, MercureAuth, TokenSource, find_token};
 use crate::auth::AuthConfigError;
 use crate::hub::Hub;
 use crate::hub::journal::Journal;
@@ -149,6 +149,44 @@ impl Mercure {
             .verify(&token, self.audience(hub_url), hub_url)
             .map(Some)
     }
+
+    /// The grants of a publish request's token, as [`grants`](Self::grants), but
+    /// a token that came in a cookie counts only when the request's `Origin` is
+    /// the hub's own: a browser sends the cookie with a form another site's page
+    /// posts here, and that page must not publish as the user (cross-site request
+    /// forgery). Such a request is answered as one without a token (401).
+    pub fn publish_grants(
+        &self,
+        headers: &HeaderMap,
+        query: &[(String, String)],
+        hub_url: &str,
+    ) -> Result<Option<Grants>, MercureError> {
+        let Some((token, source)) = find_token(headers, query, &self.config)? else {
+            return Ok(None);
+        };
+        if matches!(source, TokenSource::Cookie | TokenSource::CompatCookie)
+            && !same_origin(headers, hub_url)
+        {
+            tracing::debug!(
+                "mercure: a publish's cookie token is ignored: not from the hub's origin"
+            );
+            return Ok(None);
+        }
+        self.auth
+            .verify(&token, self.audience(hub_url), hub_url)
+            .map(Some)
+    }
+}
+
+/// Whether the request's `Origin` is the origin of `hub_url` (scheme, host and
+/// port as the request named them). No `Origin`: not the same.
+fn same_origin(headers: &HeaderMap, hub_url: &str) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return false;
+    };
+    hub_url
+        .strip_suffix(PATH)
+        .is_some_and(|own| own.eq_ignore_ascii_case(origin))
 }
 
 /// The hub's URL as a request reaches it: `{scheme}://{host}/.well-known/mercure`,

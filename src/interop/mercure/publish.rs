@@ -76,7 +76,7 @@ pub async fn publish(mercure: &Mercure, request: PublishRequest) -> Result<Respo
     let query = form::pairs(uri.query().unwrap_or("").as_bytes())?;
     let base = hub_url(&uri, &headers, secure)?;
     let grants = mercure
-        .grants(&headers, &query, &base)?
+        .publish_grants(&headers, &query, &base)?
         .ok_or(MercureError::NoToken)?;
     let update = read(&form::pairs(&body)?)?;
     if let Some(topic) = update.topics.iter().find(|topic| reserved(topic)) {
