@@ -29,14 +29,14 @@ export function venvPython(envVar = 'E2E_PYTHON') {
 }
 
 /**
- * Run the Python source `script` with `args` in the venv; resolves to its stdout (trimmed).
+ * Run the Python script `file` (a path) with `args` in the venv; resolves to its stdout (trimmed).
  * Rejects with its output when it exits non-zero or runs longer than `timeout` ms.
  */
-export function runPython(script, args = [], { timeout = 10000, envVar } = {}) {
+export function runPython(file, args = [], { timeout = 20000, envVar } = {}) {
   const python = venvPython(envVar);
   return new Promise((resolve, reject) => {
-    execFile(python, ['-c', script, ...args.map(String)], { timeout, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`python failed: ${err.message}\n${stdout}${stderr}`));
+    execFile(python, [file, ...args.map(String)], { timeout, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${path.basename(file)} failed: ${err.message}\n${stdout}${stderr}`));
       else resolve(stdout.trim());
     });
   });
