@@ -14,6 +14,7 @@ use crate::http::{
     ConnectionLimits, HTTP2_IDLE_TIMEOUT, HttpLimits, MetricsAccess, Origins, TlsConfig,
 };
 use crate::hub::HubConfig;
+use crate::interop::mercure::MercureConfig;
 use crate::interop::pusher::PusherApp;
 use crate::logging::LogFormat;
 use crate::protocol::session::SessionConfig;
@@ -46,6 +47,9 @@ pub struct ServeConfig {
     /// Pusher Channels apps served on the topics (`/app/{key}`, `/apps/{id}`);
     /// none by default.
     pub pusher: Vec<PusherApp>,
+    /// A Mercure hub served on the topics (`/.well-known/mercure`); `None`: no
+    /// hub (the default).
+    pub mercure: Option<MercureConfig>,
     /// Share topics with other nodes through this Redis; `None`: the in-process
     /// broker (one node).
     pub broker: Option<RedisConfig>,
@@ -90,6 +94,7 @@ impl Default for ServeConfig {
             api_key: None,
             admin_password: None,
             pusher: Vec::new(),
+            mercure: None,
             broker: None,
             origins: Origins::default(),
             connection_limits: ConnectionLimits::default(),
@@ -199,6 +204,59 @@ pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+/// Parses a Mercure heartbeat such as `15s` (1 s to 1 h).
+pub fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    let heartbeat = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write a duration such as 15s)"))?;
+    if heartbeat < Duration::from_secs(1) || heartbeat > Duration::from_secs(3600) {
+        return Err(String::from("must be between 1s and 1h"));
+    }
+    Ok(heartbeat)
+}
+
+/// Parses a Mercure namespace: the start of a topic name without `:` (`mercure`,
+/// `orders`), short enough to leave room for topic IRIs.
+pub fn parse_mercure_namespace(text: &str) -> Result<String, String> {
+    const MAX_LEN: usize = 32;
+    if text.is_empty() || text.len() > MAX_LEN || text.contains(':') || text.contains('%') {
+        return Err(format!(
+            "write 1 to {MAX_LEN} characters of A-Z a-z 0-9 _ - . / (no ':')"
+        ));
+    }
+    let config = MercureConfig {
+        namespace: text.to_owned(),
+        ..MercureConfig::default()
+    };
+    config.journal().map_err(|err| err.to_string())?;
+    crate::topic::Topic::new(&config.prefix()).map_err(|err| err.to_string())?;
+    Ok(text.to_owned())
+}
+
+/// Parses a Mercure hub's resource identifier (`--mercure-audience`): an
+/// `http://` or `https://` URL.
+pub fn parse_mercure_audience(text: &str) -> Result<String, String> {
+    if !(text.starts_with("https://") || text.starts_with("http://"))
+        || text.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(String::from(
+            "write the hub's URL, such as https://example.com/.well-known/mercure",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Parses a cookie name (`--mercure-cookie`): a token of RFC 6265 (letters,
+/// digits and ``!#$%&'*+-.^_`|~``).
+pub fn parse_mercure_cookie(text: &str) -> Result<String, String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if text.is_empty() || !text.chars().all(token) {
+        return Err(String::from(
+            "a cookie name is letters, digits and !#$%&'*+-.^_`|~",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// Parses an `--allowed-origin`: `scheme://host[:port]` or `*`.
 pub fn parse_origin(text: &str) -> Result<String, String> {
     Origins::same_host()
@@ -244,6 +302,21 @@ mod tests {
         assert!(parse_broker("redis://127.0.0.1:6379/0").is_ok());
         assert!(parse_broker("http://x").is_err());
         assert!(parse_broker("redis://[::1").is_err());
+    }
+
+    #[test]
+    fn mercure_settings_are_checked() {
+        assert_eq!(parse_heartbeat("15s"), Ok(Duration::from_secs(15)));
+        assert!(parse_heartbeat("10ms").is_err());
+        assert_eq!(parse_mercure_namespace("news"), Ok(String::from("news")));
+        for bad in ["", "a:b", "a b", "50%", &"n".repeat(33)] {
+            assert!(parse_mercure_namespace(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_mercure_audience("https://example.com/.well-known/mercure").is_ok());
+        assert!(parse_mercure_audience("example.com").is_err());
+        assert!(parse_mercure_cookie("__Host-token").is_ok());
+        assert!(parse_mercure_cookie("a=b").is_err());
+        assert!(parse_mercure_cookie("").is_err());
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub const MAX_LISTED_TOPICS: usize = 100;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AdminNumbers {
     /// Open connections by transport: `ws` (our protocol), `sse`, `poll`,
-    /// `socket` (the app's own WebSocket routes) and `pusher` (Pusher Channels).
+    /// `socket` (the app's own WebSocket routes), `pusher` (Pusher Channels) and
+    /// `mercure` (Mercure subscribers).
     pub connections: BTreeMap<String, u64>,
     /// Messages published since the start.
     pub published: u64,
@@ -55,6 +56,7 @@ impl From<&MetricsSnapshot> for AdminNumbers {
                 ("poll", c.poll),
                 ("socket", c.socket),
                 ("pusher", c.pusher),
+                ("mercure", c.mercure),
             ]
             .into_iter()
             .map(|(name, n)| (name.to_owned(), n))

@@ -221,6 +221,23 @@ impl Broker for MemoryBroker {
         future::ready(Ok(recovery)).boxed()
     }
 
+    fn kept(&self, topic: &Topic) -> BoxFuture<'_, Result<Recovery, BrokerError>> {
+        let recovery = self.with_log(topic, |log| {
+            log.trim(&self.history, Instant::now());
+            let first = log
+                .history
+                .front()
+                .and_then(|(_, push)| push.offset())
+                .unwrap_or(log.last + 1);
+            Recovery {
+                position: log.position(),
+                recovered: Some(first == 1),
+                messages: log.history.iter().map(|(_, p)| Arc::clone(p)).collect(),
+            }
+        });
+        future::ready(Ok(recovery)).boxed()
+    }
+
     fn watch(&self, topic: &Topic) {
         self.with_log(topic, |log| log.watchers += 1);
     }
@@ -331,6 +348,29 @@ mod tests {
                 (topic("b"), OccupancyChange::Vacated)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn kept_is_every_message_history_holds_and_whether_it_is_the_whole_stream() {
+        let broker = MemoryBroker::new(HistoryConfig {
+            size: 3,
+            ..HistoryConfig::default()
+        });
+        let t = topic("k");
+        let kept = broker.kept(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((kept.position.offset, kept.recovered), (0, Some(true)));
+        assert!(kept.messages.is_empty());
+        for n in 1..=3 {
+            let _ = broker.publish(&t, Data::text(&n.to_string())).await;
+        }
+        let kept = broker.kept(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        let offsets: Vec<_> = kept.messages.iter().filter_map(|p| p.offset()).collect();
+        assert_eq!((offsets, kept.recovered), (vec![1, 2, 3], Some(true)));
+        let _ = broker.publish(&t, Data::text("4")).await;
+        let kept = broker.kept(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        let offsets: Vec<_> = kept.messages.iter().filter_map(|p| p.offset()).collect();
+        assert_eq!((offsets, kept.recovered), (vec![2, 3, 4], Some(false)));
+        assert_eq!(kept.position.offset, 4);
     }
 
     #[tokio::test]

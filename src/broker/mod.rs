@@ -106,6 +106,27 @@ pub trait Broker: Send + Sync + 'static {
         since: Option<Position>,
     ) -> BoxFuture<'_, Result<Recovery, BrokerError>>;
 
+    /// The topic's current position and every message its history still holds,
+    /// oldest first; `recovered` is `Some(true)` when that history starts at
+    /// offset 1 (nothing was trimmed: it is the whole stream), else
+    /// `Some(false)`. How a reader finds an id anywhere in what is kept (Mercure's
+    /// `Last-Event-ID` in its journal).
+    ///
+    /// By default (a broker that cannot list its history) the position and no
+    /// messages, `recovered` true only for a topic with no message yet.
+    fn kept(&self, topic: &Topic) -> BoxFuture<'_, Result<Recovery, BrokerError>> {
+        let recover = self.recover(topic, None);
+        async move {
+            let position = recover.await?.position;
+            Ok(Recovery {
+                recovered: Some(position.offset == 0),
+                position,
+                messages: Vec::new(),
+            })
+        }
+        .boxed()
+    }
+
     /// This node has local subscribers on `topic` (the first one arrived).
     fn watch(&self, topic: &Topic);
 

@@ -32,7 +32,8 @@ const CHECK_ABOUT: &str = "\
 Check a settings file: print the settings `pushwire serve --config FILE` would run \
 with, one per line as TOML, each followed by where it came from: `default`, the \
 file and its line (`pushwire.toml:3`), a PUSHWIRE_* variable, or a flag given \
-after FILE. A secret (--api-key, --token-secret, --metrics-key, --admin-password) that is set shows as a comment, \
+after FILE. A setting that holds a secret (--api-key, --token-secret, --metrics-key, \
+--admin-password, --pusher-app, --mercure-issuer, --mercure-compat) that is set shows as a comment, \
 `# api-key is set (hidden)`, so that the listing stays a settings file that sets \
 nothing it does not show.
 

@@ -148,6 +148,41 @@ fn parse(path: &Path, text: &str, serve: &Command) -> Result<Vec<FileSetting>, C
             }
             continue;
         }
+        if name == MERCURE_TABLE && matches!(value.get_ref(), toml::de::DeValue::Table(_)) {
+            let lines = mercure_settings(value.get_ref(), &line).map_err(|(at, key, reason)| {
+                ConfigFileError::Value {
+                    path: path.to_owned(),
+                    line: at,
+                    key,
+                    reason,
+                }
+            })?;
+            for (key, flag, values, at) in lines {
+                let Some(arg) = serve
+                    .get_arguments()
+                    .find(|arg| arg.get_long() == Some(flag.as_str()))
+                else {
+                    return Err(ConfigFileError::Unknown {
+                        path: path.to_owned(),
+                        line: at,
+                        key,
+                    });
+                };
+                check_values(arg, &values).map_err(|reason| ConfigFileError::Value {
+                    path: path.to_owned(),
+                    line: at,
+                    key: key.clone(),
+                    reason,
+                })?;
+                settings.push(FileSetting {
+                    id: arg.get_id().to_string(),
+                    key,
+                    values,
+                    line: at,
+                });
+            }
+            continue;
+        }
         let long = name.replace('_', "-");
         let Some(arg) = serve
             .get_arguments()
@@ -309,6 +344,91 @@ fn pusher_app_line(app: &toml::de::DeTable<'_>) -> Result<String, String> {
         line.push_str(&options.join("&"));
     }
     Ok(line)
+}
+
+/// The Mercure hub's table: `[mercure]`, its keys the `--mercure-*` flags without
+/// the prefix (`enabled` is `--mercure`), its issuers `[[mercure.issuers]]` tables.
+const MERCURE_TABLE: &str = "mercure";
+
+/// One setting of the `[mercure]` table: its key as written (`mercure.audience`),
+/// the flag it sets (`mercure-audience`), its values, and its line.
+type MercureSetting = (String, String, Vec<String>, usize);
+
+/// The `[mercure]` table as settings of the `--mercure*` flags, or the line, key
+/// and reason of the first problem. A secret never goes into a reason.
+fn mercure_settings(
+    value: &toml::de::DeValue<'_>,
+    line: &dyn Fn(usize) -> usize,
+) -> Result<Vec<MercureSetting>, (usize, String, String)> {
+    use toml::de::DeValue;
+    let DeValue::Table(table) = value else {
+        return Err((0, String::from("mercure"), String::from("must be a table")));
+    };
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    let mut settings = Vec::new();
+    for (key, value) in entries {
+        let at = line(key.span().start);
+        let name = key.get_ref().replace('_', "-");
+        let shown = format!("mercure.{}", key.get_ref());
+        if name == "issuers" {
+            let shape =
+                String::from("write each issuer as a [[mercure.issuers]] table with iss and key");
+            let DeValue::Array(issuers) = value.get_ref() else {
+                return Err((at, shown, shape));
+            };
+            let mut values = Vec::new();
+            for issuer in issuers.iter() {
+                let at = line(issuer.span().start);
+                let DeValue::Table(issuer) = issuer.get_ref() else {
+                    return Err((at, shown, shape));
+                };
+                let text = |field: &str| match issuer.get(field).map(|v| v.get_ref()) {
+                    Some(DeValue::String(s)) => Ok(s.to_string()),
+                    Some(_) => Err(format!("{field} must be a string")),
+                    None => Err(format!("an issuer needs {field}")),
+                };
+                let iss = text("iss").map_err(|reason| (at, shown.clone(), reason))?;
+                let key = text("key").map_err(|reason| (at, shown.clone(), reason))?;
+                if let Some(other) = issuer
+                    .iter()
+                    .map(|(k, _)| k.get_ref().to_string())
+                    .find(|k| k != "iss" && k != "key")
+                {
+                    return Err((
+                        at,
+                        shown,
+                        format!("{other}: unknown issuer setting (iss, key)"),
+                    ));
+                }
+                values.push(format!("{iss}={key}"));
+            }
+            settings.push((shown, String::from("mercure-issuer"), values, at));
+            continue;
+        }
+        let flag = match name.as_str() {
+            "enabled" => String::from("mercure"),
+            "issuer" => {
+                return Err((
+                    at,
+                    shown,
+                    String::from(
+                        "write each issuer as a [[mercure.issuers]] table with iss and key",
+                    ),
+                ));
+            }
+            other => format!("mercure-{other}"),
+        };
+        let value = scalar(value.get_ref()).ok_or_else(|| {
+            (
+                at,
+                shown.clone(),
+                String::from("must be a string, a number or a boolean"),
+            )
+        })?;
+        settings.push((shown, flag, vec![value], at));
+    }
+    Ok(settings)
 }
 
 /// A TOML value a flag can take, as the text given on the command line.

@@ -9,10 +9,12 @@ use clap::Args;
 use pushwire::auth::{AUTH_TIMEOUT, AuthConfig};
 use pushwire::broker::RedisConfig;
 use pushwire::config::{
-    ServeConfig, parse_broker, parse_handshake_timeout, parse_idle_timeout, parse_interval,
-    parse_leeway, parse_origin, parse_timeout, parse_ttl, parse_wait,
+    ServeConfig, parse_broker, parse_handshake_timeout, parse_heartbeat, parse_idle_timeout,
+    parse_interval, parse_leeway, parse_mercure_audience, parse_mercure_cookie,
+    parse_mercure_namespace, parse_origin, parse_timeout, parse_ttl, parse_wait,
 };
 use pushwire::hub::HubConfig;
+use pushwire::interop::mercure::{Issuer, KeySpec, MercureConfig};
 use pushwire::interop::pusher::PusherApp;
 use pushwire::logging::{LogFormat, parse_filter};
 use pushwire::protocol::session::SessionConfig;
@@ -108,6 +110,71 @@ pub(crate) struct ServeArgs {
         value_parser = parse_pusher_app
     )]
     pusher_app: Vec<PusherApp>,
+
+    /// Serve a Mercure hub at /.well-known/mercure: browsers subscribe with
+    /// EventSource, backends publish with a form POST; the topic IRI I is the
+    /// pushwire topic mercure:I (percent-encoded). Implied by every other Mercure
+    /// setting below (docs/interop.md).
+    #[arg(long, env = "PUSHWIRE_MERCURE")]
+    mercure: bool,
+
+    /// A trusted Mercure token issuer and its key: ISS=KEY, KEY one of
+    /// hs256:SECRET, hs256-file:PATH, pem:PATH (RS256/ES256) or jwks:PATH (repeat
+    /// for several; in the variable, separate them with spaces). Tokens must be
+    /// at+jwt access tokens from one of them, verified with its key only.
+    #[arg(
+        long = "mercure-issuer",
+        env = "PUSHWIRE_MERCURE_ISSUERS",
+        value_delimiter = ' ',
+        value_name = "ISS=KEY",
+        hide_env_values = true,
+        value_parser = Secret(parse_mercure_issuer)
+    )]
+    mercure_issuer: Vec<Issuer>,
+
+    /// The Mercure hub's resource identifier that tokens' aud must hold, such as
+    /// https://example.com/.well-known/mercure. Unset: derived from each request's
+    /// Host.
+    #[arg(long, env = "PUSHWIRE_MERCURE_AUDIENCE", value_name = "URL", value_parser = parse_mercure_audience)]
+    mercure_audience: Option<String>,
+
+    /// Let Mercure subscribers without a token receive public updates (without
+    /// it they get 401).
+    #[arg(long, env = "PUSHWIRE_MERCURE_ANONYMOUS")]
+    mercure_anonymous: bool,
+
+    /// The cookie browsers send their Mercure token in [default:
+    /// __Secure-mercure_access_token].
+    #[arg(long, env = "PUSHWIRE_MERCURE_COOKIE", value_name = "NAME", value_parser = parse_mercure_cookie)]
+    mercure_cookie: Option<String>,
+
+    /// Also accept Mercure 0.x clients: tokens without typ, iss or aud verified
+    /// with this key (hs256:SECRET, hs256-file:PATH, pem:PATH or jwks:PATH), the
+    /// mercure claim, topic= URI Templates, the mercureAuthorization cookie and the
+    /// authorization query parameter (docs/security.md says what that weakens).
+    #[arg(
+        long,
+        env = "PUSHWIRE_MERCURE_COMPAT",
+        value_name = "KEY",
+        hide_env_values = true,
+        value_parser = Secret(parse_mercure_key)
+    )]
+    mercure_compat: Option<KeySpec>,
+
+    /// Announce Mercure subscriptions as private updates and serve the
+    /// subscriptions API at /.well-known/mercure/subscriptions.
+    #[arg(long, env = "PUSHWIRE_MERCURE_SUBSCRIPTIONS")]
+    mercure_subscriptions: bool,
+
+    /// The namespace of Mercure topics: the IRI I is the topic NS:I
+    /// (percent-encoded) [default: mercure].
+    #[arg(long, env = "PUSHWIRE_MERCURE_NAMESPACE", value_name = "NS", value_parser = parse_mercure_namespace)]
+    mercure_namespace: Option<String>,
+
+    /// How often an idle Mercure stream gets a comment line, such as 15s
+    /// [default: 15s].
+    #[arg(long, env = "PUSHWIRE_MERCURE_HEARTBEAT", value_name = "DURATION", value_parser = parse_heartbeat)]
+    mercure_heartbeat: Option<Duration>,
 
     /// Prometheus metrics at /metrics: on (readers as the publish API: its key, or
     /// loopback clients without one), public (anyone who reaches the port), or off
@@ -344,6 +411,28 @@ impl ServeArgs {
             api_key: self.api_key.filter(|key| !key.is_empty()),
             admin_password: self.admin_password.filter(|password| !password.is_empty()),
             pusher: self.pusher_app,
+            mercure: (self.mercure
+                || !self.mercure_issuer.is_empty()
+                || self.mercure_audience.is_some()
+                || self.mercure_anonymous
+                || self.mercure_cookie.is_some()
+                || self.mercure_compat.is_some()
+                || self.mercure_subscriptions
+                || self.mercure_namespace.is_some()
+                || self.mercure_heartbeat.is_some())
+            .then(|| {
+                let defaults = MercureConfig::default();
+                MercureConfig {
+                    issuers: self.mercure_issuer,
+                    audience: self.mercure_audience,
+                    anonymous: self.mercure_anonymous,
+                    cookie: self.mercure_cookie.unwrap_or(defaults.cookie),
+                    compat: self.mercure_compat,
+                    subscriptions: self.mercure_subscriptions,
+                    namespace: self.mercure_namespace.unwrap_or(defaults.namespace),
+                    heartbeat: self.mercure_heartbeat.unwrap_or(defaults.heartbeat),
+                }
+            }),
             metrics: match (
                 self.metrics.as_str(),
                 self.metrics_key.filter(|k| !k.is_empty()),
@@ -395,6 +484,47 @@ fn parse_pusher_app(text: &str) -> Result<PusherApp, String> {
     PusherApp::parse(text).map_err(|err| err.to_string())
 }
 
+/// Parses a `--mercure-issuer` (see [`Issuer::parse`]).
+fn parse_mercure_issuer(text: &str) -> Result<Issuer, String> {
+    Issuer::parse(text).map_err(|err| err.to_string())
+}
+
+/// Parses a `--mercure-compat` key (see [`KeySpec::parse`]).
+fn parse_mercure_key(text: &str) -> Result<KeySpec, String> {
+    KeySpec::parse(text).map_err(|err| err.to_string())
+}
+
+/// The value parser of a flag whose value may hold a secret: a refusal names the
+/// flag and says why, but never shows the value (clap's own message would).
+#[derive(Clone)]
+struct Secret<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secret<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg
+            .and_then(|arg| arg.get_long())
+            .map_or_else(String::new, |long| format!(" for '--{long}'"));
+        let refuse = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value{name}: {reason}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse(String::from("not UTF-8")))?;
+        (self.0)(text).map_err(refuse)
+    }
+}
+
 /// The origin policy of `--allowed-origin` values (already checked by their parser).
 fn origins(allowed: &[String]) -> Origins {
     allowed
@@ -434,6 +564,16 @@ pub(crate) async fn run(config: ServeConfig) -> Result<(), Error> {
             format!(
                 "pushwire: Pusher app {} at {ws}://{addr}/app/{} (HTTP API {http}://{addr}/apps/{})\n",
                 app.id, app.key, app.id
+            )
+            .as_bytes(),
+        );
+    }
+    if let Some(mercure) = &config.mercure {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            format!(
+                "pushwire: Mercure hub at {http}://{addr}/.well-known/mercure (topics {}:IRI)\n",
+                mercure.namespace
             )
             .as_bytes(),
         );

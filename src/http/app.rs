@@ -28,7 +28,9 @@ use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
-use super::{admin, drain, health, metrics, origin, poll, presence, publish, pusher, sse};
+use super::{
+    admin, drain, health, mercure, metrics, origin, poll, presence, publish, pusher, sse,
+};
 use crate::admin::feed::publish_snapshots;
 use crate::admin::nodes::{HEARTBEAT_TTL, heartbeat};
 use crate::admin::{AdminAuth, NodeList};
@@ -37,6 +39,7 @@ use crate::broker::NodeInfo;
 use crate::clock::unix_millis;
 use crate::error::Error;
 use crate::hub::{Hub, OCCUPANCY_FLUSH_EVERY, OCCUPANCY_GRACE};
+use crate::interop::mercure::{Mercure, MercureConfig};
 use crate::interop::pusher::{Pusher, PusherApps};
 use crate::ops::{Metrics, Transport};
 use crate::protocol::session::SessionConfig;
@@ -93,6 +96,8 @@ pub struct App {
     metrics_slot: MetricsSlot,
     /// Pusher apps served on the hub, if any.
     pusher: Option<PusherApps>,
+    /// The Mercure hub served on the hub, if any.
+    mercure: Option<MercureConfig>,
 }
 
 impl Default for App {
@@ -134,6 +139,7 @@ impl App {
             metrics: None,
             metrics_slot: MetricsSlot::default(),
             pusher: None,
+            mercure: None,
         }
     }
 
@@ -221,6 +227,19 @@ impl App {
     /// must track presence in each app's namespace.
     pub fn pusher(mut self, apps: PusherApps) -> Self {
         self.pusher = Some(apps);
+        self
+    }
+
+    /// Serves a Mercure hub (`config`) on the hub of [`App::topics`] (which it
+    /// needs): subscribers' `EventSource` streams (`GET`) and publishers' forms
+    /// (`POST`) at `/.well-known/mercure`. A Mercure topic is the topic
+    /// `{namespace}:{IRI percent-encoded}`, so its updates reach `/ws`, SSE,
+    /// long-poll and Pusher subscribers of that topic, and the reverse
+    /// (`docs/interop.md`). The hub's settings must come from
+    /// [`MercureConfig::hub_config`] (its journal); keys that cannot be read make
+    /// [`App::bind`] fail.
+    pub fn mercure(mut self, config: MercureConfig) -> Self {
+        self.mercure = Some(config);
         self
     }
 
@@ -418,6 +437,24 @@ impl App {
                     Arc::clone(&self.ws_config),
                     self.runtime.clone(),
                     Arc::clone(&self.metrics_slot),
+                ))
+            }
+        };
+        let sockets = match (self.mercure.take(), &self.hub) {
+            (None, _) => sockets,
+            (Some(_), None) => {
+                return Err(Error::Config(String::from(
+                    "Mercure topics are topics: App::mercure needs App::topics",
+                )));
+            }
+            (Some(config), Some(hub)) => {
+                let hub = Mercure::new(config, hub.clone())
+                    .map_err(|err| Error::Config(err.to_string()))?;
+                sockets.merge(mercure::routes(
+                    hub,
+                    self.runtime.shutdown.clone(),
+                    tls.is_some(),
+                    &Cors::new(&self.origins),
                 ))
             }
         };

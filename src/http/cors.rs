@@ -67,6 +67,19 @@ impl Cors {
         self.route(Method::GET, [header::AUTHORIZATION, LAST_EVENT_ID])
     }
 
+    /// `/.well-known/mercure`: `GET` (a subscriber: a token in `Authorization`,
+    /// the `Last-Event-ID` of a reconnect) and `POST` (an update: a form, the
+    /// token in `Authorization`); `Mercure-Last-Event-ID` may be read.
+    pub(crate) fn mercure(&self) -> CorsLayer {
+        self.route(Method::GET, [header::AUTHORIZATION, LAST_EVENT_ID])
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, LAST_EVENT_ID, header::CONTENT_TYPE])
+            .expose_headers(ExposeHeaders::list([
+                header::RETRY_AFTER,
+                HeaderName::from_static("mercure-last-event-id"),
+            ]))
+    }
+
     /// `GET /poll`: a token in `Authorization`.
     pub(crate) fn poll(&self) -> CorsLayer {
         self.route(Method::GET, [header::AUTHORIZATION])

@@ -1,129 +1,23 @@
-//! The bounded subscriber SSE streams and long-polls give the hub, and the two
-//! steps that subscribe one to its topics.
+//! The bounded subscriber SSE streams and long-polls give the hub (a
+//! [`Mailbox`] measuring messages by their JSON), and the two steps that
+//! subscribe one to its topics.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::Notify;
+use std::sync::Arc;
 
 use super::error::HttpError;
 use super::query::Wanted;
+pub(crate) use crate::hub::mailbox::{MAX_BUFFERED_BYTES, Mailbox};
 use crate::hub::{Hub, Pending, Sink, Subscription};
-use crate::ops::Metrics;
 use crate::protocol;
 use crate::protocol::PushJson;
-use crate::sync::lock;
 use crate::topic::ErrorCode;
 use crate::topic::{Positions, Push};
 
-/// The most bytes of messages one SSE stream or long-poll holds for its client,
-/// as a `/ws` connection's outbound queue does (1 MiB).
-pub(crate) const MAX_BUFFERED_BYTES: usize = 1024 * 1024;
 
-/// A subscriber that keeps its messages until a transport takes them: what SSE
-/// streams and long-polls give the hub. Bounded: past `limit` messages or
-/// `max_bytes` bytes of them it refuses more, and the transport ends (the client
-/// recovers when it comes back).
-pub(crate) struct Mailbox {
-    state: Mutex<MailboxState>,
-    notify: Notify,
-    limit: usize,
-    max_bytes: usize,
-    /// Where an overflow is counted as a slow consumer.
-    metrics: Option<Arc<Metrics>>,
-}
-
-#[derive(Default)]
-struct MailboxState {
-    queue: VecDeque<Arc<Push>>,
-    /// The JSON bytes of the messages in `queue`.
-    bytes: usize,
-    overflowed: bool,
-}
-
-impl Mailbox {
-    /// A mailbox for at most `limit` messages and `max_bytes` bytes of them (one
-    /// message is always let in, however large).
-    pub(crate) fn new(limit: usize, max_bytes: usize) -> Self {
-        Self {
-            state: Mutex::new(MailboxState::default()),
-            notify: Notify::new(),
-            limit,
-            max_bytes,
-            metrics: None,
-        }
-    }
-
-    /// Counts its overflow, once, as a slow consumer in `metrics`.
-    pub(crate) fn with_metrics(mut self, metrics: Option<&Arc<Metrics>>) -> Self {
-        self.metrics = metrics.cloned();
-        self
-    }
-
-    fn count_overflow(&self) {
-        if let Some(metrics) = &self.metrics {
-            metrics.slow_consumer();
-        }
-    }
-
-    /// Waits until there is something to take, then takes up to `max` messages.
-    /// `None` once it overflowed and everything it held was taken.
-    pub(crate) async fn take(&self, max: usize) -> Option<Vec<Arc<Push>>> {
-        loop {
-            if let Some(taken) = self.try_take(max) {
-                return taken;
-            }
-            self.notify.notified().await;
-        }
-    }
-
-    /// Takes up to `max` messages without waiting: `None` when it is empty,
-    /// `Some(None)` when it is empty and overflowed. What it holds when it overflows
-    /// is still handed out: a gapless prefix of what was published.
-    pub(crate) fn try_take(&self, max: usize) -> Option<Option<Vec<Arc<Push>>>> {
-        let mut state = lock(&self.state);
-        if state.queue.is_empty() {
-            return state.overflowed.then_some(None);
-        }
-        let n = state.queue.len().min(max);
-        let taken: Vec<Arc<Push>> = state.queue.drain(..n).collect();
-        state.bytes -= taken
-            .iter()
-            .map(|push| push.json().as_bytes().len())
-            .sum::<usize>();
-        Some(Some(taken))
-    }
-}
-
-impl Sink for Mailbox {
-    fn push(&self, push: &Arc<Push>) -> bool {
-        let mut state = lock(&self.state);
-        if state.overflowed {
-            return false;
-        }
-        let size = push.json().as_bytes().len();
-        let too_many_bytes = !state.queue.is_empty() && state.bytes + size > self.max_bytes;
-        if state.queue.len() >= self.limit || too_many_bytes {
-            state.overflowed = true;
-            drop(state);
-            self.count_overflow();
-            self.notify.notify_one();
-            return false;
-        }
-        state.bytes += size;
-        state.queue.push_back(Arc::clone(push));
-        drop(state);
-        self.notify.notify_one();
-        true
-    }
-
-    fn lagged(&self) {
-        let first = !std::mem::replace(&mut lock(&self.state).overflowed, true);
-        if first {
-            self.count_overflow();
-        }
-        self.notify.notify_one();
-    }
+/// The mailbox of an SSE stream or long-poll: at most `limit` messages and
+/// `max_bytes` bytes of their JSON (see [`Mailbox`]).
+pub(crate) fn mailbox(limit: usize, max_bytes: usize) -> Mailbox {
+    Mailbox::new(limit, max_bytes, |push| push.json().as_bytes().len())
 }
 
 /// The outcome of subscribing a transport to its topics.
@@ -204,7 +98,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_mailbox_hands_out_its_prefix_then_reports_the_overflow() {
-        let mailbox = Mailbox::new(3, MAX_BUFFERED_BYTES);
+        let mailbox = mailbox(3, MAX_BUFFERED_BYTES);
         for offset in 1..=3 {
             assert!(mailbox.push(&push(offset)));
         }
@@ -230,7 +124,7 @@ mod tests {
     async fn a_mailbox_overflows_at_its_byte_limit_but_takes_one_large_message() {
         let json = |offset: u64| push(offset).json().as_bytes().len();
         // Room for two messages' bytes.
-        let mailbox = Mailbox::new(100, json(1) + json(2));
+        let mailbox = mailbox(100, json(1) + json(2));
         assert!(mailbox.push(&push(1)));
         assert!(mailbox.push(&push(2)));
         assert!(!mailbox.push(&push(3)), "past the bytes: refused");
@@ -240,14 +134,14 @@ mod tests {
             "then the overflow ends it"
         );
         // A single message larger than the limit still gets through.
-        let tiny = Mailbox::new(100, 1);
+        let tiny = mailbox(100, 1);
         assert!(tiny.push(&push(1)));
         assert!(!tiny.push(&push(2)));
     }
 
     #[tokio::test]
     async fn take_waits_for_a_push() {
-        let mailbox = Arc::new(Mailbox::new(3, MAX_BUFFERED_BYTES));
+        let mailbox = Arc::new(mailbox(3, MAX_BUFFERED_BYTES));
         let waiter = tokio::spawn({
             let mailbox = Arc::clone(&mailbox);
             async move { mailbox.take(10).await }

@@ -12,6 +12,7 @@ mod error;
 mod health;
 mod limits;
 mod mailbox;
+mod mercure;
 mod metrics;
 mod origin;
 mod poll;

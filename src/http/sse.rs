@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access::{Access, authorize};
 use super::error::HttpError;
-use super::mailbox::{MAX_BUFFERED_BYTES, Mailbox, go_live, subs_json, subscribe_all};
+use super::mailbox::{MAX_BUFFERED_BYTES, Mailbox, go_live, mailbox, subs_json, subscribe_all};
 use super::presence;
 use super::query::wanted;
 use super::state::TopicsState;
@@ -106,7 +106,7 @@ async fn start(
     let expiry = access
         .next_deadline()
         .map(|at| Box::pin(tokio::time::sleep(until_millis(at))));
-    let mailbox = Arc::new(Mailbox::new(BUFFER, MAX_BUFFERED_BYTES).with_metrics(hub.metrics()));
+    let mailbox = Arc::new(mailbox(BUFFER, MAX_BUFFERED_BYTES).with_metrics(hub.metrics()));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let infos = presence::Infos::of(&wanted)?;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;

@@ -29,8 +29,22 @@
 //! answers the cluster-wide transitions this node decided, which the hub reports to
 //! its listeners ([`Hub::on_occupancy`]). [`Hub::occupancy`] and [`Hub::occupied`]
 //! add this node's exact counts to the other nodes' flushed ones.
+//!
+//! # Journals
+//!
+//! A [`Journal`] (in `journal.rs`) keeps a copy of every message of the topics
+//! under a prefix in one topic: after publishing on such a topic,
+//! [`Hub::publish`] appends the entry `{"topic":…,"data":…}` to the journal
+//! through the broker, so that the journal has its own offsets and history, the
+//! same on every node. [`Hub::publish_journal`] appends to the journal only, and
+//! [`Hub::kept`] answers everything a topic's history still holds (how a Mercure
+//! subscriber's `Last-Event-ID` is found in the journal).
 
+pub mod journal;
+pub(crate) mod mailbox;
 mod occupancy;
+
+pub use journal::Journal;
 
 pub use occupancy::{OCCUPANCY_FLUSH_EVERY, OCCUPANCY_GRACE};
 
@@ -68,6 +82,10 @@ pub struct HubConfig {
     /// user channels are guarded this way (their own protocol authorizes them);
     /// the publish API, with its key, may publish to them.
     pub guarded: Vec<String>,
+    /// Journals: every message published on a topic under a journal's prefix is
+    /// also appended, as an entry, to the journal's topic (see [`journal`]).
+    /// None by default.
+    pub journals: Vec<Journal>,
 }
 
 impl HubConfig {
@@ -93,6 +111,7 @@ impl Default for HubConfig {
             max_data_size: 64 * 1024,
             pending_limit: 10_000,
             guarded: Vec::new(),
+            journals: Vec::new(),
         }
     }
 }
@@ -312,7 +331,70 @@ impl Hub {
     }
 
     /// Publishes `data` on `topic` and answers its position.
+    ///
+    /// When `topic` is under a journal's prefix ([`HubConfig::journals`]), the
+    /// message is then appended to the journal as an entry. If that append fails,
+    /// the error is answered although the message *did* reach `topic` (its
+    /// subscribers have it, and history keeps it) but is missing from the journal;
+    /// the metric `pushwire_journal_failures_total` counts such publishes.
     pub async fn publish(&self, topic: &Topic, data: Data) -> Result<Position, PublishError> {
+        self.check_size(&data)?;
+        let journaled = self.inner.config.journals.iter().any(|j| j.keeps(topic));
+        let entry = journaled.then(|| journal::entry(topic, &data));
+        let size = data.len();
+        let position = self.broker_publish(topic, data).await?;
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.published(size);
+        }
+        if let Some(entry) = entry {
+            for journal in self.inner.config.journals.iter().filter(|j| j.keeps(topic)) {
+                if let Err(err) = self.broker_publish(&journal.topic, entry.clone()).await {
+                    tracing::warn!(%topic, journal = %journal.topic, error = %err, "a message reached its topic but not its journal");
+                    if let Some(metrics) = self.inner.metrics.get() {
+                        metrics.journal_failure();
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
+        Ok(position)
+    }
+
+    /// Appends `data`, published on `topic`, to the journal topic `journal` only:
+    /// `topic`'s own subscribers and history never see it (Mercure's private
+    /// updates). Answers the entry's position in the journal. `data` is limited by
+    /// [`HubConfig::max_data_size`], the entry is not.
+    pub async fn publish_journal(
+        &self,
+        journal: &Topic,
+        topic: &Topic,
+        data: Data,
+    ) -> Result<Position, PublishError> {
+        self.check_size(&data)?;
+        let size = data.len();
+        let position = self
+            .broker_publish(journal, journal::entry(topic, &data))
+            .await?;
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.published(size);
+        }
+        Ok(position)
+    }
+
+    /// `topic`'s position and every message its history still holds, oldest
+    /// first; `recovered` is `Some(true)` when that history starts at the topic's
+    /// first message (nothing was trimmed), `Some(false)` otherwise.
+    pub async fn kept(&self, topic: &Topic) -> Result<Recovery, BrokerError> {
+        let started = Instant::now();
+        let result = self.inner.broker.kept(topic).await;
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.broker_call(started.elapsed(), result.is_ok());
+        }
+        result
+    }
+
+    /// Refuses data larger than [`HubConfig::max_data_size`].
+    fn check_size(&self, data: &Data) -> Result<(), PublishError> {
         let max = self.inner.config.max_data_size;
         if data.len() > max {
             return Err(PublishError::TooLarge {
@@ -320,17 +402,18 @@ impl Hub {
                 max,
             });
         }
+        Ok(())
+    }
+
+    /// One publish through the broker, timed into the metrics.
+    async fn broker_publish(&self, topic: &Topic, data: Data) -> Result<Position, BrokerError> {
         let Some(metrics) = self.inner.metrics.get() else {
-            return Ok(self.inner.broker.publish(topic, data).await?);
+            return self.inner.broker.publish(topic, data).await;
         };
-        let size = data.len();
         let started = Instant::now();
         let result = self.inner.broker.publish(topic, data).await;
         metrics.broker_call(started.elapsed(), result.is_ok());
-        if result.is_ok() {
-            metrics.published(size);
-        }
-        Ok(result?)
+        result
     }
 
     /// Announces this node as `me` to the nodes sharing its broker for `ttl`, and
@@ -857,5 +940,88 @@ mod tests {
             result,
             Err(PublishError::TooLarge { size: 7, max: 4 })
         ));
+    }
+
+    fn journaled_hub() -> Hub {
+        Hub::new(HubConfig {
+            max_data_size: 8,
+            journals: vec![Journal {
+                prefix: "m:".into(),
+                topic: Topic::new("m.journal").unwrap_or_else(|e| panic!("{e}")),
+            }],
+            ..HubConfig::default()
+        })
+    }
+
+    fn named(name: &str) -> Topic {
+        Topic::new(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn messages_of_a_journaled_prefix_are_copied_into_the_journal_in_order() {
+        let hub = journaled_hub();
+        let journal = named("m.journal");
+        for (topic, n) in [("m:a", "1"), ("m:b", "2"), ("x:c", "3"), ("m:a", "4")] {
+            hub.publish(&named(topic), Data::text(n))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // The entry is larger than max_data_size (8) and still kept.
+        let kept = hub.kept(&journal).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kept.recovered, Some(true));
+        let entries: Vec<(String, String)> = kept
+            .messages
+            .iter()
+            .filter_map(|push| match push.kind() {
+                PushKind::Message { data, .. } => journal::read(data),
+                _ => None,
+            })
+            .map(|(topic, data)| (topic.as_str().to_owned(), data.as_str().to_owned()))
+            .collect();
+        let expected = [("m:a", "\"1\""), ("m:b", "\"2\""), ("m:a", "\"4\"")];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(t, d)| ((*t).to_owned(), (*d).to_owned()))
+            .collect();
+        assert_eq!(entries, expected);
+        assert_eq!(kept.position.offset, 3);
+        // Each topic keeps its own messages too.
+        let a = hub
+            .kept(&named("m:a"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.messages.len(), 2);
+        // Publishing on the journal itself is not copied into it.
+        hub.publish(&journal, Data::text("j"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kept = hub.kept(&journal).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kept.position.offset, 4);
+    }
+
+    #[tokio::test]
+    async fn a_journal_only_publish_skips_the_topic() {
+        let hub = journaled_hub();
+        let journal = named("m.journal");
+        let position = hub
+            .publish_journal(&journal, &named("m:secret"), Data::text("p"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(position.offset, 1);
+        let topic = hub
+            .kept(&named("m:secret"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((topic.position.offset, topic.messages.len()), (0, 0));
+        let kept = hub.kept(&journal).await.unwrap_or_else(|e| panic!("{e}"));
+        let read = kept.messages.first().and_then(|push| match push.kind() {
+            PushKind::Message { data, .. } => journal::read(data),
+            _ => None,
+        });
+        assert_eq!(read, Some((named("m:secret"), Data::text("p"))));
+        let too_large = hub
+            .publish_journal(&journal, &named("m:secret"), Data::text("123456789"))
+            .await;
+        assert!(matches!(too_large, Err(PublishError::TooLarge { .. })));
     }
 }

@@ -14,16 +14,25 @@ pub enum Transport {
     Poll,
     /// The Pusher Channels protocol over a WebSocket (`/app/{key}`).
     Pusher,
+    /// A Mercure subscriber's stream (`GET /.well-known/mercure`).
+    Mercure,
 }
 
 impl Transport {
     /// Every transport, in label order.
-    pub const ALL: [Transport; 5] = [Self::Ws, Self::Socket, Self::Sse, Self::Poll, Self::Pusher];
+    pub const ALL: [Transport; 6] = [
+        Self::Ws,
+        Self::Socket,
+        Self::Sse,
+        Self::Poll,
+        Self::Pusher,
+        Self::Mercure,
+    ];
 
     /// The label values, in the order of [`Transport::ALL`].
-    pub const LABELS: [&'static str; 5] = ["ws", "socket", "sse", "poll", "pusher"];
+    pub const LABELS: [&'static str; 6] = ["ws", "socket", "sse", "poll", "pusher", "mercure"];
 
-    /// The label value: `ws`, `socket`, `sse`, `poll`, `pusher`.
+    /// The label value: `ws`, `socket`, `sse`, `poll`, `pusher`, `mercure`.
     pub fn as_str(self) -> &'static str {
         Self::LABELS[self.index()]
     }

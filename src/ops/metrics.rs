@@ -64,6 +64,7 @@ pub struct Metrics {
     token_expiries: Counter,
     webhook_events: CounterSet,
     webhook_retries: Counter,
+    journal_failures: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -191,6 +192,12 @@ impl Metrics {
             "Pusher webhook posts that failed and were tried again",
             webhook_retries.clone(),
         );
+        let journal_failures = Counter::default();
+        registry.register(
+            "journal_failures",
+            "Publishes that reached their topic but could not be copied into its journal",
+            journal_failures.clone(),
+        );
         Self {
             registry,
             connections,
@@ -210,6 +217,7 @@ impl Metrics {
             token_expiries,
             webhook_events,
             webhook_retries,
+            journal_failures,
         }
     }
 
@@ -235,6 +243,7 @@ impl Metrics {
                 sse: self.connections.get(Transport::Sse.index()),
                 poll: self.connections.get(Transport::Poll.index()),
                 pusher: self.connections.get(Transport::Pusher.index()),
+                mercure: self.connections.get(Transport::Mercure.index()),
             },
             subscriptions: level(&self.subscriptions),
             topics: level(&self.topics),
@@ -336,6 +345,11 @@ impl Metrics {
     /// A Pusher webhook post failed and is tried again.
     pub fn webhook_retry(&self) {
         self.webhook_retries.inc();
+    }
+
+    /// A published message reached its topic but not its journal.
+    pub fn journal_failure(&self) {
+        self.journal_failures.inc();
     }
 
     /// A connection or subscription ended because its token expired.

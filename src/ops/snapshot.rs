@@ -15,6 +15,8 @@ pub struct ConnectionCounts {
     pub poll: u64,
     /// Pusher Channels clients (`/app/{key}`).
     pub pusher: u64,
+    /// Mercure subscribers' streams (`/.well-known/mercure`).
+    pub mercure: u64,
 }
 
 impl ConnectionCounts {
@@ -25,6 +27,7 @@ impl ConnectionCounts {
             .saturating_add(self.sse)
             .saturating_add(self.poll)
             .saturating_add(self.pusher)
+            .saturating_add(self.mercure)
     }
 }
 

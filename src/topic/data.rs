@@ -66,18 +66,28 @@ impl Data {
         if nesting_exceeds(&bytes, MAX_DEPTH) {
             return Err(InvalidJson::TooDeep);
         }
-        let trimmed = bytes.trim_ascii();
-        let start = trimmed.as_ptr() as usize - bytes.as_ptr() as usize;
-        let bytes = bytes.slice(start..start + trimmed.len());
-        if memchr_newline(&bytes) {
-            let one_line: Vec<u8> = bytes
-                .iter()
-                .copied()
-                .filter(|&b| b != b'\n' && b != b'\r')
-                .collect();
-            return Ok(Self(Bytes::from(one_line)));
+        Ok(Self(one_line(bytes)))
+    }
+
+    /// Bytes known to be one valid JSON value on one line, taken as they are
+    /// (no parsing, no nesting check): what the hub builds itself from values
+    /// already checked, such as a journal entry wrapping a published value
+    /// ([`crate::hub::journal::entry`]), which may nest one level deeper than
+    /// [`MAX_DEPTH`].
+    pub(crate) fn trusted(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
+    /// Checks bytes a broker kept (its history, its channel): one JSON value,
+    /// nested at most [`MAX_DEPTH`] + 1 levels, since a journal entry wraps a
+    /// checked value in one more object.
+    pub(crate) fn stored(bytes: impl Into<Bytes>) -> Result<Self, InvalidJson> {
+        let bytes = bytes.into();
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
+        if nesting_exceeds(&bytes, MAX_DEPTH + 1) {
+            return Err(InvalidJson::TooDeep);
         }
-        Ok(Self(bytes))
+        Ok(Self(one_line(bytes)))
     }
 
     /// A JSON string holding `text`.
@@ -110,6 +120,23 @@ impl Data {
     }
 }
 
+/// Valid JSON `bytes` without surrounding whitespace and line breaks (which can
+/// only be insignificant whitespace).
+fn one_line(bytes: Bytes) -> Bytes {
+    let trimmed = bytes.trim_ascii();
+    let start = trimmed.as_ptr() as usize - bytes.as_ptr() as usize;
+    let bytes = bytes.slice(start..start + trimmed.len());
+    if memchr_newline(&bytes) {
+        let one_line: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\n' && b != b'\r')
+            .collect();
+        return Bytes::from(one_line);
+    }
+    bytes
+}
+
 fn memchr_newline(bytes: &[u8]) -> bool {
     bytes.iter().any(|&b| b == b'\n' || b == b'\r')
 }
@@ -134,6 +161,19 @@ mod tests {
         // Brackets inside strings (escaped quotes included) are not nesting.
         let in_string = format!(r#"["\"{}"]"#, "[".repeat(100));
         assert!(Data::json(in_string).is_ok());
+    }
+
+    #[test]
+    fn stored_data_may_nest_one_level_more_for_the_journal() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(Data::stored(nested(65)).is_ok());
+        assert!(matches!(
+            Data::stored(nested(66)),
+            Err(InvalidJson::TooDeep)
+        ));
+        assert!(Data::stored(&b"{"[..]).is_err());
+        let kept = Data::stored(&b" [1,\n2] "[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kept.as_str(), "[1,2]");
     }
 
     #[test]

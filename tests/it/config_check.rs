@@ -320,3 +320,104 @@ fn pusher_apps_come_from_tables_and_a_bad_one_is_refused_at_its_line() {
         assert_fails_saying(run(pushwire().args(["config", "check", &bad])), &says);
     }
 }
+
+#[test]
+fn the_mercure_table_sets_the_mercure_flags_and_never_shows_a_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = file(
+        &dir,
+        "mercure.toml",
+        "port = 8001\n\n[mercure]\nanonymous = true\naudience = \"https://example.com/.well-known/mercure\"\nheartbeat = \"20s\"\ncompat = \"hs256:0x-compat-s3cret\"\n\n[[mercure.issuers]]\niss = \"https://auth.example.com\"\nkey = \"hs256:issuer-s3cret\"\n\n[[mercure.issuers]]\niss = \"backend\"\nkey = \"hs256:backend-s3cret\"\n",
+    );
+    let (code, listing, stderr) = run(pushwire()
+        .args(["config", "check", &good])
+        .env("PUSHWIRE_MERCURE_NAMESPACE", "news"));
+    assert_eq!(code, Some(0), "{stderr}");
+    let says = |key: &str, setting: &str, origin: &str| {
+        let line = line_of(&listing, key);
+        assert!(line.starts_with(setting), "{line:?} is not {setting:?}");
+        assert!(
+            line.ends_with(&format!("# {origin}")),
+            "{line:?} not from {origin:?}"
+        );
+    };
+    says(
+        "mercure-anonymous",
+        "mercure-anonymous = true",
+        &format!("{good}:4"),
+    );
+    says(
+        "mercure-audience",
+        "mercure-audience = \"https://example.com/.well-known/mercure\"",
+        &format!("{good}:5"),
+    );
+    says(
+        "mercure-heartbeat",
+        "mercure-heartbeat = \"20s\"",
+        &format!("{good}:6"),
+    );
+    says(
+        "mercure-compat",
+        "# mercure-compat is set (hidden)",
+        &format!("{good}:7"),
+    );
+    says(
+        "mercure-issuer",
+        "# mercure-issuer is set (hidden)",
+        &format!("{good}:9"),
+    );
+    says(
+        "mercure-namespace",
+        "mercure-namespace = \"news\"",
+        "PUSHWIRE_MERCURE_NAMESPACE",
+    );
+    says("mercure-cookie", "# mercure-cookie is not set", "default");
+    assert!(
+        !listing.contains("s3cret"),
+        "a secret was printed:\n{listing}"
+    );
+
+    for (text, says) in [
+        (
+            "[[mercure.issuers]]\niss = \"a\"\n",
+            vec!["bad.toml:1", "mercure.issuers", "an issuer needs key"],
+        ),
+        (
+            "port = 1\n[[mercure.issuers]]\niss = \"a\"\nkey = \"hs512:top-s3cret\"\n",
+            vec!["bad.toml:2", "mercure.issuers", "hs512:…", "is not a key"],
+        ),
+        (
+            "[[mercure.issuers]]\niss = \"a\"\nkey = \"hs256:s3cret\"\nkid = \"k\"\n",
+            vec!["bad.toml:1", "kid: unknown issuer setting"],
+        ),
+        (
+            "[mercure]\ncompat = \"s3cret\"\n",
+            vec!["bad.toml:2", "mercure.compat", "is not a key"],
+        ),
+        (
+            "[mercure]\n\nheartbeat = \"1ms\"\n",
+            vec!["bad.toml:3", "mercure.heartbeat", "between 1s and 1h"],
+        ),
+        (
+            "[mercure]\nnamespace = \"a:b\"\n",
+            vec!["bad.toml:2", "mercure.namespace"],
+        ),
+        (
+            "[mercure]\ncolour = \"red\"\n",
+            vec!["bad.toml:2", "mercure.colour: unknown setting"],
+        ),
+        (
+            "[mercure]\nissuers = \"a=hs256:s3cret\"\n",
+            vec!["bad.toml:2", "[[mercure.issuers]] table"],
+        ),
+    ] {
+        let bad = file(&dir, "bad.toml", text);
+        let result = run(pushwire().args(["config", "check", &bad]));
+        assert!(
+            !result.2.contains("s3cret"),
+            "a secret was printed: {}",
+            result.2
+        );
+        assert_fails_saying(result, &says);
+    }
+}

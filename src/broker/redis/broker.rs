@@ -203,6 +203,35 @@ impl Broker for RedisBroker {
         .boxed()
     }
 
+    fn kept(&self, topic: &Topic) -> BoxFuture<'_, Result<Recovery, BrokerError>> {
+        let topic = topic.clone();
+        async move {
+            // Everything after offset 0 that the stream still holds (within the
+            // history's age), like a recovery from the very start.
+            let read = self.shared.read(&topic, Some(0)).await?;
+            let position = read.position;
+            let whole = covers(&read.entries, 0, position.offset);
+            let messages = read
+                .entries
+                .into_iter()
+                .map(|(offset, data)| {
+                    Arc::new(Push::message(
+                        topic.clone(),
+                        position.epoch.clone(),
+                        offset,
+                        data,
+                    ))
+                })
+                .collect();
+            Ok(Recovery {
+                position,
+                recovered: Some(whole),
+                messages,
+            })
+        }
+        .boxed()
+    }
+
     fn watch(&self, topic: &Topic) {
         // Counted, like the in-process broker's watchers: the hub may announce a
         // new first subscriber before the previous last one's unwatch.

@@ -263,7 +263,7 @@ impl Dispatcher {
                 let (Ok(epoch), Ok(offset), Ok(data)) = (
                     Epoch::new(epoch),
                     offset.parse::<u64>(),
-                    Data::json(data.as_bytes().to_vec()),
+                    Data::stored(data.as_bytes().to_vec()),
                 ) else {
                     tracing::warn!(%topic, "redis: a malformed message on the channel");
                     return Ok(());

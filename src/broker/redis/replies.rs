@@ -47,7 +47,7 @@ pub(super) fn parse_read(value: &Value) -> Result<Read, BrokerError> {
         };
         let offset = number(offset).ok_or_else(bad)?;
         let data = match data {
-            Value::BulkString(bytes) => Data::json(bytes.clone()),
+            Value::BulkString(bytes) => Data::stored(bytes.clone()),
             _ => return Err(bad()),
         };
         match data {

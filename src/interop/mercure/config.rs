@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hub::HubConfig;
+use crate::hub::journal::Journal;
 use crate::topic::Topic;
 
 /// The namespace of Mercure topics by default: the IRI `I` is the topic
@@ -84,6 +86,38 @@ impl MercureConfig {
     /// reads it without a token that grants it.
     pub fn journal(&self) -> Result<Topic, crate::topic::NameError> {
         Topic::new(&format!("{}.journal", self.namespace))
+    }
+
+    /// `hub` with what serving this Mercure hub on it needs: the journal
+    /// ([`Journal`]: every message of a `{namespace}:` topic copied to
+    /// [`journal`](Self::journal)), the journal and the subscriptions topics
+    /// guarded (no `/ws`, SSE or long-poll client reads them without a token that
+    /// grants them), presence in `{namespace}.subscriptions` (active
+    /// subscriptions). A namespace that makes no valid topic adds no journal, and
+    /// [`Mercure::new`](super::Mercure::new) then refuses the hub.
+    pub fn hub_config(&self, mut hub: HubConfig) -> HubConfig {
+        if let Ok(topic) = self.journal() {
+            let journal = Journal {
+                prefix: self.prefix(),
+                topic,
+            };
+            if !hub.journals.contains(&journal) {
+                hub.journals.push(journal);
+            }
+        }
+        for prefix in [
+            format!("{}.journal", self.namespace),
+            format!("{}.subscriptions:", self.namespace),
+        ] {
+            if !hub.guarded.contains(&prefix) {
+                hub.guarded.push(prefix);
+            }
+        }
+        let presence = format!("{}.subscriptions", self.namespace);
+        if !hub.presence.contains(&presence) {
+            hub.presence.push(presence);
+        }
+        hub
     }
 
     /// The presence topic each subscriber joins with its subscriptions, so that
@@ -208,6 +242,24 @@ mod tests {
             Err(SpecError::Key("hs256:…".into()))
         );
         assert!(!format!("{:?}", KeySpec::Hs256("topsecret".into())).contains("topsecret"));
+    }
+
+    #[test]
+    fn the_hub_config_gets_the_journal_its_guards_and_presence_once() {
+        let config = MercureConfig::default();
+        let hub = config.hub_config(config.hub_config(HubConfig::default()));
+        let journal = config.journal().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            hub.journals,
+            vec![Journal {
+                prefix: "mercure:".into(),
+                topic: journal.clone()
+            }]
+        );
+        assert!(hub.guards(journal.as_str()));
+        assert!(hub.guards("mercure.subscriptions:all"));
+        assert!(!hub.guards("mercure:https://example.com/a"));
+        assert_eq!(hub.presence, vec!["mercure.subscriptions".to_owned()]);
     }
 
     #[test]

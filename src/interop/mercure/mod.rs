@@ -20,6 +20,11 @@
 //! the journal's updates its matchers select and its token may read.
 //!
 //! # The pieces
+//! - [`context`]: what subscribers and publishers share ([`Mercure`]);
+//! - [`subscribe`]: `GET`, the subscribers' streams;
+//! - [`publish`]: `POST`, the updates;
+//! - [`event`]: a journal message as a Mercure update and its Server-Sent Event;
+//! - [`form`]: form-encoded queries and bodies;
 //! - [`config`]: the hub's settings ([`MercureConfig`]);
 //! - [`topic`]: IRIs ↔ pushwire topics;
 //! - [`matcher`]: exact, URL Pattern and (0.x) URI Template matchers;
@@ -27,12 +32,19 @@
 //! - [`error`]: refusals as RFC 6750 errors ([`MercureError`]).
 
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod event;
+pub mod form;
 pub mod matcher;
+pub mod publish;
+pub mod subscribe;
 pub mod token;
 pub mod topic;
 
 pub use config::{Issuer, KeySpec, MercureConfig};
+pub use context::{Mercure, MercureSetupError};
+pub use event::MercureEvent;
 pub use error::MercureError;
 pub use matcher::{MatchType, Matcher};
 pub use token::{Grants, MercureAuth};
