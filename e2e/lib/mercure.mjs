@@ -267,9 +267,11 @@ function harness() {
         f.status = res.status;
         f.headers = pick(res.headers);
         if (res.status !== 200) { f.body = await res.text(); f.done = true; return; }
+        let stopped = false;
         const feed = parser((e) => {
+          if (stopped) return; // the rest of the chunk that held the last event wanted
           f.events.push(e);
-          if (untilId && e.id === untilId) controller.abort();
+          if (untilId && e.id === untilId) { stopped = true; controller.abort(); }
         });
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         for (;;) {
