@@ -28,9 +28,7 @@ use super::state::TopicsState;
 use super::static_files::{self, Asset, MemoryFile, Mounted, StaticFiles, not_found};
 use super::tls::{Tls, TlsConfig};
 use super::upgrade::{self, Handler, MetricsSlot, SocketRoute};
-use super::{
-    admin, drain, health, mercure, metrics, origin, poll, presence, publish, pusher, sse,
-};
+use super::{admin, drain, health, mercure, metrics, origin, poll, presence, publish, pusher, sse};
 use crate::admin::feed::publish_snapshots;
 use crate::admin::nodes::{HEARTBEAT_TTL, heartbeat};
 use crate::admin::{AdminAuth, NodeList};

@@ -13,7 +13,6 @@ use crate::protocol::PushJson;
 use crate::topic::ErrorCode;
 use crate::topic::{Positions, Push};
 
-
 /// The mailbox of an SSE stream or long-poll: at most `limit` messages and
 /// `max_bytes` bytes of their JSON (see [`Mailbox`]).
 pub(crate) fn mailbox(limit: usize, max_bytes: usize) -> Mailbox {
@@ -98,7 +97,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_mailbox_hands_out_its_prefix_then_reports_the_overflow() {
-        let mailbox = mailbox(3, MAX_BUFFERED_BYTES);
+        let mailbox = super::mailbox(3, MAX_BUFFERED_BYTES);
         for offset in 1..=3 {
             assert!(mailbox.push(&push(offset)));
         }
@@ -124,13 +123,13 @@ mod tests {
     async fn a_mailbox_overflows_at_its_byte_limit_but_takes_one_large_message() {
         let json = |offset: u64| push(offset).json().as_bytes().len();
         // Room for two messages' bytes.
-        let mailbox = mailbox(100, json(1) + json(2));
-        assert!(mailbox.push(&push(1)));
-        assert!(mailbox.push(&push(2)));
-        assert!(!mailbox.push(&push(3)), "past the bytes: refused");
-        assert_eq!(mailbox.take(10).await.map(|taken| taken.len()), Some(2));
+        let full = mailbox(100, json(1) + json(2));
+        assert!(full.push(&push(1)));
+        assert!(full.push(&push(2)));
+        assert!(!full.push(&push(3)), "past the bytes: refused");
+        assert_eq!(full.take(10).await.map(|taken| taken.len()), Some(2));
         assert!(
-            mailbox.take(10).await.is_none(),
+            full.take(10).await.is_none(),
             "then the overflow ends it"
         );
         // A single message larger than the limit still gets through.

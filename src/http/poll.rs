@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access::authorize;
 use super::error::HttpError;
-use super::mailbox::{MAX_BUFFERED_BYTES, Mailbox, go_live, mailbox, subs_json, subscribe_all};
+use super::mailbox::{MAX_BUFFERED_BYTES, go_live, mailbox, subs_json, subscribe_all};
 use super::presence::{self, PollMembers};
 use super::query::wanted;
 use super::state::TopicsState;
@@ -106,8 +106,7 @@ async fn answer(
             }
         }
     }
-    let mailbox =
-        Arc::new(mailbox(MAX_MESSAGES, MAX_BUFFERED_BYTES).with_metrics(hub.metrics()));
+    let mailbox = Arc::new(mailbox(MAX_MESSAGES, MAX_BUFFERED_BYTES).with_metrics(hub.metrics()));
     let sink: Arc<dyn Sink> = Arc::clone(&mailbox) as Arc<dyn Sink>;
     let mut subscribed = subscribe_all(&hub, &wanted, &sink).await?;
     // One poll is one connection in the log, closed when this returns (or the

@@ -44,7 +44,7 @@ pub mod topic;
 
 pub use config::{Issuer, KeySpec, MercureConfig};
 pub use context::{Mercure, MercureSetupError};
-pub use event::MercureEvent;
 pub use error::MercureError;
+pub use event::MercureEvent;
 pub use matcher::{MatchType, Matcher};
 pub use token::{Grants, MercureAuth};

@@ -148,9 +148,7 @@ fn read(fields: &[(String, String)]) -> Result<Update, MercureError> {
             "id" if value.is_empty() => {}
             "id" => {
                 if value.starts_with('#') || value.contains(['\r', '\n', '\0']) {
-                    return Err(bad(
-                        "an id must not start with # nor hold CR, LF or NUL",
-                    ));
+                    return Err(bad("an id must not start with # nor hold CR, LF or NUL"));
                 }
                 update.id = Some(value.clone());
             }

@@ -556,7 +556,10 @@ mod tests {
         assert_eq!(start(Some("unknown"), 1, 5), at(5, "id-5"));
         // The generated id of an update without one.
         assert_eq!(start(None, 1, 4), at(4, "urn:pushwire:E:4"));
-        assert_eq!(start(Some("urn:pushwire:E:4"), 1, 5), at(4, "urn:pushwire:E:4"));
+        assert_eq!(
+            start(Some("urn:pushwire:E:4"), 1, 5),
+            at(4, "urn:pushwire:E:4")
+        );
         // Nothing published yet.
         let now = Position {
             epoch: epoch(),
@@ -568,7 +571,10 @@ mod tests {
     #[test]
     fn a_generated_id_resolves_by_position_only_when_history_covers_the_gap() {
         // History keeps 3..=5: offset 2 is covered (3 follows it), 1 is not.
-        assert_eq!(start(Some("urn:pushwire:E:2"), 3, 5), at(2, "urn:pushwire:E:2"));
+        assert_eq!(
+            start(Some("urn:pushwire:E:2"), 3, 5),
+            at(2, "urn:pushwire:E:2")
+        );
         assert_eq!(start(Some("urn:pushwire:E:1"), 3, 5), at(5, "id-5"));
         assert_eq!(start(Some("urn:pushwire:X:2"), 3, 5), at(5, "id-5"));
         // Nothing kept: only the newest position itself.
@@ -604,7 +610,14 @@ mod tests {
                 .collect()
         };
         let base = "http://h/.well-known/mercure";
-        assert!(matchers(&query(&[("match", "a"), ("match_exact", "b")]), &config, base).is_ok());
+        assert!(
+            matchers(
+                &query(&[("match", "a"), ("match_exact", "b")]),
+                &config,
+                base
+            )
+            .is_ok()
+        );
         for bad in [
             query(&[("matchx", "a")]),
             query(&[("MATCH_URI", "a")]),
