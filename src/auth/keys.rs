@@ -12,13 +12,13 @@ use super::config::AuthConfigError;
 use super::der;
 
 /// A key and the one algorithm it verifies.
-pub(super) struct Key {
+pub(crate) struct Key {
     /// The key id a token's header names it by, if any.
-    pub(super) kid: Option<String>,
+    pub(crate) kid: Option<String>,
     /// The one algorithm it verifies.
-    pub(super) algorithm: Algorithm,
+    pub(crate) algorithm: Algorithm,
     /// The key itself.
-    pub(super) key: DecodingKey,
+    pub(crate) key: DecodingKey,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, AuthConfigError> {
@@ -38,7 +38,7 @@ const RSA_MAX_BITS: usize = 8192;
 /// else (a private key, a certificate, a P-384 or Ed25519 key, a short RSA key) is
 /// refused with a reason that names what the file holds, rather than accepted and
 /// then failing every token.
-pub(super) fn read_pem(path: &PathBuf) -> Result<Key, AuthConfigError> {
+pub(crate) fn read_pem(path: &PathBuf) -> Result<Key, AuthConfigError> {
     let bad = |reason: String| AuthConfigError::Key {
         path: path.clone(),
         reason,
@@ -165,7 +165,7 @@ fn check_rsa_bits(bits: usize) -> Result<(), String> {
 }
 
 /// The RSA and P-256 keys of a JWKS file.
-pub(super) fn read_jwks(path: &PathBuf) -> Result<Vec<Key>, AuthConfigError> {
+pub(crate) fn read_jwks(path: &PathBuf) -> Result<Vec<Key>, AuthConfigError> {
     let bad = |reason: String| AuthConfigError::Key {
         path: path.clone(),
         reason,

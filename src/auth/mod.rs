@@ -73,7 +73,9 @@ mod verify;
 
 pub use claims::Claims;
 pub use config::{AUTH_TIMEOUT, AuthConfig, AuthConfigError, DEFAULT_LEEWAY};
+pub(crate) use keys::{Key, read_jwks, read_pem};
 pub use policy::{Identity, Pattern, Permission, SubscriptionGrant, forbidden};
+pub(crate) use ring_crypto::install as install_crypto;
 pub(crate) use secret::same_secret;
 pub use sign::{SignError, SigningKey, sign};
 pub use verify::{TokenError, TokenVerifier};

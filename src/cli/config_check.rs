@@ -38,7 +38,7 @@ after FILE. A setting that holds a secret (--api-key, --token-secret, --metrics-
 nothing it does not show.
 
 An unknown key, a value the flag refuses, a TLS certificate or key that cannot be \
-used, or a token key that cannot be read fails with one line on stderr naming the \
+used, or a token key (Mercure's too) that cannot be read fails with one line on stderr naming the \
 key and the file's line, and exit status 2; nothing is printed on stdout then.";
 
 /// `pushwire config check FILE [FLAGS]`.
@@ -117,6 +117,15 @@ fn check(raw: &[OsString], file: &Path) -> Result<String, String> {
             origin("token_jwks")
         )
     })?;
+    if let Some(mercure) = &config.mercure {
+        pushwire::interop::mercure::MercureAuth::new(mercure).map_err(|err| {
+            format!(
+                "mercure-issuer ({}) / mercure-compat ({}): {err}",
+                origin("mercure_issuer"),
+                origin("mercure_compat")
+            )
+        })?;
+    }
 
     let mut out = format!(
         "# the settings of `pushwire serve --config {}`, each with where it came from\n",

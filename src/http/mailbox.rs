@@ -128,10 +128,7 @@ mod tests {
         assert!(full.push(&push(2)));
         assert!(!full.push(&push(3)), "past the bytes: refused");
         assert_eq!(full.take(10).await.map(|taken| taken.len()), Some(2));
-        assert!(
-            full.take(10).await.is_none(),
-            "then the overflow ends it"
-        );
+        assert!(full.take(10).await.is_none(), "then the overflow ends it");
         // A single message larger than the limit still gets through.
         let tiny = mailbox(100, 1);
         assert!(tiny.push(&push(1)));

@@ -35,6 +35,7 @@ mod permissions;
 // Many nodes on a real Redis.
 mod cluster;
 mod drain;
+mod journal;
 mod occupancy;
 mod presence_transports;
 mod pusher_webhooks;
@@ -55,6 +56,10 @@ mod cors;
 
 // Pusher Channels: the HTTP API.
 mod pusher_api;
+
+// Mercure: subscribers and publishers.
+mod mercure_publish;
+mod mercure_subscribe;
 
 // TLS.
 mod readme_tokens;

@@ -27,7 +27,8 @@
 //! - [`form`]: form-encoded queries and bodies;
 //! - [`config`]: the hub's settings ([`MercureConfig`]);
 //! - [`topic`]: IRIs ↔ pushwire topics;
-//! - [`matcher`]: exact, URL Pattern and (0.x) URI Template matchers;
+//! - [`matcher`]: exact, URL Pattern and (0.x) URI Template matchers
+//!   (`template.rs` compiles RFC 6570 templates);
 //! - [`token`]: access tokens, where they come from and what they grant;
 //! - [`error`]: refusals as RFC 6750 errors ([`MercureError`]).
 
@@ -39,6 +40,7 @@ pub mod form;
 pub mod matcher;
 pub mod publish;
 pub mod subscribe;
+mod template;
 pub mod token;
 pub mod topic;
 

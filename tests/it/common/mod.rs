@@ -3,7 +3,7 @@
 //! (tokio-tungstenite), and speak raw HTTP and WebSocket frames where a client
 //! library would normalise the request away; in the modules, the rest by subject:
 //! the built binary (`binary`), the bad-input corpus (`corpus`), Redis and nodes
-//! (`redis`), Server-Sent Events (`sse`), certificates and a TLS client (`tls`),
+//! (`redis`), Mercure hubs, tokens and streams (`mercure`), Server-Sent Events (`sse`), certificates and a TLS client (`tls`),
 //! tokens (`tokens`), and the topic protocol (`topics`).
 //!
 //! Every helper is used by some test: the binary has no `allow(dead_code)`.
@@ -13,6 +13,7 @@ pub mod binary;
 mod raw;
 pub use raw::*;
 pub mod corpus;
+pub mod mercure;
 pub mod prometheus;
 pub mod redis;
 pub mod sse;
