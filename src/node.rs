@@ -39,11 +39,15 @@ pub const CHAT_ASSETS: &[Asset] = &[
 /// The hub `config` asks for: on the in-process broker, or on Redis when
 /// [`ServeConfig::broker`] is set (then it must be called inside a Tokio runtime).
 /// Pusher apps add their namespaces to the hub's presence and guard their private
-/// channels' topics ([`PusherApps::hub_config`]).
+/// channels' topics ([`PusherApps::hub_config`]); a Mercure hub adds its journal
+/// and guards it ([`MercureConfig::hub_config`](crate::interop::mercure::MercureConfig::hub_config)).
 pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
     let apps =
         PusherApps::new(config.pusher.clone()).map_err(|err| Error::Config(err.to_string()))?;
-    let hub_config = apps.hub_config(config.hub.clone());
+    let mut hub_config = apps.hub_config(config.hub.clone());
+    if let Some(mercure) = &config.mercure {
+        hub_config = mercure.hub_config(hub_config);
+    }
     Ok(match &config.broker {
         None => Hub::new(hub_config),
         Some(redis) => {
@@ -55,7 +59,8 @@ pub fn hub(config: &ServeConfig) -> Result<Hub, Error> {
 
 /// The node's app: the counter page at `/`, the chat page at `/chat`, their assets
 /// below `/static/` (embedded, or the configured folder), the counter at `/socket`,
-/// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on the hub of [`hub`];
+/// and topics (`/ws`, `/sse`, `/poll`, `/api/publish`) on the hub of [`hub`],
+/// with the Pusher apps and the Mercure hub the settings name;
 /// over TLS when [`ServeConfig::tls`] is set. With a token key configured, topics
 /// require tokens (see [`crate::auth`]). Fails on a malformed broker URL or an
 /// unusable key file (TLS files are read when the app is bound).
@@ -83,6 +88,9 @@ pub fn app(config: &ServeConfig) -> Result<App, Error> {
         let apps =
             PusherApps::new(config.pusher.clone()).map_err(|err| Error::Config(err.to_string()))?;
         app = app.pusher(apps);
+    }
+    if let Some(mercure) = &config.mercure {
+        app = app.mercure(mercure.clone());
     }
     if let Some(access) = &config.metrics {
         app = app.metrics(access.clone());

@@ -444,7 +444,7 @@ mod tests {
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!(types, 17);
+        assert_eq!(types, 18);
         assert_eq!(helps, types);
         let snapshot = metrics.snapshot();
         assert_eq!(snapshot.connections.ws, 1);

@@ -664,3 +664,92 @@ async fn token_settings_come_from_the_settings_file_too() {
         200
     );
 }
+
+#[tokio::test]
+async fn mercure_flags_serve_a_hub_whose_topics_are_the_namespace_s() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let mut server = common::binary::pushwire_async()
+        .args(["--port", "0", "--mercure-anonymous"])
+        .env("PUSHWIRE_MERCURE_NAMESPACE", "news")
+        .spawn()
+        .expect("spawn pushwire");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let mut hub = None;
+    for _ in 0..10 {
+        let line = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("no banner line in time")
+            .expect("read stdout")
+            .expect("the banner ended before the hub's line");
+        if let Some(rest) = line.strip_prefix("pushwire: Mercure hub at ") {
+            assert!(rest.ends_with(" (topics news:IRI)"), "{line}");
+            hub = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+    }
+    let hub = hub.expect("the banner names the Mercure hub");
+    assert!(
+        hub.starts_with("http://127.0.0.1:") && hub.ends_with("/.well-known/mercure"),
+        "{hub}"
+    );
+
+    // An anonymous subscriber of https://example.com/a …
+    let client = reqwest::Client::new();
+    let mut stream = client
+        .get(format!("{hub}?match=https%3A%2F%2Fexample.com%2Fa"))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/event-stream"[..])
+    );
+    // … gets what the publish API publishes to the topic news:https://example.com/a.
+    let base = hub.trim_end_matches("/.well-known/mercure");
+    let published = client
+        .post(format!("{base}/api/publish/news:https://example.com/a"))
+        .header("content-type", "application/json")
+        .body(r#"{"n":1}"#)
+        .send()
+        .await
+        .expect("publish");
+    assert!(published.status().is_success(), "{}", published.status());
+    let mut text = String::new();
+    for _ in 0..20 {
+        if text.contains("data: {\"n\":1}\n") {
+            break;
+        }
+        let chunk = tokio::time::timeout(STEP, stream.chunk())
+            .await
+            .expect("no event in time")
+            .expect("read the stream")
+            .expect("the stream ended");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("data: {\"n\":1}\n"), "{text:?}");
+    assert!(text.contains("id: urn:pushwire:"), "{text:?}");
+    drop(stream);
+    let _ = server.kill().await;
+}
+
+#[test]
+fn a_bad_mercure_setting_fails_in_one_line_without_its_secret() {
+    assert_one_line_failure(
+        run(pushwire().args(["--mercure-issuer", "backend=hs512:top-s3cret"])),
+        "--mercure-issuer",
+    );
+    let (_, _, stderr) = run(pushwire().args(["--mercure-issuer", "backend=hs512:top-s3cret"]));
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let (_, _, stderr) = run(pushwire().env("PUSHWIRE_MERCURE_COMPAT", "top-s3cret"));
+    assert!(stderr.contains("--mercure-compat"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert_one_line_failure(
+        run(pushwire().args(["--mercure-namespace", "a:b"])),
+        "--mercure-namespace",
+    );
+    assert_one_line_failure(
+        run(pushwire().args(["--mercure-heartbeat", "0s"])),
+        "--mercure-heartbeat",
+    );
+}

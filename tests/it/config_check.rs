@@ -421,3 +421,17 @@ fn the_mercure_table_sets_the_mercure_flags_and_never_shows_a_key() {
         assert_fails_saying(result, &says);
     }
 }
+
+#[test]
+fn a_mercure_key_file_that_cannot_be_read_fails_config_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = file(
+        &dir,
+        "keys.toml",
+        "[mercure]\nanonymous = true\n\n[[mercure.issuers]]\niss = \"login\"\nkey = \"pem:/no/such/key.pem\"\n",
+    );
+    assert_fails_saying(
+        run(pushwire().args(["config", "check", &bad])),
+        &["mercure-issuer", &format!("{bad}:4"), "/no/such/key.pem"],
+    );
+}

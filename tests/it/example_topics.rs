@@ -55,6 +55,7 @@ fn the_readme_shows_the_examples_whole() {
         "examples/counter.rs",
         "examples/topics.rs",
         "examples/pusher.rs",
+        "examples/mercure.rs",
     ] {
         let code = std::fs::read_to_string(root.join(example)).expect("example source");
         assert!(

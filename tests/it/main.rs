@@ -18,6 +18,7 @@ mod ws_http;
 // The counter demo, pages and static files, the examples.
 mod counter;
 mod example_counter;
+mod example_mercure;
 mod example_pusher;
 mod example_topics;
 mod http;

@@ -238,3 +238,163 @@ async fn private_updates_go_to_granted_mercure_subscribers_only() {
     assert_eq!(push["data"]["id"], "s2", "{push}");
     server.stop().await;
 }
+
+/// A signed `POST /apps/{id}/events` of the Pusher HTTP API (signed as Pusher's
+/// HTTP API reference says): its status.
+async fn pusher_publish(
+    server: &common::Running,
+    id: &str,
+    key: &str,
+    secret: &str,
+    body: &Value,
+) -> u16 {
+    use md5::{Digest as _, Md5};
+    let body = body.to_string();
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let path = format!("/apps/{id}/events");
+    let timestamp = common::mercure::unix(0);
+    let params = format!(
+        "auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={}",
+        hex(&Md5::digest(body.as_bytes()))
+    );
+    let signing = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let signature =
+        hex(ring::hmac::sign(&signing, format!("POST\n{path}\n{params}").as_bytes()).as_ref());
+    let url = format!("{}?{params}&auth_signature={signature}", server.url(&path));
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("pusher publish");
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn updates_cross_between_mercure_and_a_pusher_app_in_its_namespace() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use pushwire::interop::pusher::{PusherApp, PusherApps};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let mut app = PusherApp::new("app1", "app1-key", "app1-secret").expect("app");
+    app.namespace = "mercure".into();
+    let apps = PusherApps::new(vec![app]).expect("apps");
+    let mercure = config(true);
+    let hub = pushwire::Hub::new(apps.hub_config(mercure.hub_config(HubConfig::default())));
+    let server = common::start(
+        pushwire::App::new()
+            .topics(hub.clone())
+            .pusher(apps)
+            .mercure(mercure),
+    )
+    .await;
+    // Pusher → Mercure: an API publish on the channel `news`.
+    let mut stream = Stream::open(&subscribe_url(&server, &[("match", "news")]), &[]).await;
+    let status = pusher_publish(
+        &server,
+        "app1",
+        "app1-key",
+        "app1-secret",
+        &json!({"name": "headline", "channels": ["news"], "data": "from pusher"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let event = stream.next().await;
+    assert_eq!(
+        (event.event.as_deref(), event.data.as_str()),
+        (Some("headline"), "from pusher")
+    );
+    // Mercure → a Pusher client subscribed to `news`.
+    let mut client = common::connect(&server.ws_url("/app/app1-key?protocol=7")).await;
+    let hello: Value = common::topics::next_json(&mut client).await;
+    assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+    client
+        .send(WsMessage::text(
+            json!({"event": "pusher:subscribe", "data": {"channel": "news"}}).to_string(),
+        ))
+        .await
+        .expect("send");
+    let ok: Value = common::topics::next_json(&mut client).await;
+    assert_eq!(
+        ok["event"], "pusher_internal:subscription_succeeded",
+        "{ok}"
+    );
+    let any = publisher(&server);
+    let (status, _) = publish(
+        &server,
+        Some(&any),
+        &[
+            ("topic", "news"),
+            ("type", "book"),
+            ("data", "from mercure"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let event: Value = common::topics::next_json(&mut client).await;
+    assert_eq!(event["event"], "book", "{event}");
+    assert_eq!(event["channel"], "news", "{event}");
+    assert_eq!(event["data"], "from mercure", "{event}");
+    let _ = client.close(None).await;
+    drop(client.next().await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_compatibility_mode_takes_0x_selectors_and_tokens() {
+    let compat_secret = "a-0x-compat-secret-of-at-least-32-b";
+    let mercure = pushwire::interop::mercure::MercureConfig {
+        compat: Some(pushwire::interop::mercure::KeySpec::Hs256(
+            compat_secret.into(),
+        )),
+        ..config(true)
+    };
+    let (server, _hub) = start_hub(mercure, HubConfig::default()).await;
+    let mut stream = Stream::open(
+        &subscribe_url(&server, &[("topic", "https://example.com/books/{id}")]),
+        &[],
+    )
+    .await;
+    // A 0.x token: no typ, aud or iss; the `mercure` claim.
+    let _ = pushwire::auth::sign(
+        &pushwire::auth::Claims::default(),
+        &pushwire::auth::SigningKey::Secret(compat_secret.into()),
+        None,
+    );
+    let old = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"mercure": {"publish": ["*"]}, "exp": common::mercure::unix(3600)}),
+        &jsonwebtoken::EncodingKey::from_secret(compat_secret.as_bytes()),
+    )
+    .expect("sign");
+    let (status, _) = publish(
+        &server,
+        Some(&old),
+        &[("topic", "https://example.com/authors/1"), ("data", "no")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, id) = publish(
+        &server,
+        Some(&old),
+        &[("topic", "https://example.com/books/9"), ("data", "yes")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(stream.next().await.id, Some(id.clone()));
+    // `lastEventID`, the 0.x spelling of `last_event_id`.
+    let resumed = Stream::open(
+        &subscribe_url(
+            &server,
+            &[
+                ("topic", "https://example.com/books/{id}"),
+                ("lastEventID", "earliest"),
+            ],
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(resumed.last_event_id().as_deref(), Some("earliest"));
+    server.stop().await;
+}

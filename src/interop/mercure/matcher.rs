@@ -16,7 +16,10 @@
 use std::sync::Arc;
 
 use url::Url;
-use urlpattern::{UrlPattern, UrlPatternInit, UrlPatternMatchInput, UrlPatternOptions};
+use urlpattern::regexp::RegExp;
+use urlpattern::{
+    RegexSyntax, UrlPattern, UrlPatternInit, UrlPatternMatchInput, UrlPatternOptions,
+};
 
 use super::template::Template;
 
@@ -76,7 +79,7 @@ enum Compiled {
     Exact,
     /// A URL pattern, and the base URL relative topics are resolved against.
     UrlPattern {
-        pattern: Arc<UrlPattern>,
+        pattern: Arc<UrlPattern<Bounded>>,
         base: Arc<Url>,
     },
     /// A URI Template.
@@ -149,7 +152,8 @@ impl Matcher {
                     .test(UrlPatternMatchInput::Url(url))
                     .unwrap_or(false)
             }
-            Compiled::Template(template) => template.matches(topic),
+            // As the 0.x hub did: a template also matches its own text.
+            Compiled::Template(template) => *self.text == *topic || template.matches(topic),
         }
     }
 }
@@ -158,9 +162,9 @@ impl Matcher {
 fn url_pattern(text: &str, base: &str) -> Result<Compiled, MatcherError> {
     let base = Url::parse(base)
         .map_err(|e| MatcherError::Invalid(format!("the hub URL {base:?} is not a URL: {e}")))?;
-    let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(text, Some(base.clone()))
+    let init = UrlPatternInit::parse_constructor_string::<Bounded>(text, Some(base.clone()))
         .map_err(|e| MatcherError::Invalid(format!("not a URL pattern: {e}")))?;
-    let pattern = <UrlPattern>::parse(
+    let pattern = UrlPattern::<Bounded>::parse(
         init,
         UrlPatternOptions {
             ignore_case: false,
@@ -172,6 +176,44 @@ fn url_pattern(text: &str, base: &str) -> Result<Compiled, MatcherError> {
         pattern: Arc::new(pattern),
         base: Arc::new(base),
     })
+}
+
+/// The most bytes the compiled program of one URL pattern component may take
+/// (the `regex` crate allows 10 MiB by default; a 1 KiB pattern such as
+/// `:a(\w{999})` would take more).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The `regex` crate's `Regex` with a smaller [`REGEX_SIZE_LIMIT`], so that a
+/// subscriber cannot make the hub compile huge programs.
+struct Bounded(regex::Regex);
+
+impl RegExp for Bounded {
+    fn syntax() -> RegexSyntax {
+        RegexSyntax::Rust
+    }
+
+    fn parse(pattern: &str, _flags: &str, _force_eval: bool) -> Result<Self, ()> {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(Self)
+            .map_err(|_| ())
+    }
+
+    fn matches<'a>(&self, text: &'a str) -> Option<Vec<Option<&'a str>>> {
+        let captures = self.0.captures(text)?;
+        Some(
+            captures
+                .iter()
+                .skip(1)
+                .map(|c| c.map(|m| m.as_str()))
+                .collect(),
+        )
+    }
+
+    fn pattern_string(&self) -> &str {
+        self.0.as_str()
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +262,9 @@ mod tests {
         assert!(!books.matches("https://example.com/books/"));
         assert!(!books.matches("http://example.com/books/1"));
         assert!(!books.matches("https://example.org/books/1"));
+        // Components a pattern leaves out are wildcards (the standard's rule): a
+        // query or a fragment does not stop a match.
+        assert!(books.matches("https://example.com/books/1?page=2#top"));
         // A topic that is not a URL never matches a pattern.
         assert!(!books.matches("urn:isbn:0451450523"));
         let any_scheme = matcher(MatchType::UrlPattern, "*://example.com/books/*");
@@ -251,11 +296,22 @@ mod tests {
         let nested = matcher(MatchType::UrlPattern, "https://example.com/:x((?:a+)+b)");
         let long = format!("https://example.com/{}c", "a".repeat(5000));
         assert!(!nested.matches(&long));
-        // What the regex crate cannot compile (back-references) is refused.
-        assert!(matches!(
-            Matcher::parse(MatchType::UrlPattern, "https://example.com/:x(a\\1)", BASE),
-            Err(MatcherError::Invalid(_))
-        ));
+        let bounded = matcher(MatchType::UrlPattern, "https://example.com/:x(\\w{1,20})");
+        assert!(bounded.matches("https://example.com/abc"));
+        // What the regex crate cannot compile (back-references) is refused, and
+        // so are patterns whose programs would be too large.
+        for refused in [
+            "https://example.com/:x(a\\1)",
+            "https://example.com/:x(\\w{999})",
+        ] {
+            assert!(
+                matches!(
+                    Matcher::parse(MatchType::UrlPattern, refused, BASE),
+                    Err(MatcherError::Invalid(_))
+                ),
+                "{refused}"
+            );
+        }
     }
 
     #[test]
@@ -285,6 +341,7 @@ mod tests {
         assert!(books.matches("https://example.com/books/"));
         assert!(!books.matches("https://example.com/books/1/reviews"));
         assert!(!books.matches("https://example.org/books/1"));
+        assert!(books.matches("https://example.com/books/{id}"));
         assert_eq!(books.kind().name(), "uritemplate");
     }
 }

@@ -400,10 +400,15 @@ fn peek_header(token: &str) -> Result<Header, MercureError> {
         alg: Option<String>,
         typ: Option<String>,
         kid: Option<String>,
+        crit: Option<Value>,
     }
     let bytes = unverified_part(token, 0)?;
     let peek: Peek =
         serde_json::from_slice(&bytes).map_err(|_| invalid("the token's header is malformed"))?;
+    if peek.crit.is_some() {
+        // RFC 7515 §4.1.11: extensions the recipient must understand; we know none.
+        return Err(invalid("the token's header has critical extensions"));
+    }
     let alg = match peek.alg.as_deref() {
         Some("HS256") => Algorithm::HS256,
         Some("RS256") => Algorithm::RS256,
@@ -926,6 +931,25 @@ mod tests {
         );
         let no_alg = format!("{}.{}.", b64(&json!({"typ": "at+jwt"})), b64(&body));
         assert_eq!(refusal(&auth, &no_alg), "the token's header has no alg");
+        let crit = mint_with(
+            &JwtHeader {
+                typ: Some("at+jwt".into()),
+                crit: Some(vec!["exp".into()]),
+                ..JwtHeader::new(Algorithm::HS256)
+            },
+            &body,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        );
+        assert_eq!(
+            refusal(&auth, &crit),
+            "the token's header has critical extensions"
+        );
+        let twice = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "HS256", "typ": "at+jwt"})),
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"{ISS}","iss":"https://evil/"}}"#))
+        );
+        assert_eq!(refusal(&auth, &twice), "the token's claims are malformed");
         let hs384 = mint_with(
             &JwtHeader {
                 typ: Some("at+jwt".into()),
