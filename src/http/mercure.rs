@@ -14,6 +14,9 @@ use super::cors::Cors;
 use crate::interop::mercure::context::PATH;
 use crate::interop::mercure::publish::{PublishRequest, max_body, publish};
 use crate::interop::mercure::subscribe::{SubscribeRequest, subscribe};
+use crate::interop::mercure::subscriptions::{
+    SUBSCRIPTIONS_PATH, SubscriptionsRequest, subscriptions,
+};
 use crate::interop::mercure::{Mercure, MercureError};
 
 /// What the routes need.
@@ -45,7 +48,28 @@ pub(crate) fn routes(
                 .post(publish_handler)
                 .layer(cors.mercure()),
         )
+        .route(
+            SUBSCRIPTIONS_PATH,
+            get(subscriptions_handler).layer(cors.mercure()),
+        )
+        .route(
+            &format!("{SUBSCRIPTIONS_PATH}/{{*selector}}"),
+            get(subscriptions_handler).layer(cors.mercure()),
+        )
         .with_state(state)
+}
+
+/// `GET /.well-known/mercure/subscriptions[/…]`: the active subscriptions.
+async fn subscriptions_handler(State(hub): State<Hub>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let request = SubscriptionsRequest {
+        uri: parts.uri,
+        headers: parts.headers,
+        secure: hub.secure,
+    };
+    subscriptions(&hub.mercure, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /.well-known/mercure`.

@@ -44,6 +44,9 @@ mod pusher_webhooks;
 // Pusher Channels: the client protocol.
 mod pusher_protocol;
 
+// Mercure: active subscriptions (their events and their API).
+mod mercure_subscriptions;
+
 // The bad-input corpus and the limits.
 mod hostile;
 mod hostile_more;

@@ -23,6 +23,7 @@
 //! - [`context`]: what subscribers and publishers share ([`Mercure`]);
 //! - [`subscribe`]: `GET`, the subscribers' streams;
 //! - [`publish`]: `POST`, the updates;
+//! - [`subscriptions`]: active subscriptions, their events and their API;
 //! - [`event`]: a journal message as a Mercure update and its Server-Sent Event;
 //! - [`form`]: form-encoded queries and bodies;
 //! - [`config`]: the hub's settings ([`MercureConfig`]);
@@ -40,6 +41,7 @@ pub mod form;
 pub mod matcher;
 pub mod publish;
 pub mod subscribe;
+pub mod subscriptions;
 mod template;
 pub mod token;
 pub mod topic;

@@ -205,10 +205,16 @@ pub async fn subscribe(
     let subscription = pending.go_live().ok();
     let connection = ConnectionGuard::open(hub.metrics(), Transport::Mercure);
     tracing::debug!(subscriber = %subscriber.id, matchers = subscriber.matchers.len(), "mercure: subscribed");
+    // Active subscriptions (when on): announced while the stream is live.
+    let announced = match &subscription {
+        Some(_) => super::subscriptions::announce(mercure, &subscriber).await,
+        None => None,
+    };
     let state = State {
         log: ConnTally::open(Transport::Mercure, peer),
         first: Some((first.freeze(), replayed)),
         live: subscription.map(|subscription| Live {
+            _announced: announced,
             connection,
             sink,
             _subscription: subscription,
@@ -418,6 +424,8 @@ struct State {
 }
 
 struct Live {
+    /// The subscriber's active subscriptions; dropped, they end.
+    _announced: Option<super::subscriptions::Announced>,
     /// Counts the stream as an open connection while it runs.
     connection: ConnectionGuard,
     sink: Arc<Filtered>,
