@@ -29,6 +29,9 @@
 //               `Last-Event-ID`, and gets exactly the two it missed, then live ones
 //   resume      fetch with `last_event_id=<id>` / `earliest`: `Mercure-Last-Event-ID` and the
 //               first event replayed
+//   active      (`--mercure-subscriptions`) an EventSource on the subscriptions' URL pattern gets
+//               `event: mercure` with the document of a subscriber that came (a payload from its
+//               token) and went; the subscriptions API answers it as JSON (401 without a token)
 //
 // The non-browser clients (test/mercure-clients.test.mjs) use the helpers below.
 
@@ -343,7 +346,7 @@ export async function runMercureBrowserScenario({ engine }) {
   try {
     dir = await makeTempDir('mercure');
     await writePage(dir);
-    server = await startPushwire({ args: ['--static-dir', dir, ...issuerFlag()] });
+    server = await startPushwire({ args: ['--static-dir', dir, ...issuerFlag(), '--mercure-subscriptions'] });
     relay = await startRelay(server.port);
     const origin = `http://127.0.0.1:${relay.port}`;
     const hub = `${origin}${HUB_PATH}`; // what the page talks to: the audience of its tokens
@@ -514,6 +517,36 @@ export async function runMercureBrowserScenario({ engine }) {
     assert.equal(s.fetches.earliest.headers['mercure-last-event-id'], 'earliest', 'Mercure-Last-Event-ID: earliest');
     assert.deepEqual(brief(s.fetches.earliest.events), [one], 'last_event_id=earliest: from the first update kept');
     step('resume: last_event_id=e2e-1 and earliest, Mercure-Last-Event-ID read by fetch');
+
+    // active subscriptions: a watcher's EventSource gets `event: mercure` when a subscriber comes
+    // and goes; the subscriptions API answers JSON.
+    const subsPath = `${HUB_PATH}/subscriptions`;
+    await evaluate((l, u, t) => window.h.open(l, u, t), 'watch', `${hub}?${q([['match_urlpattern', `${subsPath}/:type/:match/:subscriber`]])}`, ['mercure']);
+    await until((x) => x.streams.watch.opens === 1, 'the watcher open');
+    const newcomer = await mintToken({ audience: hub, subscribe: ['urn:e2e:newcomer'], payload: { name: 'Newcomer' }, subject: 'newcomer' });
+    await evaluate((u, t) => window.h.startFetch('newcomer', u, { token: t, credentials: 'omit' }), `${hub}?${q([['match', 'urn:e2e:newcomer']])}`, newcomer);
+    const docId = `${subsPath}/exact/urn%3Ae2e%3Anewcomer/newcomer`;
+    const doc = { id: docId, type: 'Subscription', match_type: 'exact', match: 'urn:e2e:newcomer', subscriber: 'newcomer', active: true, payload: { name: 'Newcomer' } };
+    const announced = (x, active) => x.streams.watch.events.filter((e) => e.type === 'mercure' && JSON.parse(e.data).subscriber === 'newcomer' && JSON.parse(e.data).active === active);
+    s = await until((x) => announced(x, true).length && x, 'the newcomer announced');
+    assert.deepEqual(announced(s, true).map((e) => JSON.parse(e.data)), [doc], 'event: mercure, the subscription document');
+    assert.match(announced(s, true)[0].id, /^urn:uuid:/, 'the announcement is an update with its own id');
+    r = await request(`${origin}${docId}`, { token: tokens.subscribeAll });
+    assert.equal(r.status, 200, `GET ${docId}: ${JSON.stringify(r)}`);
+    assert.match(r.headers['content-type'] ?? '', /^application\/json/);
+    assert.deepEqual(JSON.parse(r.body), doc, 'the subscriptions API: the one document');
+    r = await request(`${origin}${subsPath}`, { token: tokens.subscribeAll });
+    assert.equal(r.status, 200, `GET ${subsPath}: ${JSON.stringify(r)}`);
+    const list = JSON.parse(r.body);
+    assert.equal(list.type, 'Subscriptions');
+    assert.equal(typeof list.lastEventID, 'string');
+    assert.deepEqual(list.subscriptions.filter((x) => x.subscriber === 'newcomer'), [doc], 'the list holds the newcomer');
+    r = await request(`${origin}${subsPath}`, {});
+    assert.equal(r.status, 401, `the subscriptions API without a token: ${JSON.stringify(r)}`);
+    await evaluate(() => window.h.stopFetch('newcomer'));
+    s = await until((x) => announced(x, false).length && x, 'the newcomer gone');
+    assert.deepEqual(announced(s, false).map((e) => JSON.parse(e.data)), [{ ...doc, active: false }], 'its end: active false');
+    step('active subscriptions: event: mercure when a subscriber came and went; the API lists it as JSON');
 
     await saveScreenshot({ screenshot: (file) => page.screenshot({ path: file }) }, name);
     failed = false;

@@ -3,6 +3,6 @@
 import { test } from 'node:test';
 import { runMercureBrowserScenario } from '../lib/mercure.mjs';
 
-test('chromium: Mercure EventSource and fetch: RFC 6750 errors, __Secure- cookie, match / match_exact / match_urlpattern, private updates, /ws both ways, Last-Event-ID reconnect, last_event_id', { timeout: 60000 }, async () => {
+test('chromium: Mercure EventSource and fetch: RFC 6750 errors, __Secure- cookie, match / match_exact / match_urlpattern, private updates, /ws both ways, Last-Event-ID reconnect, last_event_id, active subscriptions', { timeout: 60000 }, async () => {
   await runMercureBrowserScenario({ engine: 'chromium' });
 });
