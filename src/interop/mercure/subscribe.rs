@@ -207,7 +207,14 @@ pub async fn subscribe(
     tracing::debug!(subscriber = %subscriber.id, matchers = subscriber.matchers.len(), "mercure: subscribed");
     // Active subscriptions (when on): announced while the stream is live.
     let announced = match &subscription {
-        Some(_) => super::subscriptions::announce(mercure, &subscriber).await,
+        Some(_) => {
+            let Subscriber {
+                id,
+                matchers,
+                grants,
+            } = &*subscriber;
+            super::subscriptions::announce(mercure, id, matchers, grants).await
+        }
         None => None,
     };
     let state = State {

@@ -37,7 +37,8 @@ use super::context::{Mercure, hub_url};
 use super::error::MercureError;
 use super::event::MercureEvent;
 use super::form;
-use super::subscribe::{Subscriber, uuid_urn};
+use super::matcher::Matcher;
+use super::token::Grants;
 use super::topic::topic_of;
 use crate::hub::Membership;
 use crate::interop::envelope::Envelope;
@@ -48,6 +49,10 @@ pub const SUBSCRIPTIONS_PATH: &str = "/.well-known/mercure/subscriptions";
 
 /// The event type of subscription updates (reserved: publishers may not use it).
 pub const SUBSCRIPTION_EVENT: &str = "mercure";
+
+/// The `lastEventID` of a hub that has published nothing yet (what a
+/// subscriber's `last_event_id` asks for everything with).
+const EARLIEST: &str = "earliest";
 
 /// What a path segment keeps unencoded: the URL's unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -90,21 +95,20 @@ pub fn subscription_id(match_type: &str, matcher: &str, subscriber: &str) -> Str
 }
 
 /// The subscriber id the events and the API show: the token's `sub`, else the
-/// stream's own `urn:uuid:`.
-pub fn subscriber_id(subscriber: &Subscriber) -> &str {
-    subscriber
-        .grants
+/// stream's own id (`stream`, a `urn:uuid:`).
+pub fn subscriber_id<'a>(grants: &'a Grants, stream: &'a str) -> &'a str {
+    grants
         .subject
         .as_deref()
         .filter(|sub| !sub.is_empty())
-        .unwrap_or(&subscriber.id)
+        .unwrap_or(stream)
 }
 
-/// The documents of `subscriber`'s subscriptions, one per matcher, active.
-pub fn documents(subscriber: &Subscriber) -> Vec<ActiveSubscription> {
-    let id = subscriber_id(subscriber);
-    subscriber
-        .matchers
+/// The documents of a subscriber's subscriptions, one per matcher, active: the
+/// stream `stream` with `matchers` and a token granting `grants`.
+pub fn documents(stream: &str, matchers: &[Matcher], grants: &Grants) -> Vec<ActiveSubscription> {
+    let id = subscriber_id(grants, stream);
+    matchers
         .iter()
         .map(|matcher| {
             let match_type = matcher.kind().name();
@@ -115,8 +119,7 @@ pub fn documents(subscriber: &Subscriber) -> Vec<ActiveSubscription> {
                 matcher: matcher.text().to_owned(),
                 subscriber: id.to_owned(),
                 active: true,
-                payload: subscriber
-                    .grants
+                payload: grants
                     .payload_for(matcher.text())
                     .and_then(|raw| serde_json::from_str(raw.get()).ok()),
             }
@@ -141,22 +144,28 @@ impl std::fmt::Debug for Announced {
     }
 }
 
-/// Announces `subscriber`'s subscriptions (when the hub has active
-/// subscriptions on): joins the subscriptions topic with them and publishes
-/// `active: true` for each. Hold the answer as long as the stream runs.
-pub async fn announce(mercure: &Mercure, subscriber: &Subscriber) -> Option<Announced> {
+/// Announces a subscriber's subscriptions (when the hub has active
+/// subscriptions on): the stream `stream` (its `urn:uuid:`) with `matchers` and
+/// a token granting `grants` joins the subscriptions topic with them and
+/// publishes `active: true` for each. Hold the answer as long as the stream runs.
+pub async fn announce(
+    mercure: &Mercure,
+    stream: &str,
+    matchers: &[Matcher],
+    grants: &Grants,
+) -> Option<Announced> {
     let config = mercure.config();
     if !config.subscriptions {
         return None;
     }
-    let documents = documents(subscriber);
+    let documents = documents(stream, matchers, grants);
     let membership = config.subscriptions_topic().ok().and_then(|topic| {
         let info = serde_json::to_vec(&documents)
             .ok()
             .and_then(|bytes| Data::json(bytes).ok());
         let member = Member {
             client: mercure.hub().new_client_id(),
-            user: subscriber.grants.subject.as_deref().map(Into::into),
+            user: grants.subject.as_deref().map(Into::into),
             info,
         };
         mercure.hub().join(&topic, member)
@@ -205,8 +214,9 @@ async fn publish(mercure: &Mercure, document: &ActiveSubscription) {
             return;
         }
     };
+    // No id of its own: the update's id is its journal position
+    // (`urn:pushwire:{epoch}:{offset}`), unique and the same on every node.
     let mut envelope = Envelope::with_text(SUBSCRIPTION_EVENT, &text);
-    envelope.id = Some(uuid_urn());
     envelope.private = true;
     let data = match envelope.to_data() {
         Ok(data) => data,
@@ -283,7 +293,7 @@ pub async fn subscriptions(
                     kept.position.epoch, kept.position.offset
                 )
             }),
-        None if kept.position.offset == 0 => super::subscribe::EARLIEST.to_owned(),
+        None if kept.position.offset == 0 => EARLIEST.to_owned(),
         None => format!(
             "urn:pushwire:{}:{}",
             kept.position.epoch, kept.position.offset
@@ -399,25 +409,20 @@ fn not_found() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interop::mercure::matcher::{MatchType, Matcher};
-    use crate::interop::mercure::token::Grants;
+    use crate::interop::mercure::matcher::MatchType;
 
     const BASE: &str = "http://h/.well-known/mercure";
 
-    fn subscriber(sub: Option<&str>, matchers: &[(MatchType, &str)]) -> Subscriber {
-        Subscriber {
-            id: "urn:uuid:0".to_owned(),
-            matchers: matchers
-                .iter()
-                .map(|(kind, text)| {
-                    Matcher::parse(*kind, text, BASE).unwrap_or_else(|e| panic!("{e}"))
-                })
-                .collect(),
-            grants: Grants {
-                subject: sub.map(str::to_owned),
-                ..Grants::default()
-            },
-        }
+    fn subscriber(sub: Option<&str>, matchers: &[(MatchType, &str)]) -> Vec<ActiveSubscription> {
+        let matchers: Vec<Matcher> = matchers
+            .iter()
+            .map(|(kind, text)| Matcher::parse(*kind, text, BASE).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let grants = Grants {
+            subject: sub.map(str::to_owned),
+            ..Grants::default()
+        };
+        documents("urn:uuid:0", &matchers, &grants)
     }
 
     #[test]
@@ -434,8 +439,7 @@ mod tests {
 
     #[test]
     fn each_matcher_is_one_subscription_of_the_tokens_subject_or_the_stream() {
-        let anonymous = subscriber(None, &[(MatchType::Exact, "https://e.com/a")]);
-        let docs = documents(&anonymous);
+        let docs = subscriber(None, &[(MatchType::Exact, "https://e.com/a")]);
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].subscriber, "urn:uuid:0");
         assert_eq!(docs[0].match_type, "exact");
@@ -452,11 +456,10 @@ mod tests {
                 "active": true
             })
         );
-        let named = subscriber(
+        let docs = subscriber(
             Some("alice"),
             &[(MatchType::Exact, "a"), (MatchType::UrlPattern, "/b/:id")],
         );
-        let docs = documents(&named);
         assert_eq!(docs.len(), 2);
         assert!(docs.iter().all(|d| d.subscriber == "alice"));
         assert_eq!(

@@ -690,6 +690,8 @@ fn selectors(list: Option<&Value>, name: &str, base: &str) -> Result<Vec<Matcher
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use http::HeaderValue;
     use jsonwebtoken::{EncodingKey, Header as JwtHeader};
     use serde_json::json;
@@ -1289,6 +1291,54 @@ mod tests {
             },
             &EncodingKey::from_secret(pair.public_key_pem().as_bytes()),
         );
+        assert_eq!(
+            refusal(&auth, &confused),
+            "the token's algorithm does not fit the issuer's key"
+        );
+    }
+
+    #[test]
+    fn pem_and_jwks_rsa_issuers_verify_rs256_tokens() {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+        let config = MercureConfig {
+            issuers: vec![Issuer {
+                iss: ISS.into(),
+                key: KeySpec::Pem(keys.join("rsa-public.pem")),
+            }],
+            ..MercureConfig::default()
+        };
+        let auth = auth(&config);
+        let private = std::fs::read(keys.join("rsa-private.pem")).unwrap_or_else(|e| panic!("{e}"));
+        let key = EncodingKey::from_rsa_pem(&private).unwrap_or_else(|e| panic!("{e}"));
+        let rs256 = JwtHeader {
+            typ: Some("at+jwt".into()),
+            ..JwtHeader::new(Algorithm::RS256)
+        };
+        let body = claims(json!([detail(&["publish"], json!([{"match": "*"}]))]));
+        let grants = auth
+            .verify(&mint_with(&rs256, &body, &key), HUB, HUB)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(grants.may_publish("https://example.com/anything"));
+        // The same key from a JWKS file, picked by kid.
+        let jwks = MercureConfig {
+            issuers: vec![Issuer {
+                iss: ISS.into(),
+                key: KeySpec::Jwks(keys.join("rsa.jwks.json")),
+            }],
+            ..MercureConfig::default()
+        };
+        let named = JwtHeader {
+            kid: Some("rsa-1".into()),
+            ..rs256.clone()
+        };
+        assert!(
+            MercureAuth::new(&jwks)
+                .map(|a| a.verify(&mint_with(&named, &body, &key), HUB, HUB).is_ok())
+                .unwrap_or(false)
+        );
+        // The same claims as HS256 with the public key as the secret.
+        let public = std::fs::read(keys.join("rsa-public.pem")).unwrap_or_else(|e| panic!("{e}"));
+        let confused = mint_with(&at_jwt(), &body, &EncodingKey::from_secret(&public));
         assert_eq!(
             refusal(&auth, &confused),
             "the token's algorithm does not fit the issuer's key"
