@@ -1024,4 +1024,80 @@ mod tests {
             .await;
         assert!(matches!(too_large, Err(PublishError::TooLarge { .. })));
     }
+
+    /// The in-process broker, except that publishes on `m.journal` fail (as a
+    /// Redis that went away between the two publishes would).
+    struct JournalDown(MemoryBroker);
+
+    impl Broker for JournalDown {
+        fn attach(&self, hub: std::sync::Weak<dyn Deliver>) {
+            self.0.attach(hub);
+        }
+        fn publish(
+            &self,
+            topic: &Topic,
+            data: Data,
+        ) -> futures_util::future::BoxFuture<'_, Result<Position, BrokerError>> {
+            if topic.as_str() == "m.journal" {
+                return Box::pin(async { Err(BrokerError::Unavailable("down".into())) });
+            }
+            self.0.publish(topic, data)
+        }
+        fn recover(
+            &self,
+            topic: &Topic,
+            since: Option<Position>,
+        ) -> futures_util::future::BoxFuture<'_, Result<Recovery, BrokerError>> {
+            self.0.recover(topic, since)
+        }
+        fn watch(&self, topic: &Topic) {
+            self.0.watch(topic);
+        }
+        fn unwatch(&self, topic: &Topic) {
+            self.0.unwatch(topic);
+        }
+        fn join(&self, topic: &Topic, member: Member) {
+            self.0.join(topic, member);
+        }
+        fn leave(&self, topic: &Topic, client: &str) {
+            self.0.leave(topic, client);
+        }
+        fn members(
+            &self,
+            topic: &Topic,
+        ) -> futures_util::future::BoxFuture<'_, Result<Vec<Member>, BrokerError>> {
+            self.0.members(topic)
+        }
+        fn ready(&self) -> futures_util::future::BoxFuture<'_, bool> {
+            self.0.ready()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_journal_copy_is_answered_and_counted_and_the_topic_has_the_message() {
+        let config = journaled_hub().config().clone();
+        let broker = Arc::new(JournalDown(MemoryBroker::new(config.history.clone())));
+        let hub = Hub::with_broker(config, broker);
+        let metrics = Arc::new(Metrics::new());
+        hub.attach_metrics(Arc::clone(&metrics));
+        let recorder = Arc::new(Recorder::default());
+        let _subscription = hub
+            .subscribe(named("m:a"), recorder.clone(), None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .go_live();
+        let result = hub.publish(&named("m:a"), Data::text("1")).await;
+        assert!(matches!(result, Err(PublishError::Broker(_))), "{result:?}");
+        assert_eq!(*lock(&recorder.offsets), vec![1], "the topic has it");
+        assert!(
+            metrics
+                .encode()
+                .lines()
+                .any(|line| line == "pushwire_journal_failures_total 1"),
+            "{}",
+            metrics.encode()
+        );
+        // A topic outside the prefix is not copied, so not refused.
+        assert!(hub.publish(&named("x:a"), Data::text("2")).await.is_ok());
+    }
 }

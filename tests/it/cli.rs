@@ -667,27 +667,12 @@ async fn token_settings_come_from_the_settings_file_too() {
 
 #[tokio::test]
 async fn mercure_flags_serve_a_hub_whose_topics_are_the_namespace_s() {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
-    let mut server = common::binary::pushwire_async()
-        .args(["--port", "0", "--mercure-anonymous"])
-        .env("PUSHWIRE_MERCURE_NAMESPACE", "news")
-        .spawn()
-        .expect("spawn pushwire");
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let mut hub = None;
-    for _ in 0..10 {
-        let line = tokio::time::timeout(STEP, lines.next_line())
-            .await
-            .expect("no banner line in time")
-            .expect("read stdout")
-            .expect("the banner ended before the hub's line");
-        if let Some(rest) = line.strip_prefix("pushwire: Mercure hub at ") {
-            assert!(rest.ends_with(" (topics news:IRI)"), "{line}");
-            hub = rest.split_whitespace().next().map(str::to_owned);
-            break;
-        }
-    }
-    let hub = hub.expect("the banner names the Mercure hub");
+    let (mut server, hub, after) = mercure_server(
+        &[("PUSHWIRE_MERCURE_NAMESPACE", "news")],
+        &["--mercure-anonymous"],
+    )
+    .await;
+    assert_eq!(after, "(topics news:IRI)");
     assert!(
         hub.starts_with("http://127.0.0.1:") && hub.ends_with("/.well-known/mercure"),
         "{hub}"
@@ -752,4 +737,88 @@ fn a_bad_mercure_setting_fails_in_one_line_without_its_secret() {
         run(pushwire().args(["--mercure-heartbeat", "0s"])),
         "--mercure-heartbeat",
     );
+}
+
+/// A `pushwire` started with `env` and `args`, the hub URL its banner prints, and
+/// what the banner says after it.
+async fn mercure_server(
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (tokio::process::Child, String, String) {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let mut server = common::binary::pushwire_async()
+        .args(["--port", "0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .spawn()
+        .expect("spawn pushwire");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    for _ in 0..10 {
+        let line = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("no banner line in time")
+            .expect("read stdout")
+            .expect("the banner ended before the hub's line");
+        if let Some(rest) = line.strip_prefix("pushwire: Mercure hub at ") {
+            let (hub, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            return (server, hub.to_owned(), after.to_owned());
+        }
+    }
+    panic!("the banner names no Mercure hub");
+}
+
+/// POSTs an update to `hub` with `token`: the status and the body.
+async fn mercure_publish(hub: &str, token: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(hub)
+        .bearer_auth(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&data=%7B%7D")
+        .send()
+        .await
+        .expect("publish");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_symfony_command_lines_of_interop_md_accept_the_tokens_they_are_for() {
+    use common::mercure::{detail, token_with, unix};
+    let secret = "!ChangeThisMercureHubJWTSecretKey!";
+    let public = "https://example.com/.well-known/mercure";
+    let issuers = format!("symfony=hs256:{secret}");
+    let compat = format!("hs256:{secret}");
+    // MercureBundle's 1.0 tokens: at+jwt, iss from jwt.claims, aud its public URL.
+    let v1 = token_with(
+        "symfony",
+        secret,
+        public,
+        3600,
+        &[detail(&["publish"], &[("*", "exact")])],
+    );
+    // Its 0.x tokens: the mercure claim, no typ, iss or aud.
+    let v0 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"mercure": {"publish": ["*"], "subscribe": []}, "exp": unix(3600)}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign");
+
+    let (mut server, hub, _) = mercure_server(
+        &[("PUSHWIRE_MERCURE_ISSUERS", &issuers)],
+        &["--mercure-audience", public],
+    )
+    .await;
+    let (status, id) = mercure_publish(&hub, &v1).await;
+    assert_eq!(status, 200, "{id}");
+    assert!(id.starts_with("urn:uuid:"), "{id}");
+    assert_eq!(mercure_publish(&hub, &v0).await.0, 401);
+    let _ = server.kill().await;
+
+    let (mut server, hub, _) = mercure_server(&[("PUSHWIRE_MERCURE_COMPAT", &compat)], &[]).await;
+    let (status, id) = mercure_publish(&hub, &v0).await;
+    assert_eq!(status, 200, "{id}");
+    // No issuer is trusted there: an access token is refused.
+    assert_eq!(mercure_publish(&hub, &v1).await.0, 401);
+    let _ = server.kill().await;
 }
