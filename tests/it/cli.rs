@@ -715,6 +715,23 @@ async fn mercure_flags_serve_a_hub_whose_topics_are_the_namespace_s() {
     assert!(text.contains("data: {\"n\":1}\n"), "{text:?}");
     assert!(text.contains("id: urn:pushwire:"), "{text:?}");
     drop(stream);
+    // Active subscriptions are off unless asked for.
+    let listing = client
+        .get(format!("{hub}/subscriptions"))
+        .send()
+        .await
+        .expect("GET the subscriptions API");
+    assert_eq!(listing.status(), 404);
+    let _ = server.kill().await;
+
+    let (mut server, hub, _) =
+        mercure_server(&[("PUSHWIRE_MERCURE_SUBSCRIPTIONS", "true")], &[]).await;
+    let listing = client
+        .get(format!("{hub}/subscriptions"))
+        .send()
+        .await
+        .expect("GET the subscriptions API");
+    assert_eq!(listing.status(), 401, "the API wants a token");
     let _ = server.kill().await;
 }
 

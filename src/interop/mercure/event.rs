@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::topic::iri_of;
 use crate::hub::journal;
 use crate::interop::envelope::{DEFAULT_EVENT, Envelope};
-use crate::topic::{Push, PushKind};
+use crate::topic::{Epoch, Push, PushKind};
 
 /// One Mercure update, read from a message of the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl MercureEvent {
         };
         let (topic, data) = journal::read(data)?;
         let canonical = iri_of(namespace, &topic)?;
-        let generated = || format!("urn:pushwire:{epoch}:{offset}");
+        let generated = || generated_id(epoch, *offset);
         let mut topics = vec![canonical];
         let event = match Envelope::read(&data) {
             Some(envelope) => {
@@ -78,6 +78,34 @@ impl MercureEvent {
         };
         Some(event)
     }
+}
+
+/// The id of a journal message published without one: its position,
+/// `urn:pushwire:{epoch}:{offset}` (the same on every node).
+pub fn generated_id(epoch: &Epoch, offset: u64) -> String {
+    format!("urn:pushwire:{epoch}:{offset}")
+}
+
+/// The epoch and offset of a [`generated_id`].
+pub fn parse_generated_id(id: &str) -> Option<(&str, u64)> {
+    let (epoch, offset) = id.strip_prefix("urn:pushwire:")?.rsplit_once(':')?;
+    Some((epoch, offset.parse().ok()?))
+}
+
+/// A new update id: a random (version 4) `urn:uuid:`.
+pub fn new_id() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// Whether `text` fits on one SSE line (no CR, LF or NUL).
@@ -126,7 +154,7 @@ fn lines(text: &str) -> Vec<&str> {
 mod tests {
     use super::*;
     use crate::interop::mercure::topic::topic_of;
-    use crate::topic::{Data, Epoch, Topic};
+    use crate::topic::{Data, Topic};
 
     fn journal_push(topic: &str, data: &Data, offset: u64) -> Push {
         let topic = topic_of("mercure", topic).unwrap_or_else(|e| panic!("{e}"));
@@ -205,6 +233,20 @@ mod tests {
             .as_ref()
             .unwrap_or_else(|| panic!("an event"));
         assert_eq!(text(event), "id: urn:pushwire:E:2\ndata: d\n\n");
+    }
+
+    #[test]
+    fn ids_are_made_and_read_back() {
+        let id = new_id();
+        assert_eq!(id.len(), "urn:uuid:".len() + 36);
+        assert_eq!(&id[9 + 14..9 + 15], "4");
+        assert_ne!(new_id(), id);
+        let epoch = Epoch::new("Ab3").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            parse_generated_id(&generated_id(&epoch, 42)),
+            Some(("Ab3", 42))
+        );
+        assert_eq!(parse_generated_id("urn:pushwire:x"), None);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use percent_encoding::percent_decode_str;
 
 use super::context::{Mercure, PATH, hub_url};
 use super::error::MercureError;
+use super::event::new_id;
 use super::form;
-use super::subscribe::uuid_urn;
 use super::topic::topic_of;
 use crate::hub::PublishError;
 use crate::interop::envelope::{DEFAULT_EVENT, Envelope};
@@ -96,7 +96,7 @@ pub async fn publish(mercure: &Mercure, request: PublishRequest) -> Result<Respo
     };
     let topic = topic_of(mercure.namespace(), canonical)
         .map_err(|err| MercureError::InvalidRequest(err.to_string()))?;
-    let id = update.id.clone().unwrap_or_else(uuid_urn);
+    let id = update.id.clone().unwrap_or_else(new_id);
     let mut envelope = Envelope::with_text(
         update.kind.as_deref().unwrap_or(DEFAULT_EVENT),
         &update.data,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{MAX_MATCHERS, MercureConfig};
 use super::context::{Mercure, hub_url};
 use super::error::MercureError;
-use super::event::MercureEvent;
+use super::event::{MercureEvent, generated_id, new_id, parse_generated_id};
 use super::form;
 use super::matcher::{MatchType, Matcher};
 use super::token::Grants;
@@ -36,7 +36,7 @@ use crate::hub::mailbox::{MAX_BUFFERED_BYTES, Mailbox};
 use crate::hub::{Sink, Subscription};
 use crate::ops::conn_log::ConnTally;
 use crate::ops::{ConnectionGuard, Transport};
-use crate::topic::{Epoch, Position, Push};
+use crate::topic::{Position, Push};
 
 /// The response header that tells a subscriber where its stream starts: the id
 /// of the update just before the first one it is sent, or `earliest`.
@@ -149,7 +149,7 @@ pub async fn subscribe(
     };
     let expires_at = grants.expires_at;
     let subscriber = Arc::new(Subscriber {
-        id: uuid_urn(),
+        id: new_id(),
         matchers,
         grants,
     });
@@ -351,7 +351,10 @@ fn resolve(wanted: Option<&str>, history: &[&Arc<Push>], now: &Position, ns: &st
             .iter()
             .find(|push| push.offset() == Some(offset))
             .and_then(|push| MercureEvent::of(push, ns).as_ref())
-            .map_or_else(|| generated(&now.epoch, offset), |event| event.id.clone())
+            .map_or_else(
+                || generated_id(&now.epoch, offset),
+                |event| event.id.clone(),
+            )
     };
     let from_now = || Start {
         after: now.offset,
@@ -382,7 +385,7 @@ fn resolve(wanted: Option<&str>, history: &[&Arc<Push>], now: &Position, ns: &st
         .first()
         .and_then(|push| push.offset())
         .map_or(now.offset, |first| first.saturating_sub(1));
-    match parse_generated(wanted) {
+    match parse_generated_id(wanted) {
         Some((epoch, offset))
             if epoch == now.epoch.as_str() && (covered_from..=now.offset).contains(&offset) =>
         {
@@ -393,33 +396,6 @@ fn resolve(wanted: Option<&str>, history: &[&Arc<Push>], now: &Position, ns: &st
         }
         _ => from_now(),
     }
-}
-
-/// The id of a journal message published without one.
-fn generated(epoch: &Epoch, offset: u64) -> String {
-    format!("urn:pushwire:{epoch}:{offset}")
-}
-
-/// The epoch and offset of a [`generated`] id.
-fn parse_generated(id: &str) -> Option<(&str, u64)> {
-    let (epoch, offset) = id.strip_prefix("urn:pushwire:")?.rsplit_once(':')?;
-    Some((epoch, offset.parse().ok()?))
-}
-
-/// A new `urn:uuid:` (version 4, random).
-pub fn uuid_urn() -> String {
-    let mut bytes: [u8; 16] = rand::random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "urn:uuid:{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 struct State {
@@ -522,7 +498,7 @@ mod tests {
     use crate::hub::journal;
     use crate::interop::envelope::Envelope;
     use crate::interop::mercure::topic::topic_of;
-    use crate::topic::{Data, Topic};
+    use crate::topic::{Epoch, Topic};
 
     fn epoch() -> Epoch {
         Epoch::new("E").unwrap_or_else(|e| panic!("{e}"))
@@ -610,14 +586,6 @@ mod tests {
     }
 
     #[test]
-    fn uuids_are_version_4() {
-        let id = uuid_urn();
-        assert_eq!(id.len(), "urn:uuid:".len() + 36);
-        assert_eq!(&id[9 + 14..9 + 15], "4");
-        assert_ne!(uuid_urn(), id);
-    }
-
-    #[test]
     fn other_match_names_and_missing_matchers_are_refused() {
         let config = MercureConfig::default();
         let query = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -651,6 +619,5 @@ mod tests {
             .map(|n| ("match".to_owned(), n.to_string()))
             .collect();
         assert!(matchers(&many, &config, base).is_err());
-        let _ = Data::text("x");
     }
 }
