@@ -419,3 +419,55 @@ async fn a_subscriber_resumes_on_another_node_sharing_redis() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn pages_on_allowed_origins_may_read_the_stream_and_its_header() {
+    let mercure = config(true);
+    let hub = Hub::new(mercure.hub_config(HubConfig::default()));
+    let origins = pushwire::Origins::same_host()
+        .allow("https://app.example")
+        .expect("origin");
+    let app = App::new()
+        .topics(hub)
+        .mercure(mercure)
+        .allowed_origins(origins);
+    let server = common::start(app).await;
+    let url = subscribe_url(&server, &[("match", "*")]);
+    // A preflight (an EventSource polyfill sending Last-Event-ID).
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "last-event-id")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(
+        headers["access-control-allow-headers"]
+            .to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("last-event-id"))
+    );
+    let stream = Stream::open(&url, &[("origin", "https://app.example")]).await;
+    let headers = stream.response.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(
+        headers["access-control-expose-headers"]
+            .to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("mercure-last-event-id")),
+        "{headers:?}"
+    );
+    drop(stream);
+    // A page on an origin not allowed is refused.
+    let (status, _) = refusal(&url, &[("origin", "https://evil.example")]).await;
+    assert_eq!(status, 403);
+    server.stop().await;
+}
