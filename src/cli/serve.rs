@@ -107,7 +107,7 @@ pub(crate) struct ServeArgs {
         value_delimiter = ' ',
         value_name = "ID:KEY:SECRET",
         hide_env_values = true,
-        value_parser = parse_pusher_app
+        value_parser = Secret(parse_pusher_app)
     )]
     pusher_app: Vec<PusherApp>,
 

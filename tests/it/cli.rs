@@ -736,7 +736,7 @@ async fn mercure_flags_serve_a_hub_whose_topics_are_the_namespace_s() {
 }
 
 #[test]
-fn a_bad_mercure_setting_fails_in_one_line_without_its_secret() {
+fn a_bad_mercure_or_pusher_setting_fails_in_one_line_without_its_secret() {
     assert_one_line_failure(
         run(pushwire().args(["--mercure-issuer", "backend=hs512:top-s3cret"])),
         "--mercure-issuer",
@@ -745,6 +745,9 @@ fn a_bad_mercure_setting_fails_in_one_line_without_its_secret() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
     let (_, _, stderr) = run(pushwire().env("PUSHWIRE_MERCURE_COMPAT", "top-s3cret"));
     assert!(stderr.contains("--mercure-compat"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let (_, _, stderr) = run(pushwire().args(["--pusher-app", "1:key:top-s3cret?colour=red"]));
+    assert!(stderr.contains("--pusher-app"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
     assert_one_line_failure(
         run(pushwire().args(["--mercure-namespace", "a:b"])),
