@@ -2,7 +2,7 @@
 // 8.6.0 in a browser page (and laravel-echo 2.5.0 over it, from its browser build
 // `laravel-echo/iife`), the `pusher` Node server SDK 5.3.4 (channel and user authentication in
 // the test's auth endpoint, publishing, channel queries, the webhook check), and the PyPI `pusher`
-// 3.3.4 server SDK, run from the venv that ./scripts/test makes (target/pusher-venv).
+// 3.3.4 server SDK, run from the venv that ./scripts/test makes (target/e2e-venv).
 //
 // One setup per run: a redis-server, two pushwire nodes on it (`--broker redis://…`) with one
 // Pusher app in a config file (`--config FILE`, client events on, a webhook to this test) and
@@ -39,7 +39,6 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -48,7 +47,8 @@ import Pusher from 'pusher';
 import { launchBrowser, publish, startPushwire } from './topics.mjs';
 import { startRedis } from './redis.mjs';
 import { saveFailureScreenshot, saveScreenshot, writeReport } from './artifacts.mjs';
-import { REPO_ROOT, makeTempDir, now, removeDir, waitFor, withTimeout } from './server.mjs';
+import { venvPython } from './python.mjs';
+import { makeTempDir, now, removeDir, waitFor, withTimeout } from './server.mjs';
 
 const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -120,16 +120,9 @@ export async function sdkJson(promise, what) {
 // ---------------------------------------------------------------------------------------------
 // The Python SDK (PyPI `pusher`, in the venv ./scripts/test makes)
 
-/** The venv's python: $PUSHER_PYTHON or <repo>/target/pusher-venv/bin/python, with `pusher` importable. */
+/** The venv's python for the Pusher SDK: $PUSHER_PYTHON, else the e2e venv's (lib/python.mjs). */
 export function pusherPython() {
-  const python = path.resolve(REPO_ROOT, process.env.PUSHER_PYTHON || path.join('target', 'pusher-venv', 'bin', 'python'));
-  try {
-    fs.accessSync(python, fs.constants.X_OK);
-  } catch {
-    throw new Error(`no python with the Pusher SDK at ${python}: run ./scripts/test (its install step makes the venv) or ` +
-      '`python3 -m venv target/pusher-venv && target/pusher-venv/bin/pip install pusher==3.3.4`, or set PUSHER_PYTHON');
-  }
-  return python;
+  return venvPython('PUSHER_PYTHON');
 }
 
 const PYTHON_TRIGGER = `

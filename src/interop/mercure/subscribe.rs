@@ -187,7 +187,9 @@ pub async fn subscribe(
     };
     let namespace = mercure.namespace();
     let start = resolve(last_event_id.as_deref(), &history, &now, namespace);
-    let mut first = BytesMut::new();
+    // A comment first, so that the headers and a first byte go out at once: Firefox's
+    // `fetch` does not resolve on the headers of an event stream alone.
+    let mut first = BytesMut::from(&b":\n"[..]);
     let mut replayed = 0u64;
     for push in &history {
         if push.offset().is_some_and(|offset| offset > start.after)
