@@ -412,7 +412,11 @@ async fn a_cookie_token_publishes_only_from_the_hubs_own_origin() {
         .mercure(config)
         .allowed_origins(pushwire::Origins::any());
     let server = common::start(app).await;
-    let cookie = format!("{}={}", pushwire::interop::mercure::config::DEFAULT_COOKIE, publisher(&server));
+    let cookie = format!(
+        "{}={}",
+        pushwire::interop::mercure::config::DEFAULT_COOKIE,
+        publisher(&server)
+    );
     let own = server.url("");
     let own = own.trim_end_matches('/').to_owned();
     let mut stream = Stream::open(&subscribe_url(&server, &[("match", "csrf")]), &[]).await;
@@ -427,7 +431,10 @@ async fn a_cookie_token_publishes_only_from_the_hubs_own_origin() {
         }
         request.send()
     };
-    for (origin, data) in [(Some("http://evil.example".to_owned()), "forged"), (None, "no-origin")] {
+    for (origin, data) in [
+        (Some("http://evil.example".to_owned()), "forged"),
+        (None, "no-origin"),
+    ] {
         let response = post(origin.clone(), data).await.expect("post");
         assert_eq!(response.status(), 401, "origin {origin:?}");
         assert_eq!(
