@@ -311,6 +311,11 @@ async fn the_stream_ends_when_its_token_expires() {
         &[detail(&["subscribe"], &[("*", "exact")])],
     );
     let mut stream = Stream::open(&url, &[("authorization", &format!("Bearer {token}"))]).await;
+    assert_eq!(
+        stream.next_block().await.as_deref(),
+        Some(":\n\n"),
+        "the opening comment"
+    );
     assert_eq!(stream.next_block().await, None, "the stream ended");
     server.stop().await;
 }
@@ -328,6 +333,8 @@ async fn heartbeats_keep_idle_streams_and_shutdown_says_farewell() {
         .metrics(pushwire::MetricsAccess::default());
     let server = common::start(app).await;
     let mut stream = Stream::open(&subscribe_url(&server, &[("match", "*")]), &[]).await;
+    // The opening comment, then (nothing being published) a heartbeat.
+    assert_eq!(stream.next_block().await.as_deref(), Some(":\n\n"));
     assert_eq!(stream.next_block().await.as_deref(), Some(":\n\n"));
     let metrics = reqwest::get(server.url("/metrics"))
         .await

@@ -7,7 +7,7 @@
 //! expires.
 //!
 //! Every update is decoded once ([`MercureEvent::of`]); each subscriber's
-//! [`Filtered`] sink keeps those it may read before anything is queued, so a
+//! `Filtered` sink keeps those it may read before anything is queued, so a
 //! subscriber of one topic holds nothing for the others.
 
 use std::convert::Infallible;
@@ -187,9 +187,10 @@ pub async fn subscribe(
     };
     let namespace = mercure.namespace();
     let start = resolve(last_event_id.as_deref(), &history, &now, namespace);
-    // A comment first, so that the headers and a first byte go out at once: Firefox's
-    // `fetch` does not resolve on the headers of an event stream alone.
-    let mut first = BytesMut::from(&b":\n"[..]);
+    // A comment first (a block of its own), so that the headers and a first byte go
+    // out at once: Firefox's `fetch` does not resolve on the headers of an event
+    // stream alone.
+    let mut first = BytesMut::from(&b":\n\n"[..]);
     let mut replayed = 0u64;
     for push in &history {
         if push.offset().is_some_and(|offset| offset > start.after)
