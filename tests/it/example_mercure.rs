@@ -8,19 +8,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 #[tokio::test]
 async fn the_mercure_example_publishes_and_receives_an_update() {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .join("examples")
-        .join("mercure");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --example mercure`",
-        path.display()
-    );
-    let mut example = tokio::process::Command::new(path)
+    let mut example = tokio::process::Command::new(common::example_path("mercure"))
         .arg("0")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(std::process::Stdio::null())

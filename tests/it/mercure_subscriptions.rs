@@ -11,6 +11,7 @@ use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::mercure::{Stream, encode, subscribe_url};
 use common::redis::{READY, RedisServer};
 use common::{Running, STEP};
 use pushwire::broker::{Broker, RedisBroker, RedisConfig};
@@ -98,108 +99,31 @@ fn admin() -> String {
     token("admin", &[("*", "exact")], None)
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// Subscribes on `server` with `query` (name, value) pairs and `token`.
+async fn open(server: &Running, query: &[(&str, &str)], token: &str) -> Stream {
+    let bearer = format!("Bearer {token}");
+    Stream::open(&subscribe_url(server, query), &[("authorization", &bearer)]).await
 }
 
-/// One event of a stream.
-#[derive(Debug, Default)]
-struct Event {
-    id: String,
-    event: String,
-    data: String,
+/// The next event of `stream`, checked to be a subscription event: its id and
+/// document.
+async fn subscription(stream: &mut Stream) -> (String, Value) {
+    let event = stream.next().await;
+    assert_eq!(event.event.as_deref(), Some("mercure"), "{event:?}");
+    let document = serde_json::from_str(&event.data).expect("JSON document");
+    (event.id.expect("an id"), document)
 }
 
-/// A Mercure subscriber's open stream.
-struct Stream {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Stream {
-    /// Subscribes on `server` with `query` (name, value) pairs and `token`.
-    async fn open(server: &Running, query: &[(&str, &str)], token: &str) -> Self {
-        let query: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect();
-        let url = format!("{}?{}", server.url("/.well-known/mercure"), query.join("&"));
-        let response = tokio::time::timeout(
-            STEP,
-            reqwest::Client::new().get(&url).bearer_auth(token).send(),
-        )
-        .await
-        .expect("subscribe timed out")
-        .expect("subscribe failed");
-        assert_eq!(response.status(), 200, "{url}");
-        Self {
-            response,
-            buffer: String::new(),
+/// The next subscription event of `subscriber` on `stream` (those of others
+/// skipped).
+async fn subscription_of(stream: &mut Stream, subscriber: &str) -> (String, Value) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (id, document) = subscription(stream).await;
+        if document["subscriber"] == subscriber {
+            return (id, document);
         }
-    }
-
-    /// The next event (heartbeats skipped), within [`STEP`].
-    async fn next(&mut self) -> Event {
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Event::default();
-                let mut data = Vec::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        event.id = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        event.event = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push(v);
-                    }
-                }
-                if !data.is_empty() {
-                    event.data = data.join("\n");
-                    return event;
-                }
-                continue;
-            }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .expect("no event within the time limit");
-            let chunk = tokio::time::timeout(left, self.response.chunk())
-                .await
-                .expect("no event within the time limit")
-                .expect("stream failed")
-                .expect("stream ended");
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-        }
-    }
-
-    /// The next event, checked to be a subscription event: its id and document.
-    async fn subscription(&mut self) -> (String, Value) {
-        let event = self.next().await;
-        assert_eq!(event.event, "mercure", "{event:?}");
-        let document = serde_json::from_str(&event.data).expect("JSON document");
-        (event.id, document)
-    }
-
-    /// The next subscription event of `subscriber` (those of others skipped).
-    async fn subscription_of(&mut self, subscriber: &str) -> (String, Value) {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let (id, document) = self.subscription().await;
-            if document["subscriber"] == subscriber {
-                return (id, document);
-            }
-            assert!(Instant::now() < deadline, "no event of {subscriber}");
-        }
+        assert!(Instant::now() < deadline, "no event of {subscriber}");
     }
 }
 
@@ -271,7 +195,7 @@ async fn alice(server: &Running) -> Stream {
         &[(BOOKS, "urlpattern")],
         Some(json!({"name": "Alice"})),
     );
-    Stream::open(
+    open(
         server,
         &[("match", BOOK), ("match_urlpattern", BOOKS)],
         &token,
@@ -283,7 +207,7 @@ async fn alice(server: &Running) -> Stream {
 async fn subscriptions_are_announced_listed_and_ended() {
     let server = start(true).await;
     // An observer of every subscription, with a token that grants them.
-    let mut observer = Stream::open(
+    let mut observer = open(
         &server,
         &[("match_urlpattern", &format!("{API}/*"))],
         &admin(),
@@ -293,7 +217,7 @@ async fn subscriptions_are_announced_listed_and_ended() {
     // private events skip it; its first event is a public marker.
     let marker = "https://example.com/marker";
     let nobody = token("nobody", &[("https://example.com/other", "exact")], None);
-    let mut ungranted = Stream::open(
+    let mut ungranted = open(
         &server,
         &[("match_urlpattern", &format!("{API}/*")), ("match", marker)],
         &nobody,
@@ -303,7 +227,7 @@ async fn subscriptions_are_announced_listed_and_ended() {
     let stream = alice(&server).await;
     let mut announced = Vec::new();
     for _ in 0..2 {
-        announced.push(observer.subscription_of("alice").await);
+        announced.push(subscription_of(&mut observer, "alice").await);
     }
     let documents: Vec<Value> = announced.iter().map(|(_, d)| d.clone()).collect();
     assert_eq!(documents, alice_documents(true));
@@ -375,16 +299,16 @@ async fn subscriptions_are_announced_listed_and_ended() {
     assert_eq!(status, 200);
     let first = ungranted.next().await;
     assert_eq!(
-        (first.event.as_str(), first.data.as_str()),
-        ("", "m"),
+        (first.event.as_deref(), first.data.as_str()),
+        (None, "m"),
         "{first:?}"
     );
 
     // The stream ends: both subscriptions are announced inactive and leave the list.
     drop(stream);
     let ended: Vec<Value> = [
-        observer.subscription_of("alice").await,
-        observer.subscription_of("alice").await,
+        subscription_of(&mut observer, "alice").await,
+        subscription_of(&mut observer, "alice").await,
     ]
     .into_iter()
     .map(|(_, d)| d)
@@ -504,12 +428,11 @@ async fn a_subscriber_of_one_node_is_announced_and_listed_on_another() {
     let redis = RedisServer::start();
     let one = redis_node(&redis).await;
     let two = redis_node(&redis).await;
-    let mut observer =
-        Stream::open(&two, &[("match_urlpattern", &format!("{API}/*"))], &admin()).await;
+    let mut observer = open(&two, &[("match_urlpattern", &format!("{API}/*"))], &admin()).await;
     let stream = alice(&one).await;
     let documents: Vec<Value> = [
-        observer.subscription_of("alice").await,
-        observer.subscription_of("alice").await,
+        subscription_of(&mut observer, "alice").await,
+        subscription_of(&mut observer, "alice").await,
     ]
     .into_iter()
     .map(|(_, d)| d)
@@ -530,8 +453,8 @@ async fn a_subscriber_of_one_node_is_announced_and_listed_on_another() {
     }
     drop(stream);
     let ended: Vec<Value> = [
-        observer.subscription_of("alice").await,
-        observer.subscription_of("alice").await,
+        subscription_of(&mut observer, "alice").await,
+        subscription_of(&mut observer, "alice").await,
     ]
     .into_iter()
     .map(|(_, d)| d)

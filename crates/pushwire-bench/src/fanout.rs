@@ -26,6 +26,7 @@ use super::conn::{Conn, Frame, Target};
 use super::mercure;
 use super::post_publisher::{PostPublisher, PostTarget};
 use super::pusher::{self, AppSigner, EventPublisher};
+use super::queued::{Counts, Queued};
 use super::sse::SseConn;
 use super::stats::{self, Latencies, Report, now_micros};
 use super::workers::{self, Workers};
@@ -334,17 +335,16 @@ enum Publisher {
         drain: tokio::task::JoinHandle<()>,
     },
     /// Triggers events through the HTTP API.
-    Pusher(Box<EventPublisher>),
+    Pusher(Box<Queued>),
     /// POSTs each message: Mercure forms, or the publish API.
-    Post(Box<PostPublisher>),
+    Post(Box<Queued>),
 }
 
 impl Publisher {
     /// Requests and answers so far, for the HTTP publishers.
-    fn counts(&self) -> Option<pusher::Counts> {
+    fn counts(&self) -> Option<Counts> {
         match self {
-            Self::Pusher(events) => Some(events.counts()),
-            Self::Post(posts) => Some(posts.counts()),
+            Self::Pusher(queued) | Self::Post(queued) => Some(queued.counts()),
             Self::Socket { .. } => None,
         }
     }
@@ -352,8 +352,7 @@ impl Publisher {
     /// The first refusal or lost connection of the HTTP publishers.
     fn failure(&self) -> Option<String> {
         match self {
-            Self::Pusher(events) => events.failure(),
-            Self::Post(posts) => posts.failure(),
+            Self::Pusher(queued) | Self::Post(queued) => queued.failure(),
             Self::Socket { .. } => None,
         }
     }

@@ -38,6 +38,7 @@ mod idle;
 mod mercure;
 mod post_publisher;
 mod pusher;
+mod queued;
 mod soak;
 mod sse;
 mod stats;

@@ -6,12 +6,12 @@
 //! order. Answers that are not a success are counted, and the first is kept.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use super::pusher::Counts;
+use super::queued::{Answers, Queued};
 use super::soak::http::Client;
 
 /// The largest answer read (an id, `{}` or a short error).
@@ -30,77 +30,16 @@ pub(crate) struct PostTarget {
     pub(crate) authorization: Option<String>,
 }
 
-#[derive(Default)]
-struct Answers {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    requests: AtomicU64,
-    first_failure: Mutex<Option<String>>,
-}
-
-impl Answers {
-    fn fail(&self, why: String) {
-        let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
-        first.get_or_insert(why);
-    }
-}
-
 /// Sends queued bodies, one request each, on a task of its own.
-pub(crate) struct PostPublisher {
-    queue: mpsc::UnboundedSender<String>,
-    answers: Arc<Answers>,
-    sent: u64,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for PostPublisher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub(crate) struct PostPublisher;
 
 impl PostPublisher {
     /// Connects to the target's server.
-    pub(crate) async fn connect(target: PostTarget) -> Result<Self, String> {
+    pub(crate) async fn connect(target: PostTarget) -> Result<Queued, String> {
         let client = Client::connect(target.addr).await?;
-        let (queue, queued) = mpsc::unbounded_channel();
-        let answers = Arc::new(Answers::default());
-        let task = tokio::spawn(post_queued(target, client, queued, Arc::clone(&answers)));
-        Ok(Self {
-            queue,
-            answers,
-            sent: 0,
-            task,
-        })
-    }
-
-    /// Queues one request with `body`.
-    pub(crate) fn publish(&mut self, body: String) -> Result<(), String> {
-        self.queue.send(body).map_err(|_| {
-            self.failure()
-                .unwrap_or_else(|| "the publisher's connection failed".into())
-        })?;
-        self.sent += 1;
-        Ok(())
-    }
-
-    /// Requests queued, accepted and refused so far (one message each).
-    pub(crate) fn counts(&self) -> Counts {
-        Counts {
-            queued: self.sent,
-            accepted: self.answers.ok.load(Ordering::Relaxed),
-            refused: self.answers.failed.load(Ordering::Relaxed),
-            requests: self.answers.requests.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The first refusal or connection failure, if any.
-    pub(crate) fn failure(&self) -> Option<String> {
-        self.answers
-            .first_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        Ok(Queued::start(move |queued, answers| {
+            post_queued(target, client, queued, answers)
+        }))
     }
 }
 
@@ -160,6 +99,7 @@ async fn post_queued(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queued::Counts;
     use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
     use tokio::net::TcpListener;
 

@@ -180,17 +180,7 @@ impl Broker for RedisBroker {
             let coverable = since.epoch == position.epoch
                 && covers(&read.entries, since.offset, position.offset);
             let messages = if coverable {
-                read.entries
-                    .into_iter()
-                    .map(|(offset, data)| {
-                        Arc::new(Push::message(
-                            topic.clone(),
-                            position.epoch.clone(),
-                            offset,
-                            data,
-                        ))
-                    })
-                    .collect()
+                pushes(&topic, &position.epoch, read.entries)
             } else {
                 Vec::new()
             };
@@ -211,18 +201,7 @@ impl Broker for RedisBroker {
             let read = self.shared.read(&topic, Some(0)).await?;
             let position = read.position;
             let whole = covers(&read.entries, 0, position.offset);
-            let messages = read
-                .entries
-                .into_iter()
-                .map(|(offset, data)| {
-                    Arc::new(Push::message(
-                        topic.clone(),
-                        position.epoch.clone(),
-                        offset,
-                        data,
-                    ))
-                })
-                .collect();
+            let messages = pushes(&topic, &position.epoch, read.entries);
             Ok(Recovery {
                 position,
                 recovered: Some(whole),
@@ -387,6 +366,14 @@ async fn reach(
     tokio::time::timeout(timeout, progress.wait_for(condition))
         .await
         .is_ok_and(|waited| waited.is_ok())
+}
+
+/// History entries (offset, data) of `topic` in `epoch` as the pushes they were.
+fn pushes(topic: &Topic, epoch: &Epoch, entries: Vec<(u64, Data)>) -> Vec<Arc<Push>> {
+    entries
+        .into_iter()
+        .map(|(offset, data)| Arc::new(Push::message(topic.clone(), epoch.clone(), offset, data)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -288,10 +288,9 @@ pub async fn start_example(name: &str) -> (binary::Process, String) {
     start_example_with(name, &["0"]).await
 }
 
-/// [`start_example`] with these arguments.
-pub async fn start_example_with(name: &str, args: &[&str]) -> (binary::Process, String) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+/// Where the example `name` was built (next to the test binary's profile), failing
+/// the test when it is missing.
+pub fn example_path(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let path = exe
         .parent()
@@ -304,7 +303,14 @@ pub async fn start_example_with(name: &str, args: &[&str]) -> (binary::Process, 
         "{} is missing: build it with `cargo build --example {name}`",
         path.display()
     );
-    let mut child = Command::new(path)
+    path
+}
+
+/// [`start_example`] with these arguments.
+pub async fn start_example_with(name: &str, args: &[&str]) -> (binary::Process, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(example_path(name))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null())

@@ -10,7 +10,7 @@
 mod publisher;
 mod signing;
 
-pub(crate) use publisher::{Counts, EventPublisher};
+pub(crate) use publisher::EventPublisher;
 pub(crate) use signing::AppSigner;
 
 use serde_json::{Value, json};

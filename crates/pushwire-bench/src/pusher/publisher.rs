@@ -9,8 +9,8 @@
 //! are not a success are counted, and the first is kept.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::signing::AppSigner;
+use crate::queued::{Answers, Queued};
 use crate::stats::now_micros;
 
 /// The longest status or header line accepted from the server.
@@ -27,39 +28,8 @@ const MAX_BODY: usize = 64 * 1024;
 /// The most events in one `batch_events` request (Pusher's limit).
 const MAX_BATCH: usize = 10;
 
-/// What the server answered so far.
-#[derive(Default)]
-struct Answers {
-    /// Events the server accepted.
-    ok: AtomicU64,
-    /// Events the server refused (every event of a refused batch).
-    failed: AtomicU64,
-    /// Requests sent: `events` and `batch_events` ones.
-    requests: AtomicU64,
-    /// The first thing that went wrong: a refusal, or the connection's end.
-    first_failure: Mutex<Option<String>>,
-}
-
-impl Answers {
-    fn fail(&self, why: String) {
-        let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
-        first.get_or_insert(why);
-    }
-}
-
 /// Triggers events through the HTTP API of one app, on a task of its own.
-pub(crate) struct EventPublisher {
-    queue: mpsc::UnboundedSender<String>,
-    answers: Arc<Answers>,
-    sent: u64,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for EventPublisher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub(crate) struct EventPublisher;
 
 /// Where and what the publishing task sends.
 struct Api {
@@ -71,79 +41,25 @@ struct Api {
 
 impl EventPublisher {
     /// Connects to the server at `addr`, which serves the HTTP API of `signer`'s
-    /// app, to trigger events `name` on `channel`.
+    /// app, to trigger events `name` on `channel`; each queued message is an
+    /// event's data (sent as a JSON string, as every Pusher SDK sends it).
     pub(crate) async fn connect(
         addr: SocketAddr,
         signer: AppSigner,
         channel: &str,
         name: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Queued, String> {
         let connection = Connection::open(addr).await?;
-        let (queue, queued) = mpsc::unbounded_channel();
-        let answers = Arc::new(Answers::default());
         let api = Api {
             addr,
             signer,
             channel: channel.to_owned(),
             name: name.to_owned(),
         };
-        let task = tokio::spawn(publish_queued(
-            api,
-            connection,
-            queued,
-            Arc::clone(&answers),
-        ));
-        Ok(Self {
-            queue,
-            answers,
-            sent: 0,
-            task,
-        })
+        Ok(Queued::start(move |queued, answers| {
+            publish_queued(api, connection, queued, answers)
+        }))
     }
-
-    /// Queues an event with `data` (sent as a JSON string, as every Pusher SDK
-    /// sends it).
-    pub(crate) fn publish(&mut self, data: String) -> Result<(), String> {
-        self.queue.send(data).map_err(|_| {
-            self.failure()
-                .unwrap_or_else(|| "the publisher's connection failed".into())
-        })?;
-        self.sent += 1;
-        Ok(())
-    }
-
-    /// Events queued, accepted and refused so far, and the requests that carried
-    /// them.
-    pub(crate) fn counts(&self) -> Counts {
-        Counts {
-            queued: self.sent,
-            accepted: self.answers.ok.load(Ordering::Relaxed),
-            refused: self.answers.failed.load(Ordering::Relaxed),
-            requests: self.answers.requests.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The first refusal or connection failure, if any.
-    pub(crate) fn failure(&self) -> Option<String> {
-        self.answers
-            .first_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-/// What [`EventPublisher::counts`] answers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    /// Events queued.
-    pub(crate) queued: u64,
-    /// Events the server accepted.
-    pub(crate) accepted: u64,
-    /// Events the server refused.
-    pub(crate) refused: u64,
-    /// Requests sent.
-    pub(crate) requests: u64,
 }
 
 /// Sends what is queued, a request at a time, until the queue closes or the
@@ -342,6 +258,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queued::Counts;
     use tokio::net::TcpListener;
 
     /// Reads one request (head and body) from a test server's connection.
@@ -388,7 +305,7 @@ mod tests {
         Ok(())
     }
 
-    async fn wait_for(publisher: &EventPublisher, done: impl Fn(Counts) -> bool) -> Counts {
+    async fn wait_for(publisher: &Queued, done: impl Fn(Counts) -> bool) -> Counts {
         for _ in 0..500 {
             if done(publisher.counts()) {
                 break;
